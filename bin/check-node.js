@@ -1,0 +1,7 @@
+// Shared by the launchers: dml needs Node 22.18+ (libp2p 3, and TypeScript type stripping).
+const [major, minor] = process.versions.node.split('.').map(Number)
+if (major < 22 || (major === 22 && minor < 18)) {
+  console.error(`dml needs Node.js 22.18 or newer; this is ${process.version}.\n` +
+    'Run it through npm (npx dml-node, npm start), which uses the Node 22 that `npm install` put in node_modules/.bin, or install Node 22.')
+  process.exit(2)
+}

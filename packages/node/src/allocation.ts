@@ -1,0 +1,47 @@
+// Resource allocation: each round the coordinator hands out local work in proportion to each
+// peer's measured speed, so fast and slow peers finish at about the same time.
+import type { Assignment } from '@dml/protocol'
+
+export interface Worker {
+  peer: string
+  /** samples per second measured in earlier rounds; 0 when not yet known */
+  speed: number
+}
+
+export interface AllocationInput {
+  workers: Worker[]
+  /** examples in the whole training set */
+  trainSize: number
+  localEpochs: number
+  batchSize: number
+}
+
+/** Limits on a peer's share relative to an even split, so one slow measurement can't starve or swamp a peer. */
+const MIN_SHARE = 0.25
+const MAX_SHARE = 4
+
+export function allocateWork ({ workers, trainSize, localEpochs, batchSize }: AllocationInput): Assignment[] {
+  if (workers.length === 0) return []
+  const sorted = [...workers].sort((a, b) => (a.peer < b.peer ? -1 : 1))
+  const n = sorted.length
+  const even = Math.max(1, Math.round(localEpochs * trainSize / n))
+  const known = sorted.filter(w => w.speed > 0)
+  const meanSpeed = known.length > 0 ? known.reduce((s, w) => s + w.speed, 0) / known.length : 1
+  const speeds = sorted.map(w => (w.speed > 0 ? w.speed : meanSpeed))
+  const total = speeds.reduce((a, b) => a + b, 0)
+  return sorted.map((w, i) => {
+    const share = Math.min(MAX_SHARE, Math.max(MIN_SHARE, speeds[i] * n / total))
+    return { peer: w.peer, samples: Math.max(Math.min(batchSize, even), Math.round(even * share)), shard: [i, n] }
+  })
+}
+
+/** Expected seconds for the slowest assignment, or undefined while any speed is unknown. */
+export function expectedSeconds (assignments: Assignment[], workers: Worker[]): number | undefined {
+  let worst = 0
+  for (const a of assignments) {
+    const speed = workers.find(w => w.peer === a.peer)?.speed ?? 0
+    if (speed <= 0) return undefined
+    worst = Math.max(worst, a.samples / speed)
+  }
+  return worst
+}

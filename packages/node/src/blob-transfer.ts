@@ -1,0 +1,108 @@
+// Blobs (models and weight updates) are content-addressed CBOR pulled over a libp2p stream
+// protocol, in chunks, from a peer that holds them; gossip only ever carries their hash.
+// Wire format: request = frame(CBOR {hash}); response = frame(CBOR {size} | {error}) then
+// `size` raw bytes sent in CHUNK_BYTES pieces. frame = 4-byte big-endian length + bytes.
+import { Uint8ArrayList } from 'uint8arraylist'
+import type { Stream } from '@libp2p/interface'
+import { CHUNK_BYTES, MAX_BLOB_BYTES, contentHash, decodeCbor, encodeCbor, isContentHash, splitChunks } from '@dml/protocol'
+
+export class BlobError extends Error {
+  override name = 'BlobError'
+}
+
+/** Holds blobs by hash; keeps `pinned` ones and the most recent `capacity` others. */
+export class BlobStore {
+  private readonly blobs = new Map<string, Uint8Array>()
+  private readonly pinned = new Set<string>()
+  private readonly capacity: number
+
+  constructor (capacity = 32) { this.capacity = capacity }
+
+  put (bytes: Uint8Array, pin = false): string {
+    const hash = contentHash(bytes)
+    this.blobs.delete(hash)
+    this.blobs.set(hash, bytes)
+    if (pin) this.pinned.add(hash)
+    for (const key of this.blobs.keys()) {
+      if (this.blobs.size - this.pinned.size <= this.capacity) break
+      if (!this.pinned.has(key)) this.blobs.delete(key)
+    }
+    return hash
+  }
+
+  get (hash: string): Uint8Array | undefined { return this.blobs.get(hash) }
+  has (hash: string): boolean { return this.blobs.has(hash) }
+  unpin (hash: string): void { this.pinned.delete(hash) }
+}
+
+const MAX_HEADER = 4096
+
+function frame (bytes: Uint8Array): Uint8Array {
+  const out = new Uint8Array(4 + bytes.byteLength)
+  new DataView(out.buffer).setUint32(0, bytes.byteLength)
+  out.set(bytes, 4)
+  return out
+}
+
+/** Reads one length-prefixed frame from `buffer`, pulling from `source` as needed. */
+async function readFrame (source: AsyncIterator<Uint8Array | Uint8ArrayList>, buffer: Uint8ArrayList, max: number): Promise<Uint8Array> {
+  while (buffer.byteLength < 4) await pull(source, buffer)
+  const length = buffer.getUint32(0)
+  if (length > max) throw new BlobError(`frame of ${length} bytes is over the limit of ${max}`)
+  while (buffer.byteLength < 4 + length) await pull(source, buffer)
+  const body = buffer.subarray(4, 4 + length)
+  buffer.consume(4 + length)
+  return body
+}
+
+async function pull (source: AsyncIterator<Uint8Array | Uint8ArrayList>, buffer: Uint8ArrayList): Promise<void> {
+  const next = await source.next()
+  if (next.done === true) throw new BlobError('stream ended early')
+  buffer.append(next.value)
+}
+
+async function send (stream: Stream, bytes: Uint8Array): Promise<void> {
+  if (!stream.send(bytes)) await stream.onDrain()
+}
+
+/** Serves blobs from `store` on an inbound stream. */
+export async function serveBlob (stream: Stream, store: BlobStore): Promise<void> {
+  const source = stream[Symbol.asyncIterator]()
+  try {
+    const request = decodeCbor(await readFrame(source, new Uint8ArrayList(), MAX_HEADER), MAX_HEADER) as { hash?: unknown }
+    const hash = request?.hash
+    const blob = isContentHash(hash) ? store.get(hash) : undefined
+    if (blob === undefined) {
+      await send(stream, frame(encodeCbor({ error: isContentHash(hash) ? 'not found' : 'bad request' })))
+    } else {
+      await send(stream, frame(encodeCbor({ size: blob.byteLength })))
+      for (const chunk of splitChunks(blob, CHUNK_BYTES)) await send(stream, chunk)
+    }
+    await stream.close()
+  } catch (err) {
+    stream.abort(err as Error)
+  }
+}
+
+/** Requests `hash` on an outbound stream; returns the bytes only if they hash to `hash`. */
+export async function requestBlob (stream: Stream, hash: string): Promise<Uint8Array> {
+  const source = stream[Symbol.asyncIterator]()
+  const buffer = new Uint8ArrayList()
+  try {
+    await send(stream, frame(encodeCbor({ hash })))
+    const header = decodeCbor(await readFrame(source, buffer, MAX_HEADER), MAX_HEADER) as { size?: unknown, error?: unknown }
+    if (typeof header?.error === 'string') throw new BlobError(`peer answered: ${header.error.slice(0, 100)}`)
+    const size = header?.size
+    if (!Number.isSafeInteger(size) || (size as number) < 0 || (size as number) > MAX_BLOB_BYTES) throw new BlobError('bad response header')
+    while (buffer.byteLength < (size as number)) await pull(source, buffer)
+    if (buffer.byteLength > (size as number)) throw new BlobError('peer sent more bytes than announced')
+    const bytes = buffer.subarray()
+    const actual = contentHash(bytes)
+    if (actual !== hash) throw new BlobError(`blob hashes to ${actual.slice(0, 12)}, expected ${hash.slice(0, 12)}`)
+    await stream.close()
+    return bytes
+  } catch (err) {
+    stream.abort(err as Error)
+    throw err
+  }
+}

@@ -1,0 +1,95 @@
+// Checkpoints: after each round a peer writes the global model, round, term, task and metrics
+// history to <data-dir>/checkpoints/round-NNNNNN.cbor. The file is CBOR {sha256, payload} where
+// payload is the CBOR state, so a torn or altered file is detected on load; it is written to a
+// temporary file and renamed, and the previous checkpoint is kept as a fallback.
+import { mkdir, readdir, readFile, rename, rm, open } from 'node:fs/promises'
+import { join } from 'node:path'
+import { contentHash, decodeCbor, encodeCbor, MAX_BLOB_BYTES, type RoundMetrics, type Task } from '@dml/protocol'
+
+export interface RoundRecord {
+  round: number
+  term: number
+  modelHash: string
+  metrics: RoundMetrics
+}
+
+export interface Checkpoint {
+  round: number
+  term: number
+  modelHash: string
+  /** the model blob (encoded tensors), whose hash is modelHash */
+  model: Uint8Array
+  task: Task
+  history: RoundRecord[]
+}
+
+const KEEP = 2
+
+function fileName (round: number): string {
+  return `round-${String(round).padStart(6, '0')}.cbor`
+}
+
+export async function saveCheckpoint (dataDir: string, checkpoint: Checkpoint): Promise<string> {
+  const dir = join(dataDir, 'checkpoints')
+  await mkdir(dir, { recursive: true })
+  const payload = encodeCbor({ v: 1, ...checkpoint })
+  const bytes = encodeCbor({ sha256: contentHash(payload), payload })
+  const path = join(dir, fileName(checkpoint.round))
+  const tmp = `${path}.tmp`
+  const handle = await open(tmp, 'w')
+  try {
+    await handle.writeFile(bytes)
+    await handle.sync()
+  } finally {
+    await handle.close()
+  }
+  await rename(tmp, path)
+  const old = (await listCheckpoints(dir)).slice(KEEP)
+  await Promise.all(old.map(async name => { await rm(join(dir, name), { force: true }) }))
+  return path
+}
+
+async function listCheckpoints (dir: string): Promise<string[]> {
+  let names: string[]
+  try {
+    names = await readdir(dir)
+  } catch {
+    return []
+  }
+  return names.filter(n => /^round-\d{6}\.cbor$/.test(n)).sort().reverse()
+}
+
+export class CheckpointError extends Error {
+  override name = 'CheckpointError'
+}
+
+/** Reads and verifies one checkpoint file. */
+export function parseCheckpoint (bytes: Uint8Array, path: string): Checkpoint {
+  const fail = (why: string): never => { throw new CheckpointError(`${path}: ${why}`) }
+  let outer: { sha256?: unknown, payload?: unknown }
+  try {
+    outer = decodeCbor(bytes, MAX_BLOB_BYTES + 1024 * 1024) as typeof outer
+  } catch (err) {
+    return fail(`unreadable (${(err as Error).message})`)
+  }
+  if (!(outer?.payload instanceof Uint8Array) || typeof outer.sha256 !== 'string') return fail('not a checkpoint')
+  if (contentHash(outer.payload) !== outer.sha256) return fail('hash mismatch: the file is corrupt')
+  const c = decodeCbor(outer.payload, MAX_BLOB_BYTES + 1024 * 1024) as Checkpoint & { v: number }
+  if (c.v !== 1 || !Number.isSafeInteger(c.round) || !(c.model instanceof Uint8Array) || !Array.isArray(c.history)) return fail('unexpected layout')
+  if (contentHash(c.model) !== c.modelHash) return fail('model does not match its hash')
+  return { round: c.round, term: c.term, modelHash: c.modelHash, model: c.model, task: c.task, history: c.history }
+}
+
+/** The newest checkpoint that verifies; corrupt ones are reported through `onCorrupt` and skipped. */
+export async function loadLatestCheckpoint (dataDir: string, onCorrupt: (err: Error) => void): Promise<Checkpoint | undefined> {
+  const dir = join(dataDir, 'checkpoints')
+  for (const name of await listCheckpoints(dir)) {
+    try {
+      return parseCheckpoint(await readFile(join(dir, name)), join(dir, name))
+    } catch (err) {
+      onCorrupt(err as Error)
+    }
+  }
+  return undefined
+}
+

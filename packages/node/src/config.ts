@@ -1,0 +1,182 @@
+// Command-line flags and the config file. One table describes every option: its flag, type,
+// default and help. Flags override the config file, which overrides the defaults. An unknown
+// flag or key, or a bad value, is an error that names the option and, for a typo, the right one.
+import { readFileSync } from 'node:fs'
+
+export class ConfigError extends Error {
+  override name = 'ConfigError'
+}
+
+type Kind = 'string' | 'number' | 'integer' | 'boolean' | 'list'
+
+interface OptionSpec {
+  kind: Kind
+  default: unknown
+  help: string
+  /** value placeholder in --help */
+  arg?: string
+  check?: (value: any) => string | undefined
+}
+
+const positive = (v: number): string | undefined => v > 0 ? undefined : 'must be greater than 0'
+const port = (v: number): string | undefined => v >= 0 && v <= 65535 ? undefined : 'must be a port number (0-65535, 0 picks a free one)'
+const fraction = (v: number): string | undefined => v >= 0 && v <= 1 ? undefined : 'must be between 0 and 1 (e.g. 0.97)'
+
+export const NODE_OPTIONS = {
+  config: { kind: 'string', default: '', arg: 'file', help: 'read options from a JSON file (keys as flag names, e.g. {"model": "cnn", "local-epochs": 2})' },
+  model: { kind: 'string', default: 'mlp', arg: 'name', help: 'model to train: mlp, cnn, cnn-small, or one from --model-module' },
+  'model-module': { kind: 'string', default: '', arg: 'path', help: 'a local ES module exporting `models: { name: (tf, {inputShape, numClasses}) => model }`' },
+  dataset: { kind: 'string', default: 'mnist', arg: 'name', help: 'data set: mnist, or idx:<dir> with MNIST-style IDX files (e.g. Fashion-MNIST)' },
+  rounds: { kind: 'integer', default: 20, arg: 'n', help: 'rounds of federated training', check: positive },
+  'target-accuracy': { kind: 'number', default: 1, arg: 'x', help: 'stop once test accuracy reaches this (0-1; 1 means run every round)', check: fraction },
+  'local-epochs': { kind: 'number', default: 1, arg: 'e', help: 'local passes over a peer\'s shard per round (fractions allowed)', check: positive },
+  'batch-size': { kind: 'integer', default: 32, arg: 'n', help: 'local mini-batch size', check: positive },
+  lr: { kind: 'number', default: 0.15, arg: 'x', help: 'SGD learning rate', check: positive },
+  aggregation: { kind: 'string', default: 'fedavg', arg: 'name', help: 'aggregation strategy: fedavg or median' },
+  'min-peers': { kind: 'integer', default: 1, arg: 'n', help: 'updates needed to close a round (the leader waits for this many peers)', check: positive },
+  shard: { kind: 'string', default: '', arg: 'i/n', help: 'train on shard i of n of the training set (default: assigned by the coordinator)' },
+  'eval-samples': { kind: 'integer', default: 10000, arg: 'n', help: 'test examples the coordinator evaluates on', check: positive },
+  host: { kind: 'string', default: '0.0.0.0', arg: 'ip', help: 'IPv4 address to listen on' },
+  port: { kind: 'integer', default: 0, arg: 'n', help: 'libp2p TCP port (0 picks a free one)', check: port },
+  'http-port': { kind: 'integer', default: 5000, arg: 'n', help: 'status API port (GET /api/status)', check: port },
+  'data-dir': { kind: 'string', default: '.dml', arg: 'dir', help: 'where the identity key and checkpoints live' },
+  bootstrap: { kind: 'list', default: [], arg: 'multiaddr', help: 'peer to connect to, /ip4/.../tcp/.../p2p/... (repeatable)' },
+  mdns: { kind: 'boolean', default: true, help: 'discover peers on the LAN by mDNS (--no-mdns to turn off)' },
+  'swarm-key': { kind: 'string', default: '', arg: 'file', help: 'private network: only peers with this libp2p swarm key file can connect' },
+  gpu: { kind: 'boolean', default: false, help: 'train with @tensorflow/tfjs-node-gpu (falls back to the CPU, saying so)' },
+  cpu: { kind: 'boolean', default: false, help: 'never use the GPU' },
+  'heartbeat-ms': { kind: 'integer', default: 1000, arg: 'ms', help: 'heartbeat interval', check: positive },
+  'lease-ms': { kind: 'integer', default: 5000, arg: 'ms', help: 'a leader or peer silent this long is considered gone', check: positive },
+  'round-timeout': { kind: 'integer', default: 600, arg: 's', help: 'longest a round may wait for updates, in seconds', check: positive },
+  'exit-when-done': { kind: 'boolean', default: false, help: 'exit once training has finished' },
+  'json-logs': { kind: 'boolean', default: false, help: 'log one JSON object per line' },
+  help: { kind: 'boolean', default: false, help: 'show this help' }
+} satisfies Record<string, OptionSpec>
+
+export const MONITOR_OPTIONS = {
+  bootstrap: NODE_OPTIONS.bootstrap,
+  mdns: NODE_OPTIONS.mdns,
+  host: NODE_OPTIONS.host,
+  port: NODE_OPTIONS.port,
+  'swarm-key': NODE_OPTIONS['swarm-key'],
+  json: { kind: 'boolean', default: false, help: 'print one JSON object per line' },
+  rounds: { kind: 'integer', default: 0, arg: 'n', help: 'exit after seeing this many rounds (0: run until training finishes)' },
+  help: NODE_OPTIONS.help
+} satisfies Record<string, OptionSpec>
+
+export type Options = Record<string, unknown>
+
+function levenshtein (a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i)
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0]; row[0] = i
+    for (let j = 1; j <= b.length; j++) {
+      const next = Math.min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1))
+      prev = row[j]; row[j] = next
+    }
+  }
+  return row[b.length]
+}
+
+function unknown (name: string, specs: Record<string, OptionSpec>, where: string): ConfigError {
+  const best = Object.keys(specs).map(k => ({ k, d: levenshtein(name, k) })).sort((a, b) => a.d - b.d)[0]
+  const hint = best !== undefined && best.d <= Math.max(2, name.length / 3) ? `; did you mean --${best.k}?` : '; see --help'
+  return new ConfigError(`unknown ${where} --${name}${hint}`)
+}
+
+function convert (name: string, spec: OptionSpec, raw: unknown): unknown {
+  const bad = (why: string): ConfigError => new ConfigError(`--${name} ${why} (got ${JSON.stringify(raw)})`)
+  let value: unknown
+  switch (spec.kind) {
+    case 'string':
+      if (typeof raw !== 'string') throw bad('needs a value')
+      value = raw
+      break
+    case 'number':
+    case 'integer': {
+      const n = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : NaN
+      if (!Number.isFinite(n)) throw bad('must be a number')
+      if (spec.kind === 'integer' && !Number.isInteger(n)) throw bad('must be a whole number')
+      value = n
+      break
+    }
+    case 'boolean':
+      if (typeof raw !== 'boolean') throw bad('is a switch: true or false')
+      value = raw
+      break
+    case 'list':
+      value = (Array.isArray(raw) ? raw : [raw]).map(v => { if (typeof v !== 'string') throw bad('needs string values'); return v })
+      break
+  }
+  const problem = spec.check?.(value)
+  if (problem !== undefined) throw bad(problem)
+  return value
+}
+
+/** Parses argv against `specs`; reads --config when the specs have it. */
+export function parseOptions (argv: string[], specs: Record<string, OptionSpec>): Options {
+  const fromFlags: Options = {}
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]
+    if (!arg.startsWith('--') || arg === '--') throw new ConfigError(`unexpected argument "${arg}"; options start with --, see --help`)
+    let name = arg.slice(2)
+    let inline: string | undefined
+    const eq = name.indexOf('=')
+    if (eq >= 0) { inline = name.slice(eq + 1); name = name.slice(0, eq) }
+    let negated = false
+    if (!(name in specs) && name.startsWith('no-') && (specs[name.slice(3)]?.kind === 'boolean')) { negated = true; name = name.slice(3) }
+    const spec = specs[name]
+    if (spec === undefined) throw unknown(name, specs, 'flag')
+    let raw: unknown
+    if (spec.kind === 'boolean') {
+      if (inline !== undefined) throw new ConfigError(`--${name} is a switch and takes no value`)
+      raw = !negated
+    } else {
+      raw = inline ?? argv[++i]
+      if (raw === undefined || (inline === undefined && String(raw).startsWith('--'))) throw new ConfigError(`--${name} needs a value: --${name} <${spec.arg ?? 'value'}>`)
+    }
+    const value = convert(name, spec, raw)
+    fromFlags[name] = spec.kind === 'list' ? [...(fromFlags[name] as string[] ?? []), ...(value as string[])] : value
+  }
+  let fromFile: Options = {}
+  if (typeof fromFlags.config === 'string' && fromFlags.config !== '') fromFile = readConfigFile(fromFlags.config, specs)
+  const options: Options = {}
+  for (const [name, spec] of Object.entries(specs)) options[name] = fromFlags[name] ?? fromFile[name] ?? spec.default
+  return options
+}
+
+function readConfigFile (path: string, specs: Record<string, OptionSpec>): Options {
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(readFileSync(path, 'utf8'))
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${path}: ${(err as Error).message}`)
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new ConfigError(`config file ${path} must hold a JSON object`)
+  const out: Options = {}
+  for (const [key, raw] of Object.entries(parsed)) {
+    // accept camelCase keys too: {"localEpochs": 2} is --local-epochs 2
+    const name = key.replace(/[A-Z]/g, c => `-${c.toLowerCase()}`)
+    if (!(name in specs) || name === 'config' || name === 'help') throw unknown(name, specs, `key in ${path}:`)
+    out[name] = convert(name, specs[name], raw)
+  }
+  return out
+}
+
+export function helpText (command: string, summary: string, specs: Record<string, OptionSpec>): string {
+  const lines = [`Usage: ${command} [options]`, '', summary, '', 'Options:']
+  for (const [name, spec] of Object.entries(specs)) {
+    const flag = spec.kind === 'boolean' ? `--${name}` : `--${name} <${spec.arg ?? 'value'}>`
+    const def = spec.kind === 'boolean' ? (spec.default === true ? ' (on; --no-' + name + ' turns it off)' : '')
+      : (Array.isArray(spec.default) ? '' : spec.default === '' ? '' : ` (default: ${String(spec.default)})`)
+    lines.push(`  ${flag.padEnd(28)} ${spec.help}${def}`)
+  }
+  return lines.join('\n')
+}
+
+/** Parses "i/n" as a shard. */
+export function parseShard (value: string): [number, number] {
+  const m = /^(\d+)\/(\d+)$/.exec(value)
+  if (m === null || Number(m[2]) < 1 || Number(m[1]) >= Number(m[2])) throw new ConfigError(`--shard must be i/n with 0 <= i < n, e.g. 0/3 (got "${value}")`)
+  return [Number(m[1]), Number(m[2])]
+}

@@ -1,0 +1,159 @@
+// The libp2p host: tcp + noise + yamux, identify, gossipsub for control messages, mDNS and
+// bootstrap discovery, optional private network. It exposes the small Network interface the
+// round engine uses, so the engine never touches libp2p directly.
+import { createLibp2p, type Libp2p } from 'libp2p'
+import { tcp } from '@libp2p/tcp'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { identify } from '@libp2p/identify'
+import { gossipsub, type GossipSub, TopicValidatorResult, StrictSign } from '@libp2p/gossipsub'
+import { mdns } from '@libp2p/mdns'
+import { bootstrap } from '@libp2p/bootstrap'
+import { preSharedKey } from '@libp2p/pnet'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { multiaddr } from '@multiformats/multiaddr'
+import type { PeerId, PrivateKey } from '@libp2p/interface'
+import { BLOB_PROTOCOL, CONTROL_TOPIC, MAX_CONTROL_BYTES, type ControlMessage, decodeMessage, encodeMessage, messageSender, MessageError } from '@dml/protocol'
+import { BlobStore, requestBlob, serveBlob, BlobError } from './blob-transfer.ts'
+
+export interface HostOptions {
+  privateKey: PrivateKey
+  host: string
+  port: number
+  bootstrap: string[]
+  mdns: boolean
+  /** contents of a libp2p swarm key file: only peers holding the same key can connect */
+  swarmKey?: Uint8Array
+}
+
+/** What a validator decides about a well-formed message in the light of the current state. */
+export type Verdict = 'accept' | 'ignore' | { reject: string }
+
+export interface Network {
+  readonly peerId: string
+  publish: (message: ControlMessage) => Promise<void>
+  fetchBlob: (hash: string, from: string[], timeoutMs: number) => Promise<Uint8Array>
+  dialAddrs: (peer: string, addrs: string[]) => void
+  listenAddrs: () => string[]
+  connectedPeers: () => string[]
+}
+
+export interface DmlHost extends Network {
+  libp2p: Libp2p<{ pubsub: GossipSub }>
+  blobs: BlobStore
+  /** rejected control messages, by reason */
+  rejected: Record<string, number>
+  stop: () => Promise<void>
+}
+
+export async function startHost (
+  options: HostOptions,
+  judge: (message: ControlMessage, from: string) => Verdict,
+  deliver: (message: ControlMessage) => void
+): Promise<DmlHost> {
+  const peerDiscovery = []
+  if (options.mdns) peerDiscovery.push(mdns({ interval: 2000 }))
+  if (options.bootstrap.length > 0) peerDiscovery.push(bootstrap({ list: options.bootstrap, timeout: 0 }))
+  const libp2p = await createLibp2p({
+    privateKey: options.privateKey,
+    addresses: { listen: [`/ip4/${options.host}/tcp/${options.port}`] },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    ...(options.swarmKey !== undefined ? { connectionProtector: preSharedKey({ psk: options.swarmKey }) } : {}),
+    peerDiscovery,
+    services: {
+      identify: identify(),
+      pubsub: gossipsub({
+        globalSignaturePolicy: StrictSign,
+        allowPublishToZeroTopicPeers: true,
+        emitSelf: false,
+        maxInboundDataLength: MAX_CONTROL_BYTES * 2
+      })
+    }
+  })
+  const self = libp2p.peerId.toString()
+  const blobs = new BlobStore()
+  const rejected: Record<string, number> = {}
+  const reject = (reason: string): TopicValidatorResult => {
+    rejected[reason] = (rejected[reason] ?? 0) + 1
+    return TopicValidatorResult.Reject
+  }
+
+  // libp2p 3 does not dial the peers it discovers; we do, once per discovery
+  libp2p.addEventListener('peer:discovery', (event) => {
+    const { id, multiaddrs } = event.detail
+    if (id.equals(libp2p.peerId) || libp2p.getConnections(id).length > 0) return
+    libp2p.dial(multiaddrs.length > 0 ? multiaddrs : id).catch(() => {})
+  })
+
+  const pubsub = libp2p.services.pubsub
+  pubsub.topicValidators.set(CONTROL_TOPIC, (_peer, msg) => {
+    if (msg.type !== 'signed') return reject('unsigned')
+    let message: ControlMessage
+    try {
+      message = decodeMessage(msg.data)
+    } catch (err) {
+      if (err instanceof MessageError) return reject('malformed')
+      throw err
+    }
+    const from = msg.from.toString()
+    if (messageSender(message) !== from) return reject('spoofed')
+    const verdict = judge(message, from)
+    if (verdict === 'accept') return TopicValidatorResult.Accept
+    if (verdict === 'ignore') return TopicValidatorResult.Ignore
+    return reject(verdict.reject)
+  })
+  pubsub.addEventListener('message', (event) => {
+    if (event.detail.topic !== CONTROL_TOPIC) return
+    // validated already; decoding again is cheap and keeps validator and handler independent
+    deliver(decodeMessage(event.detail.data))
+  })
+  pubsub.subscribe(CONTROL_TOPIC)
+  await libp2p.handle(BLOB_PROTOCOL, async (stream) => { await serveBlob(stream, blobs) }, { maxInboundStreams: 64 })
+
+  const dialing = new Set<string>()
+  const host: DmlHost = {
+    libp2p,
+    blobs,
+    rejected,
+    peerId: self,
+    async publish (message) {
+      await pubsub.publish(CONTROL_TOPIC, encodeMessage(message))
+    },
+    async fetchBlob (hash, from, timeoutMs) {
+      const local = blobs.get(hash)
+      if (local !== undefined) return local
+      const errors: string[] = []
+      for (const peer of [...new Set(from)].filter(p => p !== self)) {
+        try {
+          const signal = AbortSignal.timeout(timeoutMs)
+          const stream = await libp2p.dialProtocol(peerIdFromString(peer), BLOB_PROTOCOL, { signal })
+          const bytes = await requestBlob(stream, hash)
+          blobs.put(bytes)
+          return bytes
+        } catch (err) {
+          errors.push(`${peer.slice(-6)}: ${(err as Error).message}`)
+        }
+      }
+      throw new BlobError(`could not fetch blob ${hash.slice(0, 12)}: ${errors.join('; ') || 'no peer to ask'}`)
+    },
+    dialAddrs (peer, addrs) {
+      if (peer === self || dialing.has(peer)) return
+      let id: PeerId
+      try { id = peerIdFromString(peer) } catch { return }
+      if (libp2p.getConnections(id).length > 0) return
+      const targets = addrs.flatMap(a => { try { return [multiaddr(a)] } catch { return [] } })
+      if (targets.length === 0) return
+      dialing.add(peer)
+      libp2p.peerStore.merge(id, { multiaddrs: targets })
+        .then(async () => await libp2p.dial(id))
+        .catch(() => {})
+        .finally(() => dialing.delete(peer))
+    },
+    listenAddrs: () => libp2p.getMultiaddrs().map(a => a.toString()),
+    connectedPeers: () => libp2p.getPeers().map(p => p.toString()),
+    async stop () { await libp2p.stop() }
+  }
+  return host
+}

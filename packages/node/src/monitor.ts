@@ -1,0 +1,72 @@
+// dml-monitor: a passive libp2p peer. It subscribes to the control topic (sending no heartbeats,
+// so it is never counted as a node or assigned work) and prints each round as it finishes.
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { readFile } from 'node:fs/promises'
+import type { ControlMessage, Heartbeat, RoundDone } from '@dml/protocol'
+import { helpText, MONITOR_OPTIONS, parseOptions } from './config.ts'
+import { startHost } from './host.ts'
+
+const SUMMARY = 'Follows dml training live: joins the network as a passive peer and prints every finished round.'
+
+export async function runMonitor (argv: string[]): Promise<number> {
+  const o = parseOptions(argv, MONITOR_OPTIONS)
+  if (o.help === true) {
+    console.log(helpText('dml-monitor', SUMMARY, MONITOR_OPTIONS))
+    return 0
+  }
+  const json = o.json === true
+  const maxRounds = o.rounds as number
+  const peers = new Map<string, { hb: Heartbeat, seen: number }>()
+  const seenRounds = new Set<string>()
+  let resolveDone: (() => void) | undefined
+  const done = new Promise<void>(resolve => { resolveDone = resolve })
+  let count = 0
+
+  const onRoundDone = (rd: RoundDone): void => {
+    const key = `${rd.term}:${rd.round}`
+    if (seenRounds.has(key)) return
+    seenRounds.add(key)
+    count++
+    const m = rd.metrics
+    if (json) {
+      console.log(JSON.stringify({ event: 'round', round: rd.round, term: rd.term, leader: rd.leader, modelHash: rd.modelHash, finished: rd.finished, ...m }))
+    } else {
+      console.log(`round ${String(rd.round).padStart(3)}  accuracy ${(100 * m.accuracy).toFixed(2).padStart(6)}%  loss ${m.loss.toFixed(4)}  ` +
+        `peers ${m.participants.length}/${m.activeNodes} (gpu ${m.gpuNodes}, cpu ${m.cpuNodes})  ${(m.durationMs / 1000).toFixed(1)} s  ` +
+        `[train ${(m.trainMs / 1000).toFixed(1)} s, transfer ${(m.transferMs / 1000).toFixed(1)} s, eval ${(m.evalMs / 1000).toFixed(1)} s]  leader ${rd.leader.slice(-6)} term ${rd.term}`)
+      if (rd.finished) console.log(`training finished at round ${rd.round} with accuracy ${(100 * m.accuracy).toFixed(2)}%`)
+    }
+    if (rd.finished || (maxRounds > 0 && count >= maxRounds)) resolveDone?.()
+  }
+
+  const deliver = (message: ControlMessage): void => {
+    if (message.type === 'heartbeat') {
+      const isNew = !peers.has(message.peer)
+      peers.set(message.peer, { hb: message, seen: Date.now() })
+      host.dialAddrs(message.peer, message.addrs)
+      if (isNew && !json) console.log(`peer ${message.peer.slice(-6)} seen (${message.device}, ${message.backend}, round ${message.round}${message.leader === message.peer ? ', leader' : ''})`)
+    } else if (message.type === 'round-start') {
+      if (json) console.log(JSON.stringify({ event: 'round-start', round: message.round, term: message.term, peers: message.assignments.length }))
+      else console.log(`round ${String(message.round).padStart(3)}  started with ${message.assignments.length} peers`)
+    } else if (message.type === 'round-done') {
+      onRoundDone(message)
+    }
+  }
+
+  const host = await startHost({
+    privateKey: await generateKeyPair('Ed25519'),
+    host: o.host as string,
+    port: o.port as number,
+    bootstrap: o.bootstrap as string[],
+    mdns: o.mdns as boolean,
+    swarmKey: o['swarm-key'] === '' ? undefined : await readFile(o['swarm-key'] as string)
+  }, () => 'accept', deliver)
+  if (json) console.log(JSON.stringify({ event: 'monitor-started', peerId: host.peerId }))
+  else console.log(`monitor ${host.peerId} listening; waiting for rounds (Ctrl-C to stop)`)
+  const stop = async (): Promise<void> => { await host.stop() }
+  process.once('SIGINT', () => { stop().then(() => process.exit(0)).catch(() => process.exit(1)) })
+  process.once('SIGTERM', () => { stop().then(() => process.exit(0)).catch(() => process.exit(1)) })
+  await done
+  await stop()
+  return 0
+}

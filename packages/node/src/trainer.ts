@@ -1,0 +1,51 @@
+// The peer's local trainer: the data set, the current task's model, and this peer's shard.
+import { buildModel, evaluate, loadDataset, readWeights, shardIndices, trainLocal, writeWeights, type Dataset, type Evaluation, type TrainResult, tf } from '@dml/trainer'
+import type { NamedTensor, Task } from '@dml/protocol'
+
+export class LocalTrainer {
+  private dataset: Dataset | undefined
+  private model: tf.LayersModel | undefined
+  private modelName = ''
+  private shard: { key: string, indices: Uint32Array } | undefined
+
+  async load (datasetSpec: string): Promise<Dataset> {
+    if (this.dataset?.name !== datasetSpec) this.dataset = await loadDataset(datasetSpec)
+    return this.dataset
+  }
+
+  get trainSize (): number { return this.dataset?.train.count ?? 0 }
+
+  private async modelFor (task: Task): Promise<tf.LayersModel> {
+    const dataset = await this.load(task.dataset)
+    if (this.model === undefined || this.modelName !== task.model) {
+      this.model?.dispose()
+      this.model = buildModel(task.model, { inputShape: dataset.train.exampleShape, numClasses: dataset.train.numClasses })
+      this.modelName = task.model
+    }
+    return this.model
+  }
+
+  /** Fresh weights of the task's model, for round 0. */
+  async initialWeights (task: Task): Promise<NamedTensor[]> {
+    const model = buildModel(task.model, { inputShape: (await this.load(task.dataset)).train.exampleShape, numClasses: this.dataset!.train.numClasses })
+    const weights = readWeights(model)
+    model.dispose()
+    return weights
+  }
+
+  async train (task: Task, weights: NamedTensor[], shard: [number, number], samples: number, seed: number,
+    onProgress: (done: number, total: number, loss: number) => void): Promise<TrainResult> {
+    const model = await this.modelFor(task)
+    const dataset = this.dataset!
+    const key = `${shard[0]}/${shard[1]}`
+    if (this.shard?.key !== key) this.shard = { key, indices: shardIndices(dataset.train.count, shard[0], shard[1]) }
+    writeWeights(model, weights)
+    return await trainLocal(model, dataset.train, this.shard.indices, { samples, batchSize: task.batchSize, lr: task.lr, seed, onProgress })
+  }
+
+  async evaluate (task: Task, weights: NamedTensor[]): Promise<Evaluation> {
+    const model = await this.modelFor(task)
+    writeWeights(model, weights)
+    return await evaluate(model, this.dataset!.test, task.evalSamples)
+  }
+}

@@ -1,0 +1,11 @@
+export const PROTOCOL_VERSION = 1
+/** gossipsub topic for every control message. */
+export const CONTROL_TOPIC = '/dml/1/control'
+/** libp2p stream protocol that serves blobs (models and updates) by content hash. */
+export const BLOB_PROTOCOL = '/dml/blob/1.0.0'
+/** Control messages are small; gossipsub silently drops anything over 4 MiB anyway. */
+export const MAX_CONTROL_BYTES = 64 * 1024
+/** Blobs move in chunks of this size over the blob protocol, never over gossip. */
+export const CHUNK_BYTES = 1024 * 1024
+/** Largest model blob accepted (a 64M-parameter float32 model). */
+export const MAX_BLOB_BYTES = 256 * 1024 * 1024

@@ -1,0 +1,10 @@
+import { createHash } from 'node:crypto'
+
+/** Content address of a blob: lowercase hex SHA-256. */
+export function contentHash (bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex')
+}
+
+export function isContentHash (value: unknown): value is string {
+  return typeof value === 'string' && /^[0-9a-f]{64}$/.test(value)
+}

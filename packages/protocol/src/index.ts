@@ -1,0 +1,6 @@
+export * from './constants.ts'
+export * from './codec.ts'
+export * from './hash.ts'
+export * from './tensors.ts'
+export * from './chunks.ts'
+export * from './messages.ts'

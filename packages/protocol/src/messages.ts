@@ -1,0 +1,291 @@
+// Control messages: a discriminated union, CBOR on the gossip control topic. Every field that
+// crosses the wire is checked here; the rest of the system only ever sees validated values.
+import { CodecError, decodeCbor, encodeCbor } from './codec.ts'
+import { MAX_CONTROL_BYTES, PROTOCOL_VERSION } from './constants.ts'
+import { isContentHash } from './hash.ts'
+
+export type Device = 'gpu' | 'cpu'
+
+/** What the network trains: set by the leader, carried in every RoundStart. */
+export interface Task {
+  model: string
+  dataset: string
+  lr: number
+  batchSize: number
+  localEpochs: number
+  totalRounds: number
+  targetAccuracy: number
+  aggregation: string
+  evalSamples: number
+}
+
+export interface Heartbeat {
+  type: 'heartbeat'
+  v: number
+  term: number
+  peer: string
+  /** the leader this peer follows (itself when it leads), or null */
+  leader: string | null
+  /** number of finished rounds this peer holds the model of */
+  round: number
+  modelHash: string | null
+  device: Device
+  backend: string
+  /** measured local training speed, samples per second (0 before the first round) */
+  speed: number
+  /** multiaddrs this peer listens on, so peers that only know it through gossip can dial it */
+  addrs: string[]
+}
+
+export interface Assignment {
+  peer: string
+  /** samples to train on this round (work in proportion to the peer's speed) */
+  samples: number
+  /** which slice of the training set the peer holds: index of count */
+  shard: [number, number]
+}
+
+export interface RoundStart {
+  type: 'round-start'
+  v: number
+  term: number
+  round: number
+  leader: string
+  modelHash: string
+  deadline: number
+  task: Task
+  assignments: Assignment[]
+}
+
+export interface UpdateMetrics {
+  loss: number
+  trainMs: number
+  samplesPerSec: number
+}
+
+export interface UpdateReady {
+  type: 'update-ready'
+  v: number
+  term: number
+  round: number
+  peer: string
+  hash: string
+  numSamples: number
+  metrics: UpdateMetrics
+}
+
+export interface RoundMetrics {
+  accuracy: number
+  loss: number
+  participants: string[]
+  activeNodes: number
+  gpuNodes: number
+  cpuNodes: number
+  durationMs: number
+  trainMs: number
+  transferMs: number
+  aggregateMs: number
+  evalMs: number
+  idleMs: number
+  finishedAt: number
+}
+
+export interface RoundDone {
+  type: 'round-done'
+  v: number
+  term: number
+  round: number
+  leader: string
+  modelHash: string
+  metrics: RoundMetrics
+  /** true when training is over (rounds done or target accuracy reached) */
+  finished: boolean
+}
+
+export type ControlMessage = Heartbeat | RoundStart | UpdateReady | RoundDone
+
+export class MessageError extends Error {
+  override name = 'MessageError'
+}
+
+type Obj = Record<string, unknown>
+
+function fail (why: string): never { throw new MessageError(why) }
+
+function obj (value: unknown, what: string): Obj {
+  if (value === null || typeof value !== 'object' || Array.isArray(value) || value instanceof Uint8Array) fail(`${what} must be a map`)
+  return value as Obj
+}
+function str (o: Obj, key: string, max = 256): string {
+  const v = o[key]
+  if (typeof v !== 'string' || v.length === 0 || v.length > max) fail(`${key} must be a non-empty string of at most ${max} characters`)
+  return v
+}
+function int (o: Obj, key: string, min = 0, max = Number.MAX_SAFE_INTEGER): number {
+  const v = o[key]
+  if (!Number.isSafeInteger(v) || (v as number) < min || (v as number) > max) fail(`${key} must be an integer in [${min}, ${max}]`)
+  return v as number
+}
+function num (o: Obj, key: string, min = -Infinity, max = Infinity): number {
+  const v = o[key]
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) fail(`${key} must be a finite number in [${min}, ${max}]`)
+  return v
+}
+function bool (o: Obj, key: string): boolean {
+  if (typeof o[key] !== 'boolean') fail(`${key} must be a boolean`)
+  return o[key] as boolean
+}
+function hash (o: Obj, key: string): string {
+  if (!isContentHash(o[key])) fail(`${key} must be a hex SHA-256`)
+  return o[key] as string
+}
+function list<T> (o: Obj, key: string, max: number, item: (v: unknown, i: number) => T): T[] {
+  const v = o[key]
+  if (!Array.isArray(v) || v.length > max) fail(`${key} must be a list of at most ${max} entries`)
+  return v.map(item)
+}
+
+const PEER_ID = /^[1-9A-HJ-NP-Za-km-z]{32,128}$/
+function peerId (value: unknown, key: string): string {
+  if (typeof value !== 'string' || !PEER_ID.test(value)) fail(`${key} must be a peer id`)
+  return value
+}
+function device (value: unknown): Device {
+  if (value !== 'gpu' && value !== 'cpu') fail('device must be "gpu" or "cpu"')
+  return value
+}
+
+const MAX_PEERS = 1000
+
+function task (value: unknown): Task {
+  const o = obj(value, 'task')
+  return {
+    model: str(o, 'model', 128),
+    dataset: str(o, 'dataset', 512),
+    lr: num(o, 'lr', 0, 100),
+    batchSize: int(o, 'batchSize', 1, 1 << 16),
+    localEpochs: num(o, 'localEpochs', 0, 1000),
+    totalRounds: int(o, 'totalRounds', 1, 1e9),
+    targetAccuracy: num(o, 'targetAccuracy', 0, 1),
+    aggregation: str(o, 'aggregation', 64),
+    evalSamples: int(o, 'evalSamples', 1)
+  }
+}
+
+function assignment (value: unknown): Assignment {
+  const o = obj(value, 'assignment')
+  const shard = o.shard
+  if (!Array.isArray(shard) || shard.length !== 2 || !shard.every(Number.isSafeInteger) || shard[1] < 1 || shard[0] < 0 || shard[0] >= shard[1]) {
+    fail('shard must be [index, count] with 0 <= index < count')
+  }
+  return { peer: peerId(o.peer, 'assignment.peer'), samples: int(o, 'samples', 1), shard: [shard[0], shard[1]] }
+}
+
+function roundMetrics (value: unknown): RoundMetrics {
+  const o = obj(value, 'metrics')
+  return {
+    accuracy: num(o, 'accuracy', 0, 1),
+    loss: num(o, 'loss', 0),
+    participants: list(o, 'participants', MAX_PEERS, (p) => peerId(p, 'participant')),
+    activeNodes: int(o, 'activeNodes'),
+    gpuNodes: int(o, 'gpuNodes'),
+    cpuNodes: int(o, 'cpuNodes'),
+    durationMs: num(o, 'durationMs', 0),
+    trainMs: num(o, 'trainMs', 0),
+    transferMs: num(o, 'transferMs', 0),
+    aggregateMs: num(o, 'aggregateMs', 0),
+    evalMs: num(o, 'evalMs', 0),
+    idleMs: num(o, 'idleMs', 0),
+    finishedAt: num(o, 'finishedAt', 0)
+  }
+}
+
+/** Checks a decoded value field by field; returns a fresh object holding only known fields. */
+export function validateMessage (value: unknown): ControlMessage {
+  const o = obj(value, 'message')
+  if (o.v !== PROTOCOL_VERSION) fail(`protocol version ${String(o.v)} is not ${PROTOCOL_VERSION}`)
+  const common = { v: PROTOCOL_VERSION, term: int(o, 'term') }
+  const type = o.type
+  switch (type) {
+    case 'heartbeat':
+      return {
+        type,
+        ...common,
+        peer: peerId(o.peer, 'peer'),
+        leader: o.leader === null ? null : peerId(o.leader, 'leader'),
+        round: int(o, 'round'),
+        modelHash: o.modelHash === null ? null : hash(o, 'modelHash'),
+        device: device(o.device),
+        backend: str(o, 'backend', 64),
+        speed: num(o, 'speed', 0),
+        addrs: list(o, 'addrs', 32, (a) => { if (typeof a !== 'string' || a.length > 512 || !a.startsWith('/')) fail('addrs must be multiaddr strings'); return a })
+      }
+    case 'round-start':
+      return {
+        type,
+        ...common,
+        round: int(o, 'round', 1),
+        leader: peerId(o.leader, 'leader'),
+        modelHash: hash(o, 'modelHash'),
+        deadline: num(o, 'deadline', 0),
+        task: task(o.task),
+        assignments: list(o, 'assignments', MAX_PEERS, assignment)
+      }
+    case 'update-ready': {
+      const m = obj(o.metrics, 'metrics')
+      return {
+        type,
+        ...common,
+        round: int(o, 'round', 1),
+        peer: peerId(o.peer, 'peer'),
+        hash: hash(o, 'hash'),
+        numSamples: int(o, 'numSamples', 1),
+        metrics: { loss: num(m, 'loss', 0), trainMs: num(m, 'trainMs', 0), samplesPerSec: num(m, 'samplesPerSec', 0) }
+      }
+    }
+    case 'round-done':
+      return {
+        type,
+        ...common,
+        round: int(o, 'round', 1),
+        leader: peerId(o.leader, 'leader'),
+        modelHash: hash(o, 'modelHash'),
+        metrics: roundMetrics(o.metrics),
+        finished: bool(o, 'finished')
+      }
+    default:
+      return fail(`unknown message type ${JSON.stringify(type)?.slice(0, 40)}`)
+  }
+}
+
+export function encodeMessage (message: ControlMessage): Uint8Array {
+  // validate on the way out too: a bug of ours must not reach the wire
+  const bytes = encodeCbor(validateMessage(message))
+  if (bytes.byteLength > MAX_CONTROL_BYTES) throw new MessageError(`control message of ${bytes.byteLength} bytes is over ${MAX_CONTROL_BYTES}`)
+  return bytes
+}
+
+export function decodeMessage (bytes: Uint8Array): ControlMessage {
+  let value: unknown
+  try {
+    value = decodeCbor(bytes, MAX_CONTROL_BYTES)
+  } catch (err) {
+    if (err instanceof CodecError) throw new MessageError(err.message)
+    throw err
+  }
+  return validateMessage(value)
+}
+
+/** The peer a message speaks for: gossip's signed `from` must match it. */
+export function messageSender (message: ControlMessage): string {
+  switch (message.type) {
+    case 'heartbeat': return message.peer
+    case 'round-start': return message.leader
+    case 'update-ready': return message.peer
+    case 'round-done': return message.leader
+    default: {
+      const never: never = message
+      throw new MessageError(`unknown message ${String(never)}`)
+    }
+  }
+}

@@ -1,0 +1,78 @@
+// Backend selection. Order of preference: the native TensorFlow bindings (tfjs-node-gpu when
+// --gpu is asked for, then tfjs-node), then the wasm backend, then tfjs's pure-JS cpu backend.
+// The native packages are optional dependencies: they need libtensorflow, which their install
+// script downloads, so where that failed they are simply absent and we fall through.
+import * as tf from '@tensorflow/tfjs'
+import { registerWasmConvGradient } from './wasm-conv-grad.ts'
+
+export interface BackendChoice {
+  /** tfjs backend name: 'tensorflow', 'wasm' or 'cpu' */
+  backend: string
+  device: 'gpu' | 'cpu'
+  /** the package that provides it */
+  source: string
+  /** set when the choice differs from what was asked for, e.g. --gpu on a machine without it */
+  warning?: string
+}
+
+export interface BackendCandidate {
+  source: string
+  backend: string
+  device: 'gpu' | 'cpu'
+  /** loads the package (registering its backend); throws if it is not installed or not usable */
+  load: () => Promise<unknown>
+}
+
+export const CANDIDATES: Record<string, BackendCandidate> = {
+  gpu: { source: '@tensorflow/tfjs-node-gpu', backend: 'tensorflow', device: 'gpu', load: async () => await import('@tensorflow/tfjs-node-gpu' as string) },
+  native: { source: '@tensorflow/tfjs-node', backend: 'tensorflow', device: 'cpu', load: async () => await import('@tensorflow/tfjs-node' as string) },
+  wasm: { source: '@tensorflow/tfjs-backend-wasm', backend: 'wasm', device: 'cpu', load: async () => await import('@tensorflow/tfjs-backend-wasm') },
+  cpu: { source: '@tensorflow/tfjs (cpu)', backend: 'cpu', device: 'cpu', load: async () => undefined }
+}
+
+export type DevicePreference = 'gpu' | 'cpu' | 'auto'
+
+/** The candidates to try, in order, for a preference. `--cpu` never tries the GPU build. */
+export function candidateOrder (preference: DevicePreference): BackendCandidate[] {
+  const order = preference === 'gpu' ? ['gpu', 'native', 'wasm', 'cpu'] : ['native', 'wasm', 'cpu']
+  return order.map(k => CANDIDATES[k])
+}
+
+/**
+ * Tries each candidate in order and activates the first one that loads and initialises.
+ * `activate` is injected so the selection logic can be tested without the real packages.
+ */
+export async function chooseBackend (
+  preference: DevicePreference,
+  candidates: BackendCandidate[] = candidateOrder(preference),
+  activate: (backend: string) => Promise<boolean> = async (name) => await tf.setBackend(name)
+): Promise<BackendChoice & { failures: string[] }> {
+  const failures: string[] = []
+  for (const candidate of candidates) {
+    try {
+      await candidate.load()
+      if (!(await activate(candidate.backend))) throw new Error(`backend ${candidate.backend} did not initialise`)
+    } catch (err) {
+      failures.push(`${candidate.source}: ${firstLine(err)}`)
+      continue
+    }
+    const choice: BackendChoice & { failures: string[] } = { backend: candidate.backend, device: candidate.device, source: candidate.source, failures }
+    if (preference === 'gpu' && candidate.device !== 'gpu') {
+      choice.warning = `--gpu was asked for but ${CANDIDATES.gpu.source} could not be loaded (${failures[0] ?? 'unknown reason'}); training on the CPU with ${candidate.source}`
+    }
+    return choice
+  }
+  throw new Error(`no TensorFlow.js backend could be loaded:\n  ${failures.join('\n  ')}`)
+}
+
+function firstLine (err: unknown): string {
+  return String((err as Error)?.message ?? err).split('\n')[0].slice(0, 200)
+}
+
+/** Selects and activates a backend for this process; supplies the kernels wasm lacks. */
+export async function initBackend (preference: DevicePreference): Promise<BackendChoice> {
+  const choice = await chooseBackend(preference)
+  if (choice.backend === 'wasm') registerWasmConvGradient()
+  await tf.ready()
+  return choice
+}

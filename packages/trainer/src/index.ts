@@ -1,0 +1,8 @@
+export * from './backend.ts'
+export * from './wasm-conv-grad.ts'
+export * from './idx.ts'
+export * from './data.ts'
+export * from './models.ts'
+export * from './train.ts'
+export * from './aggregation.ts'
+export { default as tf } from './tf.ts'

@@ -1,0 +1,48 @@
+// The wasm backend has no Conv2DBackpropFilter kernel, so no CNN can train on it. We replace
+// Conv2D's gradient (only when wasm is the active backend) with one whose filter part is built
+// from kernels wasm does have: the filter gradient of a convolution is itself a convolution,
+// of the (padded) input with the output gradient, batch and channel axes swapped:
+//   dW[kh, kw, ci, co] = sum_{b, oh, ow} x[b, oh*s + kh, ow*s + kw, ci] * dy[b, oh, ow, co]
+// which is conv2d(x as [ci, H, W, b], dy as filter [OH, OW, b, co], dilation s), sliced to KH x KW.
+import * as tf from '@tensorflow/tfjs'
+
+type Pad = 'valid' | 'same' | number | tf.backend_util.ExplicitPadding
+
+export function conv2dFilterGradient (
+  x: tf.Tensor4D, dy: tf.Tensor4D, filterShape: [number, number, number, number],
+  strides: number | [number, number], pad: Pad, dimRoundingMode?: 'floor' | 'round' | 'ceil'
+): tf.Tensor4D {
+  return tf.tidy(() => {
+    const info = tf.backend_util.computeConv2DInfo(x.shape, filterShape, strides, 1, pad as 'same', dimRoundingMode, false, 'channelsLast')
+    const { top, bottom, left, right } = info.padInfo
+    const padded = (top | bottom | left | right) === 0 ? x : tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]])
+    const input = tf.transpose(padded, [3, 1, 2, 0]) as tf.Tensor4D // [ci, H, W, b]
+    const filter = tf.transpose(dy, [1, 2, 0, 3]) as tf.Tensor4D // [OH, OW, b, co]
+    const dilation: [number, number] = [info.strideHeight, info.strideWidth]
+    const full = tf.conv2d(input, filter, 1, 'valid', 'NHWC', dilation) // [ci, >=KH, >=KW, co]
+    const [kh, kw] = filterShape
+    const cropped = full.slice([0, 0, 0, 0], [-1, kh, kw, -1])
+    return tf.transpose(cropped, [1, 2, 0, 3]) as tf.Tensor4D // [KH, KW, ci, co]
+  })
+}
+
+let registered = false
+
+export function registerWasmConvGradient (): void {
+  if (registered) return
+  registered = true
+  tf.registerGradient({
+    kernelName: tf.Conv2D,
+    inputsToSave: ['x', 'filter'],
+    gradFunc: (dy, saved, attrs) => {
+      const [x, filter] = saved as [tf.Tensor4D, tf.Tensor4D]
+      const { strides, pad, dataFormat, dimRoundingMode } = attrs as unknown as tf.Conv2DAttrs
+      if (dataFormat !== 'NHWC') throw new Error('the wasm Conv2D gradient supports NHWC only')
+      const dy4 = dy as tf.Tensor4D
+      return {
+        x: () => tf.conv2dTranspose(dy4, filter, x.shape, strides, pad as 'same', dimRoundingMode),
+        filter: () => conv2dFilterGradient(x, dy4, filter.shape, strides, pad, dimRoundingMode)
+      }
+    }
+  })
+}
