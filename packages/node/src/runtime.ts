@@ -106,7 +106,7 @@ export class DmlNode {
       this.history = checkpoint.history
       this.task = checkpoint.task
       this.election.noteTerm(checkpoint.term)
-      this.finished = this.isFinished(this.history.at(-1)?.metrics.accuracy ?? 0)
+      if (this.isFinished(this.history.at(-1)?.metrics.accuracy ?? 0)) this.finish()
       this.log.info('checkpoint-loaded', { round: checkpoint.round, term: checkpoint.term, modelHash: checkpoint.modelHash },
         `resumed from checkpoint: round ${checkpoint.round}, term ${checkpoint.term}`)
     }
@@ -317,32 +317,36 @@ export class DmlNode {
       if (round <= this.round) return
       const weights = decodeTensors(bytes)
       if (this.global !== null) assertSameShapes(weights, this.global.weights)
-      await this.commit({ round, hash, weights }, bytes, record, finished)
+      await this.commit({ round, hash, weights }, bytes, record)
       this.phase = null
       this.log.info('model-adopted', { round, modelHash: hash, accuracy: record?.metrics.accuracy },
         record !== undefined
           ? `round ${round} done: accuracy ${(100 * record.metrics.accuracy).toFixed(2)}%, loss ${record.metrics.loss.toFixed(4)}, ${record.metrics.participants.length} peers`
           : `caught up to round ${round}`)
+      if (finished) this.finish()
     }).catch(err => {
       this.log.warn('adopt-failed', { round, error: String(err) }, `could not get the model of round ${round}: ${(err as Error).message}`)
     }).finally(() => this.adopting.delete(hash))
   }
 
   /** Installs a new global model and checkpoints it. */
-  private async commit (model: GlobalModel, bytes: Uint8Array, record: RoundRecord | undefined, finished: boolean): Promise<void> {
+  private async commit (model: GlobalModel, bytes: Uint8Array, record: RoundRecord | undefined): Promise<void> {
     const previous = this.global?.hash
     this.global = model
     this.host.blobs.put(bytes, true)
     if (previous !== undefined) this.host.blobs.unpin(previous)
     if (record !== undefined) this.history.push(record)
     await saveCheckpoint(this.config.dataDir, { round: model.round, term: this.election.term, modelHash: model.hash, model: bytes, task: this.task, history: this.history })
-    if (finished && !this.finished) {
-      this.finished = true
-      const last = this.history.at(-1)
-      this.log.info('training-finished', { round: model.round, accuracy: last?.metrics.accuracy, modelHash: model.hash },
-        `training finished at round ${model.round}: accuracy ${(100 * (last?.metrics.accuracy ?? 0)).toFixed(2)}%`)
-      for (const listener of this.doneListeners.splice(0)) listener()
-    }
+  }
+
+  /** Training is over (rounds done or target reached): say so once and release whenFinished(). */
+  private finish (): void {
+    if (this.finished) return
+    this.finished = true
+    const last = this.history.at(-1)
+    this.log.info('training-finished', { round: this.round, accuracy: last?.metrics.accuracy, modelHash: this.global?.hash },
+      `training finished at round ${this.round}: accuracy ${(100 * (last?.metrics.accuracy ?? 0)).toFixed(2)}%`)
+    for (const listener of this.doneListeners.splice(0)) listener()
   }
 
   // ---- leader ------------------------------------------------------------------------------
@@ -454,13 +458,13 @@ export class DmlNode {
     }
     const record: RoundRecord = { round, term, modelHash: hash, metrics }
     this.leading = null
-    const finished = round >= this.task.totalRounds || evaluation.accuracy >= this.task.targetAccuracy
-    await this.commit({ round, hash, weights }, bytes, record, false)
+    await this.commit({ round, hash, weights }, bytes, record)
+    const finished = this.isFinished(evaluation.accuracy)
     const done: RoundDone = { type: 'round-done', v: 1, term, round, leader: this.peerId, modelHash: hash, metrics, finished }
     await this.host.publish(done)
     this.log.info('round-done', { round, term, modelHash: hash, ...metrics },
       `round ${round} done in ${(durationMs / 1000).toFixed(1)} s: accuracy ${(100 * evaluation.accuracy).toFixed(2)}%, loss ${evaluation.loss.toFixed(4)}, ${updates.length} updates`)
-    if (finished) await this.commit({ round, hash, weights }, bytes, undefined, true)
+    if (finished) this.finish()
     return true
   }
 

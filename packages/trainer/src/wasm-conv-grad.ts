@@ -28,13 +28,22 @@ export function conv2dFilterGradient (
 
 let registered = false
 
+/**
+ * Replaces Conv2D's gradient with one wasm can run. Other backends keep tfjs's own gradient
+ * (their native Conv2DBackpropFilter is faster), even if the process switches backends later.
+ */
 export function registerWasmConvGradient (): void {
   if (registered) return
   registered = true
+  const original = tf.getGradient(tf.Conv2D)
+  // the override is deliberate: keep tfjs from warning about it on every start
+  const prod = tf.env().getBool('PROD')
+  tf.env().set('PROD', true)
   tf.registerGradient({
     kernelName: tf.Conv2D,
     inputsToSave: ['x', 'filter'],
     gradFunc: (dy, saved, attrs) => {
+      if (tf.getBackend() !== 'wasm' && original !== undefined) return original.gradFunc(dy, saved, attrs)
       const [x, filter] = saved as [tf.Tensor4D, tf.Tensor4D]
       const { strides, pad, dataFormat, dimRoundingMode } = attrs as unknown as tf.Conv2DAttrs
       if (dataFormat !== 'NHWC') throw new Error('the wasm Conv2D gradient supports NHWC only')
@@ -45,4 +54,5 @@ export function registerWasmConvGradient (): void {
       }
     }
   })
+  tf.env().set('PROD', prod)
 }

@@ -1,0 +1,86 @@
+import { expect } from 'chai'
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync, truncateSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { contentHash, encodeTensors } from '@dml/protocol'
+import { loadLatestCheckpoint, saveCheckpoint, loadOrCreateIdentity, BlobStore, type Checkpoint } from '@dml/node'
+
+const task = { model: 'mlp', dataset: 'mnist', lr: 0.1, batchSize: 32, localEpochs: 1, totalRounds: 10, targetAccuracy: 1, aggregation: 'fedavg', evalSamples: 100 }
+function checkpoint (round: number): Checkpoint {
+  const model = encodeTensors([{ name: 'w0', shape: [2], values: Float32Array.from([round, -round]) }])
+  return { round, term: 1, modelHash: contentHash(model), model, task, history: [] }
+}
+
+describe('checkpoints', () => {
+  it('keep the newest two and load the newest', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dml-ckpt-'))
+    for (const r of [1, 2, 3]) await saveCheckpoint(dir, checkpoint(r))
+    expect(readdirSync(join(dir, 'checkpoints')).sort()).to.deep.equal(['round-000002.cbor', 'round-000003.cbor'])
+    const loaded = await loadLatestCheckpoint(dir, () => { throw new Error('nothing is corrupt') })
+    expect(loaded?.round).to.equal(3)
+    expect(loaded?.modelHash).to.equal(checkpoint(3).modelHash)
+  })
+
+  it('detect a truncated checkpoint and fall back to the previous one', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dml-ckpt-'))
+    await saveCheckpoint(dir, checkpoint(1))
+    const path = await saveCheckpoint(dir, checkpoint(2))
+    truncateSync(path, 40)
+    const corrupt: string[] = []
+    const loaded = await loadLatestCheckpoint(dir, err => corrupt.push(err.message))
+    expect(loaded?.round).to.equal(1)
+    expect(corrupt[0]).to.match(/round-000002/)
+  })
+
+  it('detect a flipped byte (hash mismatch) and fall back', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dml-ckpt-'))
+    await saveCheckpoint(dir, checkpoint(1))
+    const path = await saveCheckpoint(dir, checkpoint(2))
+    const bytes = readFileSync(path)
+    bytes[bytes.length - 3] ^= 0xff
+    writeFileSync(path, bytes)
+    const corrupt: string[] = []
+    expect((await loadLatestCheckpoint(dir, err => corrupt.push(err.message)))?.round).to.equal(1)
+    expect(corrupt[0]).to.match(/corrupt|unreadable|hash/)
+  })
+
+  it('start empty when there is no checkpoint', async () => {
+    expect(await loadLatestCheckpoint(mkdtempSync(join(tmpdir(), 'dml-ckpt-')), () => {})).to.equal(undefined)
+  })
+})
+
+describe('identity', () => {
+  it('is created once (mode 0600) and the same peer key is loaded after a restart', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dml-id-'))
+    const first = await loadOrCreateIdentity(dir)
+    const second = await loadOrCreateIdentity(dir)
+    expect(first.created).to.equal(true)
+    expect(second.created).to.equal(false)
+    expect(second.key.publicKey.toString()).to.equal(first.key.publicKey.toString())
+    const { statSync } = await import('node:fs')
+    expect(statSync(join(dir, 'identity.key')).mode & 0o777).to.equal(0o600)
+  })
+
+  it('refuses a damaged identity file rather than silently replacing it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dml-id-'))
+    writeFileSync(join(dir, 'identity.key'), 'garbage')
+    try {
+      await loadOrCreateIdentity(dir)
+      expect.fail('should throw')
+    } catch (err) {
+      expect((err as Error).name).to.equal('IdentityError')
+    }
+  })
+})
+
+describe('blob store', () => {
+  it('addresses blobs by hash and evicts the oldest unpinned ones', () => {
+    const store = new BlobStore(2)
+    const pinned = store.put(new Uint8Array([0]), true)
+    const hashes = [1, 2, 3].map(i => store.put(new Uint8Array([i])))
+    expect(store.has(pinned)).to.equal(true)
+    expect(store.has(hashes[0])).to.equal(false)
+    expect(store.has(hashes[2])).to.equal(true)
+    expect(hashes[2]).to.equal(contentHash(new Uint8Array([3])))
+  })
+})

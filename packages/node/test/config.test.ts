@@ -1,0 +1,62 @@
+import { expect } from 'chai'
+import { writeFileSync, mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { ConfigError, NODE_OPTIONS, parseOptions, parseShard, helpText } from '@dml/node'
+
+describe('options', () => {
+  it('has the documented defaults', () => {
+    const o = parseOptions([], NODE_OPTIONS)
+    expect(o).to.include({ model: 'mlp', dataset: 'mnist', 'http-port': 5000, mdns: true, gpu: false, aggregation: 'fedavg', 'min-peers': 1 })
+    expect(o.bootstrap).to.deep.equal([])
+  })
+
+  it('reads flags, repeated --bootstrap, --no-mdns and --flag=value', () => {
+    const o = parseOptions(['--bootstrap', '/ip4/1.2.3.4/tcp/1', '--bootstrap=/ip4/5.6.7.8/tcp/2', '--no-mdns', '--rounds', '7', '--lr=0.01', '--gpu'], NODE_OPTIONS)
+    expect(o.bootstrap).to.deep.equal(['/ip4/1.2.3.4/tcp/1', '/ip4/5.6.7.8/tcp/2'])
+    expect(o).to.include({ mdns: false, rounds: 7, lr: 0.01, gpu: true })
+  })
+
+  it('names the right flag for a typo', () => {
+    expect(() => parseOptions(['--boostrap', 'x'], NODE_OPTIONS)).to.throw(ConfigError, 'did you mean --bootstrap?')
+    expect(() => parseOptions(['--local-epoch', '2'], NODE_OPTIONS)).to.throw(ConfigError, 'did you mean --local-epochs?')
+    expect(() => parseOptions(['--zzzzzzzzzz'], NODE_OPTIONS)).to.throw(ConfigError, 'see --help')
+  })
+
+  it('rejects bad values with the reason', () => {
+    expect(() => parseOptions(['--rounds', 'many'], NODE_OPTIONS)).to.throw(ConfigError, '--rounds must be a number')
+    expect(() => parseOptions(['--rounds', '2.5'], NODE_OPTIONS)).to.throw(ConfigError, 'whole number')
+    expect(() => parseOptions(['--target-accuracy', '97'], NODE_OPTIONS)).to.throw(ConfigError, 'between 0 and 1')
+    expect(() => parseOptions(['--http-port', '70000'], NODE_OPTIONS)).to.throw(ConfigError, 'port number')
+    expect(() => parseOptions(['--model'], NODE_OPTIONS)).to.throw(ConfigError, 'needs a value')
+    expect(() => parseOptions(['--gpu=yes'], NODE_OPTIONS)).to.throw(ConfigError, 'switch')
+    expect(() => parseOptions(['model'], NODE_OPTIONS)).to.throw(ConfigError, 'unexpected argument')
+    expect(() => parseShard('3/3')).to.throw(ConfigError)
+    expect(parseShard('1/4')).to.deep.equal([1, 4])
+  })
+
+  it('reads a config file (kebab or camel case keys); flags win over it', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dml-config-'))
+    const path = join(dir, 'dml.json')
+    writeFileSync(path, JSON.stringify({ model: 'cnn', localEpochs: 2, 'batch-size': 64, rounds: 5 }))
+    const o = parseOptions(['--config', path, '--rounds', '9'], NODE_OPTIONS)
+    expect(o).to.include({ model: 'cnn', 'local-epochs': 2, 'batch-size': 64, rounds: 9 })
+  })
+
+  it('rejects unknown keys and bad values in a config file, naming the file', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dml-config-'))
+    const path = join(dir, 'dml.json')
+    writeFileSync(path, JSON.stringify({ modle: 'cnn' }))
+    expect(() => parseOptions(['--config', path], NODE_OPTIONS)).to.throw(ConfigError, /dml.json.*did you mean --model/)
+    writeFileSync(path, JSON.stringify({ rounds: 'x' }))
+    expect(() => parseOptions(['--config', path], NODE_OPTIONS)).to.throw(ConfigError, '--rounds must be a number')
+    writeFileSync(path, '{ not json')
+    expect(() => parseOptions(['--config', path], NODE_OPTIONS)).to.throw(ConfigError, 'cannot read config file')
+  })
+
+  it('lists every option with its default in --help', () => {
+    const help = helpText('dml-node', 'x', NODE_OPTIONS)
+    for (const name of Object.keys(NODE_OPTIONS)) expect(help).to.include(`--${name}`)
+    expect(help).to.include('(default: 5000)')
+  })
+})

@@ -1,0 +1,72 @@
+import { expect } from 'chai'
+import { encode } from 'cborg'
+import { decodeMessage, encodeMessage, MessageError, messageSender, MAX_CONTROL_BYTES, type ControlMessage } from '@dml/protocol'
+
+const PEER = '12D3KooWN5i3tb5gETU8rZRMgMyvn34rGfgjzCgRSXzt89tLbNKM'
+const OTHER = '12D3KooWDWG31EDrNyzFQKcBHtq2P5n2x9Vz6Y8JpRPQVhGmdHcK'
+const HASH = 'a'.repeat(64)
+const task = { model: 'mlp', dataset: 'mnist', lr: 0.1, batchSize: 32, localEpochs: 1, totalRounds: 10, targetAccuracy: 0.97, aggregation: 'fedavg', evalSamples: 10000 }
+const metrics = { accuracy: 0.9, loss: 0.3, participants: [PEER, OTHER], activeNodes: 2, gpuNodes: 0, cpuNodes: 2, durationMs: 10, trainMs: 5, transferMs: 1, aggregateMs: 1, evalMs: 1, idleMs: 2, finishedAt: 1 }
+
+export const SAMPLES: ControlMessage[] = [
+  { type: 'heartbeat', v: 1, term: 3, peer: PEER, leader: OTHER, round: 2, modelHash: HASH, device: 'cpu', backend: 'wasm', speed: 1500.5, addrs: ['/ip4/127.0.0.1/tcp/4001'] },
+  { type: 'heartbeat', v: 1, term: 0, peer: PEER, leader: null, round: 0, modelHash: null, device: 'gpu', backend: 'tensorflow', speed: 0, addrs: [] },
+  { type: 'round-start', v: 1, term: 3, round: 4, leader: PEER, modelHash: HASH, deadline: 1e12, task, assignments: [{ peer: PEER, samples: 100, shard: [0, 2] }, { peer: OTHER, samples: 120, shard: [1, 2] }] },
+  { type: 'update-ready', v: 1, term: 3, round: 4, peer: OTHER, hash: HASH, numSamples: 120, metrics: { loss: 0.2, trainMs: 900, samplesPerSec: 133 } },
+  { type: 'round-done', v: 1, term: 3, round: 4, leader: PEER, modelHash: HASH, metrics, finished: false }
+]
+
+describe('control messages', () => {
+  it('round-trip every message type through CBOR unchanged', () => {
+    for (const message of SAMPLES) {
+      expect(decodeMessage(encodeMessage(message))).to.deep.equal(message)
+    }
+  })
+
+  it('name the peer each message speaks for', () => {
+    expect(SAMPLES.map(messageSender)).to.deep.equal([PEER, PEER, PEER, OTHER, PEER])
+  })
+
+  const bad: Array<[string, unknown]> = [
+    ['an unknown type', { ...SAMPLES[0], type: 'exec' }],
+    ['a wrong protocol version', { ...SAMPLES[0], v: 2 }],
+    ['a negative term', { ...SAMPLES[0], term: -1 }],
+    ['a fractional round', { ...SAMPLES[0], round: 1.5 }],
+    ['a malformed peer id', { ...SAMPLES[0], peer: 'not a peer id' }],
+    ['a bad hash', { ...SAMPLES[3], hash: 'zz' }],
+    ['a bad device', { ...SAMPLES[0], device: 'tpu' }],
+    ['a shard index out of range', { ...SAMPLES[2], assignments: [{ peer: PEER, samples: 1, shard: [2, 2] }] }],
+    ['zero samples', { ...SAMPLES[3], numSamples: 0 }],
+    ['an accuracy over 1', { ...SAMPLES[4], metrics: { ...metrics, accuracy: 1.5 } }],
+    ['a missing field', (({ term: _t, ...rest }) => rest)(SAMPLES[0] as any)],
+    ['a list instead of a map', [1, 2, 3]],
+    ['a string', 'hello']
+  ]
+  for (const [what, value] of bad) {
+    it(`reject ${what}`, () => {
+      expect(() => decodeMessage(encode(value as any))).to.throw(MessageError)
+    })
+  }
+
+  it('reject bytes that are not CBOR, trailing garbage and oversized messages', () => {
+    expect(() => decodeMessage(new Uint8Array([0xff, 0x00, 0x13]))).to.throw(MessageError)
+    const valid = encodeMessage(SAMPLES[0])
+    expect(() => decodeMessage(new Uint8Array([...valid, 0x00]))).to.throw(MessageError)
+    expect(() => decodeMessage(new Uint8Array(MAX_CONTROL_BYTES + 1))).to.throw(MessageError, /exceeds/)
+  })
+
+  it('reject non-finite numbers and CBOR undefined', () => {
+    expect(() => decodeMessage(encode({ ...SAMPLES[0], speed: Infinity }))).to.throw(MessageError)
+    expect(() => decodeMessage(encode({ ...SAMPLES[0], leader: undefined }))).to.throw(MessageError)
+  })
+
+  it('drop unknown fields rather than pass them on', () => {
+    const decoded = decodeMessage(encode({ ...SAMPLES[0], extra: 'x', __proto__: { polluted: true } } as any)) as any
+    expect(decoded.extra).to.equal(undefined)
+    expect(({} as any).polluted).to.equal(undefined)
+  })
+
+  it('refuse to encode an invalid message', () => {
+    expect(() => encodeMessage({ ...SAMPLES[0], term: -5 } as ControlMessage)).to.throw(MessageError)
+  })
+})
