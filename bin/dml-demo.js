@@ -9,7 +9,7 @@ const { PeerProcess } = await import('@dml/node')
 const PEERS = 3
 const started = Date.now()
 const dir = mkdtempSync(join(tmpdir(), 'dml-demo-'))
-const common = ['--host', '127.0.0.1', '--no-mdns', '--min-peers', String(PEERS), '--rounds', '15', '--target-accuracy', '0.97', '--exit-when-done', ...process.argv.slice(2)]
+const common = ['--host', '127.0.0.1', '--port', '0', '--no-mdns', '--min-peers', String(PEERS), '--rounds', '15', '--target-accuracy', '0.97', '--exit-when-done', ...process.argv.slice(2)]
 const SHOWN = new Set(['started', 'backend', 'status-api', 'leader-elected', 'round-start', 'train-done', 'round-done', 'model-adopted', 'peer-lost', 'training-finished', 'round-retry', 'gpu-unavailable'])
 
 function show (event, peer) {

@@ -63,7 +63,14 @@ export async function runNode (argv: string[]): Promise<number> {
     roundTimeoutMs: (o['round-timeout'] as number) * 1000,
     httpPort: o['http-port'] as number
   }, new LocalTrainer(), backend, log)
-  await node.start(identity.key)
+  try {
+    await node.start(identity.key)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE' || /EADDRINUSE|address already in use/i.test(String((err as Error).message))) {
+      throw new ConfigError(`cannot listen on ${String(o.host)}:${String(o.port)}: the port is in use; pick another with --port (0 picks a free one)`)
+    }
+    throw err
+  }
   log.info('started', { peerId: node.peerId, addrs: node.host.listenAddrs(), identityCreated: identity.created, dataDir },
     `peer ${node.peerId} ${identity.created ? '(new identity)' : '(identity from ' + dataDir + ')'}`)
   for (const addr of node.host.listenAddrs()) log.info('listening', { addr }, `listening on ${addr}`)

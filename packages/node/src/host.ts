@@ -49,7 +49,8 @@ export interface DmlHost extends Network {
 export async function startHost (
   options: HostOptions,
   judge: (message: ControlMessage, from: string) => Verdict,
-  deliver: (message: ControlMessage) => void
+  deliver: (message: ControlMessage) => void,
+  onReject: (reason: string, from: string) => void = () => {}
 ): Promise<DmlHost> {
   const peerDiscovery = []
   if (options.mdns) peerDiscovery.push(mdns({ interval: 2000 }))
@@ -75,8 +76,9 @@ export async function startHost (
   const self = libp2p.peerId.toString()
   const blobs = new BlobStore()
   const rejected: Record<string, number> = {}
-  const reject = (reason: string): TopicValidatorResult => {
+  const reject = (reason: string, from: string): TopicValidatorResult => {
     rejected[reason] = (rejected[reason] ?? 0) + 1
+    onReject(reason, from)
     return TopicValidatorResult.Reject
   }
 
@@ -88,21 +90,21 @@ export async function startHost (
   })
 
   const pubsub = libp2p.services.pubsub
-  pubsub.topicValidators.set(CONTROL_TOPIC, (_peer, msg) => {
-    if (msg.type !== 'signed') return reject('unsigned')
+  pubsub.topicValidators.set(CONTROL_TOPIC, (peer, msg) => {
+    if (msg.type !== 'signed') return reject('unsigned', peer.toString())
+    const from = msg.from.toString()
     let message: ControlMessage
     try {
       message = decodeMessage(msg.data)
     } catch (err) {
-      if (err instanceof MessageError) return reject('malformed')
+      if (err instanceof MessageError) return reject('malformed', from)
       throw err
     }
-    const from = msg.from.toString()
-    if (messageSender(message) !== from) return reject('spoofed')
+    if (messageSender(message) !== from) return reject('spoofed', from)
     const verdict = judge(message, from)
     if (verdict === 'accept') return TopicValidatorResult.Accept
     if (verdict === 'ignore') return TopicValidatorResult.Ignore
-    return reject(verdict.reject)
+    return reject(verdict.reject, from)
   })
   pubsub.addEventListener('message', (event) => {
     if (event.detail.topic !== CONTROL_TOPIC) return

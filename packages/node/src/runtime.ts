@@ -70,6 +70,9 @@ export class DmlNode {
   private timer: NodeJS.Timeout | undefined
   private trainQueue: Promise<void> = Promise.resolve()
   private adopting = new Set<string>()
+  /** RoundDone messages by model hash, kept until we hold that model */
+  private readonly announced = new Map<string, RoundDone>()
+  private readonly lastRejectLog = new Map<string, number>()
   private wakeUp: (() => void) | undefined
   private readonly doneListeners: Array<() => void> = []
   private stopped = false
@@ -98,7 +101,7 @@ export class DmlNode {
       bootstrap: this.config.bootstrap,
       mdns: this.config.mdns,
       swarmKey: this.config.swarmKey
-    }, (m, from) => this.judge(m, from), (m) => { this.deliver(m) })
+    }, (m, from) => this.judge(m, from), (m) => { this.deliver(m) }, (reason, from) => { this.onRejected(reason, from) })
     this.election = new Election(this.peerId, this.config.leaseMs, Date.now())
     if (checkpoint !== undefined) {
       this.global = { round: checkpoint.round, hash: checkpoint.modelHash, weights: decodeTensors(checkpoint.model) }
@@ -185,6 +188,15 @@ export class DmlNode {
     this.lead(term).catch(err => { this.log.warn('leader-error', { error: String(err) }, `leading failed: ${(err as Error).stack ?? String(err)}`) })
   }
 
+  /** Logs a rejected control message: at most once per peer and reason every 10 s. */
+  private onRejected (reason: string, from: string): void {
+    const key = `${reason}:${from}`
+    const now = Date.now()
+    if (now - (this.lastRejectLog.get(key) ?? 0) < 10_000) return
+    this.lastRejectLog.set(key, now)
+    this.log.warn('message-rejected', { reason, from, total: this.host.rejected[reason] }, `rejected a ${reason} control message from ${short(from)} (${this.host.rejected[reason]} so far)`)
+  }
+
   /** Decides in the gossip validator whether a well-formed message is current. */
   private judge (message: ControlMessage, from: string): Verdict {
     if (message.type === 'heartbeat') {
@@ -249,7 +261,7 @@ export class DmlNode {
     if (hb.leader === hb.peer) {
       const follows = this.followClaim(hb.peer, hb.term, hb.round)
       // catch up: a leader ahead of us has a model we lack (late join, restart, missed RoundDone)
-      if (follows && hb.round > this.round && hb.modelHash !== null) this.adopt(hb.round, hb.modelHash, [hb.peer], undefined)
+      if (follows && hb.round > this.round && hb.modelHash !== null) this.adopt(hb.round, hb.modelHash, [hb.peer])
     }
   }
 
@@ -306,27 +318,47 @@ export class DmlNode {
   }
 
   private onRoundDone (rd: RoundDone): void {
-    this.adopt(rd.round, rd.modelHash, [rd.leader, ...this.liveMembers().map(m => m.peer)], { round: rd.round, term: rd.term, modelHash: rd.modelHash, metrics: rd.metrics }, rd.finished)
+    this.announced.set(rd.modelHash, rd)
+    if (rd.round <= this.round) this.recordAnnounced()
+    else this.adopt(rd.round, rd.modelHash, [rd.leader, ...this.liveMembers().map(m => m.peer)])
   }
 
-  /** Makes round `round`'s model ours: fetch, verify, record, checkpoint. */
-  private adopt (round: number, hash: string, from: string[], record: RoundRecord | undefined, finished = false): void {
+  /**
+   * Makes round `round`'s model ours: fetch, verify, checkpoint. Reached from a RoundDone, or
+   * from a leader heartbeat that shows we are behind (late join, restart, a missed RoundDone).
+   */
+  private adopt (round: number, hash: string, from: string[]): void {
     if (round <= this.round || this.adopting.has(hash)) return
     this.adopting.add(hash)
     this.host.fetchBlob(hash, from, BLOB_TIMEOUT_MS).then(async (bytes) => {
       if (round <= this.round) return
       const weights = decodeTensors(bytes)
       if (this.global !== null) assertSameShapes(weights, this.global.weights)
-      await this.commit({ round, hash, weights }, bytes, record)
+      const done = this.announced.get(hash)
+      await this.commit({ round, hash, weights }, bytes, done === undefined ? undefined : roundRecord(done))
       this.phase = null
-      this.log.info('model-adopted', { round, modelHash: hash, accuracy: record?.metrics.accuracy },
-        record !== undefined
-          ? `round ${round} done: accuracy ${(100 * record.metrics.accuracy).toFixed(2)}%, loss ${record.metrics.loss.toFixed(4)}, ${record.metrics.participants.length} peers`
+      this.log.info('model-adopted', { round, modelHash: hash, accuracy: done?.metrics.accuracy },
+        done !== undefined
+          ? `round ${round} done: accuracy ${(100 * done.metrics.accuracy).toFixed(2)}%, loss ${done.metrics.loss.toFixed(4)}, ${done.metrics.participants.length} peers`
           : `caught up to round ${round}`)
-      if (finished) this.finish()
+      await this.recordAnnounced()
     }).catch(err => {
       this.log.warn('adopt-failed', { round, error: String(err) }, `could not get the model of round ${round}: ${(err as Error).message}`)
     }).finally(() => this.adopting.delete(hash))
+  }
+
+  /** Records the RoundDone of the model we hold, if it came after the model itself; finishes if it says so. */
+  private async recordAnnounced (): Promise<void> {
+    for (const [hash, done] of this.announced) {
+      if (done.round < this.round) this.announced.delete(hash)
+      if (this.global?.hash !== hash) continue
+      this.announced.delete(hash)
+      if (this.history.at(-1)?.round !== done.round) {
+        this.history.push(roundRecord(done))
+        await this.checkpoint()
+      }
+      if (done.finished) this.finish()
+    }
   }
 
   /** Installs a new global model and checkpoints it. */
@@ -336,6 +368,12 @@ export class DmlNode {
     this.host.blobs.put(bytes, true)
     if (previous !== undefined) this.host.blobs.unpin(previous)
     if (record !== undefined) this.history.push(record)
+    await this.checkpoint()
+  }
+
+  private async checkpoint (): Promise<void> {
+    const model = this.global!
+    const bytes = this.host.blobs.get(model.hash) ?? encodeTensors(model.weights)
     await saveCheckpoint(this.config.dataDir, { round: model.round, term: this.election.term, modelHash: model.hash, model: bytes, task: this.task, history: this.history })
   }
 
@@ -486,6 +524,10 @@ export class DmlNode {
       this.wake()
     })
   }
+}
+
+function roundRecord (done: RoundDone): RoundRecord {
+  return { round: done.round, term: done.term, modelHash: done.modelHash, metrics: done.metrics }
 }
 
 export function short (peer: string): string {

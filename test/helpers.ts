@@ -1,0 +1,47 @@
+// System-test helpers: real dml-node processes on loopback, stopped after each test.
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { EventProcess, PeerProcess, DML_MONITOR_BIN, type LogEvent } from '@dml/node'
+
+export class LocalNetwork {
+  readonly dir = mkdtempSync(join(tmpdir(), 'dml-test-'))
+  readonly peers: PeerProcess[] = []
+  readonly others: EventProcess[] = []
+
+  /** Starts `count` peers; the first is the bootstrap peer of the others. */
+  async start (count: number, args: string[]): Promise<PeerProcess[]> {
+    for (let i = 0; i < count; i++) await this.add(args)
+    return this.peers
+  }
+
+  async add (args: string[], name = `peer${this.peers.length + 1}`): Promise<PeerProcess> {
+    const bootstrap = this.peers.length === 0 ? [] : ['--bootstrap', await this.peers[0].multiaddr('127.0.0.1')]
+    const peer = new PeerProcess(name, ['--host', '127.0.0.1', '--port', '0', '--no-mdns', '--http-port', '0', '--data-dir', join(this.dir, name), ...bootstrap, ...args])
+    this.peers.push(peer)
+    return peer
+  }
+
+  async monitor (args: string[]): Promise<EventProcess> {
+    const monitor = new EventProcess('monitor', process.execPath, [DML_MONITOR_BIN, '--host', '127.0.0.1', '--no-mdns', '--bootstrap', await this.peers[0].multiaddr('127.0.0.1'), ...args])
+    this.others.push(monitor)
+    return monitor
+  }
+
+  async stop (): Promise<void> {
+    const all = [...this.peers, ...this.others]
+    for (const p of all) p.kill('SIGKILL')
+    await Promise.all(all.map(async p => await p.exited))
+    rmSync(this.dir, { recursive: true, force: true })
+  }
+}
+
+export async function getJson (url: string): Promise<any> {
+  const res = await fetch(url, { signal: AbortSignal.timeout(10_000) })
+  if (!res.ok) throw new Error(`${url}: HTTP ${res.status}`)
+  return await res.json()
+}
+
+export function roundsDone (events: LogEvent[]): LogEvent[] {
+  return events.filter(e => e.event === 'round-done')
+}

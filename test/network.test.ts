@@ -1,0 +1,119 @@
+// The whole system on one machine: separate dml-node processes on loopback, real libp2p, real MNIST.
+import { expect } from 'chai'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { encode } from 'cborg'
+import { CONTROL_TOPIC, encodeMessage } from '@dml/protocol'
+import { startHost, type PeerProcess, type LogEvent } from '@dml/node'
+import { LocalNetwork, getJson } from './helpers.ts'
+
+const MINUTE = 60_000
+
+describe('a network of three peers on loopback', function () {
+  this.timeout(6 * MINUTE)
+  const net = new LocalNetwork()
+  let peers: PeerProcess[]
+  after(async () => { await net.stop() })
+
+  it('discovers, elects one leader, trains 3 rounds with rising accuracy, ends on one model', async () => {
+    peers = await net.start(3, ['--min-peers', '3', '--rounds', '3', '--local-epochs', '0.3', '--exit-when-done'])
+    const monitor = await net.monitor(['--json'])
+    const ids = await Promise.all(peers.map(async p => await p.peerId()))
+    expect(new Set(ids).size).to.equal(3)
+
+    // after the first round: one leader, and every peer agrees on who it is
+    const firstRound = await Promise.any(peers.map(async p => await p.waitFor('round-done', 3 * MINUTE)))
+    const statuses = await Promise.all(peers.map(async p => await getJson(await p.statusUrl())))
+    expect(statuses.filter(s => s.isLeader)).to.have.length(1)
+    const leader = statuses.find(s => s.isLeader)
+    expect(statuses.map(s => s.leader)).to.deep.equal([leader.peerId, leader.peerId, leader.peerId])
+    expect(leader).to.include.keys('peerId', 'isLeader', 'round', 'totalRounds', 'progress', 'activeNodes', 'gpuNodes', 'cpuNodes', 'leader', 'term', 'accuracy', 'loss', 'history')
+    expect(leader.totalRounds).to.equal(3)
+    expect(leader.activeNodes).to.equal(3)
+    expect(leader.cpuNodes + leader.gpuNodes).to.equal(3)
+    expect(leader.round).to.be.at.least(1)
+    expect(leader.progress).to.be.within(0, 1)
+    expect(leader.history[0]).to.include({ round: 1, accuracy: firstRound.accuracy })
+    expect(leader.accuracy).to.be.a('number')
+
+    // every peer ends training on the same model
+    const finished = await Promise.all(peers.map(async p => await p.waitFor('training-finished', 5 * MINUTE)))
+    expect(finished.map(f => f.round)).to.deep.equal([3, 3, 3])
+    expect(new Set(finished.map(f => f.modelHash)).size).to.equal(1)
+
+    const leaderPeer = peers[ids.indexOf(leader.peerId)]
+    const rounds = leaderPeer.events.filter(e => e.event === 'round-done')
+    expect(rounds.map(r => r.round)).to.deep.equal([1, 2, 3])
+    expect(rounds.every(r => r.participants.length === 3)).to.equal(true)
+    const accuracy = rounds.map(r => r.accuracy as number)
+    expect(accuracy[2]).to.be.greaterThan(accuracy[0])
+    expect(accuracy[1]).to.be.greaterThan(accuracy[0] - 0.005)
+    expect(accuracy[2]).to.be.greaterThan(0.9)
+    // only the leader finished rounds
+    for (const p of peers) if (p !== leaderPeer) expect(p.events.some(e => e.event === 'round-done')).to.equal(false)
+
+    // the monitor saw every round as it happened, with the same figures
+    const seen = await monitor.waitFor(e => e.event === 'round' && e.finished === true, MINUTE)
+    expect(seen.round).to.equal(3)
+    const monitorRounds = monitor.events.filter(e => e.event === 'round')
+    expect(monitorRounds.map(r => r.round)).to.deep.equal([1, 2, 3])
+    expect(monitorRounds.map(r => r.accuracy)).to.deep.equal(accuracy)
+    expect(monitorRounds[0]).to.include.keys('loss', 'activeNodes', 'gpuNodes', 'cpuNodes', 'durationMs')
+    expect(await Promise.all(peers.map(async p => await p.exited))).to.deep.equal([0, 0, 0])
+  })
+})
+
+describe('a CNN larger than gossipsub\'s 4 MiB limit', function () {
+  this.timeout(6 * MINUTE)
+  const net = new LocalNetwork()
+  after(async () => { await net.stop() })
+
+  it('crosses between peers in chunks and both end on the same model', async () => {
+    const peers = await net.start(2, ['--model', 'cnn', '--min-peers', '2', '--rounds', '1', '--local-epochs', '0.005', '--eval-samples', '200', '--exit-when-done'])
+    const init = await Promise.any(peers.map(async p => await p.waitFor('model-initialised', 2 * MINUTE)))
+    expect(init.bytes).to.be.greaterThan(4 * 1024 * 1024)
+    const finished = await Promise.all(peers.map(async p => await p.waitFor('training-finished', 4 * MINUTE)))
+    expect(finished[0].modelHash).to.equal(finished[1].modelHash)
+    const done = peers.flatMap(p => p.events.filter(e => e.event === 'round-done'))
+    expect(done).to.have.length(1)
+    expect(done[0].participants).to.have.length(2)
+  })
+})
+
+describe('hostile input on the control topic', function () {
+  this.timeout(3 * MINUTE)
+  const net = new LocalNetwork()
+  after(async () => { await net.stop() })
+
+  it('rejects and counts malformed and spoofed messages, and keeps running', async () => {
+    const [peer] = await net.start(1, ['--rounds', '1000', '--local-epochs', '0.01', '--eval-samples', '100'])
+    const statusUrl = await peer.statusUrl()
+    const attacker = await startHost({ privateKey: await generateKeyPair('Ed25519'), host: '127.0.0.1', port: 0, bootstrap: [await peer.multiaddr('127.0.0.1')], mdns: false }, () => 'accept', () => {})
+    try {
+      const pubsub = attacker.libp2p.services.pubsub
+      const victim = await peer.peerId()
+      const hostile = [
+        new Uint8Array([0xff, 0xfe, 0x01]), // not CBOR
+        encode({ v: 1, type: 'heartbeat', term: 'x' }), // CBOR, not a valid message
+        // a well-formed heartbeat that claims to come from the peer itself, with a huge term
+        encodeMessage({ type: 'heartbeat', v: 1, term: 99, peer: victim, leader: victim, round: 99, modelHash: null, device: 'gpu', backend: 'x', speed: 1, addrs: [] })
+      ]
+      const rejected = (reason: string) => (e: LogEvent): boolean => e.event === 'message-rejected' && e.reason === reason
+      const deadline = Date.now() + MINUTE
+      // publish until the peer has judged them: the first publishes may go out before the
+      // attacker's pubsub stream to the peer is open, and reach no one
+      while (!peer.events.some(rejected('malformed')) || !peer.events.some(rejected('spoofed'))) {
+        if (Date.now() > deadline) throw new Error(`rejections not seen: ${JSON.stringify((await getJson(statusUrl)).rejectedMessages)}`)
+        for (const bytes of hostile) await pubsub.publish(CONTROL_TOPIC, bytes)
+        await peer.waitFor(rejected('spoofed'), 2000, peer.events.length).catch(() => {})
+      }
+      const status = await getJson(statusUrl)
+      expect(status.rejectedMessages.malformed).to.be.at.least(2)
+      expect(status.rejectedMessages.spoofed).to.be.at.least(1)
+      expect(status.term).to.be.below(99)
+      expect(status.gpuNodes).to.equal(0)
+      expect(peer.running).to.equal(true)
+    } finally {
+      await attacker.stop()
+    }
+  })
+})
