@@ -95,7 +95,7 @@ describe('hostile input on the control topic', function () {
         new Uint8Array([0xff, 0xfe, 0x01]), // not CBOR
         encode({ v: 1, type: 'heartbeat', term: 'x' }), // CBOR, not a valid message
         // a well-formed heartbeat that claims to come from the peer itself, with a huge term
-        encodeMessage({ type: 'heartbeat', v: 1, term: 99, peer: victim, leader: victim, round: 99, modelHash: null, device: 'gpu', backend: 'x', speed: 1, addrs: [] })
+        encodeMessage({ type: 'heartbeat', v: 1, term: 99, peer: victim, leader: victim, round: 99, modelHash: null, device: 'gpu', backend: 'x', speed: 1, addrs: [], holds: null })
       ]
       const rejected = (reason: string) => (e: LogEvent): boolean => e.event === 'message-rejected' && e.reason === reason
       const deadline = Date.now() + MINUTE

@@ -19,6 +19,10 @@ export async function runNode (argv: string[]): Promise<number> {
   }
   if (o.gpu === true && o.cpu === true) throw new ConfigError('--gpu and --cpu contradict each other; pass one')
   const log = createLogger(o['json-logs'] as boolean, '[dml]')
+  // a stray rejection inside a network library must not take the peer down; say it loudly
+  process.on('unhandledRejection', (err) => {
+    log.warn('unhandled-rejection', { error: String(err) }, `unhandled rejection: ${(err as Error)?.stack ?? String(err)}`)
+  })
   if (o['model-module'] !== '') {
     const names = await registerModelModule(o['model-module'] as string)
     log.info('models-registered', { names }, `registered models ${names.join(', ')} from ${String(o['model-module'])}`)

@@ -16,6 +16,10 @@ import type { PeerId, PrivateKey } from '@libp2p/interface'
 import { BLOB_PROTOCOL, CONTROL_TOPIC, MAX_CONTROL_BYTES, type ControlMessage, decodeMessage, encodeMessage, messageSender, MessageError } from '@dml/protocol'
 import { BlobStore, requestBlob, serveBlob, BlobError } from './blob-transfer.ts'
 
+const MIN_REDIAL_MS = 1000
+const MAX_REDIAL_MS = 30_000
+const MAX_KNOWN_PEERS = 1000
+
 export interface HostOptions {
   privateKey: PrivateKey
   host: string
@@ -82,12 +86,34 @@ export async function startHost (
     return TopicValidatorResult.Reject
   }
 
-  // libp2p 3 does not dial the peers it discovers; we do, once per discovery
+  // libp2p 3 does not dial the peers it discovers, and says 'peer:discovery' only the first
+  // time a peer is seen. So we keep every peer we learn of (discovery, bootstrap, heartbeats) and
+  // redial it whenever we are not connected, with backoff: after a partition heals or a peer
+  // restarts, the connection comes back by itself.
+  const known = new Map<string, { id: PeerId, nextDial: number, backoffMs: number }>()
+  const dialing = new Set<string>()
+  const remember = (id: PeerId): void => {
+    const key = id.toString()
+    if (key === libp2p.peerId.toString() || known.has(key)) return
+    if (known.size >= MAX_KNOWN_PEERS) known.delete(known.keys().next().value!)
+    known.set(key, { id, nextDial: 0, backoffMs: MIN_REDIAL_MS })
+  }
+  const dialKnown = (key: string): void => {
+    const entry = known.get(key)
+    if (entry === undefined || dialing.has(key) || libp2p.getConnections(entry.id).length > 0 || Date.now() < entry.nextDial) return
+    dialing.add(key)
+    libp2p.dial(entry.id).then(() => {
+      entry.backoffMs = MIN_REDIAL_MS
+    }, () => {
+      entry.nextDial = Date.now() + entry.backoffMs
+      entry.backoffMs = Math.min(MAX_REDIAL_MS, entry.backoffMs * 2)
+    }).finally(() => dialing.delete(key))
+  }
   libp2p.addEventListener('peer:discovery', (event) => {
-    const { id, multiaddrs } = event.detail
-    if (id.equals(libp2p.peerId) || libp2p.getConnections(id).length > 0) return
-    libp2p.dial(multiaddrs.length > 0 ? multiaddrs : id).catch(() => {})
+    remember(event.detail.id)
+    dialKnown(event.detail.id.toString())
   })
+  const redial = setInterval(() => { for (const key of known.keys()) dialKnown(key) }, MIN_REDIAL_MS)
 
   const pubsub = libp2p.services.pubsub
   pubsub.topicValidators.set(CONTROL_TOPIC, (peer, msg) => {
@@ -114,7 +140,6 @@ export async function startHost (
   pubsub.subscribe(CONTROL_TOPIC)
   await libp2p.handle(BLOB_PROTOCOL, async (stream) => { await serveBlob(stream, blobs) }, { maxInboundStreams: 64 })
 
-  const dialing = new Set<string>()
   const host: DmlHost = {
     libp2p,
     blobs,
@@ -141,21 +166,23 @@ export async function startHost (
       throw new BlobError(`could not fetch blob ${hash.slice(0, 12)}: ${errors.join('; ') || 'no peer to ask'}`)
     },
     dialAddrs (peer, addrs) {
-      if (peer === self || dialing.has(peer)) return
+      if (peer === self) return
       let id: PeerId
       try { id = peerIdFromString(peer) } catch { return }
       if (libp2p.getConnections(id).length > 0) return
       const targets = addrs.flatMap(a => { try { return [multiaddr(a)] } catch { return [] } })
       if (targets.length === 0) return
-      dialing.add(peer)
-      libp2p.peerStore.merge(id, { multiaddrs: targets })
-        .then(async () => await libp2p.dial(id))
-        .catch(() => {})
-        .finally(() => dialing.delete(peer))
+      libp2p.peerStore.merge(id, { multiaddrs: targets }).then(() => {
+        remember(id)
+        dialKnown(peer)
+      }).catch(() => {})
     },
     listenAddrs: () => libp2p.getMultiaddrs().map(a => a.toString()),
     connectedPeers: () => libp2p.getPeers().map(p => p.toString()),
-    async stop () { await libp2p.stop() }
+    async stop () {
+      clearInterval(redial)
+      await libp2p.stop()
+    }
   }
   return host
 }

@@ -27,7 +27,7 @@ export class EventProcess {
   readonly stderr: string[] = []
   readonly exited: Promise<number | null>
   private waiters: Waiter[] = []
-  private readonly onEvent?: (e: LogEvent, p: EventProcess) => void
+  onEvent?: (e: LogEvent, p: EventProcess) => void
 
   constructor (name: string, command: string, args: string[], options: { env?: NodeJS.ProcessEnv, onEvent?: (e: LogEvent, p: EventProcess) => void, wrap?: string[] } = {}) {
     this.name = name

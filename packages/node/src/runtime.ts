@@ -1,11 +1,12 @@
 // A dml peer: membership by heartbeats, election, and the round engine in both roles.
 // As leader it starts rounds, collects and aggregates updates, evaluates and publishes the new
 // model; as a worker (the leader is one too) it trains on its shard and announces its update.
-import { assertSameShapes, decodeTensors, encodeTensors, type Assignment, type ControlMessage, type Heartbeat, type NamedTensor, type RoundDone, type RoundMetrics, type RoundStart, type Task, type UpdateReady } from '@dml/protocol'
+import { assertSameShapes, decodeTensors, encodeTensors, type Assignment, type ControlMessage, type Heartbeat, type ModelOffer, type NamedTensor, type RoundDone, type RoundMetrics, type RoundStart, type Task, type UpdateReady } from '@dml/protocol'
 import { getStrategy, type BackendChoice, type ClientUpdate } from '@dml/trainer'
 import type { PrivateKey } from '@libp2p/interface'
 import { allocateWork, expectedSeconds } from './allocation.ts'
 import { loadLatestCheckpoint, saveCheckpoint, type RoundRecord } from './checkpoint.ts'
+import { ConfigError } from './config.ts'
 import { Election, rankCandidates } from './election.ts'
 import { startHost, type DmlHost, type Verdict } from './host.ts'
 import type { Logger } from './log.ts'
@@ -48,6 +49,7 @@ interface LeaderRound {
 }
 
 const BLOB_TIMEOUT_MS = 120_000
+const REPLICATION_TIMEOUT_MS = 10_000
 
 export class DmlNode {
   readonly config: RuntimeConfig
@@ -61,7 +63,7 @@ export class DmlNode {
   history: RoundRecord[] = []
   finished = false
   readonly members = new Map<string, Member>()
-  readonly counters = { elections: 0, peersLost: 0, peersJoined: 0, roundsRetried: 0, checkpointsCorrupt: 0 }
+  readonly counters = { leaderChanges: 0, peersLost: 0, peersJoined: 0, roundsRetried: 0, checkpointsCorrupt: 0 }
   /** round being trained locally, for status */
   phase: { round: number, state: string, done: number, total: number } | null = null
   leading: LeaderRound | null = null
@@ -73,6 +75,8 @@ export class DmlNode {
   /** RoundDone messages by model hash, kept until we hold that model */
   private readonly announced = new Map<string, RoundDone>()
   private readonly lastRejectLog = new Map<string, number>()
+  /** hash of the newest offered model we fetched (announced in heartbeats) */
+  private holds: string | null = null
   private wakeUp: (() => void) | undefined
   private readonly doneListeners: Array<() => void> = []
   private stopped = false
@@ -94,6 +98,12 @@ export class DmlNode {
       this.counters.checkpointsCorrupt++
       this.log.warn('checkpoint-corrupt', { error: err.message }, `skipping corrupt checkpoint: ${err.message}`)
     })
+    if (checkpoint !== undefined) {
+      const { model, dataset } = checkpoint.task
+      if (model !== this.task.model || dataset !== this.task.dataset) {
+        throw new ConfigError(`the checkpoint in ${this.config.dataDir} is of model "${model}" on "${dataset}", not "${this.task.model}" on "${this.task.dataset}": pass --model ${model} --dataset ${dataset}, or use another --data-dir`)
+      }
+    }
     this.host = await startHost({
       privateKey,
       host: this.config.host,
@@ -107,10 +117,9 @@ export class DmlNode {
       this.global = { round: checkpoint.round, hash: checkpoint.modelHash, weights: decodeTensors(checkpoint.model) }
       this.host.blobs.put(checkpoint.model, true)
       this.history = checkpoint.history
-      this.task = checkpoint.task
       this.election.noteTerm(checkpoint.term)
-      if (this.isFinished(this.history.at(-1)?.metrics.accuracy ?? 0)) this.finish()
-      this.log.info('checkpoint-loaded', { round: checkpoint.round, term: checkpoint.term, modelHash: checkpoint.modelHash },
+      if (this.isFinished(this.round, this.history.at(-1)?.metrics.accuracy ?? 0)) this.finish()
+      this.log.info('checkpoint-loaded', { round: checkpoint.round, term: checkpoint.term, modelHash: checkpoint.modelHash, accuracy: this.history.at(-1)?.metrics.accuracy },
         `resumed from checkpoint: round ${checkpoint.round}, term ${checkpoint.term}`)
     }
     this.timer = setInterval(() => { this.tick() }, this.config.heartbeatMs)
@@ -155,7 +164,8 @@ export class DmlNode {
       device: this.backend.device,
       backend: this.backend.backend,
       speed: this.speed,
-      addrs: this.host.listenAddrs().slice(0, 16)
+      addrs: this.host.listenAddrs().slice(0, 16),
+      holds: this.holds
     }
   }
 
@@ -180,7 +190,7 @@ export class DmlNode {
   }
 
   private becameLeader (): void {
-    this.counters.elections = this.election.elections
+    this.counters.leaderChanges++
     this.log.info('leader-elected', { term: this.election.term, round: this.round, peer: this.peerId },
       `elected leader for term ${this.election.term} at round ${this.round}`)
     this.host.publish(this.heartbeat()).catch(() => {})
@@ -204,7 +214,7 @@ export class DmlNode {
       return 'accept'
     }
     if (message.term < this.election.term) return { reject: 'stale' }
-    if ((message.type === 'round-start' || message.type === 'round-done') && message.term === this.election.term && from !== this.election.leader) {
+    if ((message.type === 'round-start' || message.type === 'model-offer' || message.type === 'round-done') && message.term === this.election.term && from !== this.election.leader) {
       return { reject: 'not-leader' }
     }
     return 'accept'
@@ -218,6 +228,9 @@ export class DmlNode {
         if (this.followClaim(message.leader, message.term, message.round - 1)) this.onRoundStart(message)
         break
       case 'update-ready': this.onUpdateReady(message); break
+      case 'model-offer':
+        if (this.followClaim(message.leader, message.term, message.round - 1)) this.onModelOffer(message)
+        break
       case 'round-done':
         if (this.followClaim(message.leader, message.term, message.round)) this.onRoundDone(message)
         break
@@ -243,6 +256,7 @@ export class DmlNode {
         this.leading = null
         this.wake()
       }
+      this.counters.leaderChanges++
       this.log.info('leader-followed', { term, leader }, `following leader ${short(leader)} (term ${term})`)
     }
     return this.election.leader === leader && this.election.term === term
@@ -257,6 +271,7 @@ export class DmlNode {
       this.wake()
     }
     this.members.set(hb.peer, { heartbeat: hb, lastSeen: Date.now() })
+    if (this.election.isLeader) this.wake()
     this.election.noteTerm(hb.term)
     if (hb.leader === hb.peer) {
       const follows = this.followClaim(hb.peer, hb.term, hb.round)
@@ -273,7 +288,11 @@ export class DmlNode {
     this.latestStart = rs
     if (mine === undefined) return
     this.trainQueue = this.trainQueue.then(async () => { await this.trainRound(rs, mine) }).catch(err => {
-      this.log.warn('train-error', { round: rs.round, error: String(err) }, `round ${rs.round}: local training failed: ${(err as Error).message}`)
+      if ((err as Error).name === 'TrainingAborted') {
+        this.log.info('train-aborted', { round: rs.round, term: rs.term }, `round ${rs.round} (term ${rs.term}): local training abandoned, the round was superseded`)
+      } else {
+        this.log.warn('train-error', { round: rs.round, error: String(err) }, `round ${rs.round}: local training failed: ${(err as Error).message}`)
+      }
     })
   }
 
@@ -296,7 +315,7 @@ export class DmlNode {
         lastLog = Date.now()
         this.log.info('train-progress', { round: rs.round, done, total, loss }, `round ${rs.round}: ${Math.round(100 * done / total)}% of local epoch work, loss ${loss.toFixed(4)}`)
       }
-    })
+    }, () => !this.stillCurrent(rs)) // a newer round or a new leader makes this work pointless
     this.speed = result.numSamples / (result.trainMs / 1000)
     this.phase = { round: rs.round, state: 'sending', done: assignment.samples, total: assignment.samples }
     const hash = this.host.blobs.put(encodeTensors(result.weights))
@@ -389,8 +408,8 @@ export class DmlNode {
 
   // ---- leader ------------------------------------------------------------------------------
 
-  private isFinished (accuracy: number): boolean {
-    return this.round >= this.task.totalRounds || accuracy >= this.task.targetAccuracy
+  private isFinished (round: number, accuracy: number): boolean {
+    return round >= this.task.totalRounds || accuracy >= this.task.targetAccuracy
   }
 
   private wake (): void {
@@ -476,8 +495,14 @@ export class DmlNode {
     if (!this.leads(term)) return false
     const bytes = encodeTensors(weights)
     const hash = this.host.blobs.put(bytes, true)
+    const replicateMs = await this.replicate(term, round, hash)
+    if (!this.leads(term)) {
+      this.host.blobs.unpin(hash)
+      return false
+    }
     const durationMs = Date.now() - startedAt
     const trainMs = Math.max(...updates.map(u => u.trainMs))
+    const transferMs = leading.transferMs + replicateMs
     const live = this.liveMembers()
     const metrics: RoundMetrics = {
       accuracy: evaluation.accuracy,
@@ -488,22 +513,49 @@ export class DmlNode {
       cpuNodes: live.filter(h => h.device === 'cpu').length,
       durationMs,
       trainMs,
-      transferMs: leading.transferMs,
+      transferMs,
       aggregateMs,
       evalMs,
-      idleMs: Math.max(0, durationMs - trainMs - leading.transferMs - aggregateMs - evalMs),
+      idleMs: Math.max(0, durationMs - trainMs - transferMs - aggregateMs - evalMs),
       finishedAt: Date.now()
     }
-    const record: RoundRecord = { round, term, modelHash: hash, metrics }
     this.leading = null
-    await this.commit({ round, hash, weights }, bytes, record)
-    const finished = this.isFinished(evaluation.accuracy)
-    const done: RoundDone = { type: 'round-done', v: 1, term, round, leader: this.peerId, modelHash: hash, metrics, finished }
-    await this.host.publish(done)
+    const finished = this.isFinished(round, evaluation.accuracy)
+    await this.host.publish({ type: 'round-done', v: 1, term, round, leader: this.peerId, modelHash: hash, metrics, finished })
+    await this.commit({ round, hash, weights }, bytes, { round, term, modelHash: hash, metrics })
     this.log.info('round-done', { round, term, modelHash: hash, ...metrics },
       `round ${round} done in ${(durationMs / 1000).toFixed(1)} s: accuracy ${(100 * evaluation.accuracy).toFixed(2)}%, loss ${evaluation.loss.toFixed(4)}, ${updates.length} updates`)
     if (finished) this.finish()
     return true
+  }
+
+  /**
+   * Offers the round's model and waits (at most REPLICATION_TIMEOUT_MS) until every other live
+   * peer holds it, so that once RoundDone is out the model outlives this leader. Returns the wait.
+   */
+  private async replicate (term: number, round: number, hash: string): Promise<number> {
+    const started = performance.now()
+    await this.host.publish({ type: 'model-offer', v: 1, term, round, leader: this.peerId, modelHash: hash })
+    const until = Date.now() + REPLICATION_TIMEOUT_MS
+    while (this.leads(term) && Date.now() < until) {
+      const missing = this.liveMembers().filter(h => h.peer !== this.peerId && h.holds !== hash && h.round < round)
+      if (missing.length === 0) break
+      await this.changed(until - Date.now())
+    }
+    return performance.now() - started
+  }
+
+  /** A worker fetches the offered model at once and says so in a heartbeat. */
+  private onModelOffer (offer: ModelOffer): void {
+    if (this.holds === offer.modelHash) return
+    this.host.fetchBlob(offer.modelHash, [offer.leader, ...this.liveMembers().map(m => m.peer)], BLOB_TIMEOUT_MS).then(bytes => {
+      this.host.blobs.put(bytes, true)
+      if (this.holds !== null && this.holds !== this.global?.hash) this.host.blobs.unpin(this.holds)
+      this.holds = offer.modelHash
+      this.host.publish(this.heartbeat()).catch(() => {})
+    }).catch(err => {
+      this.log.warn('offer-failed', { round: offer.round, error: String(err) }, `could not fetch the offered model of round ${offer.round}: ${(err as Error).message}`)
+    })
   }
 
   private onUpdateReady (update: UpdateReady): void {

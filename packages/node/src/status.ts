@@ -34,7 +34,7 @@ export function statusSnapshot (node: DmlNode): Record<string, unknown> {
     nodes: live.map(h => ({ peerId: h.peer, device: h.device, backend: h.backend, round: h.round, samplesPerSec: Math.round(h.speed), isLeader: h.peer === leader })),
     backend: { name: node.backend.backend, device: node.backend.device, source: node.backend.source, warning: node.backend.warning ?? null },
     task: node.task,
-    recovery: { ...node.counters, elections: node.election.elections },
+    recovery: { ...node.counters, electionsWon: node.election.elections },
     rejectedMessages: node.host.rejected,
     listenAddrs: node.host.listenAddrs(),
     history: node.history.map(r => ({ round: r.round, term: r.term, modelHash: r.modelHash, ...r.metrics }))

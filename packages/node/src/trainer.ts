@@ -34,13 +34,13 @@ export class LocalTrainer {
   }
 
   async train (task: Task, weights: NamedTensor[], shard: [number, number], samples: number, seed: number,
-    onProgress: (done: number, total: number, loss: number) => void): Promise<TrainResult> {
+    onProgress: (done: number, total: number, loss: number) => void, shouldStop: () => boolean): Promise<TrainResult> {
     const model = await this.modelFor(task)
     const dataset = this.dataset!
     const key = `${shard[0]}/${shard[1]}`
     if (this.shard?.key !== key) this.shard = { key, indices: shardIndices(dataset.train.count, shard[0], shard[1]) }
     writeWeights(model, weights)
-    return await trainLocal(model, dataset.train, this.shard.indices, { samples, batchSize: task.batchSize, lr: task.lr, seed, onProgress })
+    return await trainLocal(model, dataset.train, this.shard.indices, { samples, batchSize: task.batchSize, lr: task.lr, seed, onProgress, shouldStop })
   }
 
   async evaluate (task: Task, weights: NamedTensor[]): Promise<Evaluation> {

@@ -35,6 +35,8 @@ export interface Heartbeat {
   speed: number
   /** multiaddrs this peer listens on, so peers that only know it through gossip can dial it */
   addrs: string[]
+  /** the newest offered model this peer has fetched (see ModelOffer), or null */
+  holds: string | null
 }
 
 export interface Assignment {
@@ -74,6 +76,20 @@ export interface UpdateReady {
   metrics: UpdateMetrics
 }
 
+/**
+ * The leader's new model for a round, before the round counts as done: peers fetch it and say so
+ * in their heartbeats (`holds`), and only then does the leader publish RoundDone. So a round that
+ * is done never exists on the leader alone, and a leader crash cannot lose it.
+ */
+export interface ModelOffer {
+  type: 'model-offer'
+  v: number
+  term: number
+  round: number
+  leader: string
+  modelHash: string
+}
+
 export interface RoundMetrics {
   accuracy: number
   loss: number
@@ -102,7 +118,7 @@ export interface RoundDone {
   finished: boolean
 }
 
-export type ControlMessage = Heartbeat | RoundStart | UpdateReady | RoundDone
+export type ControlMessage = Heartbeat | RoundStart | UpdateReady | ModelOffer | RoundDone
 
 export class MessageError extends Error {
   override name = 'MessageError'
@@ -218,7 +234,8 @@ export function validateMessage (value: unknown): ControlMessage {
         device: device(o.device),
         backend: str(o, 'backend', 64),
         speed: num(o, 'speed', 0),
-        addrs: list(o, 'addrs', 32, (a) => { if (typeof a !== 'string' || a.length > 512 || !a.startsWith('/')) fail('addrs must be multiaddr strings'); return a })
+        addrs: list(o, 'addrs', 32, (a) => { if (typeof a !== 'string' || a.length > 512 || !a.startsWith('/')) fail('addrs must be multiaddr strings'); return a }),
+        holds: o.holds === null ? null : hash(o, 'holds')
       }
     case 'round-start':
       return {
@@ -243,6 +260,8 @@ export function validateMessage (value: unknown): ControlMessage {
         metrics: { loss: num(m, 'loss', 0), trainMs: num(m, 'trainMs', 0), samplesPerSec: num(m, 'samplesPerSec', 0) }
       }
     }
+    case 'model-offer':
+      return { type, ...common, round: int(o, 'round', 1), leader: peerId(o.leader, 'leader'), modelHash: hash(o, 'modelHash') }
     case 'round-done':
       return {
         type,
@@ -282,6 +301,7 @@ export function messageSender (message: ControlMessage): string {
     case 'heartbeat': return message.peer
     case 'round-start': return message.leader
     case 'update-ready': return message.peer
+    case 'model-offer': return message.leader
     case 'round-done': return message.leader
     default: {
       const never: never = message

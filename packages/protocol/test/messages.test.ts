@@ -9,10 +9,11 @@ const task = { model: 'mlp', dataset: 'mnist', lr: 0.1, batchSize: 32, localEpoc
 const metrics = { accuracy: 0.9, loss: 0.3, participants: [PEER, OTHER], activeNodes: 2, gpuNodes: 0, cpuNodes: 2, durationMs: 10, trainMs: 5, transferMs: 1, aggregateMs: 1, evalMs: 1, idleMs: 2, finishedAt: 1 }
 
 export const SAMPLES: ControlMessage[] = [
-  { type: 'heartbeat', v: 1, term: 3, peer: PEER, leader: OTHER, round: 2, modelHash: HASH, device: 'cpu', backend: 'wasm', speed: 1500.5, addrs: ['/ip4/127.0.0.1/tcp/4001'] },
-  { type: 'heartbeat', v: 1, term: 0, peer: PEER, leader: null, round: 0, modelHash: null, device: 'gpu', backend: 'tensorflow', speed: 0, addrs: [] },
+  { type: 'heartbeat', v: 1, term: 3, peer: PEER, leader: OTHER, round: 2, modelHash: HASH, device: 'cpu', backend: 'wasm', speed: 1500.5, addrs: ['/ip4/127.0.0.1/tcp/4001'], holds: HASH },
+  { type: 'heartbeat', v: 1, term: 0, peer: PEER, leader: null, round: 0, modelHash: null, device: 'gpu', backend: 'tensorflow', speed: 0, addrs: [], holds: null },
   { type: 'round-start', v: 1, term: 3, round: 4, leader: PEER, modelHash: HASH, deadline: 1e12, task, assignments: [{ peer: PEER, samples: 100, shard: [0, 2] }, { peer: OTHER, samples: 120, shard: [1, 2] }] },
   { type: 'update-ready', v: 1, term: 3, round: 4, peer: OTHER, hash: HASH, numSamples: 120, metrics: { loss: 0.2, trainMs: 900, samplesPerSec: 133 } },
+  { type: 'model-offer', v: 1, term: 3, round: 4, leader: PEER, modelHash: HASH },
   { type: 'round-done', v: 1, term: 3, round: 4, leader: PEER, modelHash: HASH, metrics, finished: false }
 ]
 
@@ -24,7 +25,7 @@ describe('control messages', () => {
   })
 
   it('name the peer each message speaks for', () => {
-    expect(SAMPLES.map(messageSender)).to.deep.equal([PEER, PEER, PEER, OTHER, PEER])
+    expect(SAMPLES.map(messageSender)).to.deep.equal([PEER, PEER, PEER, OTHER, PEER, PEER])
   })
 
   const bad: Array<[string, unknown]> = [
@@ -37,7 +38,8 @@ describe('control messages', () => {
     ['a bad device', { ...SAMPLES[0], device: 'tpu' }],
     ['a shard index out of range', { ...SAMPLES[2], assignments: [{ peer: PEER, samples: 1, shard: [2, 2] }] }],
     ['zero samples', { ...SAMPLES[3], numSamples: 0 }],
-    ['an accuracy over 1', { ...SAMPLES[4], metrics: { ...metrics, accuracy: 1.5 } }],
+    ['an accuracy over 1', { ...SAMPLES[5], metrics: { ...metrics, accuracy: 1.5 } }],
+    ['an offer without a model hash', { ...SAMPLES[4], modelHash: null }],
     ['a missing field', (({ term: _t, ...rest }) => rest)(SAMPLES[0] as any)],
     ['a list instead of a map', [1, 2, 3]],
     ['a string', 'hello']

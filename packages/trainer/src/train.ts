@@ -46,6 +46,12 @@ export interface TrainOptions {
   lr: number
   seed: number
   onProgress?: (done: number, total: number, loss: number) => void
+  /** checked between batches: when it returns true, training stops with a TrainingAborted error */
+  shouldStop?: () => boolean
+}
+
+export class TrainingAborted extends Error {
+  override name = 'TrainingAborted'
 }
 
 export interface TrainResult {
@@ -73,6 +79,7 @@ export async function trainLocal (model: tf.LayersModel, set: ImageSet, shard: U
   const reportEvery = Math.max(1, Math.floor(order.length / options.batchSize / 10))
   let lastYield = performance.now()
   for (let start = 0; start < order.length; start += options.batchSize) {
+    if (options.shouldStop?.() === true) throw new TrainingAborted(`stopped after ${start} of ${order.length} samples`)
     const { xs, ys } = makeBatch(set, order.subarray(start, start + options.batchSize))
     const loss = await model.trainOnBatch(xs, ys) as number
     tf.dispose([xs, ys])

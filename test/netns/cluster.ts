@@ -1,0 +1,102 @@
+// A dml network on Hosts: one dml-node per host (mDNS discovery, no bootstrap), which a test can
+// kill, restart and cut off. Events of every process it ever ran are kept for the checks.
+import { execFile } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import { PeerProcess, TimeoutError, type LogEvent } from '@dml/node'
+import type { Hosts } from './hosts.ts'
+
+const run = promisify(execFile)
+
+export type HostEvent = LogEvent & { host: string }
+
+export class Cluster {
+  readonly hosts: Hosts
+  readonly dir = mkdtempSync(join(tmpdir(), 'dml-hosts-'))
+  readonly args: string[]
+  /** the process now running on each host, if any */
+  readonly current: Array<PeerProcess | undefined>
+  /** every process started, in order */
+  readonly all: PeerProcess[] = []
+
+  constructor (hosts: Hosts, args: string[]) {
+    this.hosts = hosts
+    this.args = args
+    this.current = new Array(hosts.count).fill(undefined)
+  }
+
+  dataDir (i: number): string { return join(this.dir, `host${i}`) }
+
+  start (i: number): PeerProcess {
+    const peer = new PeerProcess(`host${i}`, ['--host', this.hosts.address(i), '--port', '4001', '--data-dir', this.dataDir(i), ...this.args], { wrap: this.hosts.wrap(i) })
+    this.current[i] = peer
+    this.all.push(peer)
+    return peer
+  }
+
+  startAll (): PeerProcess[] {
+    return this.current.map((_, i) => this.start(i))
+  }
+
+  async kill (i: number, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    const peer = this.current[i]
+    if (peer === undefined) return
+    peer.kill(signal)
+    await peer.exited
+    this.current[i] = undefined
+  }
+
+  async stopAll (signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    await Promise.all(this.current.map(async (_, i) => { await this.kill(i, signal) }))
+  }
+
+  /** Every event of every process, oldest first. */
+  events (match: (e: HostEvent) => boolean = () => true): HostEvent[] {
+    return this.all.flatMap(p => p.events.map(e => ({ ...e, host: p.name })).filter(match)).sort((a, b) => a.ts - b.ts)
+  }
+
+  /** The first event from a running process (already seen since `sinceTs`, or future) that matches. */
+  async waitAny (match: (e: HostEvent) => boolean, timeoutMs: number, sinceTs = 0): Promise<HostEvent> {
+    const seen = this.events(e => e.ts >= sinceTs && match(e))[0]
+    if (seen !== undefined) return seen
+    const running = this.current.filter((p): p is PeerProcess => p !== undefined)
+    try {
+      return await Promise.any(running.map(async p => ({ ...await p.waitFor(e => e.ts >= sinceTs && match({ ...e, host: p.name }), timeoutMs), host: p.name })))
+    } catch {
+      throw new TimeoutError(`no matching event on any host within ${timeoutMs} ms; last events: ${this.events().slice(-8).map(e => `${e.host}: ${String(e.msg ?? e.event)}`).join(' | ')}`)
+    }
+  }
+
+  /** Index of the host whose process started the latest round: the leader, as far as events tell. */
+  leader (): number {
+    const last = this.events(e => e.event === 'round-start').at(-1)
+    if (last === undefined) throw new Error('no round has started')
+    return Number(last.host.replace('host', ''))
+  }
+
+  /** GET /api/status of host i, from inside its namespace. */
+  async status (i: number): Promise<any> {
+    const url = `http://${this.hosts.address(i)}:5000/api/status`
+    const { stdout } = await run('ip', [...this.hosts.wrap(i).slice(1), process.execPath, '-e',
+      `fetch(${JSON.stringify(url)}, { signal: AbortSignal.timeout(5000) }).then(r => r.text()).then(t => process.stdout.write(t))`])
+    return JSON.parse(stdout)
+  }
+
+  /** Model hash of every finished round, as announced or adopted by anyone; throws on a conflict. */
+  roundHashes (): Map<number, string> {
+    const hashes = new Map<number, string>()
+    for (const e of this.events(ev => ev.event === 'round-done' || (ev.event === 'model-adopted' && ev.accuracy !== undefined))) {
+      const known = hashes.get(e.round)
+      if (known !== undefined && known !== e.modelHash) throw new Error(`round ${e.round as number} finished twice with different models: ${known.slice(0, 12)} and ${String(e.modelHash).slice(0, 12)} (${e.host})`)
+      hashes.set(e.round, e.modelHash)
+    }
+    return hashes
+  }
+
+  async destroy (): Promise<void> {
+    await this.stopAll('SIGKILL')
+    rmSync(this.dir, { recursive: true, force: true })
+  }
+}
