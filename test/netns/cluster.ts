@@ -1,7 +1,7 @@
 // A dml network on Hosts: one dml-node per host (mDNS discovery, no bootstrap), which a test can
 // kill, restart and cut off. Events of every process it ever ran are kept for the checks.
 import { execFile } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { appendFileSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -97,6 +97,8 @@ export class Cluster {
 
   async destroy (): Promise<void> {
     await this.stopAll('SIGKILL')
+    // DML_TEST_EVENTS=file keeps every event of the run for a post-mortem
+    if (process.env.DML_TEST_EVENTS !== undefined) appendFileSync(process.env.DML_TEST_EVENTS, this.events().map(e => JSON.stringify(e)).join('\n') + '\n')
     rmSync(this.dir, { recursive: true, force: true })
   }
 }

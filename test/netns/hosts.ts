@@ -89,3 +89,13 @@ export class Hosts {
     }
   }
 }
+
+/** Hosts for a mocha suite, or the suite is skipped with the reason printed. */
+export function hostsOrSkip (ctx: Mocha.Context, count: number): Hosts {
+  const hosts = Hosts.create(count)
+  if (typeof hosts === 'string') {
+    console.log(`      skipped: ${hosts}`)
+    ctx.skip()
+  }
+  return hosts as Hosts
+}

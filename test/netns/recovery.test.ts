@@ -3,20 +3,12 @@
 import { expect } from 'chai'
 import { readdirSync, truncateSync } from 'node:fs'
 import { join } from 'node:path'
-import { Hosts } from './hosts.ts'
+import { Hosts, hostsOrSkip } from './hosts.ts'
 import { Cluster } from './cluster.ts'
 
 const MINUTE = 60_000
 const FAST = ['--rounds', '1000', '--local-epochs', '0.1', '--eval-samples', '2000']
 
-function hostsOrSkip (ctx: Mocha.Context, count: number): Hosts {
-  const hosts = Hosts.create(count)
-  if (typeof hosts === 'string') {
-    console.log(`      skipped: ${hosts}`)
-    ctx.skip()
-  }
-  return hosts as Hosts
-}
 
 describe('recovery on 4 hosts', function () {
   this.timeout(4 * MINUTE)

@@ -35,13 +35,18 @@ export function allocateWork ({ workers, trainSize, localEpochs, batchSize }: Al
   })
 }
 
-/** Expected seconds for the slowest assignment, or undefined while any speed is unknown. */
+/**
+ * Expected seconds for the slowest assignment; a peer of unknown speed counts at the mean known
+ * speed. Undefined while no speed is known at all.
+ */
 export function expectedSeconds (assignments: Assignment[], workers: Worker[]): number | undefined {
+  const known = workers.filter(w => w.speed > 0)
+  if (known.length === 0) return undefined
+  const meanSpeed = known.reduce((s, w) => s + w.speed, 0) / known.length
   let worst = 0
   for (const a of assignments) {
     const speed = workers.find(w => w.peer === a.peer)?.speed ?? 0
-    if (speed <= 0) return undefined
-    worst = Math.max(worst, a.samples / speed)
+    worst = Math.max(worst, a.samples / (speed > 0 ? speed : meanSpeed))
   }
   return worst
 }

@@ -54,7 +54,8 @@ export async function startHost (
   options: HostOptions,
   judge: (message: ControlMessage, from: string) => Verdict,
   deliver: (message: ControlMessage) => void,
-  onReject: (reason: string, from: string) => void = () => {}
+  onReject: (reason: string, from: string) => void = () => {},
+  onSubscriber: (peer: string) => void = () => {}
 ): Promise<DmlHost> {
   const peerDiscovery = []
   if (options.mdns) peerDiscovery.push(mdns({ interval: 2000 }))
@@ -136,6 +137,9 @@ export async function startHost (
     if (event.detail.topic !== CONTROL_TOPIC) return
     // validated already; decoding again is cheap and keeps validator and handler independent
     deliver(decodeMessage(event.detail.data))
+  })
+  pubsub.addEventListener('subscription-change', (event) => {
+    if (event.detail.subscriptions.some(s => s.topic === CONTROL_TOPIC && s.subscribe)) onSubscriber(event.detail.peerId.toString())
   })
   pubsub.subscribe(CONTROL_TOPIC)
   await libp2p.handle(BLOB_PROTOCOL, async (stream) => { await serveBlob(stream, blobs) }, { maxInboundStreams: 64 })

@@ -111,7 +111,10 @@ export class DmlNode {
       bootstrap: this.config.bootstrap,
       mdns: this.config.mdns,
       swarmKey: this.config.swarmKey
-    }, (m, from) => this.judge(m, from), (m) => { this.deliver(m) }, (reason, from) => { this.onRejected(reason, from) })
+    }, (m, from) => this.judge(m, from), (m) => { this.deliver(m) }, (reason, from) => { this.onRejected(reason, from) },
+    // a new neighbour on the control topic hears from us now, not at the next tick: a peer that
+    // joins or restarts is known to the leader before the next round starts
+    () => { if (this.election !== undefined) this.host.publish(this.heartbeat()).catch(() => {}) })
     this.election = new Election(this.peerId, this.config.leaseMs, Date.now())
     if (checkpoint !== undefined) {
       this.global = { round: checkpoint.round, hash: checkpoint.modelHash, weights: decodeTensors(checkpoint.model) }
@@ -179,7 +182,7 @@ export class DmlNode {
         this.log.warn('peer-lost', { peer }, `peer ${short(peer)} silent for ${this.config.leaseMs} ms: dropped`)
         if (peer === this.election.leader) {
           this.log.warn('leader-lost', { peer, term: this.election.term }, `leader ${short(peer)} lost (term ${this.election.term})`)
-          this.election.leaderLost(now)
+          this.election.leaderLost()
         }
         this.wake()
       }

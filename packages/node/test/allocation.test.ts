@@ -30,6 +30,7 @@ describe('work allocation', () => {
   it('gives a new peer the mean speed of the others', () => {
     const a = allocateWork({ workers: [{ peer: 'a', speed: 1000 }, { peer: 'b', speed: 3000 }, { peer: 'new', speed: 0 }], trainSize: 30000, localEpochs: 1, batchSize: 32 })
     expect(a.find(x => x.peer === 'new')!.samples).to.equal(10000)
-    expect(expectedSeconds(a, [{ peer: 'a', speed: 1000 }, { peer: 'b', speed: 3000 }, { peer: 'new', speed: 0 }])).to.equal(undefined)
+    expect(expectedSeconds(a, [{ peer: 'a', speed: 1000 }, { peer: 'b', speed: 3000 }, { peer: 'new', speed: 0 }])).to.equal(5)
+    expect(expectedSeconds(a, [{ peer: 'a', speed: 0 }, { peer: 'b', speed: 0 }, { peer: 'new', speed: 0 }])).to.equal(undefined)
   })
 })

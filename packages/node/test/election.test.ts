@@ -32,13 +32,18 @@ describe('election', () => {
     expect(e.leader).to.equal(A)
   })
 
-  it('when the leader goes silent, a new leader is elected for a higher term', () => {
+  it('when the leader goes silent, the best-ranked peer claims a higher term as soon as the lease runs out', () => {
     const e = new Election(B, LEASE, 0)
     e.observe({ peer: A, term: 4, round: 7 }, 7, 1000)
-    e.leaderLost(6000)
-    expect(e.tick(10_999, [B])).to.equal(false)
-    expect(e.tick(11_000, [B])).to.equal(true)
+    expect(e.tick(5999, [B, C])).to.equal(false)
+    e.leaderLost()
+    expect(e.tick(6000, [B, C])).to.equal(true)
     expect(e.term).to.equal(5)
+    const c = new Election(C, LEASE, 0, 1000)
+    c.observe({ peer: A, term: 4, round: 7 }, 7, 1000)
+    c.leaderLost()
+    expect(c.tick(6999, [B, C])).to.equal(false)
+    expect(c.tick(7000, [B, C])).to.equal(true)
   })
 
   it('a claim always goes past the highest term seen in any message', () => {
