@@ -1,5 +1,8 @@
 // The whole system on one machine: separate dml-node processes on loopback, real libp2p, real MNIST.
 import { expect } from 'chai'
+import { randomBytes } from 'node:crypto'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { encode } from 'cborg'
 import { CONTROL_TOPIC, encodeMessage } from '@dml/protocol'
@@ -115,5 +118,40 @@ describe('hostile input on the control topic', function () {
     } finally {
       await attacker.stop()
     }
+  })
+})
+
+describe('a private network (--swarm-key)', function () {
+  this.timeout(3 * MINUTE)
+  const net = new LocalNetwork()
+  after(async () => { await net.stop() })
+
+  it('admits a peer holding the key and keeps out one with another key', async () => {
+    const key = (name: string): string => {
+      const path = join(net.dir, name)
+      writeFileSync(path, `/key/swarm/psk/1.0.0/\n/base16/\n${randomBytes(32).toString('hex')}\n`)
+      return path
+    }
+    const ours = key('ours.key')
+    const theirs = key('theirs.key')
+    const a = await net.add(['--swarm-key', ours, '--rounds', '1000', '--local-epochs', '0.01', '--eval-samples', '100'])
+    const outsider = await net.add(['--swarm-key', theirs])
+    const b = await net.add(['--swarm-key', ours])
+    const [aId, bId, outsiderId] = await Promise.all([a.peerId(), b.peerId(), outsider.peerId()])
+    // the outsider started first and dials the same bootstrap peer: were it let in, it would be seen first
+    await a.waitFor(e => e.event === 'peer-joined' && e.peer === bId, MINUTE)
+    await b.waitFor(e => e.event === 'peer-joined' && e.peer === aId, MINUTE)
+    const status = await getJson(await a.statusUrl())
+    expect(status.nodes.map((n: any) => n.peerId).sort()).to.deep.equal([aId, bId].sort())
+    expect(a.events.some(e => e.event === 'peer-joined' && e.peer === outsiderId)).to.equal(false)
+    expect((await getJson(await outsider.statusUrl())).activeNodes).to.equal(1)
+  })
+
+  it('refuses a malformed key file with a clear error', async () => {
+    const path = join(net.dir, 'bad.key')
+    writeFileSync(path, 'not a key')
+    const bad = await net.add(['--swarm-key', path])
+    expect(await bad.exited).to.equal(2)
+    expect(bad.stderr.join('\n')).to.match(/is not a libp2p swarm key/)
   })
 })

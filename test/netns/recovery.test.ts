@@ -126,6 +126,9 @@ describe('a partition of 4 hosts into 2+2', function () {
     await new Promise(resolve => setTimeout(resolve, Math.max(0, cutAt + 30_000 - Date.now()))) // the partition lasts 30 s
     const doneWhileCut = net.events(e => e.event === 'round-done' && e.ts > cutAt + 10_000)
     expect(doneWhileCut, 'rounds finished during the partition').to.have.length(0)
+    // the old leader says why nothing happens: its round can't close, it waits for peers
+    const said = net.events(e => e.host === `host${leader}` && e.ts > cutAt && (e.event === 'round-retry' || e.event === 'waiting-for-peers'))
+    expect(said.length, 'the leader says it is waiting').to.be.greaterThan(0)
     const healedAt = Date.now()
     hosts.heal()
     const lastBefore = Math.max(...net.events(e => e.event === 'round-done').map(e => e.round as number))
@@ -135,6 +138,12 @@ describe('a partition of 4 hosts into 2+2', function () {
     const statuses = await Promise.all([0, 1, 2, 3].map(async i => await net.status(i)))
     expect(new Set(statuses.map(s => s.leader)).size).to.equal(1)
     expect(statuses.filter(s => s.isLeader)).to.have.length(1)
+    // and the recovery is counted: peers lost and rejoined, a leader change on every host
+    for (const s of statuses) {
+      expect(s.recovery.peersLost).to.be.at.least(2)
+      expect(s.recovery.peersJoined).to.be.at.least(5)
+      expect(s.recovery.leaderChanges).to.be.at.least(2)
+    }
     // every peer holds the model of the round just finished (or is fetching the next one)
     await Promise.all([0, 1, 2, 3].map(async i => await net.current[i]!.waitFor(e => (e.event === 'model-adopted' || e.event === 'round-done') && e.round === converged.round, MINUTE)))
     expect(net.roundHashes().get(converged.round)).to.equal(converged.modelHash)

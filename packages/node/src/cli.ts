@@ -1,8 +1,7 @@
 // The dml-node command: parse options, pick a backend, start the peer and its status API.
-import { readFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { initBackend, registerModelModule, buildModel, getStrategy, loadDataset } from '@dml/trainer'
-import { ConfigError, helpText, NODE_OPTIONS, parseOptions, parseShard } from './config.ts'
+import { ConfigError, helpText, NODE_OPTIONS, parseOptions, parseShard, readSwarmKey } from './config.ts'
 import { loadOrCreateIdentity } from './identity.ts'
 import { createLogger } from './log.ts'
 import { DmlNode } from './runtime.ts'
@@ -29,7 +28,7 @@ export async function runNode (argv: string[]): Promise<number> {
   }
   getStrategy(o.aggregation as string)
   const shard = o.shard === '' ? null : parseShard(o.shard as string)
-  const swarmKey = o['swarm-key'] === '' ? undefined : await readFile(o['swarm-key'] as string)
+  const swarmKey = o['swarm-key'] === '' ? undefined : readSwarmKey(o['swarm-key'] as string)
 
   const backend = await initBackend(o.gpu === true ? 'gpu' : o.cpu === true ? 'cpu' : 'auto')
   if (backend.warning !== undefined) log.warn('gpu-unavailable', { warning: backend.warning }, backend.warning)

@@ -180,3 +180,18 @@ export function parseShard (value: string): [number, number] {
   if (m === null || Number(m[2]) < 1 || Number(m[1]) >= Number(m[2])) throw new ConfigError(`--shard must be i/n with 0 <= i < n, e.g. 0/3 (got "${value}")`)
   return [Number(m[1]), Number(m[2])]
 }
+
+/** Reads a libp2p swarm key file (/key/swarm/psk/1.0.0/, /base16/, 64 hex digits). */
+export function readSwarmKey (path: string): Uint8Array {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (err) {
+    throw new ConfigError(`cannot read --swarm-key ${path}: ${(err as Error).message}`)
+  }
+  const lines = text.split(/\r?\n/)
+  if (lines[0] !== '/key/swarm/psk/1.0.0/' || lines[1] !== '/base16/' || !/^[0-9a-fA-F]{64}$/.test(lines[2] ?? '')) {
+    throw new ConfigError(`--swarm-key ${path} is not a libp2p swarm key: expected the lines "/key/swarm/psk/1.0.0/", "/base16/" and 64 hex digits (see the README, Security)`)
+  }
+  return new TextEncoder().encode(`${lines[0]}\n${lines[1]}\n${lines[2].toLowerCase()}`)
+}

@@ -1,9 +1,8 @@
 // dml-monitor: a passive libp2p peer. It subscribes to the control topic (sending no heartbeats,
 // so it is never counted as a node or assigned work) and prints each round as it finishes.
 import { generateKeyPair } from '@libp2p/crypto/keys'
-import { readFile } from 'node:fs/promises'
 import type { ControlMessage, Heartbeat, RoundDone } from '@dml/protocol'
-import { helpText, MONITOR_OPTIONS, parseOptions } from './config.ts'
+import { helpText, MONITOR_OPTIONS, parseOptions, readSwarmKey } from './config.ts'
 import { startHost } from './host.ts'
 
 const SUMMARY = 'Follows dml training live: joins the network as a passive peer and prints every finished round.'
@@ -59,7 +58,7 @@ export async function runMonitor (argv: string[]): Promise<number> {
     port: o.port as number,
     bootstrap: o.bootstrap as string[],
     mdns: o.mdns as boolean,
-    swarmKey: o['swarm-key'] === '' ? undefined : await readFile(o['swarm-key'] as string)
+    swarmKey: o['swarm-key'] === '' ? undefined : readSwarmKey(o['swarm-key'] as string)
   }, () => 'accept', deliver)
   if (json) console.log(JSON.stringify({ event: 'monitor-started', peerId: host.peerId }))
   else console.log(`monitor ${host.peerId} listening; waiting for rounds (Ctrl-C to stop)`)
