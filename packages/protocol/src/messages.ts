@@ -221,6 +221,9 @@ export function validateMessage (value: unknown): ControlMessage {
   const o = obj(value, 'message')
   if (o.v !== PROTOCOL_VERSION) fail(`protocol version ${String(o.v)} is not ${PROTOCOL_VERSION}`)
   const common = { v: PROTOCOL_VERSION, term: int(o, 'term') }
+  // what every leader message (round-start, model-offer, round-done) says first
+  const fromLeader = (): { round: number, leader: string, modelHash: string } =>
+    ({ round: int(o, 'round', 1), leader: peerId(o.leader, 'leader'), modelHash: hash(o, 'modelHash') })
   const type = o.type
   switch (type) {
     case 'heartbeat':
@@ -241,9 +244,7 @@ export function validateMessage (value: unknown): ControlMessage {
       return {
         type,
         ...common,
-        round: int(o, 'round', 1),
-        leader: peerId(o.leader, 'leader'),
-        modelHash: hash(o, 'modelHash'),
+        ...fromLeader(),
         deadline: num(o, 'deadline', 0),
         task: task(o.task),
         assignments: list(o, 'assignments', MAX_PEERS, assignment)
@@ -261,14 +262,12 @@ export function validateMessage (value: unknown): ControlMessage {
       }
     }
     case 'model-offer':
-      return { type, ...common, round: int(o, 'round', 1), leader: peerId(o.leader, 'leader'), modelHash: hash(o, 'modelHash') }
+      return { type, ...common, ...fromLeader() }
     case 'round-done':
       return {
         type,
         ...common,
-        round: int(o, 'round', 1),
-        leader: peerId(o.leader, 'leader'),
-        modelHash: hash(o, 'modelHash'),
+        ...fromLeader(),
         metrics: roundMetrics(o.metrics),
         finished: bool(o, 'finished')
       }
