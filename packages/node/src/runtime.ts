@@ -4,6 +4,7 @@
 import { assertSameShapes, decodeTensors, encodeTensors, type Assignment, type ControlMessage, type Heartbeat, type ModelOffer, type NamedTensor, type RoundDone, type RoundMetrics, type RoundStart, type Task, type UpdateReady } from '@dml/protocol'
 import { getStrategy, type BackendChoice, type ClientUpdate } from '@dml/trainer'
 import type { PrivateKey } from '@libp2p/interface'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { allocateWork, expectedSeconds } from './allocation.ts'
 import { loadLatestCheckpoint, saveCheckpoint, type RoundRecord } from './checkpoint.ts'
 import { ConfigError } from './config.ts'
@@ -45,7 +46,9 @@ interface LeaderRound {
   startedAt: number
   updates: Map<string, ClientUpdate & { trainMs: number }>
   fetching: Set<string>
-  transferMs: number
+  /** when the last update was announced, and when the last update blob arrived (ms) */
+  lastAnnounced: number
+  lastFetched: number
 }
 
 const BLOB_TIMEOUT_MS = 120_000
@@ -104,6 +107,8 @@ export class DmlNode {
         throw new ConfigError(`the checkpoint in ${this.config.dataDir} is of model "${model}" on "${dataset}", not "${this.task.model}" on "${this.task.dataset}": pass --model ${model} --dataset ${dataset}, or use another --data-dir`)
       }
     }
+    // the election exists before the host: messages can arrive while the host is still starting
+    this.election = new Election(peerIdFromPrivateKey(privateKey).toString(), this.config.leaseMs, Date.now())
     this.host = await startHost({
       privateKey,
       host: this.config.host,
@@ -114,8 +119,7 @@ export class DmlNode {
     }, (m, from) => this.judge(m, from), (m) => { this.deliver(m) }, (reason, from) => { this.onRejected(reason, from) },
     // a new neighbour on the control topic hears from us now, not at the next tick: a peer that
     // joins or restarts is known to the leader before the next round starts
-    () => { if (this.election !== undefined) this.host.publish(this.heartbeat()).catch(() => {}) })
-    this.election = new Election(this.peerId, this.config.leaseMs, Date.now())
+    () => { this.host?.publish(this.heartbeat()).catch(() => {}) })
     if (checkpoint !== undefined) {
       this.global = { round: checkpoint.round, hash: checkpoint.modelHash, weights: decodeTensors(checkpoint.model) }
       this.host.blobs.put(checkpoint.model, true)
@@ -224,7 +228,8 @@ export class DmlNode {
   }
 
   private deliver (message: ControlMessage): void {
-    if (this.stopped) return
+    // until startHost returns there is no host to answer with; heartbeats repeat, nothing is lost
+    if (this.stopped || this.host === undefined) return
     switch (message.type) {
       case 'heartbeat': this.onHeartbeat(message); break
       case 'round-start':
@@ -468,7 +473,7 @@ export class DmlNode {
     const timeoutMs = expected === undefined ? this.config.roundTimeoutMs : Math.min(this.config.roundTimeoutMs, 3000 * expected + 30_000)
     const startedAt = Date.now()
     const start: RoundStart = { type: 'round-start', v: 1, term, round, leader: this.peerId, modelHash: global.hash, deadline: startedAt + timeoutMs, task: this.task, assignments }
-    this.leading = { term, start, startedAt, updates: new Map(), fetching: new Set(), transferMs: 0 }
+    this.leading = { term, start, startedAt, updates: new Map(), fetching: new Set(), lastAnnounced: startedAt, lastFetched: startedAt }
     this.log.info('round-start', { round, term, peers: assignments.length, deadline: start.deadline },
       `round ${round}/${this.task.totalRounds}: ${assignments.length} peers, deadline in ${Math.round(timeoutMs / 1000)} s`)
     await this.host.publish(start)
@@ -505,7 +510,9 @@ export class DmlNode {
     }
     const durationMs = Date.now() - startedAt
     const trainMs = Math.max(...updates.map(u => u.trainMs))
-    const transferMs = leading.transferMs + replicateMs
+    // the split is of the leader's timeline, so its parts add up to the round: transfer is the wait
+    // for update blobs after the last announcement, plus replicating the new model
+    const transferMs = Math.max(0, leading.lastFetched - leading.lastAnnounced) + replicateMs
     const live = this.liveMembers()
     const metrics: RoundMetrics = {
       accuracy: evaluation.accuracy,
@@ -566,11 +573,11 @@ export class DmlNode {
     if (leading === null || !this.leads(leading.term) || update.term !== leading.term || update.round !== leading.start.round) return
     if (!leading.start.assignments.some(a => a.peer === update.peer) || leading.updates.has(update.peer) || leading.fetching.has(update.peer)) return
     leading.fetching.add(update.peer)
-    const fetchStart = performance.now()
+    leading.lastAnnounced = Math.max(leading.lastAnnounced, Date.now())
     this.host.fetchBlob(update.hash, [update.peer], BLOB_TIMEOUT_MS).then(bytes => {
       const weights = decodeTensors(bytes)
       assertSameShapes(weights, this.global!.weights)
-      leading.transferMs = Math.max(leading.transferMs, performance.now() - fetchStart)
+      leading.lastFetched = Math.max(leading.lastFetched, Date.now())
       leading.updates.set(update.peer, { peer: update.peer, weights, numSamples: update.numSamples, trainMs: update.metrics.trainMs })
     }).catch(err => {
       this.log.warn('update-rejected', { peer: update.peer, round: update.round, error: String(err) }, `update from ${short(update.peer)} rejected: ${(err as Error).message}`)
