@@ -3,6 +3,7 @@ import { expect } from 'chai'
 import { randomBytes } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { createRequire } from 'node:module'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { encode } from 'cborg'
 import { CONTROL_TOPIC, encodeMessage } from '@dml/protocol'
@@ -37,6 +38,8 @@ describe('a network of three peers on loopback', function () {
     expect(leader.progress).to.be.within(0, 1)
     expect(leader.history[0]).to.include({ round: 1, accuracy: firstRound.accuracy })
     expect(leader.accuracy).to.be.a('number')
+    expect(leader.backend.name).to.be.oneOf(['tensorflow', 'wasm', 'cpu'])
+    expect(leader.nodes).to.have.length(3)
 
     // every peer ends training on the same model
     const finished = await Promise.all(peers.map(async p => await p.waitFor('training-finished', 5 * MINUTE)))
@@ -153,5 +156,25 @@ describe('a private network (--swarm-key)', function () {
     const bad = await net.add(['--swarm-key', path])
     expect(await bad.exited).to.equal(2)
     expect(bad.stderr.join('\n')).to.match(/is not a libp2p swarm key/)
+  })
+})
+
+describe('--gpu on a machine without the GPU build', function () {
+  this.timeout(2 * MINUTE)
+  const net = new LocalNetwork()
+  after(async () => { await net.stop() })
+
+  it('says plainly that it trains on the CPU, and reports so in /api/status', async function () {
+    try {
+      createRequire(import.meta.url).resolve('@tensorflow/tfjs-node-gpu')
+      this.skip() // the GPU build is installed here: nothing to fall back from
+    } catch {}
+    const peer = await net.add(['--gpu'])
+    const warning = await peer.waitFor('gpu-unavailable', MINUTE)
+    expect(warning.warning).to.match(/--gpu was asked for but @tensorflow\/tfjs-node-gpu could not be loaded .*training on the CPU/)
+    const status = await getJson(await peer.statusUrl())
+    expect(status.backend.device).to.equal('cpu')
+    expect(status.backend.warning).to.equal(warning.warning)
+    expect(status).to.include({ gpuNodes: 0, cpuNodes: 1 })
   })
 })
