@@ -32,10 +32,8 @@ export class EventProcess {
   constructor (name: string, command: string, args: string[], options: { env?: NodeJS.ProcessEnv, onEvent?: (e: LogEvent, p: EventProcess) => void, wrap?: string[] } = {}) {
     this.name = name
     this.onEvent = options.onEvent
-    const [cmd, ...pre] = options.wrap ?? []
-    this.child = cmd !== undefined
-      ? spawn(cmd, [...pre, command, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: options.env ?? process.env })
-      : spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], env: options.env ?? process.env })
+    const [cmd, ...rest] = [...(options.wrap ?? []), command, ...args]
+    this.child = spawn(cmd, rest, { stdio: ['ignore', 'pipe', 'pipe'], env: options.env ?? process.env })
     createInterface({ input: this.child.stdout! }).on('line', line => { this.line(line) })
     createInterface({ input: this.child.stderr! }).on('line', line => { this.stderr.push(line); if (this.stderr.length > 200) this.stderr.shift() })
     this.exited = new Promise(resolve => this.child.once('exit', code => { resolve(code) }))

@@ -276,10 +276,10 @@ export class DmlNode {
       this.counters.peersJoined++
       this.log.info('peer-joined', { peer: hb.peer, device: hb.device, backend: hb.backend }, `peer ${short(hb.peer)} joined (${hb.device}, ${hb.backend})`)
       this.host.dialAddrs(hb.peer, hb.addrs)
-      this.wake()
     }
     this.members.set(hb.peer, { heartbeat: hb, lastSeen: Date.now() })
-    if (this.election.isLeader) this.wake()
+    // membership, rounds and held models changed: the leader loop and drain() wait on this
+    this.wake()
     this.election.noteTerm(hb.term)
     if (hb.leader === hb.peer) {
       const follows = this.followClaim(hb.peer, hb.term, hb.round)

@@ -8,7 +8,8 @@ export function statusSnapshot (node: DmlNode): Record<string, unknown> {
   const last = node.history.at(-1)
   const leader = node.election.leader
   const leaderBeat = live.find(h => h.peer === leader)
-  const leaderIp = leaderBeat?.addrs.map(a => /^\/ip4\/([\d.]+)\//.exec(a)?.[1]).find(ip => ip !== undefined && ip !== '127.0.0.1') ?? leaderBeat?.addrs.map(a => /^\/ip4\/([\d.]+)\//.exec(a)?.[1]).find(ip => ip !== undefined)
+  const leaderIps = (leaderBeat?.addrs ?? []).flatMap(a => /^\/ip4\/([\d.]+)\//.exec(a)?.[1] ?? [])
+  const leaderIp = leaderIps.find(ip => ip !== '127.0.0.1') ?? leaderIps[0]
   const leading = node.leading
   const inProgress = leading !== null
     ? { round: leading.start.round, state: 'collecting updates', updates: leading.updates.size, expected: leading.start.assignments.length, deadline: leading.start.deadline }
