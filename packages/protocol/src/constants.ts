@@ -7,5 +7,10 @@ export const BLOB_PROTOCOL = '/dml/blob/1.0.0'
 export const MAX_CONTROL_BYTES = 64 * 1024
 /** Blobs move in chunks of this size over the blob protocol, never over gossip. */
 export const CHUNK_BYTES = 1024 * 1024
+/**
+ * Most peers one round trains with. A RoundStart names each of them, and it must fit in one
+ * control message; in a larger network the coordinator takes turns (see allocation).
+ */
+export const MAX_ROUND_PEERS = 256
 /** Largest model blob accepted (a 64M-parameter float32 model). */
 export const MAX_BLOB_BYTES = 256 * 1024 * 1024

@@ -1,7 +1,7 @@
 // Control messages: a discriminated union, CBOR on the gossip control topic. Every field that
 // crosses the wire is checked here; the rest of the system only ever sees validated values.
 import { CodecError, decodeCbor, encodeCbor } from './codec.ts'
-import { MAX_CONTROL_BYTES, PROTOCOL_VERSION } from './constants.ts'
+import { MAX_CONTROL_BYTES, MAX_ROUND_PEERS, PROTOCOL_VERSION } from './constants.ts'
 import { isContentHash } from './hash.ts'
 
 export type Device = 'gpu' | 'cpu'
@@ -77,6 +77,19 @@ export interface UpdateReady {
 }
 
 /**
+ * A worker that was assigned work and could not do it says why, so the leader can name it and
+ * close the round without waiting for its deadline.
+ */
+export interface WorkFailed {
+  type: 'work-failed'
+  v: number
+  term: number
+  round: number
+  peer: string
+  reason: string
+}
+
+/**
  * The leader's new model for a round, before the round counts as done: peers fetch it and say so
  * in their heartbeats (`holds`), and only then does the leader publish RoundDone. So a round that
  * is done never exists on the leader alone, and a leader crash cannot lose it.
@@ -118,7 +131,7 @@ export interface RoundDone {
   finished: boolean
 }
 
-export type ControlMessage = Heartbeat | RoundStart | UpdateReady | ModelOffer | RoundDone
+export type ControlMessage = Heartbeat | RoundStart | UpdateReady | WorkFailed | ModelOffer | RoundDone
 
 export class MessageError extends Error {
   override name = 'MessageError'
@@ -171,7 +184,8 @@ function device (value: unknown): Device {
   return value
 }
 
-const MAX_PEERS = 1000
+/** Longest reason a worker may give for failed work. */
+export const MAX_REASON_LENGTH = 512
 
 function task (value: unknown): Task {
   const o = obj(value, 'task')
@@ -202,7 +216,7 @@ function roundMetrics (value: unknown): RoundMetrics {
   return {
     accuracy: num(o, 'accuracy', 0, 1),
     loss: num(o, 'loss', 0),
-    participants: list(o, 'participants', MAX_PEERS, (p) => peerId(p, 'participant')),
+    participants: list(o, 'participants', MAX_ROUND_PEERS, (p) => peerId(p, 'participant')),
     activeNodes: int(o, 'activeNodes'),
     gpuNodes: int(o, 'gpuNodes'),
     cpuNodes: int(o, 'cpuNodes'),
@@ -247,7 +261,7 @@ export function validateMessage (value: unknown): ControlMessage {
         ...fromLeader(),
         deadline: num(o, 'deadline', 0),
         task: task(o.task),
-        assignments: list(o, 'assignments', MAX_PEERS, assignment)
+        assignments: list(o, 'assignments', MAX_ROUND_PEERS, assignment)
       }
     case 'update-ready': {
       const m = obj(o.metrics, 'metrics')
@@ -261,6 +275,8 @@ export function validateMessage (value: unknown): ControlMessage {
         metrics: { loss: num(m, 'loss', 0), trainMs: num(m, 'trainMs', 0), samplesPerSec: num(m, 'samplesPerSec', 0) }
       }
     }
+    case 'work-failed':
+      return { type, ...common, round: int(o, 'round', 1), peer: peerId(o.peer, 'peer'), reason: str(o, 'reason', MAX_REASON_LENGTH) }
     case 'model-offer':
       return { type, ...common, ...fromLeader() }
     case 'round-done':
@@ -300,6 +316,7 @@ export function messageSender (message: ControlMessage): string {
     case 'heartbeat': return message.peer
     case 'round-start': return message.leader
     case 'update-ready': return message.peer
+    case 'work-failed': return message.peer
     case 'model-offer': return message.leader
     case 'round-done': return message.leader
     default: {

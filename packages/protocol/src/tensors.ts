@@ -62,3 +62,15 @@ export function assertSameShapes (tensors: NamedTensor[], reference: Array<{ nam
     }
   }
 }
+
+/** The first value that is NaN or infinite, if any: where a diverged or forged model shows. */
+export function findNonFinite (tensors: NamedTensor[]): { tensor: string, index: number, value: number } | undefined {
+  for (const t of tensors) {
+    const values = t.values
+    for (let i = 0; i < values.length; i++) {
+      // v - v is 0 for every finite v and NaN for NaN and ±Infinity: one test, no call per value
+      if (values[i] - values[i] !== 0) return { tensor: t.name, index: i, value: values[i] }
+    }
+  }
+  return undefined
+}

@@ -1,6 +1,6 @@
 import { expect } from 'chai'
 import { encode } from 'cborg'
-import { decodeMessage, encodeMessage, MessageError, messageSender, MAX_CONTROL_BYTES, type ControlMessage } from '@dml/protocol'
+import { decodeMessage, encodeMessage, MessageError, messageSender, MAX_CONTROL_BYTES, MAX_ROUND_PEERS, type ControlMessage } from '@dml/protocol'
 
 const PEER = '12D3KooWN5i3tb5gETU8rZRMgMyvn34rGfgjzCgRSXzt89tLbNKM'
 const OTHER = '12D3KooWDWG31EDrNyzFQKcBHtq2P5n2x9Vz6Y8JpRPQVhGmdHcK'
@@ -14,6 +14,7 @@ export const SAMPLES: ControlMessage[] = [
   { type: 'round-start', v: 1, term: 3, round: 4, leader: PEER, modelHash: HASH, deadline: 1e12, task, assignments: [{ peer: PEER, samples: 100, shard: [0, 2] }, { peer: OTHER, samples: 120, shard: [1, 2] }] },
   { type: 'update-ready', v: 1, term: 3, round: 4, peer: OTHER, hash: HASH, numSamples: 120, metrics: { loss: 0.2, trainMs: 900, samplesPerSec: 133 } },
   { type: 'model-offer', v: 1, term: 3, round: 4, leader: PEER, modelHash: HASH },
+  { type: 'work-failed', v: 1, term: 3, round: 4, peer: OTHER, reason: 'unknown model "tiny-net"' },
   { type: 'round-done', v: 1, term: 3, round: 4, leader: PEER, modelHash: HASH, metrics, finished: false }
 ]
 
@@ -25,7 +26,7 @@ describe('control messages', () => {
   })
 
   it('name the peer each message speaks for', () => {
-    expect(SAMPLES.map(messageSender)).to.deep.equal([PEER, PEER, PEER, OTHER, PEER, PEER])
+    expect(SAMPLES.map(messageSender)).to.deep.equal([PEER, PEER, PEER, OTHER, PEER, OTHER, PEER])
   })
 
   const bad: Array<[string, unknown]> = [
@@ -38,7 +39,10 @@ describe('control messages', () => {
     ['a bad device', { ...SAMPLES[0], device: 'tpu' }],
     ['a shard index out of range', { ...SAMPLES[2], assignments: [{ peer: PEER, samples: 1, shard: [2, 2] }] }],
     ['zero samples', { ...SAMPLES[3], numSamples: 0 }],
-    ['an accuracy over 1', { ...SAMPLES[5], metrics: { ...metrics, accuracy: 1.5 } }],
+    ['an accuracy over 1', { ...SAMPLES[6], metrics: { ...metrics, accuracy: 1.5 } }],
+    ['a failure without a reason', { ...SAMPLES[5], reason: '' }],
+    ['a failure with an endless reason', { ...SAMPLES[5], reason: 'x'.repeat(10_000) }],
+    ['more assignments than a round may have', { ...SAMPLES[2], assignments: Array.from({ length: MAX_ROUND_PEERS + 1 }, () => ({ peer: PEER, samples: 1, shard: [0, 1] })) }],
     ['an offer without a model hash', { ...SAMPLES[4], modelHash: null }],
     ['a missing field', (({ term: _t, ...rest }) => rest)(SAMPLES[0] as any)],
     ['a list instead of a map', [1, 2, 3]],
@@ -66,6 +70,13 @@ describe('control messages', () => {
     const decoded = decodeMessage(encode({ ...SAMPLES[0], extra: 'x', __proto__: { polluted: true } } as any)) as any
     expect(decoded.extra).to.equal(undefined)
     expect(({} as any).polluted).to.equal(undefined)
+  })
+
+  it('fit a round of the most peers a round may have in one control message', () => {
+    const peers = Array.from({ length: MAX_ROUND_PEERS }, () => PEER)
+    const start = { ...SAMPLES[2], assignments: peers.map((peer, i) => ({ peer, samples: 1_000_000, shard: [i, MAX_ROUND_PEERS] })) } as ControlMessage
+    const done = { ...SAMPLES[6], metrics: { ...metrics, participants: peers } } as ControlMessage
+    for (const message of [start, done]) expect(encodeMessage(message).byteLength).to.be.below(MAX_CONTROL_BYTES)
   })
 
   it('refuse to encode an invalid message', () => {

@@ -1,6 +1,6 @@
 import { expect } from 'chai'
 import { encode } from 'cborg'
-import { assertSameShapes, CodecError, contentHash, decodeTensors, encodeTensors, joinChunks, splitChunks } from '@dml/protocol'
+import { assertSameShapes, CodecError, contentHash, decodeTensors, encodeTensors, findNonFinite, joinChunks, splitChunks, type NamedTensor } from '@dml/protocol'
 
 describe('tensor blobs', () => {
   const tensors = [
@@ -47,5 +47,15 @@ describe('chunks', () => {
     expect(joinChunks(chunks)).to.deep.equal(bytes)
     expect(splitChunks(new Uint8Array(0))).to.deep.equal([])
     expect(() => splitChunks(bytes, 0)).to.throw(RangeError)
+  })
+})
+
+describe('findNonFinite', () => {
+  it('finds NaN and both infinities, and nothing in finite tensors', () => {
+    const t = (values: number[]): NamedTensor[] => [{ name: 'a', shape: [1], values: Float32Array.from([1]) }, { name: 'b', shape: [values.length], values: Float32Array.from(values) }]
+    expect(findNonFinite(t([0, -3.4e38, 3.4e38, 1e-45]))).to.equal(undefined)
+    expect(findNonFinite(t([0, NaN]))).to.deep.include({ tensor: 'b', index: 1 })
+    expect(findNonFinite(t([Infinity]))).to.deep.include({ tensor: 'b', index: 0, value: Infinity })
+    expect(findNonFinite(t([1, 2, -Infinity]))).to.deep.include({ index: 2, value: -Infinity })
   })
 })
