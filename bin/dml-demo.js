@@ -1,34 +1,65 @@
 #!/usr/bin/env node
 // npm start: three dml peers as separate processes on loopback train MNIST to 97% test accuracy.
+// If a peer cannot start (a port in use, a bad option), the demo stops at once and says why.
 import './check-node.js'
 import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-const { PeerProcess } = await import('@dml/node')
+const { PeerProcess } = await import('@dml/node/launcher')
 
 const PEERS = 3
 const started = Date.now()
 const dir = mkdtempSync(join(tmpdir(), 'dml-demo-'))
-const common = ['--host', '127.0.0.1', '--port', '0', '--no-mdns', '--min-peers', String(PEERS), '--rounds', '15', '--target-accuracy', '0.97', '--exit-when-done', ...process.argv.slice(2)]
+// --http-port is the first peer's (the others pick free ports); every other option goes to all peers
+const args = []
+let httpPort = '5000'
+const argv = process.argv.slice(2)
+for (let i = 0; i < argv.length; i++) {
+  if (argv[i] === '--http-port') httpPort = argv[++i]
+  else if (argv[i].startsWith('--http-port=')) httpPort = argv[i].slice('--http-port='.length)
+  else args.push(argv[i])
+}
+const common = ['--host', '127.0.0.1', '--port', '0', '--no-mdns', '--min-peers', String(PEERS), '--rounds', '15', '--target-accuracy', '0.97', '--exit-when-done', ...args]
 const SHOWN = new Set(['started', 'backend', 'status-api', 'leader-elected', 'round-start', 'train-done', 'round-done', 'model-adopted', 'peer-lost', 'training-finished', 'round-retry', 'gpu-unavailable'])
 
 function show (event, peer) {
   if (SHOWN.has(event.event) || event.level === 'warn') console.log(`${peer.name}  ${event.msg ?? event.event}`)
 }
 
-console.log(`dml demo: ${PEERS} peers on 127.0.0.1, data in ${dir}`)
 const peers = []
-for (let i = 0; i < PEERS; i++) {
-  const bootstrap = i === 0 ? [] : ['--bootstrap', await peers[0].multiaddr('127.0.0.1')]
-  const httpPort = i === 0 ? '5000' : '0'
-  peers.push(new PeerProcess(`peer${i + 1}`, [...common, '--http-port', httpPort, '--data-dir', join(dir, `peer${i + 1}`), ...bootstrap], { onEvent: show }))
-}
 const stopAll = () => { for (const p of peers) p.kill('SIGTERM') }
 process.on('SIGINT', () => { stopAll(); process.exit(130) })
 
-const codes = await Promise.all(peers.map(p => p.exited))
-const failed = peers.filter((p, i) => codes[i] !== 0)
-for (const p of failed) console.error(`${p.name} exited with code ${codes[peers.indexOf(p)]}:\n  ${p.stderr.slice(-10).join('\n  ')}`)
+/** The first peer to exit with an error, as soon as it does. */
+function firstFailure () {
+  return new Promise(resolve => {
+    for (const p of peers) p.exited.then(code => { if (code !== 0) resolve(p) })
+  })
+}
+
+function fail (peer) {
+  const why = peer.stderr.filter(l => l.trim() !== '').slice(-5).join('\n  ') || `exit code ${peer.child.exitCode}`
+  console.error(`\n${peer.name} could not run:\n  ${why}`)
+  if (/--http-port/.test(why)) console.error(`(another program holds port ${httpPort}? try: npm start -- --http-port 5050)`)
+  stopAll()
+  process.exit(1)
+}
+
+console.log(`dml demo: ${PEERS} peers on 127.0.0.1, data in ${dir}`)
+for (let i = 0; i < PEERS; i++) {
+  let bootstrap = []
+  if (i > 0) {
+    try {
+      bootstrap = ['--bootstrap', await peers[0].multiaddr('127.0.0.1')]
+    } catch {
+      fail(peers[0]) // it exited before it listened
+    }
+  }
+  peers.push(new PeerProcess(`peer${i + 1}`, [...common, '--http-port', i === 0 ? httpPort : '0', '--data-dir', join(dir, `peer${i + 1}`), ...bootstrap], { onEvent: show }))
+}
+
+const outcome = await Promise.race([Promise.all(peers.map(p => p.exited)), firstFailure()])
+if (!Array.isArray(outcome)) fail(outcome)
 const rounds = peers.flatMap(p => p.events.filter(e => e.event === 'round-done'))
 const last = rounds.at(-1)
 const wall = ((Date.now() - started) / 1000).toFixed(1)
@@ -38,4 +69,4 @@ console.log(`rounds:         ${rounds.length}`)
 console.log(`test accuracy:  ${last ? (100 * last.accuracy).toFixed(2) + '%' : 'n/a'} (target 97%)`)
 console.log(`wall time:      ${wall} s`)
 console.log(`model hash:     ${last?.modelHash ?? 'n/a'}`)
-process.exit(failed.length > 0 || !last || last.accuracy < 0.97 ? 1 : 0)
+process.exit(!last || last.accuracy < 0.97 ? 1 : 0)

@@ -2,7 +2,7 @@
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { EventProcess, PeerProcess, DML_MONITOR_BIN, type LogEvent } from '@dml/node'
+import { EventProcess, PeerProcess, DML_MONITOR_BIN, type LogEvent } from '@dml/node/launcher'
 
 export class LocalNetwork {
   readonly dir = mkdtempSync(join(tmpdir(), 'dml-test-'))
@@ -19,6 +19,13 @@ export class LocalNetwork {
     const bootstrap = this.peers.length === 0 ? [] : ['--bootstrap', await this.peers[0].multiaddr('127.0.0.1')]
     const peer = new PeerProcess(name, ['--host', '127.0.0.1', '--port', '0', '--no-mdns', '--http-port', '0', '--data-dir', join(this.dir, name), ...bootstrap, ...args])
     this.peers.push(peer)
+    return peer
+  }
+
+  /** Starts one dml-node that joins no one: for checks of a single process. */
+  alone (name: string, args: string[]): PeerProcess {
+    const peer = new PeerProcess(name, ['--host', '127.0.0.1', '--port', '0', '--no-mdns', '--http-port', '0', '--data-dir', join(this.dir, name), ...args])
+    this.others.push(peer)
     return peer
   }
 
@@ -44,4 +51,14 @@ export async function getJson (url: string): Promise<any> {
 
 export function roundsDone (events: LogEvent[]): LogEvent[] {
   return events.filter(e => e.event === 'round-done')
+}
+
+/** `promise`, or a loud failure naming `what` after `ms`. */
+export async function within<T> (promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  try {
+    return await Promise.race([promise, new Promise<never>((_resolve, reject) => { timer = setTimeout(() => { reject(new Error(`not within ${ms} ms: ${what}`)) }, ms) })])
+  } finally {
+    clearTimeout(timer)
+  }
 }

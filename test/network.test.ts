@@ -7,7 +7,8 @@ import { createRequire } from 'node:module'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { encode } from 'cborg'
 import { CONTROL_TOPIC, encodeMessage } from '@dml/protocol'
-import { startHost, type PeerProcess, type LogEvent } from '@dml/node'
+import { startHost } from '@dml/node'
+import type { PeerProcess, LogEvent } from '@dml/node/launcher'
 import { LocalNetwork, getJson } from './helpers.ts'
 
 const MINUTE = 60_000
@@ -93,7 +94,7 @@ describe('hostile input on the control topic', function () {
   it('rejects and counts malformed and spoofed messages, and keeps running', async () => {
     const [peer] = await net.start(1, ['--rounds', '1000', '--local-epochs', '0.01', '--eval-samples', '100'])
     const statusUrl = await peer.statusUrl()
-    const attacker = await startHost({ privateKey: await generateKeyPair('Ed25519'), host: '127.0.0.1', port: 0, bootstrap: [await peer.multiaddr('127.0.0.1')], mdns: false }, () => 'accept', () => {})
+    const attacker = await startHost({ privateKey: await generateKeyPair('Ed25519'), host: '127.0.0.1', port: 0, bootstrap: [await peer.multiaddr('127.0.0.1')], mdns: false }, { judge: () => 'accept', deliver: () => {}, rejected: () => {}, subscribed: () => {} })
     try {
       const pubsub = attacker.libp2p.services.pubsub
       const victim = await peer.peerId()

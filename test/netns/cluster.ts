@@ -5,7 +5,7 @@ import { appendFileSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { PeerProcess, TimeoutError, type LogEvent } from '@dml/node'
+import { PeerProcess, TimeoutError, type LogEvent } from '@dml/node/launcher'
 import type { Hosts } from './hosts.ts'
 
 const run = promisify(execFile)

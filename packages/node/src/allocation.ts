@@ -1,15 +1,15 @@
 // Resource allocation: each round the coordinator hands out local work in proportion to each
 // peer's measured speed, so fast and slow peers finish at about the same time.
-import type { Assignment } from '@dml/protocol'
+import { MAX_ROUND_PEERS, type Assignment } from '@dml/protocol'
 
-export interface Worker {
+export interface WorkerSpeed {
   peer: string
   /** samples per second measured in earlier rounds; 0 when not yet known */
   speed: number
 }
 
 export interface AllocationInput {
-  workers: Worker[]
+  workers: WorkerSpeed[]
   /** examples in the whole training set */
   trainSize: number
   localEpochs: number
@@ -19,6 +19,17 @@ export interface AllocationInput {
 /** Limits on a peer's share relative to an even split, so one slow measurement can't starve or swamp a peer. */
 const MIN_SHARE = 0.25
 const MAX_SHARE = 4
+
+/**
+ * The peers that train round `round`: all of them, or in a network larger than `max` a window of
+ * `max` that moves on every round, so that every peer takes its turn.
+ */
+export function roundParticipants<T extends { peer: string }> (workers: T[], round: number, max = MAX_ROUND_PEERS): T[] {
+  const sorted = [...workers].sort((a, b) => (a.peer < b.peer ? -1 : 1))
+  if (sorted.length <= max) return sorted
+  const offset = ((round - 1) * max) % sorted.length
+  return Array.from({ length: max }, (_, i) => sorted[(offset + i) % sorted.length])
+}
 
 export function allocateWork ({ workers, trainSize, localEpochs, batchSize }: AllocationInput): Assignment[] {
   if (workers.length === 0) return []
@@ -39,7 +50,7 @@ export function allocateWork ({ workers, trainSize, localEpochs, batchSize }: Al
  * Expected seconds for the slowest assignment; a peer of unknown speed counts at the mean known
  * speed. Undefined while no speed is known at all.
  */
-export function expectedSeconds (assignments: Assignment[], workers: Worker[]): number | undefined {
+export function expectedSeconds (assignments: Assignment[], workers: WorkerSpeed[]): number | undefined {
   const known = workers.filter(w => w.speed > 0)
   if (known.length === 0) return undefined
   const meanSpeed = known.reduce((s, w) => s + w.speed, 0) / known.length

@@ -5,6 +5,7 @@
 import { Uint8ArrayList } from 'uint8arraylist'
 import type { Stream } from '@libp2p/interface'
 import { CHUNK_BYTES, MAX_BLOB_BYTES, contentHash, decodeCbor, encodeCbor, isContentHash, splitChunks } from '@dml/protocol'
+import { abortReason } from './clock.ts'
 
 export class BlobError extends Error {
   override name = 'BlobError'
@@ -84,10 +85,16 @@ export async function serveBlob (stream: Stream, store: BlobStore): Promise<void
   }
 }
 
-/** Requests `hash` on an outbound stream; returns the bytes only if they hash to `hash`. */
-export async function requestBlob (stream: Stream, hash: string): Promise<Uint8Array> {
+/**
+ * Requests `hash` on an outbound stream; returns the bytes only if they hash to `hash`. When
+ * `signal` aborts (the transfer's deadline), the stream is aborted and the read fails at once.
+ */
+export async function requestBlob (stream: Stream, hash: string, signal?: AbortSignal): Promise<Uint8Array> {
   const source = stream[Symbol.asyncIterator]()
   const buffer = new Uint8ArrayList()
+  const onAbort = (): void => { stream.abort(abortReason(signal!)) }
+  if (signal?.aborted === true) onAbort()
+  signal?.addEventListener('abort', onAbort, { once: true })
   try {
     await send(stream, frame(encodeCbor({ hash })))
     const header = decodeCbor(await readFrame(source, buffer, MAX_HEADER), MAX_HEADER) as { size?: unknown, error?: unknown }
@@ -103,6 +110,8 @@ export async function requestBlob (stream: Stream, hash: string): Promise<Uint8A
     return bytes
   } catch (err) {
     stream.abort(err as Error)
-    throw err
+    throw signal?.aborted === true ? abortReason(signal) : err
+  } finally {
+    signal?.removeEventListener('abort', onAbort)
   }
 }

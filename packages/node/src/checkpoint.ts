@@ -80,6 +80,20 @@ export function parseCheckpoint (bytes: Uint8Array, path: string): Checkpoint {
   return { round: c.round, term: c.term, modelHash: c.modelHash, model: c.model, task: c.task, history: c.history }
 }
 
+/** Checkpoints in a data directory (--data-dir); a failure to write names the directory. */
+export class DataDirStore {
+  readonly dataDir: string
+  constructor (dataDir: string) { this.dataDir = dataDir }
+
+  async save (checkpoint: Checkpoint): Promise<void> {
+    try {
+      await saveCheckpoint(this.dataDir, checkpoint)
+    } catch (err) {
+      throw new Error(`--data-dir ${this.dataDir}: ${(err as Error).message}`)
+    }
+  }
+}
+
 /** The newest checkpoint that verifies; corrupt ones are reported through `onCorrupt` and skipped. */
 export async function loadLatestCheckpoint (dataDir: string, onCorrupt: (err: Error) => void): Promise<Checkpoint | undefined> {
   const dir = join(dataDir, 'checkpoints')

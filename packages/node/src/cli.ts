@@ -1,11 +1,17 @@
-// The dml-node command: parse options, pick a backend, start the peer and its status API.
+// The dml-node command: parse options, pick a backend, start the host, the engine and the status
+// API. Every mistake a user can make here (a flag, a path, an address) ends in one line that
+// names the option, never a stack trace.
 import { resolve } from 'node:path'
-import { initBackend, registerModelModule, buildModel, getStrategy, loadDataset } from '@dml/trainer'
+import { initBackend, registerModelModule, buildModel, getStrategy, loadDataset, type Dataset } from '@dml/trainer'
+import { DataDirStore, loadLatestCheckpoint, type Checkpoint } from './checkpoint.ts'
 import { ConfigError, helpText, NODE_OPTIONS, parseOptions, parseShard, readSwarmKey } from './config.ts'
+import { lockDataDir } from './data-dir.ts'
+import { startHost, type DmlHost } from './host.ts'
 import { loadOrCreateIdentity } from './identity.ts'
-import { createLogger } from './log.ts'
-import { DmlNode } from './runtime.ts'
-import { startStatusServer } from './status.ts'
+import { createLogger, type Logger } from './log.ts'
+import { lateHandlers } from './network.ts'
+import { DmlNode } from './node.ts'
+import { leaderStatusUrl, startStatusServer } from './status.ts'
 import { LocalTrainer } from './trainer.ts'
 
 const SUMMARY = 'A dml peer: finds other peers (mDNS, --bootstrap), elects a coordinator, and trains the model with them.'
@@ -18,13 +24,21 @@ export async function runNode (argv: string[]): Promise<number> {
   }
   if (o.gpu === true && o.cpu === true) throw new ConfigError('--gpu and --cpu contradict each other; pass one')
   const log = createLogger(o['json-logs'] as boolean, '[dml]')
-  // a stray rejection inside a network library must not take the peer down; say it loudly
+  // the last resort: a stray rejection inside a network library must not take the peer down silently
   process.on('unhandledRejection', (err) => {
     log.warn('unhandled-rejection', { error: String(err) }, `unhandled rejection: ${(err as Error)?.stack ?? String(err)}`)
   })
+  const dataDir = resolve(o['data-dir'] as string)
+  const lock = lockDataDir(dataDir)
   if (o['model-module'] !== '') {
-    const names = await registerModelModule(o['model-module'] as string)
-    log.info('models-registered', { names }, `registered models ${names.join(', ')} from ${String(o['model-module'])}`)
+    const path = o['model-module'] as string
+    let names: string[]
+    try {
+      names = await registerModelModule(path)
+    } catch (err) {
+      throw new ConfigError(`cannot load --model-module ${path}: ${firstLine(err)}`)
+    }
+    log.info('models-registered', { names }, `registered models ${names.join(', ')} from ${path}`)
   }
   getStrategy(o.aggregation as string)
   const shard = o.shard === '' ? null : parseShard(o.shard as string)
@@ -45,63 +59,84 @@ export async function runNode (argv: string[]): Promise<number> {
     aggregation: o.aggregation as string,
     evalSamples: o['eval-samples'] as number
   }
-  // fail now, not at the first round, on a model that does not fit the data
-  const dataset = await loadDataset(task.dataset)
-  buildModel(task.model, { inputShape: dataset.train.exampleShape, numClasses: dataset.train.numClasses }).dispose()
+  // fail now, not at the first round, on a data set that can't be read or a model that does not fit it
+  const trainer = new LocalTrainer()
+  let dataset: Dataset
+  try {
+    dataset = await trainer.load(task.dataset)
+  } catch (err) {
+    throw new ConfigError(`--dataset ${task.dataset}: ${firstLine(err)}`)
+  }
+  try {
+    buildModel(task.model, { inputShape: dataset.train.exampleShape, numClasses: dataset.train.numClasses }).dispose()
+  } catch (err) {
+    throw new ConfigError(`--model ${task.model}: ${firstLine(err)}`)
+  }
 
-  const dataDir = resolve(o['data-dir'] as string)
   const identity = await loadOrCreateIdentity(dataDir)
+  let corruptCheckpoints = 0
+  const checkpoint = await loadLatestCheckpoint(dataDir, (err) => {
+    corruptCheckpoints++
+    log.warn('checkpoint-corrupt', { error: err.message }, `skipping corrupt checkpoint: ${err.message}`)
+  })
+  checkTask(checkpoint, task, dataDir)
+
+  const host = o.host as string
+  const port = o.port as number
+  const inbox = lateHandlers()
+  const net = await listen(host, port, async () => await startHost({ privateKey: identity.key, host, port, bootstrap: o.bootstrap as string[], mdns: o.mdns as boolean, swarmKey }, inbox.handlers))
   const node = new DmlNode({
     task,
     minPeers: o['min-peers'] as number,
     shard,
-    host: o.host as string,
-    port: o.port as number,
-    bootstrap: o.bootstrap as string[],
-    mdns: o.mdns as boolean,
-    swarmKey,
-    dataDir,
     heartbeatMs: o['heartbeat-ms'] as number,
     leaseMs: o['lease-ms'] as number,
     roundTimeoutMs: (o['round-timeout'] as number) * 1000,
-    httpPort: o['http-port'] as number
-  }, new LocalTrainer(), backend, log)
-  try {
-    await node.start(identity.key)
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE' || /EADDRINUSE|address already in use/i.test(String((err as Error).message))) {
-      throw new ConfigError(`cannot listen on ${String(o.host)}:${String(o.port)}: the port is in use; pick another with --port (0 picks a free one)`)
-    }
-    throw err
-  }
-  log.info('started', { peerId: node.peerId, addrs: node.host.listenAddrs(), identityCreated: identity.created, dataDir },
+    transferTimeoutMs: (o['transfer-timeout'] as number) * 1000
+  }, { net, trainer, backend, log, store: new DataDirStore(dataDir) })
+  node.counters.checkpointsCorrupt = corruptCheckpoints
+  inbox.bind(node)
+  node.start(checkpoint)
+  log.info('started', { peerId: node.peerId, addrs: net.listenAddrs(), identityCreated: identity.created, dataDir },
     `peer ${node.peerId} ${identity.created ? '(new identity)' : '(identity from ' + dataDir + ')'}`)
-  for (const addr of node.host.listenAddrs()) log.info('listening', { addr }, `listening on ${addr}`)
+  for (const addr of net.listenAddrs()) log.info('listening', { addr }, `listening on ${addr}`)
 
+  const httpPortOption = o['http-port'] as number
+  const status = (): ReturnType<DmlNode['status']> & Record<string, unknown> => {
+    const s = node.status()
+    return { ...s, leaderStatusUrl: leaderStatusUrl(s.isLeader ? net.listenAddrs() : s.leaderAddrs, httpPortOption), listenAddrs: net.listenAddrs(), bootstrap: net.bootstrapState() }
+  }
   let server
   try {
-    server = await startStatusServer(node, o.host as string, o['http-port'] as number)
+    server = await startStatusServer(status, host, httpPortOption)
   } catch (err) {
     await node.stop()
-    throw new ConfigError(`cannot serve the status API on ${String(o.host)}:${String(o['http-port'])} (${(err as Error).message}); pick another with --http-port`)
+    await net.stop()
+    throw new ConfigError(`cannot serve the status API on ${host}:${httpPortOption} (${firstLine(err)}); pick another --http-port (0 picks a free one)`)
   }
   const address = server.address()
-  const httpPort = typeof address === 'object' && address !== null ? address.port : o['http-port']
-  log.info('status-api', { port: httpPort }, `status API on http://${String(o.host)}:${String(httpPort)}/api/status`)
+  const httpPort = typeof address === 'object' && address !== null ? address.port : httpPortOption
+  log.info('status-api', { port: httpPort }, `status API on http://${host}:${httpPort}/api/status`)
+  const lonely = watchBootstrap(net, log, 2 * (o['lease-ms'] as number))
 
-  let stopping = false
+  let stopping: Promise<void> | undefined
   const stop = async (): Promise<void> => {
-    if (stopping) return
-    stopping = true
-    server.close()
-    await node.stop()
+    stopping ??= (async () => {
+      clearInterval(lonely)
+      server.close()
+      await node.stop()
+      await net.stop()
+      lock.release()
+    })()
+    await stopping
   }
-  process.once('SIGINT', () => { stop().then(() => process.exit(0)).catch(() => process.exit(1)) })
-  process.once('SIGTERM', () => { stop().then(() => process.exit(0)).catch(() => process.exit(1)) })
+  const onSignal = (): void => { stop().then(() => process.exit(0), (err: unknown) => { console.error(`error while stopping: ${firstLine(err)}`); process.exit(1) }) }
+  process.once('SIGINT', onSignal)
+  process.once('SIGTERM', onSignal)
 
   await node.whenFinished()
   if (o['exit-when-done'] !== true) {
-    await new Promise(() => {})
+    await new Promise(() => {}) // serve the status and the model until stopped by a signal
   }
   // let the others fetch the final model from us before we go
   await node.drain(15_000)
@@ -109,10 +144,47 @@ export async function runNode (argv: string[]): Promise<number> {
   return 0
 }
 
+/** Starts the host; an address that can't be listened on is an error naming --host or --port. */
+async function listen (host: string, port: number, start: () => Promise<DmlHost>): Promise<DmlHost> {
+  try {
+    return await start()
+  } catch (err) {
+    const text = `${(err as NodeJS.ErrnoException).code ?? ''} ${String((err as Error).message)}`
+    if (/EADDRINUSE|address already in use/i.test(text)) throw new ConfigError(`cannot listen on ${host}:${port}: the port is in use; pick another --port (0 picks a free one)`)
+    if (/EADDRNOTAVAIL|address not available/i.test(text)) throw new ConfigError(`cannot listen on --host ${host}: no such address on this machine (0.0.0.0 listens on all of them)`)
+    if (/EACCES|permission denied/i.test(text)) throw new ConfigError(`cannot listen on ${host}:${port}: permission denied; pick a --port above 1023`)
+    throw err
+  }
+}
+
+/** A checkpoint of another model or data set than the options name is refused, not overwritten. */
+function checkTask (checkpoint: Checkpoint | undefined, task: { model: string, dataset: string }, dataDir: string): void {
+  if (checkpoint === undefined) return
+  const { model, dataset } = checkpoint.task
+  if (model !== task.model || dataset !== task.dataset) {
+    throw new ConfigError(`the checkpoint in ${dataDir} is of model "${model}" on "${dataset}", not "${task.model}" on "${task.dataset}": pass --model ${model} --dataset ${dataset}, or use another --data-dir`)
+  }
+}
+
+/** While the node has no connection at all, says every `everyMs` which bootstrap peers it cannot reach and why. */
+function watchBootstrap (net: DmlHost, log: Logger, everyMs: number): NodeJS.Timeout {
+  return setInterval(() => {
+    if (net.connectedPeers().length > 0) return
+    for (const b of net.bootstrapState().filter(s => !s.connected)) {
+      log.warn('bootstrap-unreachable', { addr: b.addr, error: b.error ?? null },
+        `cannot reach bootstrap peer ${b.addr}${b.error === undefined ? '' : ` (${b.error})`}; this node is alone until it answers`)
+    }
+  }, everyMs)
+}
+
+function firstLine (err: unknown): string {
+  return String((err as Error)?.message ?? err).split('\n')[0]
+}
+
 /** Runs a command's main, turning expected errors into one clear line and an exit code. */
 export function main (run: (argv: string[]) => Promise<number>): void {
   run(process.argv.slice(2)).then(code => { process.exit(code) }, (err: Error) => {
-    const expected = ['ConfigError', 'IdxError', 'AggregationError', 'IdentityError'].includes(err.name) || /unknown (model|dataset)/.test(err.message)
+    const expected = ['ConfigError', 'IdxError', 'AggregationError', 'IdentityError', 'CheckpointError'].includes(err.name) || /unknown (model|dataset)/.test(err.message)
     console.error(`error: ${expected ? err.message : err.stack ?? String(err)}`)
     process.exit(expected ? 2 : 1)
   })

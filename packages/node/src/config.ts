@@ -2,6 +2,8 @@
 // default and help. Flags override the config file, which overrides the defaults. An unknown
 // flag or key, or a bad value, is an error that names the option and, for a typo, the right one.
 import { readFileSync } from 'node:fs'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { multiaddr } from '@multiformats/multiaddr'
 
 export class ConfigError extends Error {
   override name = 'ConfigError'
@@ -22,6 +24,28 @@ const positive = (v: number): string | undefined => v > 0 ? undefined : 'must be
 const port = (v: number): string | undefined => v >= 0 && v <= 65535 ? undefined : 'must be a port number (0-65535, 0 picks a free one)'
 const fraction = (v: number): string | undefined => v >= 0 && v <= 1 ? undefined : 'must be between 0 and 1 (e.g. 0.97)'
 
+const BOOTSTRAP_FORM = 'expected a multiaddr such as /ip4/10.0.0.5/tcp/4001/p2p/12D3KooW..., as a node prints in its "listening on" line'
+
+/** Why `addr` can't be dialled as a bootstrap peer, or undefined when it can. */
+export function bootstrapProblem (addr: string): string | undefined {
+  let components
+  try {
+    components = multiaddr(addr).getComponents()
+  } catch (err) {
+    return `is not a multiaddr (${(err as Error).message}); ${BOOTSTRAP_FORM}`
+  }
+  if (!components.some(c => c.name === 'tcp')) return `names no TCP port; ${BOOTSTRAP_FORM}`
+  const p2p = components.find(c => c.name === 'p2p')?.value
+  if (p2p === undefined) return `names no peer id (/p2p/...); ${BOOTSTRAP_FORM}`
+  try {
+    peerIdFromString(p2p)
+  } catch {
+    return `holds "${p2p}", which is not a peer id; ${BOOTSTRAP_FORM}`
+  }
+  return undefined
+}
+const bootstrapList = (v: string[]): string | undefined => v.map(bootstrapProblem).find(p => p !== undefined)
+
 export const NODE_OPTIONS = {
   config: { kind: 'string', default: '', arg: 'file', help: 'read options from a JSON file (keys as flag names, e.g. {"model": "cnn", "local-epochs": 2})' },
   model: { kind: 'string', default: 'mlp', arg: 'name', help: 'model to train: mlp, cnn, cnn-small, or one from --model-module' },
@@ -40,7 +64,7 @@ export const NODE_OPTIONS = {
   port: { kind: 'integer', default: 4001, arg: 'n', help: 'libp2p TCP port (0 picks a free one)', check: port },
   'http-port': { kind: 'integer', default: 5000, arg: 'n', help: 'status API port (GET /api/status)', check: port },
   'data-dir': { kind: 'string', default: '.dml', arg: 'dir', help: 'where the identity key and checkpoints live' },
-  bootstrap: { kind: 'list', default: [], arg: 'multiaddr', help: 'peer to connect to, /ip4/.../tcp/.../p2p/... (repeatable)' },
+  bootstrap: { kind: 'list', default: [], arg: 'multiaddr', help: 'peer to connect to, /ip4/.../tcp/.../p2p/... (repeatable)', check: bootstrapList },
   mdns: { kind: 'boolean', default: true, help: 'discover peers on the LAN by mDNS' },
   'swarm-key': { kind: 'string', default: '', arg: 'file', help: 'private network: only peers with this libp2p swarm key file can connect' },
   gpu: { kind: 'boolean', default: false, help: 'train with @tensorflow/tfjs-node-gpu (falls back to the CPU, saying so)' },
@@ -48,6 +72,7 @@ export const NODE_OPTIONS = {
   'heartbeat-ms': { kind: 'integer', default: 1000, arg: 'ms', help: 'heartbeat interval', check: positive },
   'lease-ms': { kind: 'integer', default: 5000, arg: 'ms', help: 'a leader or peer silent this long is considered gone', check: positive },
   'round-timeout': { kind: 'integer', default: 600, arg: 's', help: 'longest a round may wait for updates, in seconds', check: positive },
+  'transfer-timeout': { kind: 'integer', default: 60, arg: 's', help: 'longest one transfer of a model or update from one peer may take, in seconds; then the next peer is asked', check: positive },
   'exit-when-done': { kind: 'boolean', default: false, help: 'exit once training has finished' },
   'json-logs': { kind: 'boolean', default: false, help: 'log one JSON object per line' },
   help: { kind: 'boolean', default: false, help: 'show this help' }

@@ -35,6 +35,8 @@ export class Election {
   private lastLeaderSeen: number
   /** highest term seen in any message; a claim always goes past it */
   private maxTermSeen = 0
+  /** after giving up leadership, no claim before this time: another peer should lead */
+  private holdOffUntil = 0
   elections = 0
 
   constructor (self: string, leaseMs: number, now: number, slotMs = Math.max(200, leaseMs / 5)) {
@@ -84,7 +86,7 @@ export class Election {
    * `ranked` lists the live peers (self included) by (round desc, id asc): the first claims first.
    */
   tick (now: number, ranked: string[]): boolean {
-    if (this.isLeader) return false
+    if (this.isLeader || now < this.holdOffUntil) return false
     const rank = Math.max(0, ranked.indexOf(this.self))
     if (now - this.lastLeaderSeen < this.leaseMs + rank * this.slotMs) return false
     this.claim(now)
@@ -104,6 +106,17 @@ export class Election {
    */
   leaderLost (): void {
     this.leader = null
+  }
+
+  /**
+   * Gives up leadership (the coordinator could not make progress). Followers see our heartbeat
+   * follow no one and elect another; we do not claim again for two leases, unless nobody else does.
+   */
+  resign (now: number): void {
+    if (!this.isLeader) return
+    this.leader = null
+    this.lastLeaderSeen = now
+    this.holdOffUntil = now + 2 * this.leaseMs
   }
 
   private claim (now: number): void {

@@ -15,6 +15,8 @@ import { multiaddr } from '@multiformats/multiaddr'
 import type { PeerId, PrivateKey } from '@libp2p/interface'
 import { BLOB_PROTOCOL, CONTROL_TOPIC, MAX_CONTROL_BYTES, type ControlMessage, decodeMessage, encodeMessage, messageSender, MessageError } from '@dml/protocol'
 import { BlobStore, requestBlob, serveBlob, BlobError } from './blob-transfer.ts'
+import { abortReason, deadlineSignal, systemClock } from './clock.ts'
+import type { MessageHandlers, Network } from './network.ts'
 
 const MIN_REDIAL_MS = 1000
 const MAX_REDIAL_MS = 30_000
@@ -24,39 +26,28 @@ export interface HostOptions {
   privateKey: PrivateKey
   host: string
   port: number
+  /** multiaddrs with a /p2p/ peer id (checked by the CLI) */
   bootstrap: string[]
   mdns: boolean
   /** contents of a libp2p swarm key file: only peers holding the same key can connect */
   swarmKey?: Uint8Array
 }
 
-/** What a validator decides about a well-formed message in the light of the current state. */
-export type Verdict = 'accept' | 'ignore' | { reject: string }
-
-export interface Network {
-  readonly peerId: string
-  publish: (message: ControlMessage) => Promise<void>
-  fetchBlob: (hash: string, from: string[], timeoutMs: number) => Promise<Uint8Array>
-  dialAddrs: (peer: string, addrs: string[]) => void
-  listenAddrs: () => string[]
-  connectedPeers: () => string[]
+export interface BootstrapState {
+  addr: string
+  connected: boolean
+  /** why the last dial failed, if it did */
+  error?: string
 }
 
 export interface DmlHost extends Network {
   libp2p: Libp2p<{ pubsub: GossipSub }>
-  blobs: BlobStore
-  /** rejected control messages, by reason */
-  rejected: Record<string, number>
+  /** each --bootstrap address: connected now, or why the last dial failed */
+  bootstrapState: () => BootstrapState[]
   stop: () => Promise<void>
 }
 
-export async function startHost (
-  options: HostOptions,
-  judge: (message: ControlMessage, from: string) => Verdict,
-  deliver: (message: ControlMessage) => void,
-  onReject: (reason: string, from: string) => void = () => {},
-  onSubscriber: (peer: string) => void = () => {}
-): Promise<DmlHost> {
+export async function startHost (options: HostOptions, handlers: MessageHandlers): Promise<DmlHost> {
   const peerDiscovery = []
   if (options.mdns) peerDiscovery.push(mdns({ interval: 2000 }))
   if (options.bootstrap.length > 0) peerDiscovery.push(bootstrap({ list: options.bootstrap, timeout: 0 }))
@@ -80,10 +71,8 @@ export async function startHost (
   })
   const self = libp2p.peerId.toString()
   const blobs = new BlobStore()
-  const rejected: Record<string, number> = {}
   const reject = (reason: string, from: string): TopicValidatorResult => {
-    rejected[reason] = (rejected[reason] ?? 0) + 1
-    onReject(reason, from)
+    handlers.rejected(reason, from)
     return TopicValidatorResult.Reject
   }
 
@@ -91,11 +80,11 @@ export async function startHost (
   // time a peer is seen. So we keep every peer we learn of (discovery, bootstrap, heartbeats) and
   // redial it whenever we are not connected, with backoff: after a partition heals or a peer
   // restarts, the connection comes back by itself.
-  const known = new Map<string, { id: PeerId, nextDial: number, backoffMs: number }>()
+  const known = new Map<string, { id: PeerId, nextDial: number, backoffMs: number, lastError?: string }>()
   const dialing = new Set<string>()
   const remember = (id: PeerId): void => {
     const key = id.toString()
-    if (key === libp2p.peerId.toString() || known.has(key)) return
+    if (key === self || known.has(key)) return
     if (known.size >= MAX_KNOWN_PEERS) known.delete(known.keys().next().value!)
     known.set(key, { id, nextDial: 0, backoffMs: MIN_REDIAL_MS })
   }
@@ -105,11 +94,16 @@ export async function startHost (
     dialing.add(key)
     libp2p.dial(entry.id).then(() => {
       entry.backoffMs = MIN_REDIAL_MS
-    }, () => {
+      entry.lastError = undefined
+    }, (err: unknown) => {
+      entry.lastError = String((err as Error)?.message ?? err).split('\n')[0].slice(0, 200)
       entry.nextDial = Date.now() + entry.backoffMs
       entry.backoffMs = Math.min(MAX_REDIAL_MS, entry.backoffMs * 2)
     }).finally(() => dialing.delete(key))
   }
+  // the bootstrap peers are known from the start: their dial errors are what a lonely node reports
+  const bootstrapPeers = options.bootstrap.map(addr => ({ addr, id: peerIdFromString(multiaddr(addr).getComponents().find(c => c.name === 'p2p')!.value!) }))
+  for (const { id } of bootstrapPeers) remember(id)
   libp2p.addEventListener('peer:discovery', (event) => {
     remember(event.detail.id)
     dialKnown(event.detail.id.toString())
@@ -128,7 +122,7 @@ export async function startHost (
       throw err
     }
     if (messageSender(message) !== from) return reject('spoofed', from)
-    const verdict = judge(message, from)
+    const verdict = handlers.judge(message, from)
     if (verdict === 'accept') return TopicValidatorResult.Accept
     if (verdict === 'ignore') return TopicValidatorResult.Ignore
     return reject(verdict.reject, from)
@@ -136,10 +130,10 @@ export async function startHost (
   pubsub.addEventListener('message', (event) => {
     if (event.detail.topic !== CONTROL_TOPIC) return
     // validated already; decoding again is cheap and keeps validator and handler independent
-    deliver(decodeMessage(event.detail.data))
+    handlers.deliver(decodeMessage(event.detail.data))
   })
   pubsub.addEventListener('subscription-change', (event) => {
-    if (event.detail.subscriptions.some(s => s.topic === CONTROL_TOPIC && s.subscribe)) onSubscriber(event.detail.peerId.toString())
+    if (event.detail.subscriptions.some(s => s.topic === CONTROL_TOPIC && s.subscribe)) handlers.subscribed(event.detail.peerId.toString())
   })
   pubsub.subscribe(CONTROL_TOPIC)
   await libp2p.handle(BLOB_PROTOCOL, async (stream) => { await serveBlob(stream, blobs) }, { maxInboundStreams: 64 })
@@ -147,24 +141,28 @@ export async function startHost (
   const host: DmlHost = {
     libp2p,
     blobs,
-    rejected,
     peerId: self,
     async publish (message) {
       await pubsub.publish(CONTROL_TOPIC, encodeMessage(message))
     },
-    async fetchBlob (hash, from, timeoutMs) {
+    async fetchBlob (hash, from, { signal, timeoutMs }) {
       const local = blobs.get(hash)
       if (local !== undefined) return local
       const errors: string[] = []
       for (const peer of [...new Set(from)].filter(p => p !== self)) {
+        signal?.throwIfAborted()
+        // one deadline for the whole attempt (dial, header, every byte); then the next source
+        const attempt = deadlineSignal(systemClock, timeoutMs, `no complete answer within ${timeoutMs} ms`, signal)
         try {
-          const signal = AbortSignal.timeout(timeoutMs)
-          const stream = await libp2p.dialProtocol(peerIdFromString(peer), BLOB_PROTOCOL, { signal })
-          const bytes = await requestBlob(stream, hash)
+          const stream = await libp2p.dialProtocol(peerIdFromString(peer), BLOB_PROTOCOL, { signal: attempt.signal })
+          const bytes = await requestBlob(stream, hash, attempt.signal)
           blobs.put(bytes)
           return bytes
         } catch (err) {
-          errors.push(`${peer.slice(-6)}: ${(err as Error).message}`)
+          signal?.throwIfAborted() // the round is over: no next source
+          errors.push(`${peer.slice(-6)}: ${attempt.signal.aborted ? abortReason(attempt.signal).message : (err as Error).message}`)
+        } finally {
+          attempt.clear()
         }
       }
       throw new BlobError(`could not fetch blob ${hash.slice(0, 12)}: ${errors.join('; ') || 'no peer to ask'}`)
@@ -179,10 +177,15 @@ export async function startHost (
       libp2p.peerStore.merge(id, { multiaddrs: targets }).then(() => {
         remember(id)
         dialKnown(peer)
-      }).catch(() => {})
+      }, () => {}) // a peer store that refuses the addresses: the peer stays unknown, as if never heard of
     },
     listenAddrs: () => libp2p.getMultiaddrs().map(a => a.toString()),
     connectedPeers: () => libp2p.getPeers().map(p => p.toString()),
+    bootstrapState: () => bootstrapPeers.map(({ addr, id }) => {
+      const connected = libp2p.getConnections(id).length > 0
+      const error = known.get(id.toString())?.lastError
+      return connected || error === undefined ? { addr, connected } : { addr, connected, error }
+    }),
     async stop () {
       clearInterval(redial)
       await libp2p.stop()

@@ -13,10 +13,15 @@ export interface LogEvent {
   [key: string]: any
 }
 
-type Waiter = { match: (e: LogEvent) => boolean, resolve: (e: LogEvent) => void }
+type Waiter = { match: (e: LogEvent) => boolean, resolve: (e: LogEvent) => void, reject: (err: Error) => void }
 
 export class TimeoutError extends Error {
   override name = 'TimeoutError'
+}
+
+/** The process ended before the event it was waited for. */
+export class ExitedError extends Error {
+  override name = 'ExitedError'
 }
 
 /** A child process that prints one JSON object per line; its events can be awaited. */
@@ -37,6 +42,13 @@ export class EventProcess {
     createInterface({ input: this.child.stdout! }).on('line', line => { this.line(line) })
     createInterface({ input: this.child.stderr! }).on('line', line => { this.stderr.push(line); if (this.stderr.length > 200) this.stderr.shift() })
     this.exited = new Promise(resolve => this.child.once('exit', code => { resolve(code) }))
+    // nothing can come after exit: whoever still waits hears why now, not at a timeout
+    // ('close' comes after the output streams are read, so the last lines are in)
+    this.child.once('close', (code, signal) => {
+      const waiters = this.waiters
+      this.waiters = []
+      for (const w of waiters) w.reject(new ExitedError(`${this.name} exited (${signal ?? `code ${String(code)}`}) before the event; stderr: ${this.stderr.slice(-5).join(' | ') || '(none)'}`))
+    })
   }
 
   private line (line: string): void {
@@ -57,8 +69,13 @@ export class EventProcess {
     const test = typeof match === 'string' ? (e: LogEvent) => e.event === match : match
     const seen = this.events.slice(after).find(test)
     if (seen !== undefined) return seen
+    if (this.closed) throw new ExitedError(`${this.name} has exited (code ${String(this.child.exitCode ?? this.child.signalCode)}); stderr: ${this.stderr.slice(-5).join(' | ') || '(none)'}`)
     return await new Promise<LogEvent>((resolve, reject) => {
-      const waiter: Waiter = { match: test, resolve: (e) => { clearTimeout(timer); resolve(e) } }
+      const waiter: Waiter = {
+        match: test,
+        resolve: (e) => { clearTimeout(timer); resolve(e) },
+        reject: (err) => { clearTimeout(timer); reject(err) }
+      }
       const timer = setTimeout(() => {
         this.waiters = this.waiters.filter(w => w !== waiter)
         reject(new TimeoutError(`${this.name}: no ${typeof match === 'string' ? `"${match}" event` : 'matching event'} within ${timeoutMs} ms; last events: ${this.events.slice(-5).map(e => e.msg ?? e.event).join(' | ')}; stderr: ${this.stderr.slice(-5).join(' | ')}`))
@@ -69,6 +86,11 @@ export class EventProcess {
 
   kill (signal: NodeJS.Signals = 'SIGTERM'): void {
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal)
+  }
+
+  /** The process has exited and its output has been read. */
+  get closed (): boolean {
+    return this.child.stdout!.readableEnded && !this.running
   }
 
   get running (): boolean {

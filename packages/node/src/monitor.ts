@@ -59,7 +59,7 @@ export async function runMonitor (argv: string[]): Promise<number> {
     bootstrap: o.bootstrap as string[],
     mdns: o.mdns as boolean,
     swarmKey: o['swarm-key'] === '' ? undefined : readSwarmKey(o['swarm-key'] as string)
-  }, () => 'accept', deliver)
+  }, { judge: () => 'accept', deliver, rejected: () => {}, subscribed: () => {} })
   if (json) console.log(JSON.stringify({ event: 'monitor-started', peerId: host.peerId }))
   else console.log(`monitor ${host.peerId} listening; waiting for rounds (Ctrl-C to stop)`)
   const stop = async (): Promise<void> => { await host.stop() }

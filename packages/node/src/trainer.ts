@@ -1,8 +1,30 @@
 // The peer's local trainer: the data set, the current task's model, and this peer's shard.
+// The round engine sees it through the Trainer interface, so unit tests can give it a fake.
 import { buildModel, evaluate, loadDataset, readWeights, shardIndices, trainLocal, writeWeights, type Dataset, type Evaluation, type TrainResult, tf } from '@dml/trainer'
 import type { NamedTensor, Task } from '@dml/protocol'
 
-export class LocalTrainer {
+export interface TrainJob {
+  task: Task
+  /** the global model to start from */
+  weights: NamedTensor[]
+  shard: [number, number]
+  samples: number
+  seed: number
+  onProgress: (done: number, total: number, loss: number) => void
+  /** the round's signal: training stops (TrainingAborted) once it aborts */
+  signal: AbortSignal
+}
+
+/** What the round engine needs of local training. */
+export interface Trainer {
+  /** examples in the training set this peer holds */
+  readonly trainSize: number
+  initialWeights: (task: Task) => Promise<NamedTensor[]>
+  train: (job: TrainJob) => Promise<TrainResult>
+  evaluate: (task: Task, weights: NamedTensor[], signal?: AbortSignal) => Promise<Evaluation>
+}
+
+export class LocalTrainer implements Trainer {
   private dataset: Dataset | undefined
   private model: tf.LayersModel | undefined
   private modelName = ''
@@ -27,25 +49,25 @@ export class LocalTrainer {
 
   /** Fresh weights of the task's model, for round 0. */
   async initialWeights (task: Task): Promise<NamedTensor[]> {
-    const model = buildModel(task.model, { inputShape: (await this.load(task.dataset)).train.exampleShape, numClasses: this.dataset!.train.numClasses })
+    const dataset = await this.load(task.dataset)
+    const model = buildModel(task.model, { inputShape: dataset.train.exampleShape, numClasses: dataset.train.numClasses })
     const weights = readWeights(model)
     model.dispose()
     return weights
   }
 
-  async train (task: Task, weights: NamedTensor[], shard: [number, number], samples: number, seed: number,
-    onProgress: (done: number, total: number, loss: number) => void, shouldStop: () => boolean): Promise<TrainResult> {
+  async train ({ task, weights, shard, samples, seed, onProgress, signal }: TrainJob): Promise<TrainResult> {
     const model = await this.modelFor(task)
     const dataset = this.dataset!
     const key = `${shard[0]}/${shard[1]}`
     if (this.shard?.key !== key) this.shard = { key, indices: shardIndices(dataset.train.count, shard[0], shard[1]) }
     writeWeights(model, weights)
-    return await trainLocal(model, dataset.train, this.shard.indices, { samples, batchSize: task.batchSize, lr: task.lr, seed, onProgress, shouldStop })
+    return await trainLocal(model, dataset.train, this.shard.indices, { samples, batchSize: task.batchSize, lr: task.lr, seed, onProgress, signal })
   }
 
-  async evaluate (task: Task, weights: NamedTensor[]): Promise<Evaluation> {
+  async evaluate (task: Task, weights: NamedTensor[], signal?: AbortSignal): Promise<Evaluation> {
     const model = await this.modelFor(task)
     writeWeights(model, weights)
-    return await evaluate(model, this.dataset!.test, task.evalSamples)
+    return await evaluate(model, this.dataset!.test, task.evalSamples, signal)
   }
 }

@@ -1,5 +1,5 @@
 import { expect } from 'chai'
-import { allocateWork, expectedSeconds } from '@dml/node'
+import { allocateWork, expectedSeconds, roundParticipants } from '@dml/node'
 
 describe('work allocation', () => {
   it('splits evenly, one shard each, while speeds are unknown', () => {
@@ -32,5 +32,18 @@ describe('work allocation', () => {
     expect(a.find(x => x.peer === 'new')!.samples).to.equal(10000)
     expect(expectedSeconds(a, [{ peer: 'a', speed: 1000 }, { peer: 'b', speed: 3000 }, { peer: 'new', speed: 0 }])).to.equal(5)
     expect(expectedSeconds(a, [{ peer: 'a', speed: 0 }, { peer: 'b', speed: 0 }, { peer: 'new', speed: 0 }])).to.equal(undefined)
+  })
+
+  it('takes every peer while the network fits in one round, and takes turns when it does not', () => {
+    const peers = Array.from({ length: 10 }, (_, i) => ({ peer: `p${i}` }))
+    expect(roundParticipants(peers, 1, 16)).to.have.length(10)
+    const seen = new Set<string>()
+    for (let round = 1; round <= 3; round++) {
+      const chosen = roundParticipants(peers, round, 4)
+      expect(chosen).to.have.length(4)
+      expect(new Set(chosen.map(p => p.peer)).size).to.equal(4)
+      for (const p of chosen) seen.add(p.peer)
+    }
+    expect(seen.size).to.equal(10)
   })
 })

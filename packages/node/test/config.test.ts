@@ -4,6 +4,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ConfigError, NODE_OPTIONS, parseOptions, parseShard, helpText } from '@dml/node'
 
+const ID = '12D3KooWN5i3tb5gETU8rZRMgMyvn34rGfgjzCgRSXzt89tLbNKM'
+
 describe('options', () => {
   it('has the documented defaults', () => {
     const o = parseOptions([], NODE_OPTIONS)
@@ -12,8 +14,8 @@ describe('options', () => {
   })
 
   it('reads flags, repeated --bootstrap, --no-mdns and --flag=value', () => {
-    const o = parseOptions(['--bootstrap', '/ip4/1.2.3.4/tcp/1', '--bootstrap=/ip4/5.6.7.8/tcp/2', '--no-mdns', '--rounds', '7', '--lr=0.01', '--gpu'], NODE_OPTIONS)
-    expect(o.bootstrap).to.deep.equal(['/ip4/1.2.3.4/tcp/1', '/ip4/5.6.7.8/tcp/2'])
+    const o = parseOptions(['--bootstrap', `/ip4/1.2.3.4/tcp/1/p2p/${ID}`, `--bootstrap=/ip4/5.6.7.8/tcp/2/p2p/${ID}`, '--no-mdns', '--rounds', '7', '--lr=0.01', '--gpu'], NODE_OPTIONS)
+    expect(o.bootstrap).to.deep.equal([`/ip4/1.2.3.4/tcp/1/p2p/${ID}`, `/ip4/5.6.7.8/tcp/2/p2p/${ID}`])
     expect(o).to.include({ mdns: false, rounds: 7, lr: 0.01, gpu: true })
   })
 
@@ -33,6 +35,14 @@ describe('options', () => {
     expect(() => parseOptions(['model'], NODE_OPTIONS)).to.throw(ConfigError, 'unexpected argument')
     expect(() => parseShard('3/3')).to.throw(ConfigError)
     expect(parseShard('1/4')).to.deep.equal([1, 4])
+  })
+
+  it('refuses a --bootstrap that cannot be dialled, saying what it should look like', () => {
+    expect(() => parseOptions(['--bootstrap', '127.0.0.1:4001'], NODE_OPTIONS)).to.throw(ConfigError, /--bootstrap is not a multiaddr .*expected a multiaddr such as \/ip4\/10.0.0.5\/tcp\/4001\/p2p\/.*\(got "127.0.0.1:4001"\)/)
+    expect(() => parseOptions(['--bootstrap', '/ip4/127.0.0.1/tcp/4001'], NODE_OPTIONS)).to.throw(ConfigError, /names no peer id/)
+    expect(() => parseOptions(['--bootstrap', '/ip4/127.0.0.1/udp/4001/p2p/' + ID], NODE_OPTIONS)).to.throw(ConfigError, /names no TCP port/)
+    expect(() => parseOptions(['--bootstrap', '/ip4/127.0.0.1/tcp/4001/p2p/QmNotAPeer'], NODE_OPTIONS)).to.throw(ConfigError, /"QmNotAPeer", which is not a peer id/)
+    expect(() => parseOptions(['--bootstrap', '/ip4/999.0.0.1/tcp/4001/p2p/' + ID], NODE_OPTIONS)).to.throw(ConfigError, /not a multiaddr/)
   })
 
   it('reads a config file (kebab or camel case keys); flags win over it', () => {

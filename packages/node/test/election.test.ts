@@ -109,4 +109,21 @@ describe('election', () => {
     expect(beats({ peer: A, term: 2, round: 5 }, { peer: B, term: 2, round: 5 })).to.equal(true)
     expect(beats({ peer: B, term: 2, round: 5 }, { peer: A, term: 2, round: 5 })).to.equal(false)
   })
+
+  it('a leader that resigns stops leading and does not claim again for two leases', () => {
+    const a = new Election(A, LEASE, 0)
+    a.tick(5000, [A, B])
+    expect(a.isLeader).to.equal(true)
+    a.resign(6000)
+    expect(a).to.include({ isLeader: false, leader: null })
+    expect(a.tick(6000 + 2 * LEASE - 1, [A, B])).to.equal(false)
+    // the next-ranked peer, meanwhile, claims once the lease from the last leader heartbeat runs out
+    const b = new Election(B, LEASE, 0, 1000)
+    b.observe({ peer: A, term: 1, round: 0 }, 0, 6000)
+    b.leaderLost()
+    expect(b.tick(6000 + LEASE + 1000, [A, B])).to.equal(true)
+    expect(b.term).to.equal(2)
+    // nobody else claimed: after the hold-off the resigned peer may lead again
+    expect(a.tick(6000 + 2 * LEASE, [A, B])).to.equal(true)
+  })
 })

@@ -46,8 +46,8 @@ export interface TrainOptions {
   lr: number
   seed: number
   onProgress?: (done: number, total: number, loss: number) => void
-  /** checked between batches: when it returns true, training stops with a TrainingAborted error */
-  shouldStop?: () => boolean
+  /** checked between batches: once aborted, training stops with a TrainingAborted error */
+  signal?: AbortSignal
 }
 
 export class TrainingAborted extends Error {
@@ -79,7 +79,7 @@ export async function trainLocal (model: tf.LayersModel, set: ImageSet, shard: U
   const reportEvery = Math.max(1, Math.floor(order.length / options.batchSize / 10))
   let lastYield = performance.now()
   for (let start = 0; start < order.length; start += options.batchSize) {
-    if (options.shouldStop?.() === true) throw new TrainingAborted(`stopped after ${start} of ${order.length} samples`)
+    if (options.signal?.aborted === true) throw new TrainingAborted(`stopped after ${start} of ${order.length} samples: ${String((options.signal.reason as Error)?.message ?? options.signal.reason)}`)
     const { xs, ys } = makeBatch(set, order.subarray(start, start + options.batchSize))
     const loss = await model.trainOnBatch(xs, ys) as number
     tf.dispose([xs, ys])
@@ -105,13 +105,14 @@ export interface Evaluation {
   samples: number
 }
 
-/** Accuracy and mean cross-entropy on the first `limit` examples of `set`. */
-export async function evaluate (model: tf.LayersModel, set: ImageSet, limit = set.count): Promise<Evaluation> {
+/** Accuracy and mean cross-entropy on the first `limit` examples of `set`; stops with TrainingAborted once `signal` aborts. */
+export async function evaluate (model: tf.LayersModel, set: ImageSet, limit = set.count, signal?: AbortSignal): Promise<Evaluation> {
   const total = Math.min(limit, set.count)
   const chunk = 250
   let correct = 0
   let lossSum = 0
   for (let start = 0; start < total; start += chunk) {
+    if (signal?.aborted === true) throw new TrainingAborted(`evaluation stopped after ${start} of ${total} examples`)
     const indices = Array.from({ length: Math.min(chunk, total - start) }, (_, i) => start + i)
     const { xs, ys } = makeBatch(set, indices)
     const [hits, loss] = tf.tidy(() => {

@@ -1,0 +1,56 @@
+// What the round engine needs of the network: publish a control message, fetch a blob by hash
+// from peers that hold it, serve its own blobs. The libp2p host implements it (host.ts); unit
+// tests use an in-memory one. The engine never touches libp2p directly.
+import type { ControlMessage } from '@dml/protocol'
+import type { BlobStore } from './blob-transfer.ts'
+
+/** What a validator decides about a well-formed message in the light of the current state. */
+export type Verdict = 'accept' | 'ignore' | { reject: string }
+
+/** Where the network hands what arrives: a peer's engine implements it. */
+export interface MessageHandlers {
+  /** decides, inside the gossip validator, whether a well-formed message is current */
+  judge: (message: ControlMessage, from: string) => Verdict
+  /** an accepted message */
+  deliver: (message: ControlMessage) => void
+  /** a message rejected as malformed, spoofed or by judge */
+  rejected: (reason: string, from: string) => void
+  /** a peer subscribed to the control topic */
+  subscribed: (peer: string) => void
+}
+
+export interface FetchOptions {
+  /** ends the whole fetch (the round it belongs to is over) */
+  signal?: AbortSignal
+  /** deadline for one source, covering the dial, the header and every byte; then the next source is asked */
+  timeoutMs: number
+}
+
+export interface Network {
+  readonly peerId: string
+  /** blobs this peer holds and serves */
+  readonly blobs: BlobStore
+  publish: (message: ControlMessage) => Promise<void>
+  /** the blob `hash`: local if held, else from the first of `from` that delivers it whole and verified */
+  fetchBlob: (hash: string, from: string[], options: FetchOptions) => Promise<Uint8Array>
+  dialAddrs: (peer: string, addrs: string[]) => void
+  listenAddrs: () => string[]
+  connectedPeers: () => string[]
+}
+
+/**
+ * Handlers for a network that starts before the engine that will handle its messages: until
+ * bind(), messages are ignored (heartbeats repeat, so nothing is lost).
+ */
+export function lateHandlers (): { handlers: MessageHandlers, bind: (target: MessageHandlers) => void } {
+  let target: MessageHandlers | undefined
+  return {
+    handlers: {
+      judge: (message, from) => target?.judge(message, from) ?? 'ignore',
+      deliver: (message) => { target?.deliver(message) },
+      rejected: (reason, from) => { target?.rejected(reason, from) },
+      subscribed: (peer) => { target?.subscribed(peer) }
+    },
+    bind: (t) => { target = t }
+  }
+}

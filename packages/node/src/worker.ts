@@ -1,0 +1,137 @@
+// Worker: trains what a RoundStart assigns this peer and reports the result to the round's
+// leader: an update, or the reason it could not do the work. One job at a time (the model is
+// shared); a newer round, a new leader or stop() aborts the current job through its signal,
+// which reaches the transfer of the start model and every training batch.
+import { encodeTensors, findNonFinite, type Assignment, type RoundStart, type UpdateReady, type WorkFailed } from '@dml/protocol'
+import { AbortError, isAbort } from './clock.ts'
+import type { Logger } from './log.ts'
+import type { Network } from './network.ts'
+import type { Replica } from './replica.ts'
+import type { Trainer } from './trainer.ts'
+
+export interface WorkPhase {
+  round: number
+  state: 'fetching model' | 'training' | 'sent'
+  done: number
+  total: number
+}
+
+export interface WorkerDeps {
+  self: string
+  net: Network
+  trainer: Trainer
+  replica: Replica
+  log: Logger
+  now: () => number
+  /** --shard: train this slice instead of the assigned one */
+  shard: [number, number] | null
+  /** peers to ask for a start model after the leader */
+  sources: () => string[]
+  /** hands our update-ready or work-failed to the round's leader */
+  report: (message: UpdateReady | WorkFailed) => Promise<void>
+}
+
+interface Job {
+  start: RoundStart
+  controller: AbortController
+  done: Promise<void>
+}
+
+export class Worker {
+  /** samples per second in the last local training (0 before the first) */
+  speed = 0
+  phase: WorkPhase | null = null
+  private readonly deps: WorkerDeps
+  private job: Job | null = null
+
+  constructor (deps: WorkerDeps) { this.deps = deps }
+
+  /** A new round started: abandon older work, and do ours if the round assigns us any. */
+  start (start: RoundStart): void {
+    const previous = this.job
+    previous?.controller.abort(new AbortError(`round ${start.round} of term ${start.term} superseded it`))
+    const assignment = start.assignments.find(a => a.peer === this.deps.self)
+    if (assignment === undefined) {
+      this.job = null
+      return
+    }
+    const controller = new AbortController()
+    const done = (async () => {
+      await previous?.done // one training at a time
+      await this.work(start, assignment, controller.signal)
+    })()
+    this.job = { start, controller, done }
+  }
+
+  /** Stops the current job (the leader changed or gave up). */
+  abandon (reason: string): void {
+    this.job?.controller.abort(new AbortError(reason))
+  }
+
+  async stop (): Promise<void> {
+    this.abandon('the peer is stopping')
+    await this.job?.done
+  }
+
+  /** Never throws: every outcome is reported or logged. */
+  private async work (start: RoundStart, assignment: Assignment, signal: AbortSignal): Promise<void> {
+    const { log, net, trainer, replica, self } = this.deps
+    const round = start.round
+    try {
+      if (signal.aborted) return
+      this.phase = { round, state: 'fetching model', done: 0, total: assignment.samples }
+      const weights = await replica.weights(start.modelHash, [start.leader, ...this.deps.sources()], signal)
+      const shard = this.deps.shard ?? assignment.shard
+      this.phase = { round, state: 'training', done: 0, total: assignment.samples }
+      log.info('train-start', { round, samples: assignment.samples, shard }, `round ${round}: training on ${assignment.samples} samples of shard ${shard[0]}/${shard[1]}`)
+      let lastLog = 0
+      const result = await trainer.train({
+        task: start.task,
+        weights,
+        shard,
+        samples: assignment.samples,
+        seed: round * 1000 + shard[0],
+        signal,
+        onProgress: (done, total, loss) => {
+          this.phase = { round, state: 'training', done, total }
+          if (this.deps.now() - lastLog < 2000) return
+          lastLog = this.deps.now()
+          log.info('train-progress', { round, done, total, loss }, `round ${round}: ${Math.round(100 * done / total)}% of local epoch work, loss ${loss.toFixed(4)}`)
+        }
+      })
+      if (signal.aborted) return
+      // an honest peer whose training diverged says so rather than send it (the leader checks too)
+      const bad = findNonFinite(result.weights)
+      if (!Number.isFinite(result.loss) || bad !== undefined) {
+        throw new Error(`training diverged: loss ${result.loss}${bad === undefined ? '' : `, ${bad.tensor}[${bad.index}] = ${bad.value}`}; try a smaller --lr`)
+      }
+      this.speed = result.numSamples / Math.max(result.trainMs / 1000, 1e-3)
+      const hash = net.blobs.put(encodeTensors(result.weights))
+      log.info('train-done', { round, loss: result.loss, trainMs: result.trainMs, samplesPerSec: this.speed },
+        `round ${round}: trained in ${(result.trainMs / 1000).toFixed(1)} s (${Math.round(this.speed)} samples/s), loss ${result.loss.toFixed(4)}`)
+      this.phase = { round, state: 'sent', done: assignment.samples, total: assignment.samples }
+      await this.send({
+        type: 'update-ready', v: 1, term: start.term, round, peer: self, hash, numSamples: result.numSamples,
+        metrics: { loss: result.loss, trainMs: result.trainMs, samplesPerSec: this.speed }
+      })
+    } catch (err) {
+      this.phase = null
+      if (signal.aborted || isAbort(err)) {
+        log.info('train-aborted', { round, term: start.term, reason: (err as Error).message }, `round ${round} (term ${start.term}): local work abandoned: ${(err as Error).message}`)
+        return
+      }
+      const reason = (err as Error).message.split('\n')[0].slice(0, 500) || String(err)
+      log.warn('train-error', { round, error: reason }, `round ${round}: local work failed: ${reason}`)
+      await this.send({ type: 'work-failed', v: 1, term: start.term, round, peer: self, reason })
+    }
+  }
+
+  private async send (message: UpdateReady | WorkFailed): Promise<void> {
+    try {
+      await this.deps.report(message)
+    } catch (err) {
+      this.deps.log.warn('report-failed', { round: message.round, type: message.type, error: (err as Error).message },
+        `round ${message.round}: could not send ${message.type} to the leader: ${(err as Error).message}`)
+    }
+  }
+}

@@ -1,0 +1,237 @@
+// The round engine (Coordinator, Worker, Replica, Membership, wired by DmlNode) on an in-memory
+// network with fake time. Every fault ends in a closed round or a handed-over leadership.
+import { expect } from 'chai'
+import { MAX_ROUND_PEERS, type NamedTensor, type RoundStart } from '@dml/protocol'
+import { MAX_FAILURES_IN_A_ROW } from '@dml/node'
+import { addLiar, TASK, TestCluster, type TestPeer } from './support/cluster.ts'
+import { testPeerId } from './support/memory-network.ts'
+
+/** Tensors of the given shapes, all zero but the first value. */
+const tensors = (first: number, fill = 0) => (shapes: number[][]): NamedTensor[] =>
+  shapes.map((shape, i) => {
+    const values = new Float32Array(shape.reduce((a, b) => a * b, 1)).fill(fill)
+    if (i === 0) values[0] = first
+    return { name: `w${i}`, shape, values }
+  })
+
+/** A training that ends with `value` in the first weight. */
+const trainsTo = (value: number) => (weights: NamedTensor[]): NamedTensor[] =>
+  weights.map((w, i) => ({ ...w, values: w.values.map((v, j) => i === 0 && j === 0 ? value : v + 1) }))
+
+/** The leader's RoundStart messages, in order. */
+function roundStarts (peer: TestPeer): RoundStart[] {
+  return peer.net.published.filter((m): m is RoundStart => m.type === 'round-start')
+}
+
+describe('round engine', function () {
+  let net: TestCluster
+  beforeEach(() => { net = new TestCluster() })
+  afterEach(async () => { await net.stop() })
+
+  it('three peers elect one leader, finish every round, and end on one model', async () => {
+    const peers = [net.add(), net.add(), net.add()]
+    await net.until('5 rounds done', () => peers.every(p => p.node.replica.finished))
+    const done = net.roundsDone()
+    expect(done.map(d => d.round)).to.deep.equal([1, 2, 3, 4, 5])
+    expect(done.every(d => (d.participants as string[]).length === 3)).to.equal(true)
+    expect(new Set(peers.map(p => p.node.replica.global!.hash)).size).to.equal(1)
+    expect(peers.filter(p => p.node.status().isLeader)).to.have.length(1)
+    // every peer checkpointed every round
+    for (const p of peers) expect(p.checkpoints.map(c => c.round)).to.include.members([1, 2, 3, 4, 5])
+  })
+
+  for (const [what, value, reason] of [['NaN', NaN, 'non-finite'], ['Infinity', Infinity, 'non-finite'], ['-Infinity', -Infinity, 'non-finite']] as const) {
+    it(`an update holding ${what} is dropped and named; the round closes with the rest`, async () => {
+      const leader = net.add()
+      net.add()
+      // this peer lies: its update holds a non-finite value, its metrics look fine
+      const liar = addLiar(net, { weights: tensors(value) })
+      await net.until('2 rounds done', () => net.roundsDone().length >= 2)
+      const dropped = net.events('update-rejected', e => e.node === leader.id)
+      expect(dropped.length).to.be.at.least(2)
+      expect(dropped[0]).to.include({ reason, peer: liar.peerId })
+      expect(dropped[0].msg).to.include(liar.peerId.slice(-6)).and.include(reason)
+      for (const d of net.roundsDone()) expect(d.participants).to.not.include(liar.peerId)
+      expect(net.roundsDone()[0].participants).to.have.length(2)
+      expect(leader.node.status().rejectedUpdates[reason]).to.be.at.least(2)
+      // the round did not wait for its deadline (60 s): it closed once every peer had reported
+      expect(net.roundsDone()[0].durationMs).to.be.below(10_000)
+    })
+  }
+
+  it('an update claiming more samples than assigned is dropped: one peer cannot dominate FedAvg', async () => {
+    const leader = net.add()
+    net.add()
+    const liar = addLiar(net, { weights: tensors(1e6, 1e6), numSamples: () => Number.MAX_SAFE_INTEGER })
+    await net.until('2 rounds done', () => net.roundsDone().length >= 2)
+    expect(net.events('update-rejected', e => e.node === leader.id)[0]).to.include({ reason: 'too-many-samples', peer: liar.peerId })
+    // the aggregate is the honest peers' (every value + 1 per round), untouched by the liar's 1e6
+    expect(leader.node.replica.global!.weights[0].values[0]).to.be.below(10)
+  })
+
+  it('an update whose blob never arrives is dropped at the transfer deadline, and the round closes', async () => {
+    const leader = net.add()
+    net.add()
+    const silent = net.add()
+    await net.until('round 1 done', () => net.roundsDone().length >= 1)
+    silent.net.serving = 'stall' // announces its update, then never serves it
+    const before = net.roundsDone().length
+    await net.until('the next round done', () => net.roundsDone().length > before)
+    const next = net.roundsDone()[before]
+    expect(next.participants).to.have.length(2)
+    expect(net.events('update-rejected', e => e.node === leader.id && e.reason === 'fetch-failed')[0].detail).to.match(/no complete answer within 10000 ms/)
+    expect(next.durationMs).to.be.below(60_000) // not the round's deadline: the transfer's
+  })
+
+  it('an assigned peer that never reports: the round closes at its deadline with the others', async () => {
+    net.add()
+    net.add()
+    const stuck = net.add({ behaviour: { train: 'hang' } })
+    await net.until('round 1 done', () => net.roundsDone().length >= 1, 200_000)
+    const first = net.roundsDone()[0]
+    expect(first.participants).to.not.include(stuck.id)
+    expect(first.participants).to.have.length(2)
+    expect(first.durationMs).to.be.within(59_000, 61_000)
+  })
+
+  it('a worker that cannot do its work says why; the leader names it and does not wait for the deadline', async () => {
+    const leader = net.add()
+    net.add()
+    const broken = net.add({ behaviour: { train: 'throw' } })
+    await net.until('round 1 done', () => net.roundsDone().length >= 1)
+    const failed = net.events('work-failed', e => e.node === leader.id)[0]
+    expect(failed).to.include({ peer: broken.id })
+    expect(failed.reason).to.match(/unknown model "tiny-net"/)
+    expect(failed.msg).to.include(broken.id.slice(-6))
+    expect(net.roundsDone()[0].durationMs).to.be.below(10_000)
+    expect(leader.node.status().rejectedUpdates['work-failed']).to.equal(1)
+  })
+
+  it('a diverged local training is reported as such, not sent', async () => {
+    const leader = net.add()
+    const diverged = net.add({ behaviour: { update: trainsTo(NaN) } })
+    await net.until('round 1 done', () => net.roundsDone().length >= 1)
+    expect(net.events('train-error', e => e.node === diverged.id)[0].msg).to.match(/training diverged/)
+    expect(net.events('work-failed', e => e.node === leader.id)[0]).to.include({ peer: diverged.id })
+    expect(diverged.net.published.some(m => m.type === 'update-ready')).to.equal(false)
+  })
+
+  it('a stalled transfer of the start model falls over to the next source', async () => {
+    const [a, b] = [net.add(), net.add()]
+    await net.until('round 1 done', () => net.roundsDone().length >= 1)
+    const leader = net.leader()!
+    const other = leader === a ? b : a
+    await net.until('the other peer holds round 1', () => other.node.replica.round >= 1)
+    // a newcomer must fetch the model; the leader (asked first) stalls towards it, the other peer serves
+    const late = net.add()
+    leader.net.serving = (requester) => requester === late.id ? 'stall' : 'serve'
+    await net.until('the newcomer trained a round', () => net.events('train-done', e => e.node === late.id).length > 0)
+    const assigned = roundStarts(leader).find(s => s.assignments.some(x => x.peer === late.id))!
+    const startedAt = net.events('round-start', e => e.node === leader.id && e.round === assigned.round)[0].ts
+    const trainStart = net.events('train-start', e => e.node === late.id)[0].ts
+    // one transfer deadline (10 s) for the leader, then the other peer answered at once
+    expect(trainStart - startedAt).to.be.within(10_000, 11_000)
+  })
+
+  it('evaluation that throws: the round is retried, and after repeated failures leadership passes to another peer', async () => {
+    const first = net.add({ behaviour: { evaluate: 'throw' } })
+    net.add()
+    net.add()
+    await net.until('a round done', () => net.roundsDone().length >= 1, 300_000)
+    const failures = net.events('round-failed', e => e.node === first.id)
+    expect(failures).to.have.length(MAX_FAILURES_IN_A_ROW)
+    expect(failures[0].error).to.match(/the test set is unreadable/)
+    const resigned = net.events('leader-resigned', e => e.node === first.id)
+    expect(resigned).to.have.length(1)
+    expect(resigned[0].reason).to.match(/failed in a row.*the test set is unreadable/)
+    const done = net.roundsDone()[0]
+    expect(done.node).to.not.equal(first.id)
+    expect(done.term).to.be.greaterThan(resigned[0].term as number)
+    expect(first.node.status().recovery.resignations).to.equal(1)
+  })
+
+  it('evaluation that never returns: the watchdog hands leadership over', async () => {
+    const first = net.add({ behaviour: { evaluate: 'hang' } })
+    net.add()
+    await net.until('a round done', () => net.roundsDone().length >= 1, 600_000)
+    const resigned = net.events('leader-resigned', e => e.node === first.id)
+    expect(resigned).to.have.length(1)
+    expect(resigned[0].reason).to.match(/made no progress in its evaluating phase/)
+    expect(net.roundsDone()[0].node).to.not.equal(first.id)
+  })
+
+  it('replication that no peer completes: the round does not count as finished, and leadership passes on', async () => {
+    const first = net.add()
+    const others = [net.add(), net.add()]
+    await net.until('first is leading', () => first.node.isLeading)
+    first.net.serving = 'fail' // nobody can fetch the leader's new model
+    await net.until('a round done', () => net.roundsDone().length >= 1, 600_000)
+    // no round finished on the leader alone: its attempts failed, none was announced
+    expect(first.net.published.some(m => m.type === 'round-done')).to.equal(false)
+    expect(net.events('round-failed', e => e.node === first.id)[0].error).to.match(/no peer took the model of round 1/)
+    expect(net.events('leader-resigned', e => e.node === first.id)).to.have.length(1)
+    const done = net.roundsDone()[0]
+    expect(done.round).to.equal(1)
+    expect(others.map(o => o.id)).to.include(done.node)
+  })
+
+  it('a peer alone says that its rounds exist on it only, and goes on', async () => {
+    const alone = net.add({ config: { task: { ...TASK, totalRounds: 2 } } })
+    await net.until('finished', () => alone.node.replica.finished)
+    expect(net.events('alone')).to.have.length(1)
+    expect(net.roundsDone()).to.have.length(2)
+  })
+
+  it('a network larger than a round: each RoundStart fits one control message, and peers take turns', async () => {
+    const trainers = [net.add(), net.add()]
+    // heartbeat-only members: the leader counts them, they never train; they go silent after
+    // the first round starts, so that round closes once their lease runs out
+    const idle = Array.from({ length: MAX_ROUND_PEERS + 10 }, (_, i) => net.hub.join(testPeerId(1000 + i)))
+    while (!trainers.some(t => roundStarts(t).length > 0)) {
+      for (const e of idle) {
+        await e.publish({ type: 'heartbeat', v: 1, term: 0, peer: e.peerId, leader: null, round: 0, modelHash: null, device: 'cpu', backend: 'none', speed: 0, addrs: [], holds: null })
+      }
+      await net.clock.advance(1000)
+    }
+    await net.until('round 1 done', () => net.roundsDone().length >= 1)
+    const leader = trainers.find(t => roundStarts(t).length > 0)!
+    const start = roundStarts(leader)[0]
+    expect(start.assignments).to.have.length(MAX_ROUND_PEERS)
+    expect(leader.node.status().activeNodes).to.equal(2)
+  })
+
+  it('a newer round start aborts the worker\'s training of the old one', async () => {
+    const a = net.add({ behaviour: { trainMs: 30_000 } })
+    await net.until('a is training', () => a.node.worker.phase?.state === 'training')
+    const old = roundStarts(a)[0]
+    a.node.worker.start({ ...old, round: old.round, deadline: old.deadline + 1, assignments: [] })
+    await net.clock.advance(100)
+    expect(net.events('train-aborted', e => e.node === a.id)).to.have.length(1)
+  })
+
+  it('a checkpoint that cannot be written is said and counted; training goes on', async () => {
+    const fullDisk = { save: async () => { throw new Error('--data-dir /x: ENOSPC: no space left on device') } }
+    const a = net.add({ config: { task: { ...TASK, totalRounds: 2 } }, store: fullDisk })
+    await net.until('finished', () => a.node.replica.finished)
+    expect(net.events('checkpoint-failed')[0].msg).to.match(/ENOSPC/)
+    expect(a.node.status().recovery.checkpointErrors).to.equal(2)
+  })
+
+  it('every update passes the same checks, the leader\'s own too', async () => {
+    // the leader's trainer claims more samples than it was assigned: its own update is dropped too
+    const greedy = net.add({ behaviour: { claim: n => n + 1 } })
+    const honest = net.add()
+    await net.until('round 1 done', () => net.roundsDone().length >= 1)
+    expect(greedy.node.isLeading).to.equal(true)
+    expect(net.events('update-rejected', e => e.node === greedy.id)[0]).to.include({ peer: greedy.id, reason: 'too-many-samples' })
+    expect(net.roundsDone()[0].participants).to.deep.equal([honest.id])
+  })
+
+  it('an update of the wrong shapes is dropped as such', async () => {
+    const leader = net.add()
+    net.add()
+    addLiar(net, { weights: () => tensors(0)([[4], [3]]) })
+    await net.until('round 1 done', () => net.roundsDone().length >= 1)
+    expect(net.events('update-rejected', e => e.node === leader.id)[0]).to.include({ reason: 'wrong-shape' })
+  })
+})

@@ -1,0 +1,171 @@
+// A network of engines (DmlNode) for unit tests: in-memory network, fake clock, fake trainers,
+// checkpoints in memory. Each peer's trainer and blob serving can be made to misbehave.
+import { encodeTensors, type NamedTensor, type Task } from '@dml/protocol'
+import { DmlNode, sleep, type Checkpoint, type CheckpointStore, type Logger, type NodeConfig, type Trainer, type TrainJob } from '@dml/node'
+import { TrainingAborted, type Evaluation, type TrainResult } from '@dml/trainer'
+import { FakeClock } from './fake-clock.ts'
+import { MemoryNetwork, testPeerId, type MemoryEndpoint } from './memory-network.ts'
+
+export interface LogEntry {
+  /** the peer that logged it */
+  node: string
+  level: 'info' | 'warn'
+  event: string
+  msg: string
+  ts: number
+  [field: string]: unknown
+}
+
+/** How a fake trainer behaves; tests change it between rounds. */
+export interface Behaviour {
+  /** fake milliseconds one local training takes */
+  trainMs: number
+  /** 'hang' trains until the round's signal aborts it */
+  train: 'ok' | 'throw' | 'hang'
+  /** the update a training produces from the global weights (default: plusOne) */
+  update: (weights: NamedTensor[], job: TrainJob) => NamedTensor[]
+  /** the samples the worker claims (default: what it was assigned) */
+  claim: (assigned: number) => number
+  evaluate: 'ok' | 'throw' | 'hang'
+}
+
+/**
+ * Every value + 1, and w1 marked with the square of the shard, so that no two peers' updates are
+ * alike and no average of them equals one of them.
+ */
+export const plusOne = (weights: NamedTensor[], job: TrainJob): NamedTensor[] =>
+  weights.map((w, i) => ({ ...w, values: w.values.map(v => v + 1 + (i === 1 ? job.shard[0] ** 2 * 1e-3 : 0)) }))
+
+/** A trainer with no data and no tfjs: weights are two small tensors; accuracy grows with them. */
+export class FakeTrainer implements Trainer {
+  readonly trainSize = 1000
+  readonly behaviour: Behaviour
+  private readonly clock: FakeClock
+
+  constructor (clock: FakeClock, behaviour: Partial<Behaviour> = {}) {
+    this.clock = clock
+    this.behaviour = { trainMs: 2000, train: 'ok', update: plusOne, claim: n => n, evaluate: 'ok', ...behaviour }
+  }
+
+  async initialWeights (): Promise<NamedTensor[]> {
+    return [{ name: 'w0', shape: [2, 2], values: new Float32Array(4) }, { name: 'w1', shape: [3], values: new Float32Array(3) }]
+  }
+
+  async train (job: TrainJob): Promise<TrainResult> {
+    const b = this.behaviour
+    try {
+      await sleep(this.clock, b.train === 'hang' ? 1e12 : b.trainMs, job.signal)
+    } catch (err) {
+      throw new TrainingAborted((err as Error).message)
+    }
+    if (b.train === 'throw') throw new Error('unknown model "tiny-net"; known models: mlp (add your own with --model-module)')
+    return { weights: b.update(job.weights, job), loss: 0.5, numSamples: b.claim(job.samples), trainMs: b.trainMs }
+  }
+
+  async evaluate (_task: Task, weights: NamedTensor[], signal?: AbortSignal): Promise<Evaluation> {
+    const b = this.behaviour
+    if (b.evaluate === 'throw') throw new Error('the test set is unreadable')
+    if (b.evaluate === 'hang') await sleep(this.clock, 1e12, signal)
+    return { accuracy: Math.min(0.99, Math.max(0, weights[0].values[0] / 100)), loss: 1, samples: 100 }
+  }
+}
+
+export interface TestPeer {
+  id: string
+  node: DmlNode
+  net: MemoryEndpoint
+  trainer: FakeTrainer
+  checkpoints: Checkpoint[]
+  logs: LogEntry[]
+}
+
+export const TASK: Task = { model: 'fake', dataset: 'fake', lr: 0.1, batchSize: 10, localEpochs: 1, totalRounds: 5, targetAccuracy: 1, aggregation: 'fedavg', evalSamples: 100 }
+
+export const CONFIG: NodeConfig = { task: TASK, minPeers: 1, shard: null, heartbeatMs: 1000, leaseMs: 5000, roundTimeoutMs: 60_000, transferTimeoutMs: 10_000 }
+
+export class TestCluster {
+  readonly clock = new FakeClock()
+  readonly hub = new MemoryNetwork(this.clock)
+  readonly peers: TestPeer[] = []
+
+  /** Adds (and starts) a peer; peers added earlier have lower ids and so win election ties. */
+  add (options: { behaviour?: Partial<Behaviour>, config?: Partial<NodeConfig>, id?: string, store?: CheckpointStore } = {}): TestPeer {
+    const id = options.id ?? testPeerId(this.peers.length)
+    const net = this.hub.join(id)
+    const trainer = new FakeTrainer(this.clock, options.behaviour)
+    const logs: LogEntry[] = []
+    const checkpoints: Checkpoint[] = []
+    const entry = (level: 'info' | 'warn') => (event: string, fields: Record<string, unknown>, msg: string): void => {
+      logs.push({ ...fields, node: id, level, event, msg, ts: this.clock.now() })
+    }
+    const log: Logger = { info: entry('info'), warn: entry('warn') }
+    const node = new DmlNode({ ...CONFIG, ...options.config }, {
+      net, trainer, log, clock: this.clock,
+      backend: { backend: 'fake', device: 'cpu', source: 'test' },
+      store: options.store ?? { save: async (c) => { checkpoints.push(c) } }
+    })
+    net.bind(node)
+    node.start()
+    const peer = { id, node, net, trainer, checkpoints, logs }
+    this.peers.push(peer)
+    return peer
+  }
+
+  /** Every peer's log entries for `event`, oldest first. */
+  events (event: string, match: (e: LogEntry) => boolean = () => true): LogEntry[] {
+    return this.peers.flatMap(p => p.logs).filter(e => e.event === event && match(e)).sort((a, b) => a.ts - b.ts)
+  }
+
+  leader (): TestPeer | undefined {
+    return this.peers.find(p => p.net.connected && p.node.isLeading)
+  }
+
+  /** Advances fake time until `done`, failing loudly (with the last log lines) after `maxMs`. */
+  async until (what: string, done: () => boolean, maxMs = 120_000): Promise<void> {
+    try {
+      await this.clock.until(what, done, maxMs)
+    } catch (err) {
+      const tail = this.peers.flatMap(p => p.logs).sort((a, b) => a.ts - b.ts).slice(-15).map(e => `${e.node.slice(-4)} ${e.event}: ${e.msg}`)
+      throw new Error(`${(err as Error).message}\n  ${tail.join('\n  ')}`)
+    }
+  }
+
+  /** Finished rounds, as their leaders announced them. */
+  roundsDone (): LogEntry[] {
+    return this.events('round-done')
+  }
+
+  async stop (): Promise<void> {
+    await Promise.all(this.peers.map(async p => { await p.node.stop() }))
+  }
+}
+
+/**
+ * A peer that speaks the protocol and lies: it heartbeats, and to every RoundStart that assigns it
+ * work it answers at once with an update of its own making, claiming whatever it likes.
+ */
+export function addLiar (net: TestCluster, lie: { weights: (shapes: number[][]) => NamedTensor[], numSamples?: (assigned: number) => number }): MemoryEndpoint {
+  const endpoint = net.hub.join(testPeerId(500 + net.peers.length))
+  const shapes = [[2, 2], [3]]
+  let term = 0
+  endpoint.bind({
+    judge: () => 'accept',
+    rejected: () => {},
+    subscribed: () => {},
+    deliver: (m) => {
+      term = Math.max(term, m.term)
+      if (m.type !== 'round-start') return
+      const mine = m.assignments.find(a => a.peer === endpoint.peerId)
+      if (mine === undefined) return
+      const hash = endpoint.blobs.put(encodeTensors(lie.weights(shapes)), true)
+      endpoint.publish({ type: 'update-ready', v: 1, term: m.term, round: m.round, peer: endpoint.peerId, hash, numSamples: lie.numSamples?.(mine.samples) ?? mine.samples, metrics: { loss: 0.1, trainMs: 10, samplesPerSec: 1000 } }).catch(() => {})
+    }
+  })
+  const beat = (): void => {
+    if (!endpoint.connected) return
+    endpoint.publish({ type: 'heartbeat', v: 1, term, peer: endpoint.peerId, leader: null, round: 0, modelHash: null, device: 'cpu', backend: 'liar', speed: 0, addrs: [], holds: null }).catch(() => {})
+    net.clock.setTimeout(beat, 1000)
+  }
+  beat()
+  return endpoint
+}

@@ -1,0 +1,133 @@
+// An in-memory network for unit tests of the engine: every message is encoded, decoded, checked
+// for its sender and judged exactly as the libp2p host does, then delivered on a later tick.
+// Blob transfers honour deadlines on the fake clock, and each peer can be told to stall or fail
+// when asked for a blob.
+import { contentHash, decodeMessage, encodeMessage, messageSender, MessageError, type ControlMessage } from '@dml/protocol'
+import { abortReason, BlobError, BlobStore, deadlineSignal, type FetchOptions, type MessageHandlers, type Network } from '@dml/node'
+import type { FakeClock } from './fake-clock.ts'
+
+/** How a peer answers a blob request: at once, never (until the requester's deadline), or with an error. */
+export type Serving = 'serve' | 'stall' | 'fail'
+
+const BASE58 = '123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz'
+
+/** A well-formed peer id for peer `i`; ids sort in the order of `i`. */
+export function testPeerId (i: number): string {
+  let digits = ''
+  for (let n = i; digits.length < 4; n = Math.floor(n / 58)) digits = BASE58[n % 58] + digits
+  return `12D3KooW${'Q'.repeat(40)}${digits}`
+}
+
+export class MemoryNetwork {
+  readonly clock: FakeClock
+  private readonly endpoints = new Map<string, MemoryEndpoint>()
+
+  constructor (clock: FakeClock) { this.clock = clock }
+
+  join (peerId: string): MemoryEndpoint {
+    const endpoint = new MemoryEndpoint(this, peerId)
+    this.endpoints.set(peerId, endpoint)
+    return endpoint
+  }
+
+  get (peerId: string): MemoryEndpoint | undefined {
+    return this.endpoints.get(peerId)
+  }
+
+  connected (): MemoryEndpoint[] {
+    return [...this.endpoints.values()].filter(e => e.connected)
+  }
+}
+
+export class MemoryEndpoint implements Network {
+  readonly peerId: string
+  readonly blobs = new BlobStore()
+  /** what every peer published, in order, as it went out */
+  readonly published: ControlMessage[] = []
+  /** how this peer answers blob requests, to everyone or per requester */
+  serving: Serving | ((requester: string) => Serving) = 'serve'
+  connected = true
+  handlers: MessageHandlers | undefined
+  private readonly hub: MemoryNetwork
+
+  constructor (hub: MemoryNetwork, peerId: string) {
+    this.hub = hub
+    this.peerId = peerId
+  }
+
+  bind (handlers: MessageHandlers): void { this.handlers = handlers }
+
+  /** Cuts this peer off, as a crash would: it neither sends nor receives nor serves. */
+  disconnect (): void { this.connected = false }
+
+  async publish (message: ControlMessage): Promise<void> {
+    const bytes = encodeMessage(message) // throws on an invalid or oversized message, as the host does
+    if (!this.connected) return
+    this.published.push(message)
+    for (const other of this.hub.connected()) {
+      if (other !== this && other.handlers !== undefined) setImmediate(() => { other.receive(bytes, this.peerId) })
+    }
+  }
+
+  /** A raw message from `from`, as gossip would hand it to the validator. */
+  receive (bytes: Uint8Array, from: string): void {
+    const handlers = this.handlers
+    if (!this.connected || handlers === undefined) return
+    let message: ControlMessage
+    try {
+      message = decodeMessage(bytes)
+    } catch (err) {
+      if (err instanceof MessageError) handlers.rejected('malformed', from)
+      return
+    }
+    if (messageSender(message) !== from) {
+      handlers.rejected('spoofed', from)
+      return
+    }
+    const verdict = handlers.judge(message, from)
+    if (verdict === 'accept') handlers.deliver(message)
+    else if (verdict !== 'ignore') handlers.rejected(verdict.reject, from)
+  }
+
+  async fetchBlob (hash: string, from: string[], { signal, timeoutMs }: FetchOptions): Promise<Uint8Array> {
+    const local = this.blobs.get(hash)
+    if (local !== undefined) return local
+    const errors: string[] = []
+    for (const peer of [...new Set(from)].filter(p => p !== this.peerId)) {
+      signal?.throwIfAborted()
+      const attempt = deadlineSignal(this.hub.clock, timeoutMs, `no complete answer within ${timeoutMs} ms`, signal)
+      try {
+        const source = this.hub.get(peer)
+        if (source === undefined || !source.connected || !this.connected) throw new BlobError('cannot connect')
+        const bytes = await source.serve(hash, this.peerId, attempt.signal)
+        if (contentHash(bytes) !== hash) throw new BlobError('bytes do not match their hash')
+        this.blobs.put(bytes)
+        return bytes
+      } catch (err) {
+        signal?.throwIfAborted()
+        errors.push(`${peer.slice(-6)}: ${attempt.signal.aborted ? abortReason(attempt.signal).message : (err as Error).message}`)
+      } finally {
+        attempt.clear()
+      }
+    }
+    throw new BlobError(`could not fetch blob ${hash.slice(0, 12)}: ${errors.join('; ') || 'no peer to ask'}`)
+  }
+
+  private async serve (hash: string, requester: string, signal: AbortSignal): Promise<Uint8Array> {
+    const serving = typeof this.serving === 'function' ? this.serving(requester) : this.serving
+    if (serving === 'fail') throw new BlobError('connection reset')
+    if (serving === 'stall') {
+      await new Promise<never>((_resolve, reject) => {
+        if (signal.aborted) reject(abortReason(signal))
+        signal.addEventListener('abort', () => { reject(abortReason(signal)) }, { once: true })
+      })
+    }
+    const bytes = this.blobs.get(hash)
+    if (bytes === undefined) throw new BlobError('peer answered: not found')
+    return bytes.slice()
+  }
+
+  dialAddrs (): void {}
+  listenAddrs (): string[] { return [`/memory/${this.peerId.slice(-4)}`] }
+  connectedPeers (): string[] { return this.hub.connected().filter(e => e !== this).map(e => e.peerId) }
+}
