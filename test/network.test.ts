@@ -13,6 +13,15 @@ import { LocalNetwork, getJson } from './helpers.ts'
 
 const MINUTE = 60_000
 
+function installed (pkg: string): boolean {
+  try {
+    createRequire(import.meta.url).resolve(pkg)
+    return true
+  } catch {
+    return false
+  }
+}
+
 describe('a network of three peers on loopback', function () {
   this.timeout(6 * MINUTE)
   const net = new LocalNetwork()
@@ -166,10 +175,7 @@ describe('--gpu on a machine without the GPU build', function () {
   after(async () => { await net.stop() })
 
   it('says plainly that it trains on the CPU, and reports so in /api/status', async function () {
-    try {
-      createRequire(import.meta.url).resolve('@tensorflow/tfjs-node-gpu')
-      this.skip() // the GPU build is installed here: nothing to fall back from
-    } catch {}
+    if (installed('@tensorflow/tfjs-node-gpu')) this.skip() // the GPU build is here: nothing to fall back from
     const peer = await net.add(['--gpu'])
     const warning = await peer.waitFor('gpu-unavailable', MINUTE)
     expect(warning.warning).to.match(/--gpu was asked for but @tensorflow\/tfjs-node-gpu could not be loaded .*training on the CPU/)

@@ -47,6 +47,14 @@ describe('chaos on 4 hosts', function () {
     await net.waitAny(e => e.event === 'round-done' && e.round === ROUNDS, 10 * MINUTE)
     baseline = finalRound(net).accuracy
     console.log(`      baseline: ${(100 * baseline).toFixed(2)}% after ${ROUNDS} rounds`)
+    // every round once, with one model, by one leader, from all four peers; and it learned
+    expect([...net.roundHashes().keys()].sort((a, b) => a - b)).to.deep.equal(Array.from({ length: ROUNDS }, (_, i) => i + 1))
+    const done = net.events(e => e.event === 'round-done')
+    expect(done.map(e => e.round)).to.deep.equal(Array.from({ length: ROUNDS }, (_, i) => i + 1))
+    expect(done.every(e => (e.participants as string[]).length === 4)).to.equal(true)
+    expect(new Set(done.map(e => e.host)).size).to.equal(1)
+    expect(net.events(e => e.event === 'round-retry' || e.event === 'round-failed' || e.event === 'leader-resigned')).to.have.length(0)
+    expect(baseline).to.be.greaterThan(0.9)
   })
 
   it(`with a peer killed and restarted every few rounds and the leader killed twice: all ${ROUNDS} rounds, accuracy within one point`, async () => {
