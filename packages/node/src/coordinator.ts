@@ -86,17 +86,26 @@ class RoundState {
   lastAnnounced: number
   lastFetched: number
   /** aborts when the round is over or the term ends: stops every fetch of the round */
-  readonly controller = new AbortController()
+  private readonly controller = new AbortController()
+  private readonly term: AbortSignal
+  private readonly onTermEnd = (): void => { this.controller.abort(abortReason(this.term)) }
 
   constructor (start: RoundStart, startedAt: number, term: AbortSignal) {
     this.start = start
     this.startedAt = startedAt
     this.lastAnnounced = this.lastFetched = startedAt
-    if (term.aborted) this.controller.abort(abortReason(term))
-    else term.addEventListener('abort', () => { this.controller.abort(abortReason(term)) }, { once: true })
+    this.term = term
+    if (term.aborted) this.onTermEnd()
+    else term.addEventListener('abort', this.onTermEnd, { once: true })
   }
 
   get signal (): AbortSignal { return this.controller.signal }
+
+  /** The round is over: end its transfers, and stop listening to the term (rounds come and go, the term stays). */
+  end (): void {
+    this.term.removeEventListener('abort', this.onTermEnd)
+    this.controller.abort(new AbortError(`round ${this.start.round} is over`))
+  }
 }
 
 export class Coordinator {
@@ -143,6 +152,14 @@ export class Coordinator {
 
   /** Leads rounds until the term ends or training finishes. Never rejects. */
   async run (): Promise<void> {
+    try {
+      await this.lead()
+    } finally {
+      this.stallAt = Infinity // leading nothing more is not a stall: a finished leader stays leader
+    }
+  }
+
+  private async lead (): Promise<void> {
     const { log, stats, config } = this.deps
     let failures = 0
     while (this.active) {
@@ -348,7 +365,7 @@ export class Coordinator {
       if (finished) replica.finish()
       return 'closed'
     } finally {
-      state.controller.abort(new AbortError(`round ${round} is over`))
+      state.end()
       if (this.current === state) this.current = null
     }
   }

@@ -175,6 +175,16 @@ describe('round engine', function () {
     expect(others.map(o => o.id)).to.include(done.node)
   })
 
+  it('a leader whose training has finished stays leader and does not resign', async () => {
+    const peers = [net.add({ config: { task: { ...TASK, totalRounds: 2 } } }), net.add({ config: { task: { ...TASK, totalRounds: 2 } } })]
+    await net.until('finished', () => peers.every(p => p.node.replica.finished))
+    const leader = net.leader()!
+    await net.clock.advance(300_000)
+    expect(net.events('leader-resigned')).to.have.length(0)
+    expect(net.leader()).to.equal(leader)
+    expect(leader.node.status().state).to.equal('finished')
+  })
+
   it('a peer alone says that its rounds exist on it only, and goes on', async () => {
     const alone = net.add({ config: { task: { ...TASK, totalRounds: 2 } } })
     await net.until('finished', () => alone.node.replica.finished)
@@ -198,6 +208,26 @@ describe('round engine', function () {
     const start = roundStarts(leader)[0]
     expect(start.assignments).to.have.length(MAX_ROUND_PEERS)
     expect(leader.node.status().activeNodes).to.equal(2)
+  })
+
+  it('rounds do not pile listeners on the term\'s signal', async () => {
+    // count, per signal, the abort listeners added and not removed while 40 rounds run
+    const held = new Map<AbortSignal, number>()
+    const add = AbortSignal.prototype.addEventListener
+    const remove = AbortSignal.prototype.removeEventListener
+    const count = (signal: AbortSignal, type: string, by: number): void => {
+      if (type === 'abort' && !signal.aborted) held.set(signal, (held.get(signal) ?? 0) + by)
+    }
+    AbortSignal.prototype.addEventListener = function (this: AbortSignal, type: string, ...rest: unknown[]) { count(this, type, 1); return (add as Function).call(this, type, ...rest) } as typeof add
+    AbortSignal.prototype.removeEventListener = function (this: AbortSignal, type: string, ...rest: unknown[]) { count(this, type, -1); return (remove as Function).call(this, type, ...rest) } as typeof remove
+    try {
+      const a = net.add({ config: { task: { ...TASK, totalRounds: 40 } }, behaviour: { trainMs: 10 } })
+      await net.until('40 rounds', () => a.node.replica.finished, 600_000)
+    } finally {
+      AbortSignal.prototype.addEventListener = add
+      AbortSignal.prototype.removeEventListener = remove
+    }
+    expect(Math.max(...held.values())).to.be.below(5)
   })
 
   it('a newer round start aborts the worker\'s training of the old one', async () => {
