@@ -16,7 +16,7 @@ export async function loadOrCreateIdentity (dataDir: string): Promise<{ key: Pri
   try {
     bytes = await readFile(path)
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new IdentityError(`cannot read ${path}: ${(err as Error).message}`)
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new IdentityError(`cannot read the identity key ${path} in --data-dir: ${(err as Error).message}`)
   }
   if (bytes !== undefined) {
     try {
@@ -28,8 +28,12 @@ export async function loadOrCreateIdentity (dataDir: string): Promise<{ key: Pri
   }
   const key = await generateKeyPair('Ed25519')
   const tmp = `${path}.tmp`
-  await writeFile(tmp, privateKeyToProtobuf(key), { mode: 0o600 })
-  await chmod(tmp, 0o600)
-  await rename(tmp, path)
+  try {
+    await writeFile(tmp, privateKeyToProtobuf(key), { mode: 0o600 })
+    await chmod(tmp, 0o600)
+    await rename(tmp, path)
+  } catch (err) {
+    throw new IdentityError(`cannot write the identity key ${path} in --data-dir: ${(err as Error).message}`)
+  }
   return { key, created: true }
 }

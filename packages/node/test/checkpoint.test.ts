@@ -1,5 +1,5 @@
 import { expect } from 'chai'
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync, truncateSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync, truncateSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { contentHash, encodeTensors } from '@dml/protocol'
@@ -59,6 +59,18 @@ describe('identity', () => {
     expect(second.key.publicKey.toString()).to.equal(first.key.publicKey.toString())
     const { statSync } = await import('node:fs')
     expect(statSync(join(dir, 'identity.key')).mode & 0o777).to.equal(0o600)
+  })
+
+  it('names --data-dir when the key can be neither read nor written', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dml-id-'))
+    mkdirSync(join(dir, 'identity.key')) // a directory where the key should be: unreadable as a file
+    try {
+      await loadOrCreateIdentity(dir)
+      expect.fail('should throw')
+    } catch (err) {
+      expect((err as Error).name).to.equal('IdentityError')
+      expect((err as Error).message).to.match(/cannot read the identity key .*identity\.key in --data-dir: EISDIR/)
+    }
   })
 
   it('refuses a damaged identity file rather than silently replacing it', async () => {
