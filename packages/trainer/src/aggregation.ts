@@ -1,5 +1,7 @@
-// Aggregation strategies over plain Float32Arrays. Every strategy passes the same contract
-// suite (test/aggregation.contract.test.ts); add one by registering it here.
+// Aggregation strategies over plain Float32Arrays. Every strategy passes the same contract suite
+// (test/aggregation.contract.test.ts); add one by registering it here. They are deterministic for
+// the same inputs in the same order (float64 accumulation, stable sorts): the participants of a
+// round recompute the leader's aggregate and must arrive at the same bytes.
 import type { NamedTensor } from '@dml/protocol'
 
 export interface ClientUpdate {
@@ -8,11 +10,24 @@ export interface ClientUpdate {
   numSamples: number
 }
 
+export interface AggregationParams {
+  /** trimmed-mean: the fraction cut from each end of every coordinate (0 to 0.49) */
+  trim: number
+  /** krum, multi-krum: how many updates may be Byzantine */
+  byzantine: number
+  /** clipped-mean: each update's distance from the global model is clipped to clip x the median distance */
+  clip: number
+}
+
+export const DEFAULT_PARAMS: AggregationParams = { trim: 0.2, byzantine: 1, clip: 1 }
+
 export interface AggregationStrategy {
   name: string
   description: string
+  /** when to pick it (for --help and the README) */
+  against: string
   /** Combines updates into new global weights. Must not modify its inputs. */
-  aggregate: (updates: ClientUpdate[], global: NamedTensor[]) => NamedTensor[]
+  aggregate: (updates: ClientUpdate[], global: NamedTensor[], params: AggregationParams) => NamedTensor[]
 }
 
 export class AggregationError extends Error {
@@ -31,23 +46,89 @@ function checkUpdates (updates: ClientUpdate[], global: NamedTensor[]): void {
   }
 }
 
+/** Euclidean distance between an update and the global model, over every tensor. */
+export function distance (weights: NamedTensor[], global: NamedTensor[]): number {
+  let sum = 0
+  for (let i = 0; i < global.length; i++) {
+    const a = weights[i].values
+    const b = global[i].values
+    for (let j = 0; j < b.length; j++) {
+      const d = a[j] - b[j]
+      sum += d * d
+    }
+  }
+  return Math.sqrt(sum)
+}
+
+function medianOf (values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  const mid = sorted.length >> 1
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+}
+
+/** A weighted mean of `updates` with the given weights (summing to anything positive). */
+function weightedMean (updates: ClientUpdate[], weights: number[], global: NamedTensor[]): NamedTensor[] {
+  const total = weights.reduce((a, b) => a + b, 0)
+  return global.map((g, i) => {
+    // accumulate in float64: summing many float32 updates loses precision otherwise
+    const acc = new Float64Array(g.values.length)
+    updates.forEach((u, k) => {
+      const share = weights[k] / total
+      const values = u.weights[i].values
+      for (let j = 0; j < acc.length; j++) acc[j] += share * values[j]
+    })
+    return { name: g.name, shape: [...g.shape], values: Float32Array.from(acc) }
+  })
+}
+
+/** Per coordinate: sort the updates' values and combine them with `pick` (median, trimmed mean). */
+function coordinatewise (updates: ClientUpdate[], global: NamedTensor[], pick: (sorted: Float64Array) => number): NamedTensor[] {
+  const column = new Float64Array(updates.length)
+  return global.map((g, i) => {
+    const out = new Float32Array(g.values.length)
+    for (let j = 0; j < out.length; j++) {
+      for (let k = 0; k < updates.length; k++) column[k] = updates[k].weights[i].values[j]
+      column.sort()
+      out[j] = pick(column)
+    }
+    return { name: g.name, shape: [...g.shape], values: out }
+  })
+}
+
+/** Krum scores (Blanchard et al. 2017): each update's summed squared distance to its closest neighbours. */
+function krumScores (updates: ClientUpdate[], byzantine: number): number[] {
+  const n = updates.length
+  const d2 = Array.from({ length: n }, () => new Float64Array(n))
+  for (let a = 0; a < n; a++) {
+    for (let b = a + 1; b < n; b++) {
+      const dist = distance(updates[a].weights, updates[b].weights)
+      d2[a][b] = d2[b][a] = dist * dist
+    }
+  }
+  const neighbours = Math.max(1, n - byzantine - 2)
+  return updates.map((_, a) => {
+    const others = [...d2[a]].filter((_, b) => b !== a).sort((x, y) => x - y)
+    return others.slice(0, neighbours).reduce((s, x) => s + x, 0)
+  })
+}
+
+/** Indices of the `m` updates with the lowest Krum scores (ties to the lower peer id). */
+function krumSelect (updates: ClientUpdate[], byzantine: number, m: number): number[] {
+  if (updates.length <= 2) return updates.map((_, i) => i)
+  const scores = krumScores(updates, byzantine)
+  return updates.map((u, i) => ({ i, score: scores[i], peer: u.peer }))
+    .sort((a, b) => a.score - b.score || (a.peer < b.peer ? -1 : 1))
+    .slice(0, m).map(x => x.i)
+}
+
 /** Federated averaging (McMahan et al. 2017): the mean of the weights, weighted by samples. */
 export const fedavg: AggregationStrategy = {
   name: 'fedavg',
   description: 'federated averaging, weighted by the number of samples each peer trained on',
+  against: 'nothing: trusted peers only (the norm bound still drops far-off updates)',
   aggregate (updates, global) {
     checkUpdates(updates, global)
-    const total = updates.reduce((n, u) => n + u.numSamples, 0)
-    return global.map((g, i) => {
-      // accumulate in float64: summing many float32 updates loses precision otherwise
-      const acc = new Float64Array(g.values.length)
-      for (const u of updates) {
-        const share = u.numSamples / total
-        const values = u.weights[i].values
-        for (let j = 0; j < acc.length; j++) acc[j] += share * values[j]
-      }
-      return { name: g.name, shape: [...g.shape], values: Float32Array.from(acc) }
-    })
+    return weightedMean(updates, updates.map(u => u.numSamples), global)
   }
 }
 
@@ -55,26 +136,114 @@ export const fedavg: AggregationStrategy = {
 export const median: AggregationStrategy = {
   name: 'median',
   description: 'coordinate-wise median of the updates (robust to outliers)',
+  against: 'fewer than half of the updates lying, each coordinate on its own; slower to converge',
   aggregate (updates, global) {
     checkUpdates(updates, global)
-    const column = new Float64Array(updates.length)
-    return global.map((g, i) => {
-      const out = new Float32Array(g.values.length)
-      for (let j = 0; j < out.length; j++) {
-        for (let k = 0; k < updates.length; k++) column[k] = updates[k].weights[i].values[j]
-        column.sort()
-        const mid = column.length >> 1
-        out[j] = column.length % 2 === 1 ? column[mid] : (column[mid - 1] + column[mid]) / 2
-      }
-      return { name: g.name, shape: [...g.shape], values: out }
+    return coordinatewise(updates, global, c => {
+      const mid = c.length >> 1
+      return c.length % 2 === 1 ? c[mid] : (c[mid - 1] + c[mid]) / 2
     })
   }
 }
 
-export const STRATEGIES: Record<string, AggregationStrategy> = { fedavg, median }
+/** Coordinate-wise trimmed mean (Yin et al. 2018): drop the `trim` fraction at each end, average the rest. */
+export const trimmedMean: AggregationStrategy = {
+  name: 'trimmed-mean',
+  description: 'coordinate-wise mean after cutting the --trim fraction of values at each end',
+  against: 'up to the --trim fraction of updates lying; closer to the mean than the median',
+  aggregate (updates, global, { trim }) {
+    checkUpdates(updates, global)
+    const cut = Math.min(Math.floor(trim * updates.length), Math.floor((updates.length - 1) / 2))
+    return coordinatewise(updates, global, c => {
+      let sum = 0
+      for (let k = cut; k < c.length - cut; k++) sum += c[k]
+      return sum / (c.length - 2 * cut)
+    })
+  }
+}
+
+/** Krum: the one update closest to its neighbours. */
+export const krum: AggregationStrategy = {
+  name: 'krum',
+  description: 'the single update closest to its n - f - 2 nearest neighbours (f = --byzantine)',
+  against: 'up to --byzantine updates colluding, with n > 2f + 2; uses one update, so converges slowly',
+  aggregate (updates, global, { byzantine }) {
+    checkUpdates(updates, global)
+    const [best] = krumSelect(updates, byzantine, 1)
+    return weightedMean([updates[best]], [1], global)
+  }
+}
+
+/** Multi-Krum: the mean of the n - f updates with the best Krum scores. */
+export const multiKrum: AggregationStrategy = {
+  name: 'multi-krum',
+  description: 'the sample-weighted mean of the n - f updates with the best Krum scores (f = --byzantine)',
+  against: 'up to --byzantine updates colluding, with n > 2f + 2; close to FedAvg otherwise',
+  aggregate (updates, global, { byzantine }) {
+    checkUpdates(updates, global)
+    const chosen = krumSelect(updates, byzantine, Math.max(1, updates.length - byzantine)).sort((a, b) => a - b).map(i => updates[i])
+    return weightedMean(chosen, chosen.map(u => u.numSamples), global)
+  }
+}
+
+/** Norm clipping: each update's step from the global model is cut to clip x the median step, then FedAvg. */
+export const clippedMean: AggregationStrategy = {
+  name: 'clipped-mean',
+  description: 'FedAvg of the updates after clipping each step from the global model to --clip x the median step',
+  against: 'a few updates that push too far (scaled or boosted models); keeps every peer\'s direction',
+  aggregate (updates, global, { clip }) {
+    checkUpdates(updates, global)
+    const distances = updates.map(u => distance(u.weights, global))
+    const limit = clip * medianOf(distances)
+    const clipped = updates.map((u, k) => {
+      const scale = distances[k] > limit && distances[k] > 0 ? limit / distances[k] : 1
+      if (scale === 1) return u
+      return { ...u, weights: u.weights.map((w, i) => ({ ...w, values: w.values.map((v, j) => global[i].values[j] + scale * (v - global[i].values[j])) })) }
+    })
+    return weightedMean(clipped, clipped.map(u => u.numSamples), global)
+  }
+}
+
+export const STRATEGIES: Record<string, AggregationStrategy> = {
+  fedavg, median, 'trimmed-mean': trimmedMean, krum, 'multi-krum': multiKrum, 'clipped-mean': clippedMean
+}
 
 export function getStrategy (name: string): AggregationStrategy {
   const s = STRATEGIES[name]
   if (s === undefined) throw new AggregationError(`unknown aggregation "${name}"; choose one of: ${Object.keys(STRATEGIES).join(', ')}`)
   return s
+}
+
+/**
+ * The updates that may count: those within `bound` x the median distance from the global model
+ * (all of them when `bound` is 0, or when there are fewer than 3 to take a median of).
+ */
+export function normFilter (updates: ClientUpdate[], global: NamedTensor[], bound: number): { kept: ClientUpdate[], dropped: Array<{ peer: string, distance: number, limit: number }> } {
+  if (bound <= 0 || updates.length < 3) return { kept: updates, dropped: [] }
+  const distances = updates.map(u => distance(u.weights, global))
+  const limit = bound * medianOf(distances)
+  const kept: ClientUpdate[] = []
+  const dropped: Array<{ peer: string, distance: number, limit: number }> = []
+  updates.forEach((u, k) => {
+    if (distances[k] <= limit) kept.push(u)
+    else dropped.push({ peer: u.peer, distance: distances[k], limit })
+  })
+  return { kept, dropped }
+}
+
+export interface RoundAggregation extends AggregationParams {
+  aggregation: string
+  /** see normFilter; 0 turns it off */
+  normBound: number
+}
+
+/**
+ * A round's aggregate as every peer computes it: sort the updates by peer, drop those beyond the
+ * norm bound, combine the rest with the strategy. The leader proposes it; the participants compute
+ * it again from the same updates and sign only if they arrive at the same model.
+ */
+export function aggregateRound (updates: ClientUpdate[], global: NamedTensor[], spec: RoundAggregation): { weights: NamedTensor[], dropped: Array<{ peer: string, distance: number, limit: number }> } {
+  const sorted = [...updates].sort((a, b) => (a.peer < b.peer ? -1 : a.peer > b.peer ? 1 : 0))
+  const { kept, dropped } = normFilter(sorted, global, spec.normBound)
+  return { weights: getStrategy(spec.aggregation).aggregate(kept, global, spec), dropped }
 }

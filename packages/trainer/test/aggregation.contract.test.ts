@@ -1,6 +1,6 @@
 // The contract every aggregation strategy must meet; a new strategy in STRATEGIES runs it too.
 import { expect } from 'chai'
-import { STRATEGIES, AggregationError, fedavg, type ClientUpdate } from '@dml/trainer'
+import { STRATEGIES, AggregationError, DEFAULT_PARAMS, aggregateRound, distance, fedavg, normFilter, type ClientUpdate } from '@dml/trainer'
 import type { NamedTensor } from '@dml/protocol'
 
 const global: NamedTensor[] = [
@@ -14,41 +14,54 @@ const u1 = update('p1', 100, [1, 2, 3, 4], [1, 1, 1])
 const u2 = update('p2', 300, [5, 6, 7, 8], [3, 3, 3])
 const u3 = update('p3', 200, [2, 2, 2, 2], [2, 2, 2])
 
+const aggregate = (strategy: typeof fedavg, updates: ClientUpdate[], g: NamedTensor[]): NamedTensor[] => strategy.aggregate(updates, g, DEFAULT_PARAMS)
+
 for (const strategy of Object.values(STRATEGIES)) {
   describe(`aggregation contract: ${strategy.name}`, () => {
     it('keeps every tensor\'s name and shape', () => {
-      const out = strategy.aggregate([u1, u2, u3], global)
+      const out = aggregate(strategy, [u1, u2, u3], global)
       expect(out.map(t => [t.name, t.shape])).to.deep.equal(global.map(t => [t.name, t.shape]))
       out.forEach((t, i) => expect(t.values.length).to.equal(global[i].values.length))
     })
 
     it('returns a single update unchanged', () => {
-      const out = strategy.aggregate([u1], global)
+      const out = aggregate(strategy, [u1], global)
       expect([...out[0].values]).to.deep.equal([...u1.weights[0].values])
     })
 
     it('returns the common value when all updates agree', () => {
       const same = [update('a', 10, [1, 1, 1, 1], [2, 2, 2]), update('b', 30, [1, 1, 1, 1], [2, 2, 2])]
-      expect([...strategy.aggregate(same, global)[1].values]).to.deep.equal([2, 2, 2])
+      expect([...aggregate(strategy, same, global)[1].values]).to.deep.equal([2, 2, 2])
     })
 
-    it('does not depend on the order of the updates', () => {
-      const a = strategy.aggregate([u1, u2, u3], global)
-      const b = strategy.aggregate([u3, u1, u2], global)
-      a.forEach((t, i) => [...t.values].forEach((v, j) => expect(v).to.be.closeTo(b[i].values[j], 1e-6)))
+    it('does not depend on the order of the updates, to the last bit once sorted by peer', () => {
+      const spec = { ...DEFAULT_PARAMS, aggregation: strategy.name, normBound: 5 }
+      const a = aggregateRound([u1, u2, u3], global, spec).weights
+      const b = aggregateRound([u3, u1, u2], global, spec).weights
+      a.forEach((t, i) => expect([...t.values]).to.deep.equal([...b[i].values]))
+    })
+
+    it('stays near the honest updates when one of five is a boosted liar', () => {
+      const honest = [update('a', 100, [1, 1, 1, 1], [1, 1, 1]), update('b', 100, [1.1, 1, 0.9, 1], [1, 1.1, 1]), update('c', 100, [0.9, 1, 1.1, 1], [1, 0.9, 1]), update('d', 100, [1, 1.1, 1, 0.9], [1.1, 1, 1])]
+      const liar = update('e', 100, [1e6, -1e6, 1e6, -1e6], [1e6, 1e6, 1e6])
+      const spec = { ...DEFAULT_PARAMS, aggregation: strategy.name, normBound: 5 }
+      const out = aggregateRound([...honest, liar], global, spec).weights
+      // every strategy is protected by the norm bound; the robust ones would be without it
+      expect(distance(out, honest[0].weights)).to.be.below(1)
+      if (strategy.name !== 'fedavg') expect(distance(aggregate(strategy, [...honest, liar], global), honest[0].weights)).to.be.below(1e5)
     })
 
     it('does not modify its inputs', () => {
       const before = structuredClone([u1, u2])
-      strategy.aggregate([u1, u2], global)
+      aggregate(strategy, [u1, u2], global)
       expect([u1, u2]).to.deep.equal(before)
     })
 
     it('refuses an empty set, mismatched shapes, non-finite values and zero samples', () => {
-      expect(() => strategy.aggregate([], global)).to.throw(AggregationError, /no updates/)
-      expect(() => strategy.aggregate([u1, update('x', 1, [1, 2, 3], [1, 1, 1])], global)).to.throw(AggregationError)
-      expect(() => strategy.aggregate([update('x', 1, [NaN, 0, 0, 0], [1, 1, 1])], global)).to.throw(AggregationError, /non-finite/)
-      expect(() => strategy.aggregate([update('x', 0, [0, 0, 0, 0], [1, 1, 1])], global)).to.throw(AggregationError, /no samples/)
+      expect(() => aggregate(strategy, [], global)).to.throw(AggregationError, /no updates/)
+      expect(() => aggregate(strategy, [u1, update('x', 1, [1, 2, 3], [1, 1, 1])], global)).to.throw(AggregationError)
+      expect(() => aggregate(strategy, [update('x', 1, [NaN, 0, 0, 0], [1, 1, 1])], global)).to.throw(AggregationError, /non-finite/)
+      expect(() => aggregate(strategy, [update('x', 0, [0, 0, 0, 0], [1, 1, 1])], global)).to.throw(AggregationError, /no samples/)
     })
   })
 }
@@ -56,9 +69,22 @@ for (const strategy of Object.values(STRATEGIES)) {
 describe('FedAvg', () => {
   it('weights each update by its samples (hand computation)', () => {
     // w0[0] = (100*1 + 300*5 + 200*2) / 600 = 2000/600; w1 = (100*1 + 300*3 + 200*2) / 600 = 1400/600
-    const out = fedavg.aggregate([u1, u2, u3], global)
+    const out = fedavg.aggregate([u1, u2, u3], global, DEFAULT_PARAMS)
     const expected0 = [(100 * 1 + 300 * 5 + 200 * 2) / 600, (100 * 2 + 300 * 6 + 200 * 2) / 600, (100 * 3 + 300 * 7 + 200 * 2) / 600, (100 * 4 + 300 * 8 + 200 * 2) / 600]
     ;[...out[0].values].forEach((v, i) => expect(v).to.be.closeTo(expected0[i], 1e-5))
     ;[...out[1].values].forEach(v => expect(v).to.be.closeTo(1400 / 600, 1e-5))
+  })
+})
+
+describe('the norm bound', () => {
+  it('drops the updates further from the model than k times the median distance, and names them', () => {
+    const near = [update('a', 1, [1, 0, 0, 0], [0, 0, 0]), update('b', 1, [0, 1, 0, 0], [0, 0, 0]), update('c', 1, [0, 0, 1, 0], [0, 0, 0])]
+    const far = update('x', 1, [100, 0, 0, 0], [0, 0, 0])
+    const { kept, dropped } = normFilter([...near, far], global, 5)
+    expect(kept.map(u => u.peer)).to.deep.equal(['a', 'b', 'c'])
+    expect(dropped).to.have.length(1)
+    expect(dropped[0]).to.include({ peer: 'x', distance: 100 })
+    expect(normFilter([...near, far], global, 0).kept).to.have.length(4)
+    expect(normFilter([near[0], far], global, 5).kept).to.have.length(2) // too few for a median
   })
 })
