@@ -28,3 +28,14 @@ export function decodeCbor (bytes: Uint8Array, maxBytes: number): unknown {
     throw new CodecError(`not valid CBOR: ${(err as Error).message}`)
   }
 }
+
+/**
+ * A short description of a value a peer sent, for an error message. Never String(): a decoded map
+ * may carry a "toString" key that is not a function, and a description must not throw.
+ */
+export function describe (value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value.slice(0, 40))
+  if (typeof value === 'number' || typeof value === 'boolean' || value === null || value === undefined) return `${value}`
+  if (Array.isArray(value)) return 'a list'
+  return value instanceof Uint8Array ? 'bytes' : 'a map'
+}

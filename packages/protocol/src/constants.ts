@@ -1,4 +1,5 @@
-export const PROTOCOL_VERSION = 1
+/** 2: leaders and rounds are proven by certificates (votes, signatures of a round's participants). */
+export const PROTOCOL_VERSION = 2
 /** gossipsub topic for every control message. */
 export const CONTROL_TOPIC = '/dml/1/control'
 /** libp2p stream protocol that serves blobs (models and updates) by content hash. */
@@ -12,5 +13,12 @@ export const CHUNK_BYTES = 1024 * 1024
  * control message; in a larger network the coordinator takes turns (see allocation).
  */
 export const MAX_ROUND_PEERS = 256
+/** Most members a certificate may name (votes, an electorate). */
+export const MAX_MEMBERS = 1024
+/**
+ * How far past the highest certified term a vote may go: room for failed elections, and the
+ * bound that keeps a liar from pushing anyone's term to a value it cannot represent.
+ */
+export const MAX_TERM_STEP = 64
 /** Largest model blob accepted (a 64M-parameter float32 model). */
 export const MAX_BLOB_BYTES = 256 * 1024 * 1024

@@ -1,12 +1,15 @@
 // Control messages: a discriminated union, CBOR on the gossip control topic. Every field that
 // crosses the wire is checked here; the rest of the system only ever sees validated values.
-import { CodecError, decodeCbor, encodeCbor } from './codec.ts'
+import { CodecError, decodeCbor, describe, encodeCbor } from './codec.ts'
 import { MAX_CONTROL_BYTES, MAX_ROUND_PEERS, PROTOCOL_VERSION } from './constants.ts'
 import { isContentHash } from './hash.ts'
 
 export type Device = 'gpu' | 'cpu'
 
-/** What the network trains: set by the leader, carried in every RoundStart. */
+/**
+ * What the network trains: carried in every RoundStart. A peer works only on the task it was
+ * started with (see sameTraining); the rounds and the target are each peer's own to decide.
+ */
 export interface Task {
   model: string
   dataset: string
@@ -16,7 +19,24 @@ export interface Task {
   totalRounds: number
   targetAccuracy: number
   aggregation: string
+  /** trimmed-mean: the fraction cut from each end of every coordinate */
+  trim: number
+  /** krum and multi-krum: how many of a round's updates may be Byzantine */
+  byzantine: number
+  /** clipped-mean: updates are clipped to this many times the round's median distance */
+  clip: number
+  /** updates further from the global model than this many times the round's median distance are dropped (0: never) */
+  normBound: number
   evalSamples: number
+}
+
+/** The fields of a task that decide what training computes: peers agree on them or do not work together. */
+export const TRAINING_FIELDS = ['model', 'dataset', 'lr', 'batchSize', 'localEpochs', 'aggregation', 'trim', 'byzantine', 'clip', 'normBound', 'evalSamples'] as const
+
+/** The first training field in which `a` and `b` differ, if any. */
+export function trainingDifference (a: Task, b: Task): { field: string, ours: unknown, theirs: unknown } | undefined {
+  for (const field of TRAINING_FIELDS) if (a[field] !== b[field]) return { field, ours: a[field], theirs: b[field] }
+  return undefined
 }
 
 export interface Heartbeat {
@@ -35,8 +55,30 @@ export interface Heartbeat {
   speed: number
   /** multiaddrs this peer listens on, so peers that only know it through gossip can dial it */
   addrs: string[]
-  /** the newest offered model this peer has fetched (see ModelOffer), or null */
-  holds: string | null
+  /** while leading: the blob hash of this term's certificate (the votes that elected it) */
+  termCert: string | null
+  /** the blob hash of the certificate of `round` (null at round 0) */
+  roundCert: string | null
+}
+
+/** A candidate asks for votes for `term`, showing the rounds it can prove. */
+export interface VoteRequest {
+  type: 'vote-request'
+  v: number
+  term: number
+  candidate: string
+  round: number
+  roundCert: string | null
+}
+
+/** A vote: `voter` signs (term, candidate), so the candidate can show it to anyone (a term certificate). */
+export interface Vote {
+  type: 'vote'
+  v: number
+  term: number
+  candidate: string
+  voter: string
+  signature: Uint8Array
 }
 
 export interface Assignment {
@@ -90,17 +132,33 @@ export interface WorkFailed {
 }
 
 /**
- * The leader's new model for a round, before the round counts as done: peers fetch it and say so
- * in their heartbeats (`holds`), and only then does the leader publish RoundDone. So a round that
- * is done never exists on the leader alone, and a leader crash cannot lose it.
+ * The leader's result of a round, before it counts: `resultHash` names a RoundResult blob (what
+ * went into the new model). Participants check it, compute the model themselves, evaluate it, and
+ * sign (RoundVote); only with a quorum of signatures is the round done.
  */
-export interface ModelOffer {
-  type: 'model-offer'
+export interface RoundProposal {
+  type: 'round-proposal'
   v: number
   term: number
   round: number
   leader: string
+  resultHash: string
   modelHash: string
+}
+
+/** A participant's signature of a round result, with what it measured of the new model. */
+export interface RoundVote {
+  type: 'round-vote'
+  v: number
+  term: number
+  round: number
+  peer: string
+  resultHash: string
+  accuracy: number
+  loss: number
+  /** examples the accuracy was measured on */
+  samples: number
+  signature: Uint8Array
 }
 
 export interface RoundMetrics {
@@ -126,36 +184,38 @@ export interface RoundDone {
   round: number
   leader: string
   modelHash: string
+  /** the blob hash of the round's certificate: without a valid one, nobody adopts the model */
+  certHash: string
+  /** the leader's account of the round, for people to read; decisions use the certificate */
   metrics: RoundMetrics
-  /** true when training is over (rounds done or target accuracy reached) */
   finished: boolean
 }
 
-export type ControlMessage = Heartbeat | RoundStart | UpdateReady | WorkFailed | ModelOffer | RoundDone
+export type ControlMessage = Heartbeat | VoteRequest | Vote | RoundStart | UpdateReady | WorkFailed | RoundProposal | RoundVote | RoundDone
 
 export class MessageError extends Error {
   override name = 'MessageError'
 }
 
-type Obj = Record<string, unknown>
+export type Obj = Record<string, unknown>
 
 function fail (why: string): never { throw new MessageError(why) }
 
-function obj (value: unknown, what: string): Obj {
+export function obj (value: unknown, what: string): Obj {
   if (value === null || typeof value !== 'object' || Array.isArray(value) || value instanceof Uint8Array) fail(`${what} must be a map`)
   return value as Obj
 }
-function str (o: Obj, key: string, max = 256): string {
+export function str (o: Obj, key: string, max = 256): string {
   const v = o[key]
   if (typeof v !== 'string' || v.length === 0 || v.length > max) fail(`${key} must be a non-empty string of at most ${max} characters`)
   return v
 }
-function int (o: Obj, key: string, min = 0, max = Number.MAX_SAFE_INTEGER): number {
+export function int (o: Obj, key: string, min = 0, max = Number.MAX_SAFE_INTEGER): number {
   const v = o[key]
   if (!Number.isSafeInteger(v) || (v as number) < min || (v as number) > max) fail(`${key} must be an integer in [${min}, ${max}]`)
   return v as number
 }
-function num (o: Obj, key: string, min = -Infinity, max = Infinity): number {
+export function num (o: Obj, key: string, min = -Infinity, max = Infinity): number {
   const v = o[key]
   if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) fail(`${key} must be a finite number in [${min}, ${max}]`)
   return v
@@ -164,18 +224,27 @@ function bool (o: Obj, key: string): boolean {
   if (typeof o[key] !== 'boolean') fail(`${key} must be a boolean`)
   return o[key] as boolean
 }
-function hash (o: Obj, key: string): string {
+export function hash (o: Obj, key: string): string {
   if (!isContentHash(o[key])) fail(`${key} must be a hex SHA-256`)
   return o[key] as string
 }
-function list<T> (o: Obj, key: string, max: number, item: (v: unknown, i: number) => T): T[] {
+function hashOrNull (o: Obj, key: string): string | null {
+  return o[key] === null ? null : hash(o, key)
+}
+/** A signature: bytes of a plausible length (Ed25519's are 64). */
+export function signature (o: Obj, key: string): Uint8Array {
+  const v = o[key]
+  if (!(v instanceof Uint8Array) || v.byteLength < 32 || v.byteLength > 512) fail(`${key} must be a signature (32-512 bytes)`)
+  return Uint8Array.from(v)
+}
+export function list<T> (o: Obj, key: string, max: number, item: (v: unknown, i: number) => T): T[] {
   const v = o[key]
   if (!Array.isArray(v) || v.length > max) fail(`${key} must be a list of at most ${max} entries`)
   return v.map(item)
 }
 
 const PEER_ID = /^[1-9A-HJ-NP-Za-km-z]{32,128}$/
-function peerId (value: unknown, key: string): string {
+export function peerId (value: unknown, key: string): string {
   if (typeof value !== 'string' || !PEER_ID.test(value)) fail(`${key} must be a peer id`)
   return value
 }
@@ -198,6 +267,10 @@ function task (value: unknown): Task {
     totalRounds: int(o, 'totalRounds', 1, 1e9),
     targetAccuracy: num(o, 'targetAccuracy', 0, 1),
     aggregation: str(o, 'aggregation', 64),
+    trim: num(o, 'trim', 0, 0.49),
+    byzantine: int(o, 'byzantine', 0, MAX_ROUND_PEERS),
+    clip: num(o, 'clip', 0, 1e6),
+    normBound: num(o, 'normBound', 0, 1e6),
     evalSamples: int(o, 'evalSamples', 1)
   }
 }
@@ -233,7 +306,7 @@ function roundMetrics (value: unknown): RoundMetrics {
 /** Checks a decoded value field by field; returns a fresh object holding only known fields. */
 export function validateMessage (value: unknown): ControlMessage {
   const o = obj(value, 'message')
-  if (o.v !== PROTOCOL_VERSION) fail(`protocol version ${String(o.v)} is not ${PROTOCOL_VERSION}`)
+  if (o.v !== PROTOCOL_VERSION) fail(`protocol version ${describe(o.v)} is not ${PROTOCOL_VERSION}`)
   const common = { v: PROTOCOL_VERSION, term: int(o, 'term') }
   // what every leader message (round-start, model-offer, round-done) says first
   const fromLeader = (): { round: number, leader: string, modelHash: string } =>
@@ -252,8 +325,13 @@ export function validateMessage (value: unknown): ControlMessage {
         backend: str(o, 'backend', 64),
         speed: num(o, 'speed', 0),
         addrs: list(o, 'addrs', 32, (a) => { if (typeof a !== 'string' || a.length > 512 || !a.startsWith('/')) fail('addrs must be multiaddr strings'); return a }),
-        holds: o.holds === null ? null : hash(o, 'holds')
+        termCert: hashOrNull(o, 'termCert'),
+        roundCert: hashOrNull(o, 'roundCert')
       }
+    case 'vote-request':
+      return { type, ...common, term: int(o, 'term', 1), candidate: peerId(o.candidate, 'candidate'), round: int(o, 'round'), roundCert: hashOrNull(o, 'roundCert') }
+    case 'vote':
+      return { type, ...common, term: int(o, 'term', 1), candidate: peerId(o.candidate, 'candidate'), voter: peerId(o.voter, 'voter'), signature: signature(o, 'signature') }
     case 'round-start':
       return {
         type,
@@ -277,18 +355,31 @@ export function validateMessage (value: unknown): ControlMessage {
     }
     case 'work-failed':
       return { type, ...common, round: int(o, 'round', 1), peer: peerId(o.peer, 'peer'), reason: str(o, 'reason', MAX_REASON_LENGTH) }
-    case 'model-offer':
-      return { type, ...common, ...fromLeader() }
+    case 'round-proposal':
+      return { type, ...common, ...fromLeader(), resultHash: hash(o, 'resultHash') }
+    case 'round-vote':
+      return {
+        type,
+        ...common,
+        round: int(o, 'round', 1),
+        peer: peerId(o.peer, 'peer'),
+        resultHash: hash(o, 'resultHash'),
+        accuracy: num(o, 'accuracy', 0, 1),
+        loss: num(o, 'loss', 0),
+        samples: int(o, 'samples', 1),
+        signature: signature(o, 'signature')
+      }
     case 'round-done':
       return {
         type,
         ...common,
         ...fromLeader(),
+        certHash: hash(o, 'certHash'),
         metrics: roundMetrics(o.metrics),
         finished: bool(o, 'finished')
       }
     default:
-      return fail(`unknown message type ${JSON.stringify(type)?.slice(0, 40)}`)
+      return fail(`unknown message type ${describe(type)}`)
   }
 }
 
@@ -314,10 +405,13 @@ export function decodeMessage (bytes: Uint8Array): ControlMessage {
 export function messageSender (message: ControlMessage): string {
   switch (message.type) {
     case 'heartbeat': return message.peer
+    case 'vote-request': return message.candidate
+    case 'vote': return message.voter
     case 'round-start': return message.leader
     case 'update-ready': return message.peer
     case 'work-failed': return message.peer
-    case 'model-offer': return message.leader
+    case 'round-proposal': return message.leader
+    case 'round-vote': return message.peer
     case 'round-done': return message.leader
     default: {
       const never: never = message

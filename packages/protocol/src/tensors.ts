@@ -1,7 +1,10 @@
 // The tensor container: what a model's weights look like on the wire and on disk.
 // A model blob is CBOR {v, tensors: [{name, dtype, shape, data}]}, addressed by its SHA-256.
-import { CodecError, decodeCbor, encodeCbor } from './codec.ts'
-import { PROTOCOL_VERSION, MAX_BLOB_BYTES } from './constants.ts'
+import { CodecError, decodeCbor, describe, encodeCbor } from './codec.ts'
+import { MAX_BLOB_BYTES } from './constants.ts'
+
+/** Version of the tensor blob layout (independent of the control protocol's). */
+export const TENSOR_FORMAT_VERSION = 1
 
 export interface NamedTensor {
   name: string
@@ -14,7 +17,7 @@ const MAX_RANK = 8
 
 export function encodeTensors (tensors: NamedTensor[]): Uint8Array {
   return encodeCbor({
-    v: PROTOCOL_VERSION,
+    v: TENSOR_FORMAT_VERSION,
     tensors: tensors.map(t => ({
       name: t.name,
       dtype: 'float32',
@@ -31,14 +34,14 @@ function fail (why: string): never {
 export function decodeTensors (bytes: Uint8Array): NamedTensor[] {
   const blob = decodeCbor(bytes, MAX_BLOB_BYTES) as Record<string, unknown>
   if (blob === null || typeof blob !== 'object' || Array.isArray(blob)) fail('not a map')
-  if (blob.v !== PROTOCOL_VERSION) fail(`version ${String(blob.v)}, expected ${PROTOCOL_VERSION}`)
+  if (blob.v !== TENSOR_FORMAT_VERSION) fail(`version ${describe(blob.v)}, expected ${TENSOR_FORMAT_VERSION}`)
   const list = blob.tensors
   if (!Array.isArray(list) || list.length === 0 || list.length > MAX_TENSORS) fail('tensors must be a non-empty list')
   return list.map((entry: unknown, i: number) => {
     const t = entry as Record<string, unknown>
     if (t === null || typeof t !== 'object') fail(`tensor ${i} is not a map`)
     if (typeof t.name !== 'string' || t.name.length === 0 || t.name.length > 256) fail(`tensor ${i} has no valid name`)
-    if (t.dtype !== 'float32') fail(`tensor ${t.name} has dtype ${String(t.dtype)}; only float32 is accepted`)
+    if (t.dtype !== 'float32') fail(`tensor ${t.name} has dtype ${describe(t.dtype)}; only float32 is accepted`)
     const shape = t.shape
     if (!Array.isArray(shape) || shape.length > MAX_RANK || !shape.every(d => Number.isInteger(d) && d > 0 && d < 2 ** 31)) {
       fail(`tensor ${t.name} has an invalid shape`)

@@ -1,22 +1,7 @@
 import { expect } from 'chai'
 import { encode } from 'cborg'
 import { decodeMessage, encodeMessage, MessageError, messageSender, MAX_CONTROL_BYTES, MAX_ROUND_PEERS, type ControlMessage } from '@dml/protocol'
-
-const PEER = '12D3KooWN5i3tb5gETU8rZRMgMyvn34rGfgjzCgRSXzt89tLbNKM'
-const OTHER = '12D3KooWDWG31EDrNyzFQKcBHtq2P5n2x9Vz6Y8JpRPQVhGmdHcK'
-const HASH = 'a'.repeat(64)
-const task = { model: 'mlp', dataset: 'mnist', lr: 0.1, batchSize: 32, localEpochs: 1, totalRounds: 10, targetAccuracy: 0.97, aggregation: 'fedavg', evalSamples: 10000 }
-const metrics = { accuracy: 0.9, loss: 0.3, participants: [PEER, OTHER], activeNodes: 2, gpuNodes: 0, cpuNodes: 2, durationMs: 10, trainMs: 5, transferMs: 1, aggregateMs: 1, evalMs: 1, idleMs: 2, finishedAt: 1 }
-
-export const SAMPLES: ControlMessage[] = [
-  { type: 'heartbeat', v: 1, term: 3, peer: PEER, leader: OTHER, round: 2, modelHash: HASH, device: 'cpu', backend: 'wasm', speed: 1500.5, addrs: ['/ip4/127.0.0.1/tcp/4001'], holds: HASH },
-  { type: 'heartbeat', v: 1, term: 0, peer: PEER, leader: null, round: 0, modelHash: null, device: 'gpu', backend: 'tensorflow', speed: 0, addrs: [], holds: null },
-  { type: 'round-start', v: 1, term: 3, round: 4, leader: PEER, modelHash: HASH, deadline: 1e12, task, assignments: [{ peer: PEER, samples: 100, shard: [0, 2] }, { peer: OTHER, samples: 120, shard: [1, 2] }] },
-  { type: 'update-ready', v: 1, term: 3, round: 4, peer: OTHER, hash: HASH, numSamples: 120, metrics: { loss: 0.2, trainMs: 900, samplesPerSec: 133 } },
-  { type: 'model-offer', v: 1, term: 3, round: 4, leader: PEER, modelHash: HASH },
-  { type: 'work-failed', v: 1, term: 3, round: 4, peer: OTHER, reason: 'unknown model "tiny-net"' },
-  { type: 'round-done', v: 1, term: 3, round: 4, leader: PEER, modelHash: HASH, metrics, finished: false }
-]
+import { HASH, metrics, OTHER, PEER, SAMPLES, task } from './samples.ts'
 
 describe('control messages', () => {
   it('round-trip every message type through CBOR unchanged', () => {
@@ -26,12 +11,12 @@ describe('control messages', () => {
   })
 
   it('name the peer each message speaks for', () => {
-    expect(SAMPLES.map(messageSender)).to.deep.equal([PEER, PEER, PEER, OTHER, PEER, OTHER, PEER])
+    expect(SAMPLES.map(messageSender)).to.deep.equal([PEER, PEER, PEER, OTHER, PEER, OTHER, PEER, OTHER, PEER, OTHER])
   })
 
   const bad: Array<[string, unknown]> = [
     ['an unknown type', { ...SAMPLES[0], type: 'exec' }],
-    ['a wrong protocol version', { ...SAMPLES[0], v: 2 }],
+    ['a wrong protocol version', { ...SAMPLES[0], v: 1 }],
     ['a negative term', { ...SAMPLES[0], term: -1 }],
     ['a fractional round', { ...SAMPLES[0], round: 1.5 }],
     ['a malformed peer id', { ...SAMPLES[0], peer: 'not a peer id' }],
@@ -43,7 +28,15 @@ describe('control messages', () => {
     ['a failure without a reason', { ...SAMPLES[5], reason: '' }],
     ['a failure with an endless reason', { ...SAMPLES[5], reason: 'x'.repeat(10_000) }],
     ['more assignments than a round may have', { ...SAMPLES[2], assignments: Array.from({ length: MAX_ROUND_PEERS + 1 }, () => ({ peer: PEER, samples: 1, shard: [0, 1] })) }],
-    ['an offer without a model hash', { ...SAMPLES[4], modelHash: null }],
+    ['a proposal without a model hash', { ...SAMPLES[4], modelHash: null }],
+    ['a vote without a signature', { ...SAMPLES[8], signature: new Uint8Array(0) }],
+    ['a vote whose signature is a string', { ...SAMPLES[8], signature: 'x'.repeat(64) }],
+    ['a vote request for term 0', { ...SAMPLES[7], term: 0 }],
+    ['a round vote with an accuracy over 1', { ...SAMPLES[9], accuracy: 2 }],
+    ['a round done without a certificate', { ...SAMPLES[6], certHash: null }],
+    ['a task with a trim of one half', { ...SAMPLES[2], task: { ...task, trim: 0.5 } }],
+    ['a version that is a map with a toString key (found by the fuzzer)', { ...SAMPLES[0], v: { toString: 1 } }],
+    ['a type that is a map with a toString key', { ...SAMPLES[0], type: { toString: {} } }],
     ['a missing field', (({ term: _t, ...rest }) => rest)(SAMPLES[0] as any)],
     ['a list instead of a map', [1, 2, 3]],
     ['a string', 'hello']

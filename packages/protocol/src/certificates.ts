@@ -1,0 +1,185 @@
+// Certificates: what makes a leader and a finished round provable to anyone. They are CBOR blobs,
+// addressed by their hash like models, fetched over the blob protocol and checked field by field
+// here. Checking the signatures needs the peers' public keys, which the node package has; this
+// module fixes what is signed (domain-separated CBOR) and the shape of each certificate.
+import { CodecError, decodeCbor, describe, encodeCbor } from './codec.ts'
+import { MAX_MEMBERS, MAX_ROUND_PEERS, PROTOCOL_VERSION } from './constants.ts'
+import { contentHash } from './hash.ts'
+import { hash, int, list, MessageError, num, obj, peerId, signature, str, type Obj } from './messages.ts'
+
+/** Largest certificate blob accepted: a round of MAX_ROUND_PEERS, with room to spare. */
+export const MAX_CERT_BYTES = 256 * 1024
+
+/** The votes that elected `leader` for `term`, among `electorate` (the members it counted). */
+export interface TermCert {
+  kind: 'term-cert'
+  v: number
+  term: number
+  leader: string
+  electorate: string[]
+  votes: Array<{ voter: string, signature: Uint8Array }>
+}
+
+/** What went into a round's new model: the leader signs it, the participants check and sign it. */
+export interface RoundResult {
+  kind: 'round-result'
+  v: number
+  term: number
+  round: number
+  leader: string
+  /** the model the round started from */
+  prevHash: string
+  modelHash: string
+  /** the strategy and its parameters, as the task names them */
+  aggregation: string
+  trim: number
+  byzantine: number
+  clip: number
+  normBound: number
+  /** the peers assigned work (the round's participants) */
+  participants: string[]
+  /** the updates that count, sorted by peer */
+  contributions: Array<{ peer: string, hash: string, numSamples: number }>
+  /** hash of the leader's term certificate */
+  termCert: string
+}
+
+export interface RoundCertVote {
+  peer: string
+  accuracy: number
+  loss: number
+  samples: number
+  signature: Uint8Array
+}
+
+/** A round result, the leader's signature of it, and a quorum of its participants' signatures. */
+export interface RoundCert {
+  kind: 'round-cert'
+  v: number
+  /** the CBOR bytes of the RoundResult, as signed */
+  result: Uint8Array
+  leaderSignature: Uint8Array
+  votes: RoundCertVote[]
+}
+
+/** What a voter signs: (term, candidate). */
+export function voteSigningBytes (term: number, candidate: string): Uint8Array {
+  return encodeCbor(['dml/vote', PROTOCOL_VERSION, term, candidate])
+}
+
+/** What a leader signs of its round result. */
+export function resultSigningBytes (resultHash: string): Uint8Array {
+  return encodeCbor(['dml/round-result', PROTOCOL_VERSION, resultHash])
+}
+
+/** What a participant signs: the result, and what it measured of the new model. */
+export function roundVoteSigningBytes (resultHash: string, accuracy: number, loss: number, samples: number): Uint8Array {
+  return encodeCbor(['dml/round-vote', PROTOCOL_VERSION, resultHash, accuracy, loss, samples])
+}
+
+function fail (why: string): never { throw new MessageError(`bad certificate: ${why}`) }
+
+function decodeObj (bytes: Uint8Array, kind: string): Obj {
+  let value: unknown
+  try {
+    value = decodeCbor(bytes, MAX_CERT_BYTES)
+  } catch (err) {
+    if (err instanceof CodecError) fail(err.message)
+    throw err
+  }
+  const o = obj(value, kind)
+  if (o.kind !== kind) fail(`expected a ${kind}, got ${describe(o.kind)}`)
+  if (o.v !== PROTOCOL_VERSION) fail(`version ${describe(o.v)} is not ${PROTOCOL_VERSION}`)
+  return o
+}
+
+function distinct (ids: string[], what: string): void {
+  if (new Set(ids).size !== ids.length) fail(`${what} names a peer twice`)
+}
+
+export function encodeTermCert (cert: TermCert): Uint8Array {
+  return encodeCbor(cert)
+}
+
+export function decodeTermCert (bytes: Uint8Array): TermCert {
+  const o = decodeObj(bytes, 'term-cert')
+  const cert: TermCert = {
+    kind: 'term-cert',
+    v: PROTOCOL_VERSION,
+    term: int(o, 'term', 1),
+    leader: peerId(o.leader, 'leader'),
+    electorate: list(o, 'electorate', MAX_MEMBERS, (p) => peerId(p, 'electorate')),
+    votes: list(o, 'votes', MAX_MEMBERS, (v) => {
+      const e = obj(v, 'vote')
+      return { voter: peerId(e.voter, 'voter'), signature: signature(e, 'signature') }
+    })
+  }
+  distinct(cert.electorate, 'the electorate')
+  distinct(cert.votes.map(v => v.voter), 'the votes')
+  return cert
+}
+
+export function encodeResult (result: RoundResult): Uint8Array {
+  return encodeCbor(result)
+}
+
+export function decodeResult (bytes: Uint8Array): RoundResult {
+  const o = decodeObj(bytes, 'round-result')
+  const result: RoundResult = {
+    kind: 'round-result',
+    v: PROTOCOL_VERSION,
+    term: int(o, 'term', 1),
+    round: int(o, 'round', 1),
+    leader: peerId(o.leader, 'leader'),
+    prevHash: hash(o, 'prevHash'),
+    modelHash: hash(o, 'modelHash'),
+    aggregation: str(o, 'aggregation', 64),
+    trim: num(o, 'trim', 0, 0.49),
+    byzantine: int(o, 'byzantine', 0, MAX_ROUND_PEERS),
+    clip: num(o, 'clip', 0, 1e6),
+    normBound: num(o, 'normBound', 0, 1e6),
+    participants: list(o, 'participants', MAX_ROUND_PEERS, (p) => peerId(p, 'participant')),
+    contributions: list(o, 'contributions', MAX_ROUND_PEERS, (c) => {
+      const e = obj(c, 'contribution')
+      return { peer: peerId(e.peer, 'contribution.peer'), hash: hash(e, 'hash'), numSamples: int(e, 'numSamples', 1) }
+    }),
+    termCert: hash(o, 'termCert')
+  }
+  distinct(result.participants, 'participants')
+  distinct(result.contributions.map(c => c.peer), 'contributions')
+  const participants = new Set(result.participants)
+  if (!result.contributions.every(c => participants.has(c.peer))) fail('a contribution comes from a peer that did not take part')
+  return result
+}
+
+export function encodeRoundCert (cert: RoundCert): Uint8Array {
+  return encodeCbor(cert)
+}
+
+export function decodeRoundCert (bytes: Uint8Array): RoundCert & { parsed: RoundResult, resultHash: string } {
+  const o = decodeObj(bytes, 'round-cert')
+  if (!(o.result instanceof Uint8Array)) fail('result must be bytes')
+  const result = Uint8Array.from(o.result)
+  const cert = {
+    kind: 'round-cert' as const,
+    v: PROTOCOL_VERSION,
+    result,
+    leaderSignature: signature(o, 'leaderSignature'),
+    votes: list(o, 'votes', MAX_ROUND_PEERS, (v) => {
+      const e = obj(v, 'vote')
+      return { peer: peerId(e.peer, 'vote.peer'), accuracy: num(e, 'accuracy', 0, 1), loss: num(e, 'loss', 0), samples: int(e, 'samples', 1), signature: signature(e, 'signature') }
+    }),
+    parsed: decodeResult(result),
+    resultHash: contentHash(result)
+  }
+  distinct(cert.votes.map(v => v.peer), 'the votes')
+  return cert
+}
+
+/** The median of `values` (the mean of the middle two for an even count); robust to a minority of liars. */
+export function median (values: number[]): number {
+  if (values.length === 0) fail('no values')
+  const sorted = [...values].sort((a, b) => a - b)
+  const mid = sorted.length >> 1
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+}
