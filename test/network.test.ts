@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { createRequire } from 'node:module'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { encode } from 'cborg'
-import { CONTROL_TOPIC, encodeMessage } from '@dml/protocol'
+import { CONTROL_TOPIC, encodeMessage, PROTOCOL_VERSION } from '@dml/protocol'
 import { startHost } from '@dml/node'
 import type { PeerProcess, LogEvent } from '@dml/node/launcher'
 import { LocalNetwork, getJson } from './helpers.ts'
@@ -100,7 +100,7 @@ describe('hostile input on the control topic', function () {
   const net = new LocalNetwork()
   after(async () => { await net.stop() })
 
-  it('rejects and counts malformed and spoofed messages, and keeps running', async () => {
+  it('rejects and counts malformed and spoofed messages, names the sender, and keeps running', async () => {
     const [peer] = await net.start(1, ['--rounds', '1000', '--local-epochs', '0.01', '--eval-samples', '100'])
     const statusUrl = await peer.statusUrl()
     const attacker = await startHost({ privateKey: await generateKeyPair('Ed25519'), host: '127.0.0.1', port: 0, bootstrap: [await peer.multiaddr('127.0.0.1')], mdns: false }, { judge: () => 'accept', deliver: () => {}, rejected: () => {}, subscribed: () => {} })
@@ -109,11 +109,12 @@ describe('hostile input on the control topic', function () {
       const victim = await peer.peerId()
       const hostile = [
         new Uint8Array([0xff, 0xfe, 0x01]), // not CBOR
-        encode({ v: 1, type: 'heartbeat', term: 'x' }), // CBOR, not a valid message
+        encode({ v: PROTOCOL_VERSION, type: 'heartbeat', term: 'x' }), // CBOR, not a valid message
         // a well-formed heartbeat that claims to come from the peer itself, with a huge term
-        encodeMessage({ type: 'heartbeat', v: 1, term: 99, peer: victim, leader: victim, round: 99, modelHash: null, device: 'gpu', backend: 'x', speed: 1, addrs: [], holds: null })
+        encodeMessage({ type: 'heartbeat', v: PROTOCOL_VERSION, term: 99, peer: victim, leader: victim, round: 99, modelHash: null, device: 'gpu', backend: 'x', speed: 1, addrs: [], termCert: null, roundCert: null })
       ]
-      const rejected = (reason: string) => (e: LogEvent): boolean => e.event === 'message-rejected' && e.reason === reason
+      // an offence is named once per peer and reason
+      const rejected = (reason: string) => (e: LogEvent): boolean => e.event === 'misbehaviour' && e.reason === reason && e.peer === attacker.peerId
       const deadline = Date.now() + MINUTE
       // publish until the peer has judged them: the first publishes may go out before the
       // attacker's pubsub stream to the peer is open, and reach no one
@@ -127,6 +128,7 @@ describe('hostile input on the control topic', function () {
       expect(status.rejectedMessages.spoofed).to.be.at.least(1)
       expect(status.term).to.be.below(99)
       expect(status.gpuNodes).to.equal(0)
+      expect(status.misbehaviour.peers.find((p: any) => p.peer === attacker.peerId).offences).to.include.keys('malformed', 'spoofed')
       expect(peer.running).to.equal(true)
     } finally {
       await attacker.stop()

@@ -4,12 +4,14 @@
 // temporary file and renamed, and the previous checkpoint is kept as a fallback.
 import { mkdir, readdir, readFile, rename, rm, open } from 'node:fs/promises'
 import { join } from 'node:path'
-import { contentHash, decodeCbor, encodeCbor, MAX_BLOB_BYTES, type RoundMetrics, type Task } from '@dml/protocol'
+import { contentHash, decodeCbor, describe, encodeCbor, MAX_BLOB_BYTES, type RoundMetrics, type Task } from '@dml/protocol'
 
 export interface RoundRecord {
   round: number
   term: number
   modelHash: string
+  /** hash of the round's certificate */
+  certHash: string
   metrics: RoundMetrics
 }
 
@@ -21,19 +23,29 @@ export interface Checkpoint {
   model: Uint8Array
   task: Task
   history: RoundRecord[]
+  /** the certificate of `round` and of its term (null at round 0): how this peer proves its rounds */
+  roundCert: Uint8Array | null
+  termCert: Uint8Array | null
 }
 
+/** 2: checkpoints carry the round's certificates. */
+const FORMAT = 2
 const KEEP = 2
 
 function fileName (round: number): string {
   return `round-${String(round).padStart(6, '0')}.cbor`
 }
 
+/** The bytes of a checkpoint file: CBOR {sha256, payload}, the payload the CBOR of the checkpoint. */
+export function encodeCheckpointFile (checkpoint: Checkpoint): Uint8Array {
+  const payload = encodeCbor({ v: FORMAT, ...checkpoint })
+  return encodeCbor({ sha256: contentHash(payload), payload })
+}
+
 export async function saveCheckpoint (dataDir: string, checkpoint: Checkpoint): Promise<string> {
   const dir = join(dataDir, 'checkpoints')
   await mkdir(dir, { recursive: true })
-  const payload = encodeCbor({ v: 1, ...checkpoint })
-  const bytes = encodeCbor({ sha256: contentHash(payload), payload })
+  const bytes = encodeCheckpointFile(checkpoint)
   const path = join(dir, fileName(checkpoint.round))
   const tmp = `${path}.tmp`
   const handle = await open(tmp, 'w')
@@ -74,10 +86,20 @@ export function parseCheckpoint (bytes: Uint8Array, path: string): Checkpoint {
   }
   if (!(outer?.payload instanceof Uint8Array) || typeof outer.sha256 !== 'string') return fail('not a checkpoint')
   if (contentHash(outer.payload) !== outer.sha256) return fail('hash mismatch: the file is corrupt')
-  const c = decodeCbor(outer.payload, MAX_BLOB_BYTES + 1024 * 1024) as Checkpoint & { v: number }
-  if (c.v !== 1 || !Number.isSafeInteger(c.round) || !(c.model instanceof Uint8Array) || !Array.isArray(c.history)) return fail('unexpected layout')
+  let c: Checkpoint & { v: number }
+  try {
+    c = decodeCbor(outer.payload, MAX_BLOB_BYTES + 1024 * 1024) as Checkpoint & { v: number }
+  } catch (err) {
+    return fail(`unreadable (${(err as Error).message})`)
+  }
+  if (c === null || typeof c !== 'object') return fail('unexpected layout')
+  if (c.v !== FORMAT) return fail(`format ${describe(c.v)}, this dml reads format ${FORMAT}`)
+  const bytesOrNull = (v: unknown): boolean => v === null || v instanceof Uint8Array
+  if (!Number.isSafeInteger(c.round) || c.round < 0 || !Number.isSafeInteger(c.term) || c.term < 0 || !(c.model instanceof Uint8Array) || !Array.isArray(c.history) ||
+    c.task === null || typeof c.task !== 'object' || typeof c.task.model !== 'string' || typeof c.task.dataset !== 'string' ||
+    !bytesOrNull(c.roundCert) || !bytesOrNull(c.termCert)) return fail('unexpected layout')
   if (contentHash(c.model) !== c.modelHash) return fail('model does not match its hash')
-  return { round: c.round, term: c.term, modelHash: c.modelHash, model: c.model, task: c.task, history: c.history }
+  return { round: c.round, term: c.term, modelHash: c.modelHash, model: c.model, task: c.task, history: c.history, roundCert: c.roundCert, termCert: c.termCert }
 }
 
 /** Checkpoints in a data directory (--data-dir); a failure to write names the directory. */

@@ -4,11 +4,13 @@
 import { resolve } from 'node:path'
 import { initBackend, registerModelModule, buildModel, getStrategy, loadDataset, type Dataset } from '@dml/trainer'
 import { DataDirStore, loadLatestCheckpoint, type Checkpoint } from './checkpoint.ts'
-import { ConfigError, helpText, NODE_OPTIONS, parseOptions, parseShard, readSwarmKey } from './config.ts'
+import { keySigner } from './certificates.ts'
+import { ConfigError, helpText, NODE_OPTIONS, parseOptions, parseShard, readAllowList, readSwarmKey } from './config.ts'
 import { lockDataDir } from './data-dir.ts'
 import { startHost, type DmlHost } from './host.ts'
 import { loadOrCreateIdentity } from './identity.ts'
 import { createLogger, type Logger } from './log.ts'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { lateHandlers } from './network.ts'
 import { DmlNode } from './node.ts'
 import { leaderStatusUrl, startStatusServer } from './status.ts'
@@ -29,6 +31,11 @@ export async function runNode (argv: string[]): Promise<number> {
     log.warn('unhandled-rejection', { error: String(err) }, `unhandled rejection: ${(err as Error)?.stack ?? String(err)}`)
   })
   const dataDir = resolve(o['data-dir'] as string)
+  if (o['print-peer-id'] === true) {
+    const { key } = await loadOrCreateIdentity(dataDir)
+    console.log(peerIdFromPrivateKey(key).toString())
+    return 0
+  }
   const lock = lockDataDir(dataDir)
   if (o['model-module'] !== '') {
     const path = o['model-module'] as string
@@ -43,6 +50,7 @@ export async function runNode (argv: string[]): Promise<number> {
   getStrategy(o.aggregation as string)
   const shard = o.shard === '' ? null : parseShard(o.shard as string)
   const swarmKey = o['swarm-key'] === '' ? undefined : readSwarmKey(o['swarm-key'] as string)
+  const allowed = o['allow-peers'] === '' ? undefined : readAllowList(o['allow-peers'] as string)
 
   const backend = await initBackend(o.gpu === true ? 'gpu' : o.cpu === true ? 'cpu' : 'auto')
   if (backend.warning !== undefined) log.warn('gpu-unavailable', { warning: backend.warning }, backend.warning)
@@ -57,6 +65,10 @@ export async function runNode (argv: string[]): Promise<number> {
     totalRounds: o.rounds as number,
     targetAccuracy: o['target-accuracy'] as number,
     aggregation: o.aggregation as string,
+    trim: o.trim as number,
+    byzantine: o.byzantine as number,
+    clip: o.clip as number,
+    normBound: o['norm-bound'] as number,
     evalSamples: o['eval-samples'] as number
   }
   // fail now, not at the first round, on a data set that can't be read or a model that does not fit it
@@ -74,6 +86,10 @@ export async function runNode (argv: string[]): Promise<number> {
   }
 
   const identity = await loadOrCreateIdentity(dataDir)
+  const peerId = peerIdFromPrivateKey(identity.key).toString()
+  if (allowed !== undefined && !allowed.has(peerId)) {
+    throw new ConfigError(`this node's peer id ${peerId} is not in --allow-peers ${String(o['allow-peers'])}: add it, or it cannot take part`)
+  }
   let corruptCheckpoints = 0
   const checkpoint = await loadLatestCheckpoint(dataDir, (err) => {
     corruptCheckpoints++
@@ -93,7 +109,7 @@ export async function runNode (argv: string[]): Promise<number> {
     leaseMs: o['lease-ms'] as number,
     roundTimeoutMs: (o['round-timeout'] as number) * 1000,
     transferTimeoutMs: (o['transfer-timeout'] as number) * 1000
-  }, { net, trainer, backend, log, store: new DataDirStore(dataDir) })
+  }, { net, trainer, backend, log, store: new DataDirStore(dataDir), signer: keySigner(peerId, identity.key), allowed })
   node.counters.checkpointsCorrupt = corruptCheckpoints
   inbox.bind(node)
   node.start(checkpoint)

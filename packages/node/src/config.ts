@@ -56,7 +56,11 @@ export const NODE_OPTIONS = {
   'local-epochs': { kind: 'number', default: 1, arg: 'e', help: 'local passes over a peer\'s shard per round (fractions allowed)', check: positive },
   'batch-size': { kind: 'integer', default: 32, arg: 'n', help: 'local mini-batch size', check: positive },
   lr: { kind: 'number', default: 0.15, arg: 'x', help: 'SGD learning rate', check: positive },
-  aggregation: { kind: 'string', default: 'fedavg', arg: 'name', help: 'aggregation strategy: fedavg or median' },
+  aggregation: { kind: 'string', default: 'fedavg', arg: 'name', help: 'aggregation strategy: fedavg, median, trimmed-mean, krum, multi-krum or clipped-mean (see the README, Security)' },
+  trim: { kind: 'number', default: 0.2, arg: 'x', help: 'trimmed-mean: fraction of values cut at each end of every coordinate', check: (v: number) => v >= 0 && v < 0.5 ? undefined : 'must be at least 0 and below 0.5' },
+  byzantine: { kind: 'integer', default: 1, arg: 'f', help: 'krum, multi-krum: how many updates of a round may be from liars', check: (v: number) => v >= 0 ? undefined : 'must be 0 or more' },
+  clip: { kind: 'number', default: 1, arg: 'x', help: 'clipped-mean: each update is clipped to x times the median distance from the model', check: positive },
+  'norm-bound': { kind: 'number', default: 5, arg: 'k', help: 'drop updates further from the model than k times the round\'s median distance (0: never)', check: (v: number) => v === 0 || v >= 1 ? undefined : 'must be 0 (off) or at least 1' },
   'min-peers': { kind: 'integer', default: 1, arg: 'n', help: 'updates needed to close a round (the leader waits for this many peers)', check: positive },
   shard: { kind: 'string', default: '', arg: 'i/n', help: 'train on shard i of n of the training set (default: assigned by the coordinator)' },
   'eval-samples': { kind: 'integer', default: 10000, arg: 'n', help: 'test examples the coordinator evaluates on', check: positive },
@@ -67,6 +71,8 @@ export const NODE_OPTIONS = {
   bootstrap: { kind: 'list', default: [], arg: 'multiaddr', help: 'peer to connect to, /ip4/.../tcp/.../p2p/... (repeatable)', check: bootstrapList },
   mdns: { kind: 'boolean', default: true, help: 'discover peers on the LAN by mDNS' },
   'swarm-key': { kind: 'string', default: '', arg: 'file', help: 'private network: only peers with this libp2p swarm key file can connect' },
+  'allow-peers': { kind: 'string', default: '', arg: 'file', help: 'permissioned network: only the peer ids in this file (one per line) take part; quorums are majorities of them' },
+  'print-peer-id': { kind: 'boolean', default: false, help: 'print the peer id of the identity in --data-dir (creating it if needed) and exit' },
   gpu: { kind: 'boolean', default: false, help: 'train with @tensorflow/tfjs-node-gpu (falls back to the CPU, saying so)' },
   cpu: { kind: 'boolean', default: false, help: 'never use the GPU' },
   'heartbeat-ms': { kind: 'integer', default: 1000, arg: 'ms', help: 'heartbeat interval', check: positive },
@@ -84,6 +90,7 @@ export const MONITOR_OPTIONS = {
   host: NODE_OPTIONS.host,
   port: { ...NODE_OPTIONS.port, default: 0 },
   'swarm-key': NODE_OPTIONS['swarm-key'],
+  'allow-peers': NODE_OPTIONS['allow-peers'],
   json: { kind: 'boolean', default: false, help: 'print one JSON object per line' },
   rounds: { kind: 'integer', default: 0, arg: 'n', help: 'exit after seeing this many rounds (0: run until training finishes)' },
   help: NODE_OPTIONS.help
@@ -149,9 +156,11 @@ export function parseOptions (argv: string[], specs: Record<string, OptionSpec>)
     const eq = name.indexOf('=')
     if (eq >= 0) { inline = name.slice(eq + 1); name = name.slice(0, eq) }
     let negated = false
-    if (!(name in specs) && name.startsWith('no-') && (specs[name.slice(3)]?.kind === 'boolean')) { negated = true; name = name.slice(3) }
+    // own properties only: "constructor" or "toString" must be unknown flags, not Object's
+    const known = (n: string): boolean => Object.hasOwn(specs, n)
+    if (!known(name) && name.startsWith('no-') && known(name.slice(3)) && specs[name.slice(3)].kind === 'boolean') { negated = true; name = name.slice(3) }
+    if (!known(name)) throw unknown(name, specs, 'flag')
     const spec = specs[name]
-    if (spec === undefined) throw unknown(name, specs, 'flag')
     let raw: unknown
     if (spec.kind === 'boolean') {
       if (inline !== undefined) throw new ConfigError(`--${name} is a switch and takes no value`)
@@ -171,9 +180,20 @@ export function parseOptions (argv: string[], specs: Record<string, OptionSpec>)
 }
 
 function readConfigFile (path: string, specs: Record<string, OptionSpec>): Options {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${path}: ${(err as Error).message}`)
+  }
+  return parseConfigText(text, path, specs)
+}
+
+/** The options in a config file's text (JSON: flag names or camelCase as keys); a ConfigError names what is wrong. */
+export function parseConfigText (text: string, path: string, specs: Record<string, OptionSpec>): Options {
   let parsed: unknown
   try {
-    parsed = JSON.parse(readFileSync(path, 'utf8'))
+    parsed = JSON.parse(text)
   } catch (err) {
     throw new ConfigError(`cannot read config file ${path}: ${(err as Error).message}`)
   }
@@ -182,7 +202,7 @@ function readConfigFile (path: string, specs: Record<string, OptionSpec>): Optio
   for (const [key, raw] of Object.entries(parsed)) {
     // accept camelCase keys too: {"localEpochs": 2} is --local-epochs 2
     const name = key.replace(/[A-Z]/g, c => `-${c.toLowerCase()}`)
-    if (!(name in specs) || name === 'config' || name === 'help') throw unknown(name, specs, `key in ${path}:`)
+    if (!Object.hasOwn(specs, name) || name === 'config' || name === 'help') throw unknown(name, specs, `key in ${path}:`)
     out[name] = convert(name, specs[name], raw)
   }
   return out
@@ -204,6 +224,28 @@ export function parseShard (value: string): [number, number] {
   const m = /^(\d+)\/(\d+)$/.exec(value)
   if (m === null || Number(m[2]) < 1 || Number(m[1]) >= Number(m[2])) throw new ConfigError(`--shard must be i/n with 0 <= i < n, e.g. 0/3 (got "${value}")`)
   return [Number(m[1]), Number(m[2])]
+}
+
+/** Reads an allow-list: one peer id per line; blank lines and # comments are skipped. */
+export function readAllowList (path: string): Set<string> {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (err) {
+    throw new ConfigError(`cannot read --allow-peers ${path}: ${(err as Error).message}`)
+  }
+  const allowed = new Set<string>()
+  text.split(/\r?\n/).forEach((raw, i) => {
+    const line = raw.replace(/#.*/, '').trim()
+    if (line === '') return
+    try {
+      allowed.add(peerIdFromString(line).toString())
+    } catch {
+      throw new ConfigError(`--allow-peers ${path}, line ${i + 1}: "${line.slice(0, 80)}" is not a peer id (one per line, as a node prints it)`)
+    }
+  })
+  if (allowed.size === 0) throw new ConfigError(`--allow-peers ${path} names no peer id`)
+  return allowed
 }
 
 /** Reads a libp2p swarm key file (/key/swarm/psk/1.0.0/, /base16/, 64 hex digits). */

@@ -1,12 +1,16 @@
 // Coordinator: leads one term. It runs one round at a time as a state machine,
-//   collecting → aggregating → evaluating → replicating → done,
-// with a quorum (--min-peers updates) and a deadline. It is supervised: a failed step is logged
-// with its cause and the round tried again; after MAX_FAILURES_IN_A_ROW failures, or no progress
-// for the round's budget plus a grace, it gives up leadership so that the others elect another.
-// A leader never stays a leader that leads nothing.
-import { encodeTensors, findNonFinite, type Heartbeat, type RoundMetrics, type RoundStart, type Task, type UpdateReady, type WorkFailed } from '@dml/protocol'
-import { getStrategy, type ClientUpdate } from '@dml/trainer'
+//   collecting → aggregating → evaluating → certifying → done,
+// with a quorum (--min-peers updates) and a deadline. Work goes only to peers that follow this
+// leader (they checked its term certificate). A round is done only with a certificate: the
+// leader proposes its result, the participants check it, compute the model themselves and sign,
+// and a quorum of signatures is published with RoundDone. It is supervised: a failed step is
+// logged with its cause and the round tried again; after MAX_FAILURES_IN_A_ROW failures, or no
+// progress for the round's budget plus a grace, it gives up leadership so that the others elect
+// another. A leader never stays a leader that leads nothing.
+import { encodeResult, encodeRoundCert, encodeTensors, findNonFinite, PROTOCOL_VERSION, resultSigningBytes, roundVoteSigningBytes, median, type Heartbeat, type RoundCertVote, type RoundMetrics, type RoundResult, type RoundStart, type RoundVote, type Task, type UpdateReady, type WorkFailed } from '@dml/protocol'
+import { aggregateRound, type ClientUpdate } from '@dml/trainer'
 import { allocateWork, expectedSeconds, roundParticipants } from './allocation.ts'
+import { quorumOf, signedBy, type QuorumPolicy, type Signer } from './certificates.ts'
 import { AbortError, abortReason, type Changes, type Clock, sleep, type Supervisor } from './clock.ts'
 import type { Logger } from './log.ts'
 import type { Network } from './network.ts'
@@ -37,6 +41,10 @@ export interface LeaderStats {
 export interface CoordinatorDeps {
   self: string
   term: number
+  /** this term's certificate: its hash goes into every round result */
+  termCert: { hash: string, bytes: Uint8Array }
+  signer: Signer
+  policy: QuorumPolicy
   config: CoordinatorConfig
   clock: Clock
   net: Network
@@ -48,6 +56,10 @@ export interface CoordinatorDeps {
   stats: LeaderStats
   /** live peers, this one included */
   live: () => Heartbeat[]
+  /** a peer did what no honest peer does (a forged signature, a non-finite update) */
+  offence: (peer: string, reason: string, detail: string) => void
+  /** a peer did something suspicious that an honest peer may also do (an update over the norm bound) */
+  note: (peer: string, reason: string, detail: string) => void
   task: () => Task
   /** the leader trains too: hand its own worker the round */
   startLocalWork: (start: RoundStart) => void
@@ -55,7 +67,7 @@ export interface CoordinatorDeps {
   resign: (reason: string) => void
 }
 
-export type RoundPhase = 'collecting' | 'aggregating' | 'evaluating' | 'replicating' | 'done'
+export type RoundPhase = 'collecting' | 'aggregating' | 'evaluating' | 'certifying' | 'done'
 
 export interface RoundSnapshot {
   round: number
@@ -64,10 +76,11 @@ export interface RoundSnapshot {
   updates: number
   expected: number
   dropped: Array<{ peer: string, reason: string }>
+  signatures: number
   deadline: number
 }
 
-type AcceptedUpdate = ClientUpdate & { trainMs: number }
+type AcceptedUpdate = ClientUpdate & { trainMs: number, hash: string }
 
 class RoundError extends Error {
   override name = 'RoundError'
@@ -85,6 +98,9 @@ class RoundState {
   /** when the last update was announced, and when the last update blob arrived */
   lastAnnounced: number
   lastFetched: number
+  /** while certifying: the result proposed, and the participants' signatures of it */
+  resultHash: string | null = null
+  readonly votes = new Map<string, RoundCertVote>()
   /** aborts when the round is over or the term ends: stops every fetch of the round */
   private readonly controller = new AbortController()
   private readonly term: AbortSignal
@@ -140,6 +156,7 @@ export class Coordinator {
       updates: r.updates.size,
       expected: r.start.assignments.length,
       dropped: [...r.dropped].map(([peer, reason]) => ({ peer, reason })),
+      signatures: r.votes.size,
       deadline: r.start.deadline
     }
   }
@@ -159,9 +176,24 @@ export class Coordinator {
     }
   }
 
+  /**
+   * A new leader's first round waits (a few heartbeats at most) until the live peers follow it:
+   * each checks its term certificate first, and only a follower gets work.
+   */
+  private async gatherFollowers (): Promise<void> {
+    const { clock, config, changes } = this.deps
+    const until = clock.now() + 3 * config.heartbeatMs
+    while (this.active && clock.now() < until) {
+      const live = this.deps.live()
+      if (live.every(h => h.peer === this.deps.self || (h.leader === this.deps.self && h.term === this.term))) return
+      await changes.wait(until - clock.now(), this.controller.signal)
+    }
+  }
+
   private async lead (): Promise<void> {
     const { log, stats, config } = this.deps
     let failures = 0
+    await this.gatherFollowers()
     while (this.active) {
       try {
         const outcome = await this.step()
@@ -204,7 +236,7 @@ export class Coordinator {
           return
         }
         state.lastFetched = Math.max(state.lastFetched, clock.now())
-        state.updates.set(update.peer, { peer: update.peer, weights: verdict.weights, numSamples: update.numSamples, trainMs: update.metrics.trainMs })
+        state.updates.set(update.peer, { peer: update.peer, weights: verdict.weights, numSamples: update.numSamples, trainMs: update.metrics.trainMs, hash: update.hash })
       } catch (err) {
         if (state.signal.aborted) return // the round is over; nothing to judge
         this.drop(state, update.peer, 'fetch-failed', (err as Error).message)
@@ -212,6 +244,21 @@ export class Coordinator {
         state.fetching.delete(update.peer)
         changes.notify()
       }
+    })
+  }
+
+  /** A participant's signature of our proposed result: checked, then counted. */
+  onRoundVote (vote: RoundVote): void {
+    const state = this.current
+    if (state === null || !this.active || state.phase !== 'certifying' || vote.term !== this.term || vote.round !== state.start.round) return
+    if (vote.resultHash !== state.resultHash || state.votes.has(vote.peer) || !state.start.assignments.some(a => a.peer === vote.peer)) return
+    this.deps.supervisor.run(`signature of ${short(vote.peer)} for round ${vote.round}`, async () => {
+      if (!await signedBy(vote.peer, roundVoteSigningBytes(vote.resultHash, vote.accuracy, vote.loss, vote.samples), vote.signature)) {
+        this.deps.offence(vote.peer, 'bad-vote', `its signature of round ${vote.round} does not check out`)
+        return
+      }
+      state.votes.set(vote.peer, { peer: vote.peer, accuracy: vote.accuracy, loss: vote.loss, samples: vote.samples, signature: vote.signature })
+      this.deps.changes.notify()
     })
   }
 
@@ -241,6 +288,8 @@ export class Coordinator {
       log.warn('work-failed', { peer, round, reason: detail }, `round ${round}: peer ${short(peer)} could not do its work: ${detail}`)
     } else {
       log.warn('update-rejected', { peer, round, reason, detail }, `round ${round}: update of peer ${short(peer)} dropped (${reason}): ${detail}`)
+      // a failed fetch may be the network's fault; a bad update is the peer's
+      if (reason !== 'fetch-failed') this.deps.offence(peer, reason, `its update of round ${round}: ${detail}`)
     }
   }
 
@@ -258,9 +307,10 @@ export class Coordinator {
     const { replica, config, log, changes } = this.deps
     if (replica.finished) return 'finished'
     if (replica.global === null) await this.initialise()
-    const live = this.deps.live()
+    // work goes to the peers that follow this leader: they have checked its term certificate
+    const live = this.deps.live().filter(h => h.peer === this.deps.self || (h.leader === this.deps.self && h.term === this.term))
     if (live.length < config.minPeers) {
-      if (!this.saidWaiting) log.info('waiting-for-peers', { have: live.length, need: config.minPeers }, `waiting for peers: ${live.length} of ${config.minPeers}`)
+      if (!this.saidWaiting) log.info('waiting-for-peers', { have: live.length, need: config.minPeers }, `waiting for peers to follow: ${live.length} of ${config.minPeers}`)
       this.saidWaiting = true
       this.stallAt = Infinity // too few peers is not a stuck leader: another would wait the same
       await changes.wait(config.heartbeatMs, this.controller.signal)
@@ -290,7 +340,7 @@ export class Coordinator {
     const expected = expectedSeconds(assignments, participants)
     const timeoutMs = expected === undefined ? config.roundTimeoutMs : Math.min(config.roundTimeoutMs, 3000 * expected + 30_000)
     const startedAt = clock.now()
-    const start: RoundStart = { type: 'round-start', v: 1, term: this.term, round, leader: this.deps.self, modelHash: global.hash, deadline: startedAt + timeoutMs, task, assignments }
+    const start: RoundStart = { type: 'round-start', v: PROTOCOL_VERSION, term: this.term, round, leader: this.deps.self, modelHash: global.hash, deadline: startedAt + timeoutMs, task, assignments }
     const state = new RoundState(start, startedAt, this.controller.signal)
     this.current = state
     this.touch(timeoutMs + config.transferTimeoutMs)
@@ -311,8 +361,14 @@ export class Coordinator {
 
       this.enter(state, 'aggregating', timeoutMs)
       const aggregateStart = performance.now()
-      const weights = getStrategy(task.aggregation).aggregate(updates, global.weights)
+      const { weights, dropped } = aggregateRound(updates, global.weights, task)
       const aggregateMs = performance.now() - aggregateStart
+      for (const d of dropped) {
+        stats.rejectedUpdates['norm-bound'] = (stats.rejectedUpdates['norm-bound'] ?? 0) + 1
+        log.warn('update-rejected', { peer: d.peer, round, reason: 'norm-bound', detail: `distance ${d.distance.toPrecision(3)} over the bound ${d.limit.toPrecision(3)}` },
+          `round ${round}: update of peer ${short(d.peer)} left out of the aggregate: its distance from the model, ${d.distance.toPrecision(3)}, is over the bound ${d.limit.toPrecision(3)} (--norm-bound)`)
+        this.deps.note(d.peer, 'norm-bound', `its update of round ${round} is ${d.distance.toPrecision(3)} from the model, over the bound ${d.limit.toPrecision(3)}`)
+      }
       const bad = findNonFinite(weights)
       if (bad !== undefined) throw new RoundError(`the aggregate holds ${bad.value} at ${bad.tensor}[${bad.index}]`)
 
@@ -321,27 +377,48 @@ export class Coordinator {
       const evaluation = await this.deps.trainer.evaluate(task, weights, state.signal)
       const evalMs = performance.now() - evalStart
 
-      this.enter(state, 'replicating', config.transferTimeoutMs)
+      const certifyBudget = config.transferTimeoutMs + Math.max(30_000, 4 * evalMs) + 2 * config.heartbeatMs
+      this.enter(state, 'certifying', certifyBudget)
+      const certifyStart = clock.now()
       const bytes = encodeTensors(weights)
-      const hash = net.blobs.put(bytes, true)
-      let replicateMs: number
-      try {
-        replicateMs = await this.replicate(state, hash)
-      } catch (err) {
-        net.blobs.unpin(hash)
-        throw err
+      const modelHash = net.blobs.put(bytes, true)
+      const result: RoundResult = {
+        kind: 'round-result', v: PROTOCOL_VERSION, term: this.term, round, leader: this.deps.self, prevHash: global.hash, modelHash,
+        aggregation: task.aggregation, trim: task.trim, byzantine: task.byzantine, clip: task.clip, normBound: task.normBound,
+        participants: assignments.map(a => a.peer),
+        contributions: updates.map(u => ({ peer: u.peer, hash: u.hash, numSamples: u.numSamples })).sort((a, b) => (a.peer < b.peer ? -1 : 1)),
+        termCert: this.deps.termCert.hash
       }
+      const resultBytes = encodeResult(result)
+      const resultHash = net.blobs.put(resultBytes, true)
+      let certBytes: Uint8Array
+      try {
+        const leaderSignature = await this.deps.signer.sign(resultSigningBytes(resultHash))
+        state.resultHash = resultHash
+        state.votes.set(this.deps.self, { peer: this.deps.self, accuracy: evaluation.accuracy, loss: evaluation.loss, samples: evaluation.samples, signature: await this.deps.signer.sign(roundVoteSigningBytes(resultHash, evaluation.accuracy, evaluation.loss, evaluation.samples)) })
+        await net.publish({ type: 'round-proposal', v: PROTOCOL_VERSION, term: this.term, round, leader: this.deps.self, resultHash, modelHash })
+        await this.collectSignatures(state, certifyStart + certifyBudget)
+        certBytes = encodeRoundCert({ kind: 'round-cert', v: PROTOCOL_VERSION, result: resultBytes, leaderSignature, votes: [...state.votes.values()].sort((a, b) => (a.peer < b.peer ? -1 : 1)) })
+      } catch (err) {
+        net.blobs.unpin(modelHash)
+        throw err
+      } finally {
+        net.blobs.unpin(resultHash) // the certificate carries the result from now on
+      }
+      const certHash = net.blobs.put(certBytes, true)
+      const certifyMs = clock.now() - certifyStart
 
       const now = clock.now()
       const durationMs = now - startedAt
       const trainMs = Math.max(...updates.map(u => u.trainMs))
       // the split is of the leader's timeline, so its parts add up to the round: transfer is the wait
-      // for update blobs after the last announcement, plus replicating the new model
-      const transferMs = Math.max(0, state.lastFetched - state.lastAnnounced) + replicateMs
+      // for update blobs after the last announcement, plus the participants checking and signing
+      const transferMs = Math.max(0, state.lastFetched - state.lastAnnounced) + certifyMs
       const liveNow = this.deps.live()
+      const votes = [...state.votes.values()]
       const metrics: RoundMetrics = {
-        accuracy: evaluation.accuracy,
-        loss: evaluation.loss,
+        accuracy: median(votes.map(v => v.accuracy)),
+        loss: median(votes.map(v => v.loss)),
         participants: updates.map(u => u.peer),
         activeNodes: liveNow.length,
         gpuNodes: liveNow.filter(h => h.device === 'gpu').length,
@@ -354,15 +431,15 @@ export class Coordinator {
         idleMs: Math.max(0, durationMs - trainMs - transferMs - aggregateMs - evalMs),
         finishedAt: now
       }
-      const finished = round >= task.totalRounds || evaluation.accuracy >= task.targetAccuracy
+      const finished = round >= task.totalRounds || metrics.accuracy >= task.targetAccuracy
       if (!this.active) throw abortReason(this.controller.signal)
-      await net.publish({ type: 'round-done', v: 1, term: this.term, round, leader: this.deps.self, modelHash: hash, metrics, finished })
+      await net.publish({ type: 'round-done', v: PROTOCOL_VERSION, term: this.term, round, leader: this.deps.self, modelHash, certHash, metrics, finished })
       // RoundDone is out: the round is finished network-wide, whatever happens to this term now
       state.phase = 'done'
-      await replica.commit({ round, hash, weights }, bytes, { round, term: this.term, modelHash: hash, metrics })
-      log.info('round-done', { round, term: this.term, modelHash: hash, ...metrics },
-        `round ${round} done in ${(durationMs / 1000).toFixed(1)} s: accuracy ${(100 * evaluation.accuracy).toFixed(2)}%, loss ${evaluation.loss.toFixed(4)}, ${updates.length} updates`)
-      if (finished) replica.finish()
+      net.blobs.unpin(certHash) // the replica keeps it pinned while it is the newest
+      await replica.commit({ round, hash: modelHash, weights }, bytes, { certBytes, termCertBytes: this.deps.termCert.bytes }, { round, term: this.term, modelHash, certHash, metrics })
+      log.info('round-done', { round, term: this.term, modelHash, certHash, signers: votes.length, ...metrics },
+        `round ${round} done in ${(durationMs / 1000).toFixed(1)} s: accuracy ${(100 * metrics.accuracy).toFixed(2)}%, loss ${metrics.loss.toFixed(4)}, ${updates.length} updates, signed by ${votes.length} of ${assignments.length}`)
       return 'closed'
     } finally {
       state.end()
@@ -389,44 +466,39 @@ export class Coordinator {
   }
 
   /**
-   * Offers the round's model and waits until the other live peers hold it. The round counts as
-   * finished only if at least one other live peer holds it, so that it outlives this leader; with
-   * no other peer at all, it says so and goes on alone. Once one copy is out, the rest get about as
-   * long again as the first took: a member that never fetches must not hold every round up.
+   * Waits for the participants' signatures: until every live participant has signed, or once a
+   * quorum has, at most about as long again as that took (a member that never signs must not hold
+   * every round up), or the deadline. Without a quorum the round fails: it is done again.
    */
-  private async replicate (state: RoundState, hash: string): Promise<number> {
-    const { clock, net, config, changes, log } = this.deps
+  private async collectSignatures (state: RoundState, until: number): Promise<void> {
+    const { clock, config, changes, policy } = this.deps
     const round = state.start.round
-    const started = clock.now()
-    await net.publish({ type: 'model-offer', v: 1, term: this.term, round, leader: this.deps.self, modelHash: hash })
-    const until = started + config.transferTimeoutMs + 2 * config.heartbeatMs
-    const holders = (): { others: Heartbeat[], holding: Heartbeat[] } => {
-      const others = this.deps.live().filter(h => h.peer !== this.deps.self)
-      return { others, holding: others.filter(h => h.holds === hash || h.round >= round) }
+    const participants = state.start.assignments.map(a => a.peer)
+    const needed = quorumOf(policy, participants.length)
+    if (participants.length === 1 && policy.allowed === undefined) {
+      if (!this.saidAlone) this.deps.log.warn('alone', { round }, `round ${round} is signed by this peer alone: it proves nothing to others until more peers take part`)
+      this.saidAlone = true
+    } else {
+      this.saidAlone = false
     }
-    let firstHeldAt: number | undefined
+    const started = clock.now()
+    let quorumAt: number | undefined
     while (!state.signal.aborted && clock.now() < until) {
-      const { others, holding } = holders()
-      if (holding.length === others.length) break
+      const live = new Set(this.deps.live().map(h => h.peer))
+      if (participants.every(p => state.votes.has(p) || !live.has(p))) break
       let waitUntil = until
-      if (holding.length > 0) {
-        firstHeldAt ??= clock.now()
-        waitUntil = Math.min(until, firstHeldAt + Math.max(2 * config.heartbeatMs, firstHeldAt - started))
+      if (state.votes.size >= needed) {
+        quorumAt ??= clock.now()
+        waitUntil = Math.min(until, quorumAt + Math.max(2 * config.heartbeatMs, quorumAt - started))
         if (clock.now() >= waitUntil) break
       }
       await changes.wait(waitUntil - clock.now(), state.signal)
     }
     if (state.signal.aborted) throw abortReason(state.signal)
-    const { others, holding } = holders()
-    if (others.length === 0) {
-      if (!this.saidAlone) log.warn('alone', { round }, `round ${round} exists on this peer only: no other peer is live to hold a copy`)
-      this.saidAlone = true
-    } else if (holding.length === 0) {
-      throw new RoundError(`no peer took the model of round ${round} within ${until - started} ms (${others.length} live)`)
-    } else {
-      this.saidAlone = false
+    if (state.votes.size < needed) {
+      const missing = participants.filter(p => !state.votes.has(p)).map(short)
+      throw new RoundError(`only ${state.votes.size} of ${participants.length} participants signed the result of round ${round} within ${until - started} ms, ${needed} needed (missing: ${missing.join(', ')})`)
     }
-    return clock.now() - started
   }
 }
 

@@ -1,43 +1,46 @@
-// Leader election: terms as in Raft, without a log. A leader announces itself in its heartbeats.
-// A peer that has seen no valid leader heartbeat for the lease claims the next term; to avoid
-// duelling claims, peers wait their rank (most finished rounds first, then peer id) in slots.
-// Among leaders, the one with the most finished rounds wins, then the higher term, then the
-// lower peer id; a leader that loses steps down, a winner behind in term bumps its term past
-// the loser's, so no finished round is ever given up for a leader that lacks it.
-// Pure logic: time is passed in, so the rules are tested with fake time.
+// Leader election: terms and votes, as in Raft, without a log. A peer that has seen no heartbeat
+// of a proven leader for the lease becomes a candidate for the next term (peers with more proven
+// rounds first, in slots, so claims rarely collide) and asks for votes. A voter grants one vote
+// per term, only while it has no live proven leader, only to a candidate that proves at least as
+// many finished rounds, and never for a term beyond reach. A candidate with a quorum of votes
+// holds a term certificate that anyone can check; a peer follows only a leader it has proven.
+// Pure logic: time, quorums and proofs are passed in; the node checks signatures and certificates.
+import { MAX_TERM_STEP } from '@dml/protocol'
 
-export interface LeaderClaim {
-  /** the claiming peer */
-  peer: string
+export interface Candidacy {
   term: number
-  /** finished rounds the claimant holds */
-  round: number
+  startedAt: number
+  /** voters and their signatures (ours included) */
+  votes: Map<string, Uint8Array>
 }
 
-export type ObserveResult =
-  | { kind: 'follow' } // accepted: this peer now follows claim.peer
-  | { kind: 'keep' } // the current leader is kept (claim lost the tie-break or is stale)
-  | { kind: 'stale' } // claim is for an older term: reject the message
-  | { kind: 'claim' } // claim is behind us: we claimed a higher term ourselves
-
-export interface ElectionState {
-  term: number
-  leader: string | null
-}
+export type VoteRefusal =
+  | 'stale-term' // not beyond a term we are in or voted in
+  | 'term-out-of-reach' // too far past the highest certified term
+  | 'has-leader' // we follow a live proven leader
+  | 'fewer-rounds' // the candidate proves fewer finished rounds than we hold
+  | 'distrusted' // the candidate led without progress, recently
 
 export class Election {
-  term = 0
-  leader: string | null = null
   readonly self: string
   leaseMs: number
   slotMs: number
-  /** when a valid heartbeat of the current leader was last seen (or when we started waiting) */
-  private lastLeaderSeen: number
-  /** highest term seen in any message; a claim always goes past it */
-  private maxTermSeen = 0
-  /** after giving up leadership, no claim before this time: another peer should lead */
-  private holdOffUntil = 0
+  /** the highest certified term we know: of the leader we follow, or our own */
+  term = 0
+  /** the proven leader we follow, ourselves while leading, or null */
+  leader: string | null = null
+  /** the highest term we voted in (a vote for ourselves as candidate included) */
+  votedTerm = 0
+  candidacy: Candidacy | null = null
+  /** elections this peer won */
   elections = 0
+  /** when a proven heartbeat of our leader was last seen (or when we started waiting) */
+  private lastLeaderSeen: number
+  /** the highest term heard of within reach: the next candidacy goes past it */
+  private heardTerm = 0
+  /** after giving up leadership, no candidacy before this time */
+  private holdOffUntil = 0
+  private readonly distrusted = new Map<string, number>()
 
   constructor (self: string, leaseMs: number, now: number, slotMs = Math.max(200, leaseMs / 5)) {
     this.self = self
@@ -48,70 +51,105 @@ export class Election {
 
   get isLeader (): boolean { return this.leader === this.self }
 
-  /** Any message's term: remembered so a later claim goes past it. */
+  /** A term someone mentions: remembered if it is within reach, so our next candidacy goes past it. */
   noteTerm (term: number): void {
-    if (term > this.maxTermSeen) this.maxTermSeen = term
+    if (term > this.heardTerm && term <= this.term + MAX_TERM_STEP) this.heardTerm = term
   }
 
-  /** Decides on a leader claim (a leader's heartbeat or leader-only message); `myRound` is our finished rounds. */
-  observe (claim: LeaderClaim, myRound: number, now: number): ObserveResult {
-    this.noteTerm(claim.term)
-    if (claim.peer === this.self) return { kind: 'keep' }
-    if (claim.peer === this.leader && claim.term === this.term) {
-      this.lastLeaderSeen = now
-      return { kind: 'keep' }
-    }
-    if (claim.round < myRound) {
-      // the claimant lacks rounds we finished: it must not lead. Take over with a higher term
-      // (a current leader does the same, so its followers stay with it).
-      this.claim(now)
-      return { kind: 'claim' }
-    }
-    if (claim.term < this.term) {
-      // an old term, but more finished rounds than ours (a healed partition): its leader bumps
-      // its term when it sees ours; until then we keep ours
-      return { kind: 'stale' }
-    }
-    if (claim.term === this.term && this.leader !== null && !beats(claim, { peer: this.leader, term: this.term, round: myRound })) {
-      return { kind: 'keep' }
-    }
-    this.term = claim.term
-    this.leader = claim.peer
+  /** Whether the lease of our leader is still running. */
+  leaderLive (now: number): boolean {
+    return this.leader !== null && now - this.lastLeaderSeen < this.leaseMs
+  }
+
+  /** A proven heartbeat of our leader. */
+  leaderSeen (now: number): void {
     this.lastLeaderSeen = now
-    return { kind: 'follow' }
   }
 
   /**
-   * Called periodically. Returns true when this peer claimed leadership for a new term.
-   * `ranked` lists the live peers (self included) by (round desc, id asc): the first claims first.
+   * A proven leader (its term certificate checked): follow it if its term is newer than ours.
+   * 'keep' when it is the leader we follow, 'stale' for an older term.
    */
-  tick (now: number, ranked: string[]): boolean {
-    if (this.isLeader || now < this.holdOffUntil) return false
+  follow (term: number, leader: string, now: number): 'follow' | 'keep' | 'stale' {
+    if (term < this.term || (term === this.term && this.leader !== null && this.leader !== leader)) return 'stale'
+    if (term === this.term && this.leader === leader) {
+      this.lastLeaderSeen = now
+      return 'keep'
+    }
+    this.term = term
+    this.votedTerm = Math.max(this.votedTerm, term)
+    this.leader = leader
+    this.candidacy = null
+    this.lastLeaderSeen = now
+    return 'follow'
+  }
+
+  /**
+   * Called periodically. Returns the term of a candidacy this peer starts now, if any: when it has
+   * no live leader, has waited its rank's slot, and is not holding off.
+   * `ranked` lists the live peers (self included) by proven rounds, most first, then peer id.
+   */
+  tick (now: number, ranked: string[]): number | undefined {
+    if (this.isLeader || now < this.holdOffUntil) return undefined
+    if (this.leaderLive(now)) return undefined
+    if (this.candidacy !== null && now - this.candidacy.startedAt < this.leaseMs) return undefined
     const rank = Math.max(0, ranked.indexOf(this.self))
-    if (now - this.lastLeaderSeen < this.leaseMs + rank * this.slotMs) return false
-    this.claim(now)
+    const waitedFrom = this.candidacy?.startedAt ?? this.lastLeaderSeen
+    if (now - waitedFrom < this.leaseMs + rank * this.slotMs) return undefined
+    return this.stand(now)
+  }
+
+  /** Stands for the next term now, voting for itself. */
+  stand (now: number): number {
+    const term = Math.max(this.term, this.votedTerm, this.heardTerm) + 1
+    this.votedTerm = term
+    this.leader = null
+    this.candidacy = { term, startedAt: now, votes: new Map() }
+    return term
+  }
+
+  /**
+   * Decides on a vote request. `candidateRounds` is what the candidate proved, `ourRounds` what we
+   * hold; `leaderProven` whether the leader we follow is still proven by our view of the members.
+   */
+  decide (request: { term: number, candidate: string }, candidateRounds: number, ourRounds: number, leaderProven: boolean, now: number): VoteRefusal | undefined {
+    if (request.term <= this.votedTerm || request.term <= this.term) return 'stale-term'
+    if (request.term > this.term + MAX_TERM_STEP) return 'term-out-of-reach'
+    const ourLeader = request.candidate === this.leader
+    if (this.leaderLive(now) && leaderProven && !ourLeader) return 'has-leader'
+    if (candidateRounds < ourRounds) return 'fewer-rounds'
+    if ((this.distrusted.get(request.candidate) ?? 0) > now) return 'distrusted'
+    return undefined
+  }
+
+  /** We granted our vote for `term`: one per term, and the election clock starts again. */
+  voted (term: number, now: number): void {
+    this.votedTerm = Math.max(this.votedTerm, term)
+    if (this.leader !== this.self) this.lastLeaderSeen = now
+  }
+
+  /**
+   * A checked vote for our candidacy. Returns true when `hasQuorum` says the votes are enough:
+   * we lead `term` from now on.
+   */
+  addVote (term: number, voter: string, signature: Uint8Array, hasQuorum: (voters: string[]) => boolean, now: number): boolean {
+    const c = this.candidacy
+    if (c === null || c.term !== term) return false
+    c.votes.set(voter, signature)
+    if (!hasQuorum([...c.votes.keys()])) return false
+    this.term = term
+    this.leader = this.self
+    this.lastLeaderSeen = now
+    this.elections++
     return true
   }
 
-  /** A leader hearing of a higher term that it still beats moves past it and stays leader. */
-  bumpTerm (term: number): void {
-    this.noteTerm(term)
-    if (this.isLeader && this.term <= term) this.term = this.maxTermSeen + 1
-    this.maxTermSeen = Math.max(this.maxTermSeen, this.term)
-  }
-
-  /**
-   * Forgets a leader that went silent. The lease keeps counting from its last heartbeat, so the
-   * best-ranked peer claims at once instead of waiting a second lease.
-   */
+  /** Forgets a leader that went silent or gave up; the lease counts from its last heartbeat. */
   leaderLost (): void {
-    this.leader = null
+    if (!this.isLeader) this.leader = null
   }
 
-  /**
-   * Gives up leadership (the coordinator could not make progress). Followers see our heartbeat
-   * follow no one and elect another; we do not claim again for two leases, unless nobody else does.
-   */
+  /** Gives up leadership: followers elect another; we stand again only after two leases. */
   resign (now: number): void {
     if (!this.isLeader) return
     this.leader = null
@@ -119,23 +157,18 @@ export class Election {
     this.holdOffUntil = now + 2 * this.leaseMs
   }
 
-  private claim (now: number): void {
-    this.term = Math.max(this.term, this.maxTermSeen) + 1
-    this.maxTermSeen = this.term
-    this.leader = this.self
-    this.lastLeaderSeen = now
-    this.elections++
+  /** A leader that made no progress: no vote for it, and no following it, until `until`. */
+  distrust (peer: string, until: number): void {
+    this.distrusted.set(peer, until)
+    if (this.leader === peer) this.leader = null
+  }
+
+  isDistrusted (peer: string, now: number): boolean {
+    return (this.distrusted.get(peer) ?? 0) > now
   }
 }
 
-/** Whether leader claim `a` wins over `b` at the same term: more rounds, then lower peer id. */
-export function beats (a: LeaderClaim, b: LeaderClaim): boolean {
-  if (a.round !== b.round) return a.round > b.round
-  if (a.term !== b.term) return a.term > b.term
-  return a.peer < b.peer
-}
-
-/** Live peers ordered by who should claim leadership first. */
+/** Live peers ordered by who should stand first: most proven rounds, then lower peer id. */
 export function rankCandidates (peers: Array<{ peer: string, round: number }>): string[] {
   return [...peers].sort((a, b) => (b.round - a.round) || (a.peer < b.peer ? -1 : a.peer > b.peer ? 1 : 0)).map(p => p.peer)
 }

@@ -7,9 +7,9 @@ import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { identify } from '@libp2p/identify'
 import { gossipsub, type GossipSub, TopicValidatorResult, StrictSign } from '@libp2p/gossipsub'
+import { createTopicScoreParams, type PeerScoreParams, type PeerScoreThresholds } from '@libp2p/gossipsub/score'
 import { mdns } from '@libp2p/mdns'
 import { bootstrap } from '@libp2p/bootstrap'
-import { preSharedKey } from '@libp2p/pnet'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { PeerId, PrivateKey } from '@libp2p/interface'
@@ -17,6 +17,7 @@ import { BLOB_PROTOCOL, CONTROL_TOPIC, MAX_CONTROL_BYTES, type ControlMessage, d
 import { BlobStore, requestBlob, serveBlob, BlobError } from './blob-transfer.ts'
 import { abortReason, deadlineSignal, systemClock } from './clock.ts'
 import type { MessageHandlers, Network } from './network.ts'
+import { privateNetwork } from './private-network.ts'
 
 const MIN_REDIAL_MS = 1000
 const MAX_REDIAL_MS = 30_000
@@ -47,6 +48,23 @@ export interface DmlHost extends Network {
   stop: () => Promise<void>
 }
 
+/**
+ * gossipsub scoring of the control topic: every invalid message costs its sender, and so do the
+ * offences the engine counts (handlers.score). A peer below the graylist threshold is ignored.
+ */
+function scoring (handlers: MessageHandlers): { scoreParams: Partial<PeerScoreParams>, scoreThresholds: Partial<PeerScoreThresholds> } {
+  return {
+    scoreParams: {
+      topics: { [CONTROL_TOPIC]: createTopicScoreParams({ topicWeight: 1, invalidMessageDeliveriesWeight: -10, invalidMessageDeliveriesDecay: 0.9 }) },
+      appSpecificScore: (peer) => handlers.score?.(peer) ?? 0,
+      appSpecificWeight: 1,
+      // peers on one machine are normal here (tests, a lab): no penalty for sharing an address
+      IPColocationFactorWeight: 0
+    },
+    scoreThresholds: { gossipThreshold: -100, publishThreshold: -200, graylistThreshold: -400 }
+  }
+}
+
 export async function startHost (options: HostOptions, handlers: MessageHandlers): Promise<DmlHost> {
   const peerDiscovery = []
   if (options.mdns) peerDiscovery.push(mdns({ interval: 2000 }))
@@ -57,7 +75,13 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
     transports: [tcp()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
-    ...(options.swarmKey !== undefined ? { connectionProtector: preSharedKey({ psk: options.swarmKey }) } : {}),
+    ...(options.swarmKey !== undefined ? { connectionProtector: privateNetwork(options.swarmKey) } : {}),
+    // a banned offender can neither connect nor be dialled until its ban runs out
+    connectionGater: {
+      denyDialPeer: (peer) => handlers.banned?.(peer.toString()) ?? false,
+      denyInboundEncryptedConnection: (peer) => handlers.banned?.(peer.toString()) ?? false,
+      denyOutboundEncryptedConnection: (peer) => handlers.banned?.(peer.toString()) ?? false
+    },
     peerDiscovery,
     services: {
       identify: identify(),
@@ -65,7 +89,8 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
         globalSignaturePolicy: StrictSign,
         allowPublishToZeroTopicPeers: true,
         emitSelf: false,
-        maxInboundDataLength: MAX_CONTROL_BYTES * 2
+        maxInboundDataLength: MAX_CONTROL_BYTES * 2,
+        ...scoring(handlers)
       })
     }
   })
@@ -181,6 +206,11 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
     },
     listenAddrs: () => libp2p.getMultiaddrs().map(a => a.toString()),
     connectedPeers: () => libp2p.getPeers().map(p => p.toString()),
+    hangUp (peer) {
+      let id: PeerId
+      try { id = peerIdFromString(peer) } catch { return }
+      libp2p.hangUp(id).catch(() => {}) // the connection may already be gone: nothing left to close
+    },
     bootstrapState: () => bootstrapPeers.map(({ addr, id }) => {
       const connected = libp2p.getConnections(id).length > 0
       const error = known.get(id.toString())?.lastError

@@ -34,11 +34,11 @@ export class EventProcess {
   private waiters: Waiter[] = []
   onEvent?: (e: LogEvent, p: EventProcess) => void
 
-  constructor (name: string, command: string, args: string[], options: { env?: NodeJS.ProcessEnv, onEvent?: (e: LogEvent, p: EventProcess) => void, wrap?: string[] } = {}) {
+  constructor (name: string, command: string, args: string[], options: { env?: NodeJS.ProcessEnv, onEvent?: (e: LogEvent, p: EventProcess) => void, wrap?: string[], stdin?: boolean } = {}) {
     this.name = name
     this.onEvent = options.onEvent
     const [cmd, ...rest] = [...(options.wrap ?? []), command, ...args]
-    this.child = spawn(cmd, rest, { stdio: ['ignore', 'pipe', 'pipe'], env: options.env ?? process.env })
+    this.child = spawn(cmd, rest, { stdio: [options.stdin === true ? 'pipe' : 'ignore', 'pipe', 'pipe'], env: options.env ?? process.env })
     createInterface({ input: this.child.stdout! }).on('line', line => { this.line(line) })
     createInterface({ input: this.child.stderr! }).on('line', line => { this.stderr.push(line); if (this.stderr.length > 200) this.stderr.shift() })
     this.exited = new Promise(resolve => this.child.once('exit', code => { resolve(code) }))
@@ -82,6 +82,11 @@ export class EventProcess {
       }, timeoutMs)
       this.waiters.push(waiter)
     })
+  }
+
+  /** Writes one line to the process's stdin (started with `stdin: true`). */
+  send (line: string): void {
+    this.child.stdin?.write(`${line}\n`)
   }
 
   kill (signal: NodeJS.Signals = 'SIGTERM'): void {

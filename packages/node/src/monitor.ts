@@ -1,9 +1,14 @@
 // dml-monitor: a passive libp2p peer. It subscribes to the control topic (sending no heartbeats,
-// so it is never counted as a node or assigned work) and prints each round as it finishes.
+// so it is never counted as a node or assigned work) and prints each round as it finishes. It
+// believes a round only with its certificate, as a peer would: a forged "accuracy 100%" is not
+// shown, and a round this monitor cannot prove is marked as such.
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { ControlMessage, Heartbeat, RoundDone } from '@dml/protocol'
-import { helpText, MONITOR_OPTIONS, parseOptions, readSwarmKey } from './config.ts'
+import { CertificateError, isForgery } from './certificates.ts'
+import { Supervisor } from './clock.ts'
+import { helpText, MONITOR_OPTIONS, parseOptions, readAllowList, readSwarmKey } from './config.ts'
 import { startHost } from './host.ts'
+import { Proofs, type ProvenRound } from './proofs.ts'
 
 const SUMMARY = 'Follows dml training live: joins the network as a passive peer and prints every finished round.'
 
@@ -16,26 +21,50 @@ export async function runMonitor (argv: string[]): Promise<number> {
   const json = o.json === true
   const maxRounds = o.rounds as number
   const peers = new Map<string, { hb: Heartbeat, seen: number }>()
-  const seenRounds = new Set<string>()
+  /** rounds shown, and certificates already looked at (a forged one must not hide the real round) */
+  const shownRounds = new Set<number>()
+  const checked = new Set<string>()
   let resolveDone: (() => void) | undefined
   const done = new Promise<void>(resolve => { resolveDone = resolve })
   let count = 0
+  const lifetime = new AbortController()
+  const supervisor = new Supervisor((task, err) => { console.error(`${task} failed: ${(err as Error)?.message ?? String(err)}`) })
+  const allowed = o['allow-peers'] === '' ? undefined : readAllowList(o['allow-peers'] as string)
+  let proofs: Proofs | undefined
 
-  const onRoundDone = (rd: RoundDone): void => {
-    const key = `${rd.term}:${rd.round}`
-    if (seenRounds.has(key)) return
-    seenRounds.add(key)
+  const show = (rd: RoundDone, proven: ProvenRound | undefined, unproven: string | undefined): void => {
+    shownRounds.add(rd.round)
     count++
-    const m = rd.metrics
+    const m = { ...rd.metrics, ...(proven === undefined ? {} : { accuracy: proven.accuracy, loss: proven.loss }) }
     if (json) {
-      console.log(JSON.stringify({ event: 'round', round: rd.round, term: rd.term, leader: rd.leader, modelHash: rd.modelHash, finished: rd.finished, ...m }))
+      console.log(JSON.stringify({ event: 'round', round: rd.round, term: rd.term, leader: rd.leader, modelHash: rd.modelHash, finished: rd.finished, certified: proven !== undefined, signers: proven?.signers.length, ...(unproven === undefined ? {} : { unproven }), ...m }))
     } else {
       console.log(`round ${String(rd.round).padStart(3)}  accuracy ${(100 * m.accuracy).toFixed(2).padStart(6)}%  loss ${m.loss.toFixed(4)}  ` +
         `peers ${m.participants.length}/${m.activeNodes} (gpu ${m.gpuNodes}, cpu ${m.cpuNodes})  ${(m.durationMs / 1000).toFixed(1)} s  ` +
-        `[train ${(m.trainMs / 1000).toFixed(1)} s, transfer ${(m.transferMs / 1000).toFixed(1)} s, eval ${(m.evalMs / 1000).toFixed(1)} s]  leader ${rd.leader.slice(-6)} term ${rd.term}`)
+        `[train ${(m.trainMs / 1000).toFixed(1)} s, transfer ${(m.transferMs / 1000).toFixed(1)} s, eval ${(m.evalMs / 1000).toFixed(1)} s]  leader ${rd.leader.slice(-6)} term ${rd.term}` +
+        (proven !== undefined ? `  signed by ${proven.signers.length}` : `  UNPROVEN (${unproven ?? 'unchecked'})`))
       if (rd.finished) console.log(`training finished at round ${rd.round} with accuracy ${(100 * m.accuracy).toFixed(2)}%`)
     }
     if (rd.finished || (maxRounds > 0 && count >= maxRounds)) resolveDone?.()
+  }
+
+  const onRoundDone = (rd: RoundDone): void => {
+    if (shownRounds.has(rd.round) || checked.has(rd.certHash) || proofs === undefined) return
+    checked.add(rd.certHash)
+    const check = proofs
+    supervisor.run(`check round ${rd.round}`, async () => {
+      try {
+        const proven = await check.round(rd.certHash, [rd.leader, ...peers.keys()])
+        if (proven.result.round !== rd.round || proven.result.modelHash !== rd.modelHash || proven.result.leader !== rd.leader) throw new CertificateError('forged', 'the certificate is of another round')
+        if (!shownRounds.has(rd.round)) show(rd, proven, undefined)
+      } catch (err) {
+        if (isForgery(err)) {
+          console.error(`ignored the round-done of ${rd.leader.slice(-6)} for round ${rd.round}: ${(err as Error).message}`)
+        } else if (!shownRounds.has(rd.round)) {
+          show(rd, undefined, (err as Error).message) // genuine but unproven to this monitor (one peer alone), or unreachable
+        }
+      }
+    })
   }
 
   const deliver = (message: ControlMessage): void => {
@@ -60,9 +89,14 @@ export async function runMonitor (argv: string[]): Promise<number> {
     mdns: o.mdns as boolean,
     swarmKey: o['swarm-key'] === '' ? undefined : readSwarmKey(o['swarm-key'] as string)
   }, { judge: () => 'accept', deliver, rejected: () => {}, subscribed: () => {} })
+  proofs = new Proofs({ net: host, policy: { self: host.peerId, allowed }, transferTimeoutMs: 30_000, signal: lifetime.signal })
   if (json) console.log(JSON.stringify({ event: 'monitor-started', peerId: host.peerId }))
   else console.log(`monitor ${host.peerId} listening; waiting for rounds (Ctrl-C to stop)`)
-  const stop = async (): Promise<void> => { await host.stop() }
+  const stop = async (): Promise<void> => {
+    lifetime.abort()
+    await supervisor.drain()
+    await host.stop()
+  }
   process.once('SIGINT', () => { stop().then(() => process.exit(0)).catch(() => process.exit(1)) })
   process.once('SIGTERM', () => { stop().then(() => process.exit(0)).catch(() => process.exit(1)) })
   await done

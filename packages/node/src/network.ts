@@ -17,6 +17,10 @@ export interface MessageHandlers {
   rejected: (reason: string, from: string) => void
   /** a peer subscribed to the control topic */
   subscribed: (peer: string) => void
+  /** gossipsub's application-specific score of a peer (its offences lower it) */
+  score?: (peer: string) => number
+  /** a peer banned for repeated offences: its connections are refused */
+  banned?: (peer: string) => boolean
 }
 
 export interface FetchOptions {
@@ -36,6 +40,8 @@ export interface Network {
   dialAddrs: (peer: string, addrs: string[]) => void
   listenAddrs: () => string[]
   connectedPeers: () => string[]
+  /** closes every connection to `peer` (a banned offender) */
+  hangUp: (peer: string) => void
 }
 
 /**
@@ -49,7 +55,9 @@ export function lateHandlers (): { handlers: MessageHandlers, bind: (target: Mes
       judge: (message, from) => target?.judge(message, from) ?? 'ignore',
       deliver: (message) => { target?.deliver(message) },
       rejected: (reason, from) => { target?.rejected(reason, from) },
-      subscribed: (peer) => { target?.subscribed(peer) }
+      subscribed: (peer) => { target?.subscribed(peer) },
+      score: (peer) => target?.score?.(peer) ?? 0,
+      banned: (peer) => target?.banned?.(peer) ?? false
     },
     bind: (t) => { target = t }
   }

@@ -1,18 +1,24 @@
 // DmlNode: one peer's engine, wired. It owns the election and routes each control message to the
-// unit it concerns: Membership (heartbeats), Worker (round starts), the Coordinator of the term
-// (updates and failures, while this peer leads), Replica (offers, finished rounds, catch-up).
+// unit it concerns: Membership (heartbeats), Worker (round starts), Verifier (proposals), the
+// Coordinator of the term (updates, failures and signatures, while this peer leads), Replica
+// (finished rounds, catch-up). It follows a leader only once it has checked its term certificate,
+// votes by the rules (election.ts), and counts what peers do wrong (misbehaviour.ts).
 // Time comes from an injected clock and the network through the Network interface, so the whole
 // engine runs in unit tests on an in-memory network with fake time.
-import type { ControlMessage, Device, Heartbeat, RoundStart, Task, UpdateReady, WorkFailed } from '@dml/protocol'
+import { encodeTermCert, MAX_TERM_STEP, PROTOCOL_VERSION, trainingDifference, voteSigningBytes, type ControlMessage, type Device, type Heartbeat, type RoundStart, type Task, type TermCert, type UpdateReady, type Vote, type VoteRequest, type WorkFailed } from '@dml/protocol'
 import type { Checkpoint } from './checkpoint.ts'
+import { CertificateError, coversView, isAllowed, isForgery, isQuorum, signedBy, type QuorumPolicy, type Signer } from './certificates.ts'
 import { Changes, type Clock, isAbort, Supervisor, systemClock } from './clock.ts'
 import { Coordinator, type LeaderStats, type RoundSnapshot, short } from './coordinator.ts'
 import { Election, rankCandidates } from './election.ts'
 import type { Logger } from './log.ts'
 import { Membership } from './membership.ts'
+import { Ledger, OFFENCES } from './misbehaviour.ts'
 import type { MessageHandlers, Network, Verdict } from './network.ts'
+import { Proofs } from './proofs.ts'
 import { Replica, type CheckpointStore } from './replica.ts'
 import type { Trainer } from './trainer.ts'
+import { Verifier } from './verifier.ts'
 import { Worker, type WorkPhase } from './worker.ts'
 
 export interface NodeConfig {
@@ -23,7 +29,7 @@ export interface NodeConfig {
   heartbeatMs: number
   leaseMs: number
   roundTimeoutMs: number
-  /** deadline of one transfer from one source; also how long a leader waits for its model to spread */
+  /** deadline of one transfer from one source */
   transferTimeoutMs: number
 }
 
@@ -40,6 +46,9 @@ export interface NodeDeps {
   backend: BackendInfo
   log: Logger
   store: CheckpointStore
+  signer: Signer
+  /** --allow-peers: the ids allowed to take part; undefined for an open network */
+  allowed?: ReadonlySet<string>
   clock?: Clock
 }
 
@@ -65,13 +74,16 @@ export interface NodeStatus {
   nodes: Array<{ peerId: string, device: Device, backend: string, round: number, samplesPerSec: number, isLeader: boolean }>
   backend: { name: string, device: Device, source: string, warning: string | null }
   task: Task
+  permissioned: boolean
   recovery: Record<string, number>
   rejectedMessages: Record<string, number>
   rejectedUpdates: Record<string, number>
+  /** offences by reason, and the peers that committed them */
+  misbehaviour: { offences: Record<string, number>, bans: number, peers: Array<{ peer: string, offences: Record<string, number>, suspicions: Record<string, number>, banned: boolean }> }
   history: Array<Record<string, unknown>>
 }
 
-const LEADER_MESSAGES = new Set(['round-start', 'model-offer', 'round-done'])
+interface ProvenCert { hash: string, bytes: Uint8Array, cert: TermCert }
 
 export class DmlNode implements MessageHandlers {
   readonly peerId: string
@@ -80,10 +92,12 @@ export class DmlNode implements MessageHandlers {
   readonly membership: Membership
   readonly replica: Replica
   readonly worker: Worker
-  /** the network's task: ours until a leader's RoundStart says otherwise */
-  task: Task
+  readonly verifier: Verifier
+  readonly ledger: Ledger
+  /** this peer's own task: it works only on this (see trainingDifference) */
+  readonly task: Task
   readonly stats: LeaderStats = { roundsRetried: 0, roundsFailed: 0, resignations: 0, rejectedUpdates: {} }
-  readonly counters = { leaderChanges: 0, checkpointsCorrupt: 0 }
+  readonly counters = { leaderChanges: 0, checkpointsCorrupt: 0, leadersDistrusted: 0, votesGiven: 0 }
   /** control messages rejected, by reason */
   readonly rejectedMessages: Record<string, number> = {}
   private readonly net: Network
@@ -91,11 +105,22 @@ export class DmlNode implements MessageHandlers {
   private readonly backend: BackendInfo
   private readonly log: Logger
   private readonly clock: Clock
+  private readonly signer: Signer
+  private readonly policy: QuorumPolicy
+  private readonly proofs: Proofs
   private readonly supervisor: Supervisor
   private readonly changes: Changes
-  /** aborts when the node stops: ends the transfers no round owns (offers, catch-up) */
+  /** aborts when the node stops: ends the transfers no round owns (catch-up, certificates) */
   private readonly lifetime = new AbortController()
   private coordinator: Coordinator | null = null
+  /** the term certificate of the leader we follow, or our own while we lead */
+  private leaderCert: ProvenCert | null = null
+  /** leadership claims and vote requests being checked, by peer: one at a time each */
+  private readonly checking = new Set<string>()
+  /** when the leader we follow should have finished its current round, if it started one */
+  private expectProgressBy: number | null = null
+  private lastProgress: number
+  private progressRound = 0
   private timer: unknown
   private running = false
   private readonly lastSaid = new Map<string, number>()
@@ -108,24 +133,30 @@ export class DmlNode implements MessageHandlers {
     this.trainer = deps.trainer
     this.backend = deps.backend
     this.log = deps.log
+    this.signer = deps.signer
     this.clock = deps.clock ?? systemClock
+    this.lastProgress = this.clock.now()
+    this.policy = { self: this.peerId, allowed: deps.allowed }
     this.changes = new Changes(this.clock)
     this.supervisor = new Supervisor((task, err) => {
       if (isAbort(err) && !this.running) return // stopping ends transfers on purpose
       this.log.warn('task-failed', { task, error: (err as Error)?.message ?? String(err) }, `${task} failed: ${(err as Error)?.message ?? String(err)}`)
     })
+    this.ledger = new Ledger(this.log, () => this.clock.now(), (peer) => { this.net.hangUp(peer) })
     this.election = new Election(this.peerId, config.leaseMs, this.clock.now())
     this.membership = new Membership(config.leaseMs)
+    this.proofs = new Proofs({ net: this.net, policy: this.policy, transferTimeoutMs: config.transferTimeoutMs, signal: this.lifetime.signal })
     this.replica = new Replica({
       net: this.net,
       store: deps.store,
+      proofs: this.proofs,
       log: this.log,
       supervisor: this.supervisor,
       signal: this.lifetime.signal,
       transferTimeoutMs: config.transferTimeoutMs,
       term: () => this.election.term,
       task: () => this.task,
-      onHolds: () => { this.sendHeartbeat() }
+      finishedAfter: (round, accuracy) => round >= this.task.totalRounds || accuracy >= this.task.targetAccuracy
     })
     this.worker = new Worker({
       self: this.peerId,
@@ -135,8 +166,22 @@ export class DmlNode implements MessageHandlers {
       log: this.log,
       now: () => this.clock.now(),
       shard: config.shard,
+      task: () => this.task,
       sources: () => this.membership.live(this.clock.now()).map(h => h.peer),
       report: async (message) => { await this.report(message) }
+    })
+    this.verifier = new Verifier({
+      self: this.peerId,
+      signer: this.signer,
+      net: this.net,
+      trainer: this.trainer,
+      replica: this.replica,
+      log: this.log,
+      supervisor: this.supervisor,
+      transferTimeoutMs: config.transferTimeoutMs,
+      task: () => this.task,
+      sources: () => this.membership.live(this.clock.now()).map(h => h.peer),
+      offence: (leader, detail) => { this.ledger.offence(leader, 'bad-proposal', detail) }
     })
   }
 
@@ -152,6 +197,7 @@ export class DmlNode implements MessageHandlers {
         `resumed from checkpoint: round ${checkpoint.round}, term ${checkpoint.term}`)
       if (checkpoint.round >= this.task.totalRounds || (accuracy ?? 0) >= this.task.targetAccuracy) this.replica.finish()
     }
+    this.progressRound = this.replica.round
     this.running = true
     this.tick()
   }
@@ -160,6 +206,7 @@ export class DmlNode implements MessageHandlers {
     this.running = false
     this.clock.clearTimeout(this.timer)
     this.endTerm('the peer is stopping')
+    this.verifier.stop()
     this.lifetime.abort()
     this.changes.notify()
     await this.worker.stop()
@@ -178,39 +225,53 @@ export class DmlNode implements MessageHandlers {
     }
   }
 
-  /** Live peers, this one first. */
+  /** Live members, this peer first: heard within the lease, and directly connected (a member we cannot reach does not count). */
   live (): Heartbeat[] {
-    return [this.heartbeat(), ...this.membership.live(this.clock.now())]
+    const connected = new Set(this.net.connectedPeers())
+    return [this.heartbeat(), ...this.membership.live(this.clock.now()).filter(h => connected.has(h.peer))]
+  }
+
+  private view (): string[] {
+    return this.live().map(h => h.peer)
   }
 
   // ---- what the network hands us ----------------------------------------------------------
 
   judge (message: ControlMessage, from: string): Verdict {
     if (!this.running) return 'ignore'
-    if (message.type === 'heartbeat') {
-      if (message.leader === message.peer && message.term < this.election.term && message.round <= this.replica.round) return { reject: 'stale' }
-      return 'accept'
+    if (this.ledger.isBanned(from)) return { reject: 'banned' }
+    if (!isAllowed(this.policy, from)) return { reject: 'not-allowed' }
+    switch (message.type) {
+      case 'vote-request':
+        // beyond reach of our certified term: maybe honest and we are behind; never voted for
+        if (message.term > this.election.term + MAX_TERM_STEP) {
+          this.ledger.note(from, 'term-out-of-reach', `asks for votes for term ${message.term}, beyond ${this.election.term + MAX_TERM_STEP}`)
+          return 'ignore'
+        }
+        return 'accept'
+      case 'round-start':
+      case 'round-proposal':
+      case 'round-done':
+        if (message.term < this.election.term) return { reject: 'stale' }
+        if (message.term > this.election.term) return 'ignore' // a leader we have not checked yet
+        return from === this.election.leader ? 'accept' : { reject: 'not-leader' }
+      default:
+        return 'accept' // heartbeats, votes, updates, failures and signatures are checked where they are used
     }
-    if (message.term < this.election.term) return { reject: 'stale' }
-    if (LEADER_MESSAGES.has(message.type) && message.term === this.election.term && from !== this.election.leader) return { reject: 'not-leader' }
-    return 'accept'
   }
 
   deliver (message: ControlMessage): void {
     if (!this.running) return
     switch (message.type) {
       case 'heartbeat': this.onHeartbeat(message); break
-      case 'round-start':
-        if (this.followClaim(message.leader, message.term, message.round - 1)) this.onRoundStart(message)
-        break
+      case 'vote-request': this.onVoteRequest(message); break
+      case 'vote': this.onVote(message); break
+      case 'round-start': this.onRoundStart(message); break
       case 'update-ready': this.coordinator?.onUpdate(message); break
       case 'work-failed': this.coordinator?.onFailure(message); break
-      case 'model-offer':
-        if (this.followClaim(message.leader, message.term, message.round - 1)) this.replica.offered(message, this.sources(message.leader))
-        break
-      case 'round-done':
-        if (this.followClaim(message.leader, message.term, message.round)) this.replica.announce(message, this.sources(message.leader))
-        break
+      case 'round-proposal': if (message.leader !== this.peerId) this.verifier.onProposal(message); break
+      case 'round-vote': this.coordinator?.onRoundVote(message); break
+      case 'round-done': this.replica.announce(message, this.sources(message.leader)); break
       default: {
         const never: never = message
         throw new Error(`unhandled message ${String(never)}`)
@@ -218,9 +279,13 @@ export class DmlNode implements MessageHandlers {
     }
   }
 
-  /** Counts a rejected control message; logs it at most once per peer and reason every 10 s. */
+  /** Counts a rejected control message; an offence is held against its sender. */
   rejected (reason: string, from: string): void {
     this.rejectedMessages[reason] = (this.rejectedMessages[reason] ?? 0) + 1
+    if (OFFENCES.has(reason)) {
+      this.ledger.offence(from, reason, `a ${reason} control message`)
+      return
+    }
     this.sayEvery(`${reason}:${from}`, 10_000, () => {
       this.log.warn('message-rejected', { reason, from, total: this.rejectedMessages[reason] }, `rejected a ${reason} control message from ${short(from)} (${this.rejectedMessages[reason]} so far)`)
     })
@@ -231,13 +296,22 @@ export class DmlNode implements MessageHandlers {
     if (this.running) this.sendHeartbeat()
   }
 
+  /** gossipsub's application score of a peer: its offences cost. */
+  score (peer: string): number {
+    return this.ledger.score(peer)
+  }
+
+  banned (peer: string): boolean {
+    return this.ledger.isBanned(peer)
+  }
+
   // ---- membership and election ------------------------------------------------------------
 
   private heartbeat (): Heartbeat {
     return {
       type: 'heartbeat',
-      v: 1,
-      term: this.election.term,
+      v: PROTOCOL_VERSION,
+      term: this.election.term, // the term of the leader we follow: a leader counts its followers by it
       peer: this.peerId,
       leader: this.election.leader,
       round: this.replica.round,
@@ -246,18 +320,24 @@ export class DmlNode implements MessageHandlers {
       backend: this.backend.backend,
       speed: this.worker.speed,
       addrs: this.net.listenAddrs().slice(0, 16),
-      holds: this.replica.holds
+      termCert: this.election.isLeader ? this.leaderCert?.hash ?? null : null,
+      roundCert: this.replica.cert?.hash ?? null
     }
   }
 
   private sendHeartbeat (): void {
     const heartbeat = this.heartbeat()
-    this.supervisor.run('heartbeat', async () => {
+    this.publish('heartbeat', heartbeat)
+  }
+
+  /** Publishes in the background; a failure is said at most once a minute per error. */
+  private publish (what: string, message: ControlMessage): void {
+    this.supervisor.run(what, async () => {
       try {
-        await this.net.publish(heartbeat)
+        await this.net.publish(message)
       } catch (err) {
         this.sayEvery(`publish:${(err as Error).message}`, 60_000, () => {
-          this.log.warn('publish-failed', { error: (err as Error).message }, `could not send a heartbeat: ${(err as Error).message}`)
+          this.log.warn('publish-failed', { what, error: (err as Error).message }, `could not send a ${what}: ${(err as Error).message}`)
         })
       }
     })
@@ -277,63 +357,199 @@ export class DmlNode implements MessageHandlers {
     }
     if (lost.length > 0) this.changes.notify()
     this.coordinator?.checkProgress(now)
+    this.checkLeaderProgress(now)
+    // a leader whose votes no longer make a majority of the peers it sees (more joined) stands again
+    if (this.election.isLeader && this.leaderCert !== null && !coversView(this.leaderCert.cert, this.policy, this.view())) {
+      this.log.info('re-election', { term: this.election.term }, `more peers than voted for term ${this.election.term}: standing again`)
+      this.endTerm('standing again')
+      this.stand(this.election.stand(now))
+    }
     const ranked = rankCandidates(this.live().map(h => ({ peer: h.peer, round: h.round })))
-    if (this.election.tick(now, ranked)) this.becameLeader()
+    const term = this.election.tick(now, ranked)
+    if (term !== undefined) this.stand(term)
     this.sendHeartbeat()
     this.timer = this.clock.setTimeout(() => { this.tick() }, this.config.heartbeatMs)
   }
 
   private onHeartbeat (hb: Heartbeat): void {
-    if (this.membership.observe(hb, this.clock.now())) {
+    const now = this.clock.now()
+    if (this.membership.observe(hb, now)) {
       this.log.info('peer-joined', { peer: hb.peer, device: hb.device, backend: hb.backend }, `peer ${short(hb.peer)} joined (${hb.device}, ${hb.backend})`)
       this.net.dialAddrs(hb.peer, hb.addrs)
     }
-    // membership, rounds and held models changed: the coordinator and drain() wait on this
+    // membership and rounds changed: the coordinator and drain() wait on this
     this.changes.notify()
+    if (hb.term > this.election.term + MAX_TERM_STEP) this.ledger.note(hb.peer, 'term-out-of-reach', `heartbeats with term ${hb.term}, beyond ${this.election.term + MAX_TERM_STEP}`)
     this.election.noteTerm(hb.term)
-    if (hb.leader === hb.peer) {
-      const follows = this.followClaim(hb.peer, hb.term, hb.round)
-      // catch up: a leader ahead of us has a model we lack (late join, restart, missed RoundDone)
-      if (follows && hb.round > this.replica.round && hb.modelHash !== null) this.replica.catchUp(hb.round, hb.modelHash, this.sources(hb.peer))
-    } else if (hb.peer === this.election.leader && hb.term >= this.election.term) {
-      // our leader no longer leads (it gave up, or follows another): elect anew
+    if (hb.leader === hb.peer && hb.termCert !== null) {
+      this.considerLeader(hb, hb.termCert)
+    } else if (hb.peer === this.election.leader && !this.election.isLeader) {
+      // our leader no longer leads (it gave up, or stands again): elect anew
       this.log.warn('leader-lost', { peer: hb.peer, term: this.election.term }, `leader ${short(hb.peer)} no longer leads term ${this.election.term}`)
       this.election.leaderLost()
       this.worker.abandon(`the leader of term ${this.election.term} gave up`)
     }
   }
 
-  /** Applies a leader claim; true when `leader` is (now) the leader we follow. */
-  private followClaim (leader: string, term: number, round: number): boolean {
-    const wasLeader = this.election.isLeader
-    const before = this.election.leader
-    const result = this.election.observe({ peer: leader, term, round }, this.replica.round, this.clock.now())
-    if (result.kind === 'claim') {
-      // the claimant lacks rounds we finished: we lead a newer term ourselves
-      this.becameLeader()
-      return false
+  /** A leadership claim: follow it once its term certificate checks out; catch up with a proven leader. */
+  private considerLeader (hb: Heartbeat, termCert: string): void {
+    const now = this.clock.now()
+    if (hb.term < this.election.term || this.election.isDistrusted(hb.peer, now)) return
+    if (hb.term === this.election.term && hb.peer === this.election.leader) {
+      this.election.leaderSeen(now)
+      if (hb.round > this.replica.round && hb.roundCert !== null) this.replica.catchUp(hb.roundCert, this.sources(hb.peer))
+      return
     }
-    if (result.kind === 'follow') {
-      if (wasLeader) {
-        this.log.warn('stepped-down', { term, leader }, `stepping down: ${short(leader)} leads term ${term}`)
-        this.endTerm(`${short(leader)} leads term ${term}`)
+    if (this.checking.has(`leader:${hb.peer}`)) return
+    this.checking.add(`leader:${hb.peer}`)
+    this.supervisor.run(`check the leadership claim of ${short(hb.peer)}`, async () => {
+      try {
+        const proven = await this.proofs.term(termCert, this.sources(hb.peer))
+        if (proven.cert.term !== hb.term || proven.cert.leader !== hb.peer) {
+          this.ledger.offence(hb.peer, 'bad-certificate', `its heartbeat claims term ${hb.term} with the certificate of term ${proven.cert.term} of ${short(proven.cert.leader)}`)
+          return
+        }
+        if (!coversView(proven.cert, this.policy, this.view())) {
+          this.ledger.note(hb.peer, 'unproven-leader', `claims term ${hb.term}, but too few of the peers this node sees voted for it`)
+          return
+        }
+        this.followProven({ hash: termCert, ...proven }, hb)
+      } catch (err) {
+        this.onProofFailure(hb.peer, 'its leadership claim', err)
+      } finally {
+        this.checking.delete(`leader:${hb.peer}`)
       }
-      if (before !== leader) this.worker.abandon(`now following ${short(leader)}`)
-      this.counters.leaderChanges++
-      this.log.info('leader-followed', { term, leader }, `following leader ${short(leader)} (term ${term})`)
+    })
+  }
+
+  private onProofFailure (peer: string, what: string, err: unknown): void {
+    const e = err as Error
+    if (isForgery(e)) {
+      this.ledger.offence(peer, 'bad-certificate', `${what}: ${e.message}`)
+    } else if (e instanceof CertificateError) {
+      this.ledger.note(peer, 'unproven-claim', `${what} proves nothing to this peer: ${e.message}`)
+    } else if (!isAbort(e)) {
+      this.sayEvery(`proof:${peer}`, 30_000, () => { this.log.warn('proof-unavailable', { peer, error: e.message }, `could not check ${what} of ${short(peer)}: ${e.message}`) })
     }
-    return this.election.leader === leader && this.election.term === term
+  }
+
+  private followProven (proven: ProvenCert, hb: Heartbeat): void {
+    const now = this.clock.now()
+    const wasLeader = this.election.isLeader
+    const outcome = this.election.follow(proven.cert.term, hb.peer, now)
+    if (outcome === 'stale') return
+    if (outcome === 'follow') {
+      if (wasLeader) {
+        this.log.warn('stepped-down', { term: proven.cert.term, leader: hb.peer }, `stepping down: ${short(hb.peer)} leads term ${proven.cert.term}`)
+        this.endTerm(`${short(hb.peer)} leads term ${proven.cert.term}`)
+      }
+      this.leaderCert = proven
+      this.worker.abandon(`now following ${short(hb.peer)}`)
+      this.counters.leaderChanges++
+      this.expectProgressBy = null
+      this.lastProgress = now
+      this.log.info('leader-followed', { term: proven.cert.term, leader: hb.peer, votes: proven.cert.votes.length }, `following leader ${short(hb.peer)} (term ${proven.cert.term}, ${proven.cert.votes.length} votes)`)
+      this.sendHeartbeat() // the leader gives work to the peers that say they follow it
+    }
+    if (hb.round > this.replica.round && hb.roundCert !== null) this.replica.catchUp(hb.roundCert, this.sources(hb.peer))
+  }
+
+  /** Whether the leader we follow is still proven by the peers we see (a voter sticks to it). */
+  private leaderProven (): boolean {
+    const c = this.leaderCert
+    return c !== null && this.election.leader === c.cert.leader && coversView(c.cert, this.policy, this.view())
+  }
+
+  private onVoteRequest (request: VoteRequest): void {
+    const candidate = request.candidate
+    if (candidate === this.peerId || this.checking.has(`vote:${candidate}`)) return
+    // refuse at once what no proof could change
+    if (this.election.decide(request, Number.MAX_SAFE_INTEGER, this.replica.round, this.leaderProven(), this.clock.now()) !== undefined) return
+    if (request.round < this.replica.round) return
+    this.checking.add(`vote:${candidate}`)
+    this.supervisor.run(`decide on the vote request of ${short(candidate)}`, async () => {
+      try {
+        let proven = 0
+        if (request.round > 0 && request.roundCert !== null) {
+          try {
+            const round = await this.proofs.round(request.roundCert, this.sources(candidate))
+            if (round.result.round !== request.round) {
+              this.ledger.offence(candidate, 'bad-certificate', `it claims round ${request.round} with the certificate of round ${round.result.round}`)
+              return
+            }
+            proven = round.result.round
+          } catch (err) {
+            if (isForgery(err) || !(err instanceof CertificateError)) throw err
+            // genuine but unproven to us (a lone peer's own rounds): its claim counts as no rounds
+          }
+        }
+        const now = this.clock.now()
+        const refusal = this.election.decide(request, proven, this.replica.round, this.leaderProven(), now)
+        if (refusal !== undefined) return
+        this.election.voted(request.term, now)
+        const signature = await this.signer.sign(voteSigningBytes(request.term, candidate))
+        this.counters.votesGiven++
+        this.log.info('voted', { term: request.term, candidate }, `voted for ${short(candidate)} in term ${request.term}`)
+        await this.net.publish({ type: 'vote', v: PROTOCOL_VERSION, term: request.term, candidate, voter: this.peerId, signature })
+      } catch (err) {
+        this.onProofFailure(candidate, 'its vote request', err)
+      } finally {
+        this.checking.delete(`vote:${candidate}`)
+      }
+    })
+  }
+
+  private onVote (vote: Vote): void {
+    if (vote.candidate !== this.peerId || this.election.candidacy?.term !== vote.term) return
+    this.supervisor.run(`count the vote of ${short(vote.voter)}`, async () => {
+      if (!await signedBy(vote.voter, voteSigningBytes(vote.term, this.peerId), vote.signature)) {
+        this.ledger.offence(vote.voter, 'bad-vote', `its vote for term ${vote.term} does not check out`)
+        return
+      }
+      this.countVote(vote.term, vote.voter, vote.signature)
+    })
+  }
+
+  /** Stands for `term`: votes for itself and asks the others. */
+  private stand (term: number): void {
+    this.log.info('election-started', { term, round: this.replica.round }, `standing for term ${term} with ${this.replica.round} finished rounds`)
+    this.supervisor.run(`stand for term ${term}`, async () => {
+      const signature = await this.signer.sign(voteSigningBytes(term, this.peerId))
+      if (this.election.candidacy?.term !== term) return
+      this.countVote(term, this.peerId, signature)
+      if (this.election.isLeader) return // a quorum of one
+      await this.net.publish({ type: 'vote-request', v: PROTOCOL_VERSION, term, candidate: this.peerId, round: this.replica.round, roundCert: this.replica.cert?.hash ?? null })
+    })
+  }
+
+  private countVote (term: number, voter: string, signature: Uint8Array): void {
+    const view = this.view()
+    if (!this.election.addVote(term, voter, signature, voters => isQuorum(voters, this.policy, view), this.clock.now())) return
+    const members = this.policy.allowed ?? new Set(view)
+    const votes = [...this.election.candidacy!.votes].filter(([v]) => members.has(v)).map(([v, s]) => ({ voter: v, signature: s }))
+    this.election.candidacy = null
+    const cert: TermCert = { kind: 'term-cert', v: PROTOCOL_VERSION, term, leader: this.peerId, electorate: [...members], votes }
+    const bytes = encodeTermCert(cert)
+    const hash = this.net.blobs.put(bytes, true)
+    if (this.leaderCert !== null && this.leaderCert.hash !== hash && this.leaderCert.cert.leader === this.peerId) this.net.blobs.unpin(this.leaderCert.hash)
+    this.leaderCert = { hash, bytes, cert }
+    this.becameLeader()
   }
 
   private becameLeader (): void {
     this.endTerm('a newer term began')
     const term = this.election.term
+    const termCert = this.leaderCert!
     this.counters.leaderChanges++
-    this.log.info('leader-elected', { term, round: this.replica.round, peer: this.peerId }, `elected leader for term ${term} at round ${this.replica.round}`)
+    this.log.info('leader-elected', { term, round: this.replica.round, peer: this.peerId, votes: termCert.cert.votes.length },
+      `elected leader for term ${term} at round ${this.replica.round} (${termCert.cert.votes.length} votes)`)
     this.sendHeartbeat()
     const coordinator: Coordinator = new Coordinator({
       self: this.peerId,
       term,
+      termCert: { hash: termCert.hash, bytes: termCert.bytes },
+      signer: this.signer,
+      policy: this.policy,
       config: this.config,
       clock: this.clock,
       net: this.net,
@@ -345,6 +561,8 @@ export class DmlNode implements MessageHandlers {
       stats: this.stats,
       live: () => this.live(),
       task: () => this.task,
+      offence: (peer, reason, detail) => { this.ledger.offence(peer, reason, detail) },
+      note: (peer, reason, detail) => { this.ledger.note(peer, reason, detail) },
       startLocalWork: (start) => { this.onRoundStart(start) },
       resign: (reason) => { this.resign(coordinator, reason) }
     })
@@ -369,15 +587,54 @@ export class DmlNode implements MessageHandlers {
     this.sendHeartbeat()
   }
 
+  /**
+   * A follower's watchdog: a leader whose round is not certified in time (its deadline, bounded by
+   * our own --round-timeout, plus transfers and a grace), or that starts no round while enough
+   * peers follow, is distrusted for a while: we stop following it and vote for no one but another.
+   */
+  private checkLeaderProgress (now: number): void {
+    if (this.replica.round > this.progressRound) {
+      this.progressRound = this.replica.round
+      this.expectProgressBy = null
+      this.lastProgress = now
+    }
+    const leader = this.election.leader
+    if (leader === null || this.election.isLeader || this.replica.finished) return
+    const grace = 2 * this.config.transferTimeoutMs + 30_000 + 4 * this.config.leaseMs
+    let why: string | undefined
+    if (this.expectProgressBy !== null && now > this.expectProgressBy) why = 'its round was not finished by its deadline'
+    else if (this.expectProgressBy === null && now - this.lastProgress > this.config.roundTimeoutMs + grace && this.live().length >= this.config.minPeers) why = 'it started no round while enough peers followed it'
+    if (why === undefined) return
+    const until = now + 10 * this.config.leaseMs
+    this.election.distrust(leader, until)
+    this.leaderCert = null
+    this.expectProgressBy = null
+    this.lastProgress = now
+    this.counters.leadersDistrusted++
+    this.log.warn('leader-distrusted', { leader, term: this.election.term, reason: why }, `no longer following ${short(leader)} (term ${this.election.term}): ${why}; electing another`)
+    this.worker.abandon(`the leader of term ${this.election.term} made no progress`)
+  }
+
   // ---- rounds -------------------------------------------------------------------------------
 
   private onRoundStart (start: RoundStart): void {
-    this.task = start.task
+    if (start.leader !== this.peerId) {
+      const now = this.clock.now()
+      this.expectProgressBy = Math.min(start.deadline, now + this.config.roundTimeoutMs) + 2 * this.config.transferTimeoutMs + 30_000 + 4 * this.config.leaseMs
+      const difference = trainingDifference(this.task, start.task)
+      if (difference !== undefined) {
+        this.sayEvery(`task:${start.leader}:${difference.field}`, 60_000, () => {
+          this.log.warn('task-mismatch', { leader: start.leader, ...difference }, `the leader ${short(start.leader)} trains with ${difference.field} ${String(difference.theirs)}, this peer with ${String(difference.ours)}: start every peer with the same options`)
+        })
+      }
+    }
+    this.verifier.started(start)
     this.worker.start(start)
   }
 
   /** Our worker's result goes to the leader: through gossip, or straight in when we lead its term. */
   private async report (message: UpdateReady | WorkFailed): Promise<void> {
+    if (message.type === 'update-ready') this.verifier.sentUpdate(message.term, message.round, message.hash)
     const coordinator = this.coordinator
     if (coordinator !== null && coordinator.term === message.term) {
       if (message.type === 'update-ready') coordinator.onUpdate(message)
@@ -395,6 +652,7 @@ export class DmlNode implements MessageHandlers {
   private sayEvery (key: string, ms: number, say: () => void): void {
     const now = this.clock.now()
     if (now - (this.lastSaid.get(key) ?? -Infinity) < ms) return
+    if (this.lastSaid.size > 10_000) this.lastSaid.clear()
     this.lastSaid.set(key, now)
     say()
   }
@@ -426,6 +684,7 @@ export class DmlNode implements MessageHandlers {
       nodes: live.map(h => ({ peerId: h.peer, device: h.device, backend: h.backend, round: h.round, samplesPerSec: Math.round(h.speed), isLeader: h.peer === leader })),
       backend: { name: this.backend.backend, device: this.backend.device, source: this.backend.source, warning: this.backend.warning ?? null },
       task: { ...this.task },
+      permissioned: this.policy.allowed !== undefined,
       recovery: {
         ...this.counters,
         ...this.membership.counters,
@@ -433,11 +692,14 @@ export class DmlNode implements MessageHandlers {
         roundsRetried: this.stats.roundsRetried,
         roundsFailed: this.stats.roundsFailed,
         resignations: this.stats.resignations,
-        checkpointErrors: this.replica.counters.checkpointErrors
+        roundsSigned: this.verifier.signed,
+        checkpointErrors: this.replica.counters.checkpointErrors,
+        certificatesRejected: this.replica.counters.certificatesRejected
       },
       rejectedMessages: { ...this.rejectedMessages },
       rejectedUpdates: { ...this.stats.rejectedUpdates },
-      history: this.replica.history.map(r => ({ round: r.round, term: r.term, modelHash: r.modelHash, ...r.metrics }))
+      misbehaviour: { offences: { ...this.ledger.totals }, bans: this.ledger.bans, peers: this.ledger.snapshot() },
+      history: this.replica.history.map(r => ({ round: r.round, term: r.term, modelHash: r.modelHash, certHash: r.certHash, ...r.metrics }))
     }
   }
 }

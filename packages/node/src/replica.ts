@@ -1,16 +1,26 @@
 // Replica: this peer's copy of the global model, the history of finished rounds, and the
-// checkpoints on disk. Every peer has one; the coordinator commits its rounds through it too.
-// Models come from a RoundDone, an offer before it, or a leader heartbeat that shows we are behind.
-import { assertSameShapes, decodeTensors, encodeTensors, type ModelOffer, type NamedTensor, type RoundDone, type Task } from '@dml/protocol'
+// checkpoints on disk. A model counts as a finished round only with its round certificate: the
+// signatures of a quorum of the round's participants, on the result of a leader with a term
+// certificate. The certificate is kept with the model (and on disk), so this peer can prove its
+// rounds to others. Every peer has one; the coordinator commits its rounds through it too.
+import { assertSameShapes, contentHash, decodeTensors, encodeTensors, type NamedTensor, type RoundDone, type RoundMetrics, type Task } from '@dml/protocol'
 import type { Checkpoint, RoundRecord } from './checkpoint.ts'
 import type { Supervisor } from './clock.ts'
 import type { Logger } from './log.ts'
 import type { Network } from './network.ts'
+import type { ProvenRound, Proofs } from './proofs.ts'
 
 export interface GlobalModel {
   round: number
   hash: string
   weights: NamedTensor[]
+}
+
+/** The certificate of the round a peer holds, and of its term: what proves the round to others. */
+export interface HeldCert {
+  hash: string
+  bytes: Uint8Array
+  termBytes: Uint8Array
 }
 
 /** Where checkpoints go: files in --data-dir (checkpoint.ts), or memory in unit tests. */
@@ -21,6 +31,7 @@ export interface CheckpointStore {
 export interface ReplicaDeps {
   net: Network
   store: CheckpointStore
+  proofs: Proofs
   log: Logger
   supervisor: Supervisor
   /** aborts when the peer stops: ends fetches that no round owns */
@@ -29,21 +40,22 @@ export interface ReplicaDeps {
   /** the term and task recorded with a checkpoint */
   term: () => number
   task: () => Task
-  /** this peer now holds a newly offered model: its heartbeat should say so at once */
-  onHolds: () => void
+  /** whether training is over after `round` with a certified `accuracy` (this peer's own options decide) */
+  finishedAfter: (round: number, accuracy: number) => boolean
 }
 
 export class Replica {
   global: GlobalModel | null = null
   history: RoundRecord[] = []
   finished = false
-  /** the newest offered model this peer has fetched (its heartbeats say so) */
-  holds: string | null = null
-  readonly counters = { checkpointErrors: 0 }
+  cert: HeldCert | null = null
+  readonly counters = { checkpointErrors: 0, certificatesRejected: 0 }
   private readonly deps: ReplicaDeps
   private readonly adopting = new Set<string>()
-  /** RoundDone messages by model hash, kept until we hold that model */
-  private readonly announced = new Map<string, RoundDone>()
+  /** a model this peer computed while checking a proposal, kept (and served) until a round is committed */
+  private held: string | null = null
+  /** the last model fetched to train from, which may not be a finished round we hold */
+  private fetched: GlobalModel | null = null
   private readonly finishedListeners: Array<() => void> = []
 
   constructor (deps: ReplicaDeps) { this.deps = deps }
@@ -55,79 +67,85 @@ export class Replica {
     this.global = { round: checkpoint.round, hash: checkpoint.modelHash, weights: decodeTensors(checkpoint.model) }
     this.deps.net.blobs.put(checkpoint.model, true)
     this.history = checkpoint.history
+    if (checkpoint.roundCert !== null && checkpoint.termCert !== null) this.keepCert(checkpoint.roundCert, checkpoint.termCert)
   }
 
-  /** Starts from fresh weights (round 0, nothing to checkpoint yet); returns their blob. */
+  /** Starts from fresh weights (round 0, nothing to prove or checkpoint yet); returns their blob. */
   initialise (weights: NamedTensor[]): Uint8Array {
     const bytes = encodeTensors(weights)
     this.global = { round: 0, hash: this.deps.net.blobs.put(bytes, true), weights }
     return bytes
   }
 
-  /** The weights of model `hash`: ours if we hold it, else fetched from `from` and checked. */
+  /** The weights of model `hash`: ours, or the last fetched, or fetched now from `from` and checked. */
   async weights (hash: string, from: string[], signal: AbortSignal): Promise<NamedTensor[]> {
     if (this.global?.hash === hash) return this.global.weights
+    if (this.fetched?.hash === hash) return this.fetched.weights
     const bytes = await this.deps.net.fetchBlob(hash, from, { signal, timeoutMs: this.deps.transferTimeoutMs })
     const weights = decodeTensors(bytes)
     if (this.global !== null) assertSameShapes(weights, this.global.weights)
+    this.fetched = { round: -1, hash, weights }
     return weights
   }
 
-  /** The leader offers its new model before RoundDone: fetch it now, and say we hold it. */
-  offered (offer: ModelOffer, from: string[]): void {
-    if (this.holds === offer.modelHash || this.adopting.has(offer.modelHash)) return
-    this.adopting.add(offer.modelHash)
-    this.deps.supervisor.run(`fetch the offered model of round ${offer.round}`, async () => {
-      try {
-        const bytes = await this.deps.net.fetchBlob(offer.modelHash, from, { signal: this.deps.signal, timeoutMs: this.deps.transferTimeoutMs })
-        this.deps.net.blobs.put(bytes, true)
-        if (this.holds !== null && this.holds !== this.global?.hash) this.deps.net.blobs.unpin(this.holds)
-        this.holds = offer.modelHash
-        this.deps.onHolds()
-      } finally {
-        this.adopting.delete(offer.modelHash)
-      }
-    })
+  /** Keeps (and serves) a model this peer computed itself, until a round is committed. */
+  hold (bytes: Uint8Array): void {
+    const hash = this.deps.net.blobs.put(bytes, true)
+    if (this.held !== null && this.held !== hash && this.held !== this.global?.hash) this.deps.net.blobs.unpin(this.held)
+    this.held = hash
   }
 
-  /** A RoundDone from our leader: record it, and adopt its model if we do not hold it yet. */
+  /** A RoundDone of our leader: adopt its model once its certificate checks out. */
   announce (done: RoundDone, from: string[]): void {
-    this.announced.set(done.modelHash, done)
-    if (done.round > this.round) this.catchUp(done.round, done.modelHash, from)
-    else this.deps.supervisor.run(`record round ${done.round}`, async () => { await this.recordAnnounced() })
+    this.adopt(done.certHash, from, done.metrics)
   }
 
-  /** Makes round `round`'s model ours: fetch, check the shapes, commit. */
-  catchUp (round: number, hash: string, from: string[]): void {
-    if (round <= this.round || this.adopting.has(hash)) return
-    this.adopting.add(hash)
-    this.deps.supervisor.run(`get the model of round ${round}`, async () => {
+  /** A proven leader shows a newer round than ours, with its certificate: catch up. */
+  catchUp (certHash: string, from: string[]): void {
+    this.adopt(certHash, from)
+  }
+
+  private adopt (certHash: string, from: string[], metrics?: RoundMetrics): void {
+    if (this.cert?.hash === certHash || this.adopting.has(certHash)) return
+    this.adopting.add(certHash)
+    this.deps.supervisor.run(`adopt the round of certificate ${certHash.slice(0, 12)}`, async () => {
       try {
-        const bytes = await this.deps.net.fetchBlob(hash, from, { signal: this.deps.signal, timeoutMs: this.deps.transferTimeoutMs })
-        if (round <= this.round) return
+        let proven: ProvenRound
+        try {
+          proven = await this.deps.proofs.round(certHash, from)
+        } catch (err) {
+          if ((err as Error).name === 'CertificateError' || (err as Error).name === 'MessageError') this.counters.certificatesRejected++
+          throw err
+        }
+        const { result } = proven
+        if (result.round <= this.round) return
+        const bytes = this.deps.net.blobs.get(result.modelHash) ?? await this.deps.net.fetchBlob(result.modelHash, from, { signal: this.deps.signal, timeoutMs: this.deps.transferTimeoutMs })
+        if (contentHash(bytes) !== result.modelHash) throw new Error('the model does not match its certificate')
         const weights = decodeTensors(bytes)
         if (this.global !== null) assertSameShapes(weights, this.global.weights)
-        const done = this.announced.get(hash)
-        await this.commit({ round, hash, weights }, bytes, done === undefined ? undefined : roundRecord(done))
-        this.deps.log.info('model-adopted', { round, modelHash: hash, accuracy: done?.metrics.accuracy },
-          done !== undefined
-            ? `round ${round} done: accuracy ${(100 * done.metrics.accuracy).toFixed(2)}%, loss ${done.metrics.loss.toFixed(4)}, ${done.metrics.participants.length} peers`
-            : `caught up to round ${round}`)
-        await this.recordAnnounced()
+        if (result.round <= this.round) return
+        await this.commit({ round: result.round, hash: result.modelHash, weights }, bytes, proven, recordOf(proven, metrics))
+        this.deps.log.info('model-adopted', { round: result.round, modelHash: result.modelHash, accuracy: proven.accuracy, signers: proven.signers.length },
+          `round ${result.round} done: accuracy ${(100 * proven.accuracy).toFixed(2)}%, loss ${proven.loss.toFixed(4)}, signed by ${proven.signers.length} of ${result.participants.length} peers`)
       } finally {
-        this.adopting.delete(hash)
+        this.adopting.delete(certHash)
       }
     })
   }
 
-  /** Installs a new global model and checkpoints it. */
-  async commit (model: GlobalModel, bytes: Uint8Array, record: RoundRecord | undefined): Promise<void> {
+  /** Installs a proven round's model, with its certificate, and checkpoints it. */
+  async commit (model: GlobalModel, bytes: Uint8Array, proof: { certBytes: Uint8Array, termCertBytes: Uint8Array }, record: RoundRecord): Promise<void> {
     const previous = this.global?.hash
     this.global = model
+    this.fetched = null
     this.deps.net.blobs.put(bytes, true)
     if (previous !== undefined && previous !== model.hash) this.deps.net.blobs.unpin(previous)
-    if (record !== undefined) this.history.push(record)
+    if (this.held !== null && this.held !== model.hash) this.deps.net.blobs.unpin(this.held)
+    this.held = null
+    this.keepCert(proof.certBytes, proof.termCertBytes)
+    this.history.push(record)
     await this.checkpoint()
+    if (this.deps.finishedAfter(model.round, record.metrics.accuracy)) this.finish()
   }
 
   /** Training is over (rounds done or target reached): say so once and release whenFinished(). */
@@ -145,25 +163,25 @@ export class Replica {
     await new Promise<void>(resolve => this.finishedListeners.push(resolve))
   }
 
-  /** Records the RoundDone of the model we hold, if it came after the model; finishes if it says so. */
-  private async recordAnnounced (): Promise<void> {
-    for (const [hash, done] of this.announced) {
-      if (done.round < this.round) this.announced.delete(hash)
-      if (this.global?.hash !== hash) continue
-      this.announced.delete(hash)
-      if (this.history.at(-1)?.round !== done.round) {
-        this.history.push(roundRecord(done))
-        await this.checkpoint()
-      }
-      if (done.finished) this.finish()
+  private keepCert (bytes: Uint8Array, termBytes: Uint8Array): void {
+    const hash = this.deps.net.blobs.put(bytes, true)
+    const termHash = this.deps.net.blobs.put(termBytes, true)
+    if (this.cert !== null && this.cert.hash !== hash) {
+      this.deps.net.blobs.unpin(this.cert.hash)
+      const oldTerm = contentHash(this.cert.termBytes)
+      if (oldTerm !== termHash) this.deps.net.blobs.unpin(oldTerm)
     }
+    this.cert = { hash, bytes, termBytes }
   }
 
   /** A checkpoint that cannot be written is said and counted; the round stays committed in memory. */
   private async checkpoint (): Promise<void> {
     const model = this.global!
     try {
-      await this.deps.store.save({ round: model.round, term: this.deps.term(), modelHash: model.hash, model: this.deps.net.blobs.get(model.hash)!, task: this.deps.task(), history: this.history })
+      await this.deps.store.save({
+        round: model.round, term: this.deps.term(), modelHash: model.hash, model: this.deps.net.blobs.get(model.hash)!,
+        task: this.deps.task(), history: this.history, roundCert: this.cert?.bytes ?? null, termCert: this.cert?.termBytes ?? null
+      })
     } catch (err) {
       this.counters.checkpointErrors++
       this.deps.log.warn('checkpoint-failed', { round: model.round, error: (err as Error).message }, `could not write the checkpoint of round ${model.round}: ${(err as Error).message}`)
@@ -171,6 +189,12 @@ export class Replica {
   }
 }
 
-export function roundRecord (done: RoundDone): RoundRecord {
-  return { round: done.round, term: done.term, modelHash: done.modelHash, metrics: done.metrics }
+/** The history record of a proven round: the leader's account if we have it, with the certified accuracy and loss. */
+function recordOf (proven: ProvenRound, metrics: RoundMetrics | undefined): RoundRecord {
+  const { result } = proven
+  const base: RoundMetrics = metrics ?? {
+    accuracy: 0, loss: 0, participants: result.contributions.map(c => c.peer), activeNodes: 0, gpuNodes: 0, cpuNodes: 0,
+    durationMs: 0, trainMs: 0, transferMs: 0, aggregateMs: 0, evalMs: 0, idleMs: 0, finishedAt: 0
+  }
+  return { round: result.round, term: result.term, modelHash: result.modelHash, certHash: contentHash(proven.certBytes), metrics: { ...base, accuracy: proven.accuracy, loss: proven.loss } }
 }

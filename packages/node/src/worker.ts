@@ -2,7 +2,7 @@
 // leader: an update, or the reason it could not do the work. One job at a time (the model is
 // shared); a newer round, a new leader or stop() aborts the current job through its signal,
 // which reaches the transfer of the start model and every training batch.
-import { encodeTensors, findNonFinite, type Assignment, type RoundStart, type UpdateReady, type WorkFailed } from '@dml/protocol'
+import { encodeTensors, findNonFinite, PROTOCOL_VERSION, trainingDifference, type Assignment, type RoundStart, type Task, type UpdateReady, type WorkFailed } from '@dml/protocol'
 import { AbortError, isAbort } from './clock.ts'
 import type { Logger } from './log.ts'
 import type { Network } from './network.ts'
@@ -25,6 +25,8 @@ export interface WorkerDeps {
   now: () => number
   /** --shard: train this slice instead of the assigned one */
   shard: [number, number] | null
+  /** this peer's own task: it trains only that, whatever a leader asks */
+  task: () => Task
   /** peers to ask for a start model after the leader */
   sources: () => string[]
   /** hands our update-ready or work-failed to the round's leader */
@@ -79,6 +81,9 @@ export class Worker {
     const round = start.round
     try {
       if (signal.aborted) return
+      const task = this.deps.task()
+      const difference = trainingDifference(task, start.task)
+      if (difference !== undefined) throw new Error(`the leader asks for ${difference.field} ${String(difference.theirs)}; this peer trains with ${String(difference.ours)} (start every peer with the same options)`)
       this.phase = { round, state: 'fetching model', done: 0, total: assignment.samples }
       const weights = await replica.weights(start.modelHash, [start.leader, ...this.deps.sources()], signal)
       const shard = this.deps.shard ?? assignment.shard
@@ -86,7 +91,7 @@ export class Worker {
       log.info('train-start', { round, samples: assignment.samples, shard }, `round ${round}: training on ${assignment.samples} samples of shard ${shard[0]}/${shard[1]}`)
       let lastLog = 0
       const result = await trainer.train({
-        task: start.task,
+        task,
         weights,
         shard,
         samples: assignment.samples,
@@ -111,7 +116,7 @@ export class Worker {
         `round ${round}: trained in ${(result.trainMs / 1000).toFixed(1)} s (${Math.round(this.speed)} samples/s), loss ${result.loss.toFixed(4)}`)
       this.phase = { round, state: 'sent', done: assignment.samples, total: assignment.samples }
       await this.send({
-        type: 'update-ready', v: 1, term: start.term, round, peer: self, hash, numSamples: result.numSamples,
+        type: 'update-ready', v: PROTOCOL_VERSION, term: start.term, round, peer: self, hash, numSamples: result.numSamples,
         metrics: { loss: result.loss, trainMs: result.trainMs, samplesPerSec: this.speed }
       })
     } catch (err) {
@@ -122,7 +127,7 @@ export class Worker {
       }
       const reason = (err as Error).message.split('\n')[0].slice(0, 500) || String(err)
       log.warn('train-error', { round, error: reason }, `round ${round}: local work failed: ${reason}`)
-      await this.send({ type: 'work-failed', v: 1, term: start.term, round, peer: self, reason })
+      await this.send({ type: 'work-failed', v: PROTOCOL_VERSION, term: start.term, round, peer: self, reason })
     }
   }
 

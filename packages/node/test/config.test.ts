@@ -23,6 +23,9 @@ describe('options', () => {
     expect(() => parseOptions(['--boostrap', 'x'], NODE_OPTIONS)).to.throw(ConfigError, 'did you mean --bootstrap?')
     expect(() => parseOptions(['--local-epoch', '2'], NODE_OPTIONS)).to.throw(ConfigError, 'did you mean --local-epochs?')
     expect(() => parseOptions(['--zzzzzzzzzz'], NODE_OPTIONS)).to.throw(ConfigError, 'see --help')
+    // names of Object's own properties are unknown flags too, not a crash
+    expect(() => parseOptions(['--constructor', 'x'], NODE_OPTIONS)).to.throw(ConfigError, 'unknown flag --constructor')
+    expect(() => parseOptions(['--no-toString'], NODE_OPTIONS)).to.throw(ConfigError, 'unknown flag')
   })
 
   it('rejects bad values with the reason', () => {

@@ -1,129 +1,104 @@
-// Election rules, with time passed in by hand (fake time): no timers, no network.
+// Election rules, with time passed in by hand (fake time): no timers, no network, no signatures.
 import { expect } from 'chai'
-import { Election, beats, rankCandidates } from '@dml/node'
+import { MAX_TERM_STEP } from '@dml/protocol'
+import { Election, rankCandidates } from '@dml/node'
 
 const A = 'peerA'; const B = 'peerB'; const C = 'peerC'
 const LEASE = 5000
+const SIG = new Uint8Array(64)
+const majorityOf = (n: number) => (voters: string[]): boolean => voters.length > n / 2
 
 describe('election', () => {
-  it('a peer that hears no leader claims term 1 once the lease runs out, not before', () => {
+  it('a peer that hears no leader stands for term 1 once the lease runs out, not before', () => {
     const e = new Election(A, LEASE, 0)
-    expect(e.tick(4999, [A])).to.equal(false)
-    expect(e.tick(5000, [A])).to.equal(true)
-    expect(e).to.include({ term: 1, leader: A, isLeader: true })
+    expect(e.tick(4999, [A])).to.equal(undefined)
+    expect(e.tick(5000, [A])).to.equal(1)
+    expect(e.candidacy?.term).to.equal(1)
+    expect(e.votedTerm).to.equal(1)
+    expect(e.isLeader).to.equal(false) // not before a quorum voted
   })
 
-  it('lower-ranked peers wait extra slots, so the best candidate claims first', () => {
+  it('lower-ranked peers wait extra slots, so the best candidate stands first', () => {
     const ranked = rankCandidates([{ peer: C, round: 3 }, { peer: A, round: 2 }, { peer: B, round: 3 }])
     expect(ranked).to.deep.equal([B, C, A])
     const a = new Election(A, LEASE, 0, 1000)
-    expect(a.tick(5000, ranked)).to.equal(false)
-    expect(a.tick(6999, ranked)).to.equal(false)
-    expect(a.tick(7000, ranked)).to.equal(true)
+    expect(a.tick(5000, ranked)).to.equal(undefined)
+    expect(a.tick(6999, ranked)).to.equal(undefined)
+    expect(a.tick(7000, ranked)).to.equal(1)
   })
 
-  it('a follower keeps its leader while heartbeats arrive within the lease', () => {
+  it('a candidate leads once a quorum voted, and not before', () => {
+    const e = new Election(A, LEASE, 0)
+    const term = e.tick(5000, [A, B, C])!
+    expect(e.addVote(term, A, SIG, majorityOf(3), 5000)).to.equal(false)
+    expect(e.addVote(term, B, SIG, majorityOf(3), 5001)).to.equal(true)
+    expect(e).to.include({ isLeader: true, term: 1, elections: 1 })
+    expect(e.addVote(term + 1, C, SIG, majorityOf(3), 5002)).to.equal(false) // a vote for another term counts for nothing
+  })
+
+  it('a candidacy that gets no quorum within a lease stands again for the next term', () => {
+    const e = new Election(A, LEASE, 0)
+    expect(e.tick(5000, [A, B, C])).to.equal(1)
+    expect(e.tick(9999, [A, B, C])).to.equal(undefined)
+    expect(e.tick(15000, [A, B, C])).to.equal(2)
+  })
+
+  it('a voter grants one vote per term, to a candidate proving at least its rounds', () => {
     const e = new Election(B, LEASE, 0)
-    expect(e.observe({ peer: A, term: 1, round: 0 }, 0, 100).kind).to.equal('follow')
-    for (let t = 1000; t <= 20_000; t += 1000) {
-      e.observe({ peer: A, term: 1, round: 0 }, 0, t)
-      expect(e.tick(t, [B])).to.equal(false)
-    }
-    expect(e.leader).to.equal(A)
+    expect(e.decide({ term: 1, candidate: A }, 3, 3, false, 6000)).to.equal(undefined)
+    e.voted(1, 6000)
+    expect(e.decide({ term: 1, candidate: C }, 3, 3, false, 6001)).to.equal('stale-term')
+    expect(e.decide({ term: 2, candidate: C }, 2, 3, false, 6002)).to.equal('fewer-rounds')
   })
 
-  it('when the leader goes silent, the best-ranked peer claims a higher term as soon as the lease runs out', () => {
+  it('a voter sticks to a live proven leader: no vote for anyone else, a vote for its leader standing again', () => {
     const e = new Election(B, LEASE, 0)
-    e.observe({ peer: A, term: 4, round: 7 }, 7, 1000)
-    expect(e.tick(5999, [B, C])).to.equal(false)
-    e.leaderLost()
-    expect(e.tick(6000, [B, C])).to.equal(true)
-    expect(e.term).to.equal(5)
-    const c = new Election(C, LEASE, 0, 1000)
-    c.observe({ peer: A, term: 4, round: 7 }, 7, 1000)
-    c.leaderLost()
-    expect(c.tick(6999, [B, C])).to.equal(false)
-    expect(c.tick(7000, [B, C])).to.equal(true)
+    expect(e.follow(4, A, 1000)).to.equal('follow')
+    expect(e.decide({ term: 5, candidate: C }, 9, 0, true, 2000)).to.equal('has-leader')
+    expect(e.decide({ term: 5, candidate: A }, 0, 0, true, 2000)).to.equal(undefined)
+    // a leader that more peers joined than voted for it is no longer proven: others may be voted for
+    expect(e.decide({ term: 5, candidate: C }, 0, 0, false, 2000)).to.equal(undefined)
+    // and once its lease runs out, anyone with the rounds may be
+    expect(e.decide({ term: 5, candidate: C }, 0, 0, true, 1000 + LEASE)).to.equal(undefined)
   })
 
-  it('a claim always goes past the highest term seen in any message', () => {
-    const e = new Election(C, LEASE, 0)
-    e.noteTerm(9)
-    e.tick(5000, [C])
-    expect(e.term).to.equal(10)
+  it('no vote for a term beyond reach: a liar cannot push any term past what can be represented', () => {
+    const e = new Election(B, LEASE, 0)
+    e.follow(7, A, 0)
+    expect(e.decide({ term: 7 + MAX_TERM_STEP + 1, candidate: C }, 0, 0, false, 10_000)).to.equal('term-out-of-reach')
+    expect(e.decide({ term: Number.MAX_SAFE_INTEGER, candidate: C }, 0, 0, false, 10_000)).to.equal('term-out-of-reach')
+    e.noteTerm(Number.MAX_SAFE_INTEGER) // a heartbeat that says so is not heard either
+    expect(e.stand(20_000)).to.equal(8)
   })
 
-  it('two claims for the same term: the lower peer id wins and the other steps down', () => {
-    const b = new Election(B, LEASE, 0)
-    b.tick(5000, [B])
-    expect(b.term).to.equal(1)
-    expect(b.observe({ peer: A, term: 1, round: 0 }, 0, 5001).kind).to.equal('follow')
-    expect(b).to.include({ leader: A, isLeader: false })
+  it('a proven leader of a newer term is followed; an older one is stale; a leader steps down', () => {
     const a = new Election(A, LEASE, 0)
-    a.tick(5000, [A])
-    expect(a.observe({ peer: B, term: 1, round: 0 }, 0, 5001).kind).to.equal('keep')
+    const term = a.tick(5000, [A])!
+    a.addVote(term, A, SIG, majorityOf(1), 5000)
     expect(a.isLeader).to.equal(true)
+    expect(a.follow(1, B, 6000)).to.equal('stale') // the same term, another leader: one of us lies
+    expect(a.follow(3, B, 6000)).to.equal('follow')
+    expect(a).to.include({ isLeader: false, leader: B, term: 3 })
+    expect(a.follow(2, C, 6001)).to.equal('stale')
+    expect(a.follow(3, B, 7000)).to.equal('keep')
   })
 
-  it('rejects claims from an older term', () => {
-    const e = new Election(C, LEASE, 0)
-    e.observe({ peer: A, term: 5, round: 2 }, 2, 0)
-    expect(e.observe({ peer: B, term: 4, round: 2 }, 2, 10).kind).to.equal('stale')
-    expect(e.leader).to.equal(A)
-  })
-
-  it('a leader steps down for a higher term that holds as many rounds', () => {
+  it('a leader that resigns stops leading and does not stand again for two leases', () => {
     const a = new Election(A, LEASE, 0)
-    a.tick(5000, [A])
-    expect(a.observe({ peer: B, term: 2, round: 0 }, 0, 6000).kind).to.equal('follow')
-    expect(a).to.include({ isLeader: false, leader: B, term: 2 })
-  })
-
-  it('a claimant missing finished rounds is refused: the peer ahead takes over with a higher term', () => {
-    const c = new Election(C, LEASE, 0)
-    c.observe({ peer: A, term: 3, round: 8 }, 8, 0)
-    const result = c.observe({ peer: B, term: 4, round: 6 }, 8, 100)
-    expect(result.kind).to.equal('claim')
-    expect(c).to.include({ leader: C, term: 5 })
-  })
-
-  it('after a partition, the side with more rounds wins even with a lower term', () => {
-    // side 1: leader A at term 3 with 10 rounds; side 2: leader B at term 6 with 7 rounds
-    const a = new Election(A, LEASE, 0)
-    a.observe({ peer: A, term: 3, round: 10 }, 10, 0) // own claim is ignored
-    a.tick(5000, [A])
-    a.noteTerm(3)
-    expect(a.observe({ peer: B, term: 6, round: 7 }, 10, 6000).kind).to.equal('claim')
-    expect(a.isLeader).to.equal(true)
-    expect(a.term).to.be.greaterThan(6)
-    const b = new Election(B, LEASE, 0)
-    b.observe({ peer: B, term: 6, round: 7 }, 7, 0)
-    b.tick(5000, [B])
-    expect(b.observe({ peer: A, term: a.term, round: 10 }, 7, 6000).kind).to.equal('follow')
-    expect(b.leader).to.equal(A)
-  })
-
-  it('orders leaders: more rounds, then higher term, then lower id', () => {
-    expect(beats({ peer: B, term: 1, round: 5 }, { peer: A, term: 9, round: 4 })).to.equal(true)
-    expect(beats({ peer: B, term: 2, round: 5 }, { peer: A, term: 1, round: 5 })).to.equal(true)
-    expect(beats({ peer: A, term: 2, round: 5 }, { peer: B, term: 2, round: 5 })).to.equal(true)
-    expect(beats({ peer: B, term: 2, round: 5 }, { peer: A, term: 2, round: 5 })).to.equal(false)
-  })
-
-  it('a leader that resigns stops leading and does not claim again for two leases', () => {
-    const a = new Election(A, LEASE, 0)
-    a.tick(5000, [A, B])
-    expect(a.isLeader).to.equal(true)
+    a.addVote(a.tick(5000, [A, B])!, A, SIG, () => true, 5000)
     a.resign(6000)
     expect(a).to.include({ isLeader: false, leader: null })
-    expect(a.tick(6000 + 2 * LEASE - 1, [A, B])).to.equal(false)
-    // the next-ranked peer, meanwhile, claims once the lease from the last leader heartbeat runs out
-    const b = new Election(B, LEASE, 0, 1000)
-    b.observe({ peer: A, term: 1, round: 0 }, 0, 6000)
-    b.leaderLost()
-    expect(b.tick(6000 + LEASE + 1000, [A, B])).to.equal(true)
-    expect(b.term).to.equal(2)
-    // nobody else claimed: after the hold-off the resigned peer may lead again
-    expect(a.tick(6000 + 2 * LEASE, [A, B])).to.equal(true)
+    expect(a.tick(6000 + 2 * LEASE - 1, [A, B])).to.equal(undefined)
+    expect(a.tick(6000 + 2 * LEASE, [A, B])).to.equal(2)
+  })
+
+  it('a distrusted leader is neither followed nor voted for until its time is up', () => {
+    const e = new Election(B, LEASE, 0)
+    e.follow(2, A, 0)
+    e.distrust(A, 60_000)
+    expect(e.leader).to.equal(null)
+    expect(e.isDistrusted(A, 59_999)).to.equal(true)
+    expect(e.decide({ term: 3, candidate: A }, 5, 0, false, 30_000)).to.equal('distrusted')
+    expect(e.decide({ term: 3, candidate: A }, 5, 0, false, 60_000)).to.equal(undefined)
   })
 })

@@ -4,7 +4,6 @@ import { expect } from 'chai'
 import { MAX_ROUND_PEERS, type NamedTensor, type RoundStart } from '@dml/protocol'
 import { MAX_FAILURES_IN_A_ROW } from '@dml/node'
 import { addLiar, TASK, TestCluster, type TestPeer } from './support/cluster.ts'
-import { testPeerId } from './support/memory-network.ts'
 
 /** Tensors of the given shapes, all zero but the first value. */
 const tensors = (first: number, fill = 0) => (shapes: number[][]): NamedTensor[] =>
@@ -25,7 +24,7 @@ function roundStarts (peer: TestPeer): RoundStart[] {
 
 describe('round engine', function () {
   let net: TestCluster
-  beforeEach(() => { net = new TestCluster() })
+  beforeEach(async () => { net = await TestCluster.create() })
   afterEach(async () => { await net.stop() })
 
   it('three peers elect one leader, finish every round, and end on one model', async () => {
@@ -117,13 +116,14 @@ describe('round engine', function () {
   })
 
   it('a stalled transfer of the start model falls over to the next source', async () => {
-    const [a, b] = [net.add(), net.add()]
+    const long = { config: { task: { ...TASK, totalRounds: 30 } } }
+    const [a, b] = [net.add(long), net.add(long)]
     await net.until('round 1 done', () => net.roundsDone().length >= 1)
     const leader = net.leader()!
     const other = leader === a ? b : a
     await net.until('the other peer holds round 1', () => other.node.replica.round >= 1)
     // a newcomer must fetch the model; the leader (asked first) stalls towards it, the other peer serves
-    const late = net.add()
+    const late = net.add(long)
     leader.net.serving = (requester) => requester === late.id ? 'stall' : 'serve'
     await net.until('the newcomer trained a round', () => net.events('train-done', e => e.node === late.id).length > 0)
     const assigned = roundStarts(leader).find(s => s.assignments.some(x => x.peer === late.id))!
@@ -153,6 +153,7 @@ describe('round engine', function () {
   it('evaluation that never returns: the watchdog hands leadership over', async () => {
     const first = net.add({ behaviour: { evaluate: 'hang' } })
     net.add()
+    net.add() // two of three sign without the first: with two peers, both would have to
     await net.until('a round done', () => net.roundsDone().length >= 1, 600_000)
     const resigned = net.events('leader-resigned', e => e.node === first.id)
     expect(resigned).to.have.length(1)
@@ -160,19 +161,20 @@ describe('round engine', function () {
     expect(net.roundsDone()[0].node).to.not.equal(first.id)
   })
 
-  it('replication that no peer completes: the round does not count as finished, and leadership passes on', async () => {
+  it('a result that no participant can check gets no certificate: the round does not count, and leadership passes on', async () => {
     const first = net.add()
     const others = [net.add(), net.add()]
     await net.until('first is leading', () => first.node.isLeading)
-    first.net.serving = 'fail' // nobody can fetch the leader's new model
+    first.net.serving = 'fail' // nobody can fetch the leader's result or its model
     await net.until('a round done', () => net.roundsDone().length >= 1, 600_000)
-    // no round finished on the leader alone: its attempts failed, none was announced
+    // no round finished on the leader's word alone: its attempts failed, none was announced
     expect(first.net.published.some(m => m.type === 'round-done')).to.equal(false)
-    expect(net.events('round-failed', e => e.node === first.id)[0].error).to.match(/no peer took the model of round 1/)
+    expect(net.events('round-failed', e => e.node === first.id)[0].error).to.match(/only 1 of 3 participants signed the result of round 1/)
     expect(net.events('leader-resigned', e => e.node === first.id)).to.have.length(1)
     const done = net.roundsDone()[0]
     expect(done.round).to.equal(1)
     expect(others.map(o => o.id)).to.include(done.node)
+    expect(done.signers).to.be.at.least(2)
   })
 
   it('a leader whose training has finished stays leader and does not resign', async () => {
@@ -185,29 +187,11 @@ describe('round engine', function () {
     expect(leader.node.status().state).to.equal('finished')
   })
 
-  it('a peer alone says that its rounds exist on it only, and goes on', async () => {
+  it('a peer alone says that its rounds prove nothing to others, and goes on', async () => {
     const alone = net.add({ config: { task: { ...TASK, totalRounds: 2 } } })
     await net.until('finished', () => alone.node.replica.finished)
     expect(net.events('alone')).to.have.length(1)
     expect(net.roundsDone()).to.have.length(2)
-  })
-
-  it('a network larger than a round: each RoundStart fits one control message, and peers take turns', async () => {
-    const trainers = [net.add(), net.add()]
-    // heartbeat-only members: the leader counts them, they never train; they go silent after
-    // the first round starts, so that round closes once their lease runs out
-    const idle = Array.from({ length: MAX_ROUND_PEERS + 10 }, (_, i) => net.hub.join(testPeerId(1000 + i)))
-    while (!trainers.some(t => roundStarts(t).length > 0)) {
-      for (const e of idle) {
-        await e.publish({ type: 'heartbeat', v: 1, term: 0, peer: e.peerId, leader: null, round: 0, modelHash: null, device: 'cpu', backend: 'none', speed: 0, addrs: [], holds: null })
-      }
-      await net.clock.advance(1000)
-    }
-    await net.until('round 1 done', () => net.roundsDone().length >= 1)
-    const leader = trainers.find(t => roundStarts(t).length > 0)!
-    const start = roundStarts(leader)[0]
-    expect(start.assignments).to.have.length(MAX_ROUND_PEERS)
-    expect(leader.node.status().activeNodes).to.equal(2)
   })
 
   it('rounds do not pile listeners on the term\'s signal', async () => {

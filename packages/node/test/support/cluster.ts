@@ -1,10 +1,13 @@
 // A network of engines (DmlNode) for unit tests: in-memory network, fake clock, fake trainers,
 // checkpoints in memory. Each peer's trainer and blob serving can be made to misbehave.
-import { encodeTensors, type NamedTensor, type Task } from '@dml/protocol'
-import { DmlNode, sleep, type Checkpoint, type CheckpointStore, type Logger, type NodeConfig, type Trainer, type TrainJob } from '@dml/node'
+import { encodeTensors, PROTOCOL_VERSION, type NamedTensor, type Task } from '@dml/protocol'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import type { PrivateKey } from '@libp2p/interface'
+import { DmlNode, keySigner, sleep, type Checkpoint, type CheckpointStore, type Logger, type NodeConfig, type Signer, type Trainer, type TrainJob } from '@dml/node'
 import { TrainingAborted, type Evaluation, type TrainResult } from '@dml/trainer'
 import { FakeClock } from './fake-clock.ts'
-import { MemoryNetwork, testPeerId, type MemoryEndpoint } from './memory-network.ts'
+import { MemoryNetwork, type MemoryEndpoint } from './memory-network.ts'
 
 export interface LogEntry {
   /** the peer that logged it */
@@ -79,7 +82,16 @@ export interface TestPeer {
   logs: LogEntry[]
 }
 
-export const TASK: Task = { model: 'fake', dataset: 'fake', lr: 0.1, batchSize: 10, localEpochs: 1, totalRounds: 5, targetAccuracy: 1, aggregation: 'fedavg', evalSamples: 100 }
+export const TASK: Task = { model: 'fake', dataset: 'fake', lr: 0.1, batchSize: 10, localEpochs: 1, totalRounds: 5, targetAccuracy: 1, aggregation: 'fedavg', trim: 0.2, byzantine: 1, clip: 1, normBound: 5, evalSamples: 100 }
+
+export interface Identity { id: string, key: PrivateKey, signer: Signer }
+
+/** `n` identities, sorted by peer id: the earlier one wins an election tie. */
+export async function identities (n: number): Promise<Identity[]> {
+  const keys = await Promise.all(Array.from({ length: n }, async () => await generateKeyPair('Ed25519')))
+  return keys.map(key => { const id = peerIdFromPrivateKey(key).toString(); return { id, key, signer: keySigner(id, key) } })
+    .sort((a, b) => (a.id < b.id ? -1 : 1))
+}
 
 export const CONFIG: NodeConfig = { task: TASK, minPeers: 1, shard: null, heartbeatMs: 1000, leaseMs: 5000, roundTimeoutMs: 60_000, transferTimeoutMs: 10_000 }
 
@@ -87,10 +99,26 @@ export class TestCluster {
   readonly clock = new FakeClock()
   readonly hub = new MemoryNetwork(this.clock)
   readonly peers: TestPeer[] = []
+  private readonly keys: Identity[]
+  private used = 0
+
+  private constructor (keys: Identity[]) { this.keys = keys }
+
+  /** A cluster with `n` identities to hand out (sorted: peers added earlier win election ties). */
+  static async create (n = 8): Promise<TestCluster> {
+    return new TestCluster(await identities(n))
+  }
+
+  /** The next identity, for a peer or a liar. */
+  identity (): Identity {
+    const next = this.keys[this.used++]
+    if (next === undefined) throw new Error(`the cluster has only ${this.keys.length} identities: TestCluster.create(more)`)
+    return next
+  }
 
   /** Adds (and starts) a peer; peers added earlier have lower ids and so win election ties. */
-  add (options: { behaviour?: Partial<Behaviour>, config?: Partial<NodeConfig>, id?: string, store?: CheckpointStore } = {}): TestPeer {
-    const id = options.id ?? testPeerId(this.peers.length)
+  add (options: { behaviour?: Partial<Behaviour>, config?: Partial<NodeConfig>, store?: CheckpointStore, allowed?: ReadonlySet<string> } = {}): TestPeer {
+    const { id, signer } = this.identity()
     const net = this.hub.join(id)
     const trainer = new FakeTrainer(this.clock, options.behaviour)
     const logs: LogEntry[] = []
@@ -102,7 +130,9 @@ export class TestCluster {
     const node = new DmlNode({ ...CONFIG, ...options.config }, {
       net, trainer, log, clock: this.clock,
       backend: { backend: 'fake', device: 'cpu', source: 'test' },
-      store: options.store ?? { save: async (c) => { checkpoints.push(c) } }
+      store: options.store ?? { save: async (c) => { checkpoints.push(c) } },
+      signer,
+      allowed: options.allowed
     })
     net.bind(node)
     node.start()
@@ -141,29 +171,35 @@ export class TestCluster {
 }
 
 /**
- * A peer that speaks the protocol and lies: it heartbeats, and to every RoundStart that assigns it
- * work it answers at once with an update of its own making, claiming whatever it likes.
+ * A peer that speaks the protocol and lies: it follows whoever leads, heartbeats, and to every
+ * RoundStart that assigns it work it answers at once with an update of its own making, claiming
+ * whatever it likes. It never checks or signs a result.
  */
 export function addLiar (net: TestCluster, lie: { weights: (shapes: number[][]) => NamedTensor[], numSamples?: (assigned: number) => number }): MemoryEndpoint {
-  const endpoint = net.hub.join(testPeerId(500 + net.peers.length))
+  const endpoint = net.hub.join(net.identity().id)
   const shapes = [[2, 2], [3]]
   let term = 0
+  let leader: string | null = null
+  const send = (message: Parameters<MemoryEndpoint['publish']>[0]): void => { endpoint.publish(message).catch(() => {}) }
   endpoint.bind({
     judge: () => 'accept',
     rejected: () => {},
     subscribed: () => {},
     deliver: (m) => {
-      term = Math.max(term, m.term)
+      if (m.type === 'heartbeat' && m.leader === m.peer && m.termCert !== null && m.term >= term) {
+        term = m.term
+        leader = m.peer
+      }
       if (m.type !== 'round-start') return
       const mine = m.assignments.find(a => a.peer === endpoint.peerId)
       if (mine === undefined) return
       const hash = endpoint.blobs.put(encodeTensors(lie.weights(shapes)), true)
-      endpoint.publish({ type: 'update-ready', v: 1, term: m.term, round: m.round, peer: endpoint.peerId, hash, numSamples: lie.numSamples?.(mine.samples) ?? mine.samples, metrics: { loss: 0.1, trainMs: 10, samplesPerSec: 1000 } }).catch(() => {})
+      send({ type: 'update-ready', v: PROTOCOL_VERSION, term: m.term, round: m.round, peer: endpoint.peerId, hash, numSamples: lie.numSamples?.(mine.samples) ?? mine.samples, metrics: { loss: 0.1, trainMs: 10, samplesPerSec: 1000 } })
     }
   })
   const beat = (): void => {
     if (!endpoint.connected) return
-    endpoint.publish({ type: 'heartbeat', v: 1, term, peer: endpoint.peerId, leader: null, round: 0, modelHash: null, device: 'cpu', backend: 'liar', speed: 0, addrs: [], holds: null }).catch(() => {})
+    send({ type: 'heartbeat', v: PROTOCOL_VERSION, term, peer: endpoint.peerId, leader, round: 0, modelHash: null, device: 'cpu', backend: 'liar', speed: 0, addrs: [], termCert: null, roundCert: null })
     net.clock.setTimeout(beat, 1000)
   }
   beat()

@@ -9,15 +9,6 @@ import type { FakeClock } from './fake-clock.ts'
 /** How a peer answers a blob request: at once, never (until the requester's deadline), or with an error. */
 export type Serving = 'serve' | 'stall' | 'fail'
 
-const BASE58 = '123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz'
-
-/** A well-formed peer id for peer `i`; ids sort in the order of `i`. */
-export function testPeerId (i: number): string {
-  let digits = ''
-  for (let n = i; digits.length < 4; n = Math.floor(n / 58)) digits = BASE58[n % 58] + digits
-  return `12D3KooW${'Q'.repeat(40)}${digits}`
-}
-
 export class MemoryNetwork {
   readonly clock: FakeClock
   private readonly endpoints = new Map<string, MemoryEndpoint>()
@@ -126,6 +117,10 @@ export class MemoryEndpoint implements Network {
     if (bytes === undefined) throw new BlobError('peer answered: not found')
     return bytes.slice()
   }
+
+  /** peers this one hung up on (banned) */
+  readonly hungUp: string[] = []
+  hangUp (peer: string): void { this.hungUp.push(peer) }
 
   dialAddrs (): void {}
   listenAddrs (): string[] { return [`/memory/${this.peerId.slice(-4)}`] }

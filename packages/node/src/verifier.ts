@@ -1,0 +1,146 @@
+// Verifier: a participant's check of its leader's round result, before it signs. It signs only
+// what it computed itself: the result must start from the round's model, use this peer's own
+// aggregation settings, name the round's participants, count this peer's update if it sent one,
+// and its updates, fetched and judged here, aggregated here, must give exactly the leader's model.
+// Then it evaluates the model and signs the result with what it measured. A leader that proposes
+// anything else is named, and its round gets no signature from this peer.
+import { contentHash, decodeResult, encodeTensors, roundVoteSigningBytes, trainingDifference, type NamedTensor, type RoundProposal, type RoundResult, type RoundStart, type RoundVote, type Task } from '@dml/protocol'
+import { aggregateRound, type ClientUpdate } from '@dml/trainer'
+import type { Signer } from './certificates.ts'
+import { AbortError, type Supervisor } from './clock.ts'
+import type { Logger } from './log.ts'
+import type { Network } from './network.ts'
+import type { Replica } from './replica.ts'
+import type { Trainer } from './trainer.ts'
+import { checkUpdate } from './update-check.ts'
+
+export class ProposalError extends Error {
+  override name = 'ProposalError'
+}
+
+export interface VerifierDeps {
+  self: string
+  signer: Signer
+  net: Network
+  trainer: Trainer
+  replica: Replica
+  log: Logger
+  supervisor: Supervisor
+  transferTimeoutMs: number
+  /** this peer's own task: a proposal must aggregate as it would */
+  task: () => Task
+  /** peers to fetch from after the ones a proposal names */
+  sources: () => string[]
+  /** a leader proposed something no honest leader would */
+  offence: (leader: string, detail: string) => void
+}
+
+const KEPT_ROUNDS = 8
+
+export class Verifier {
+  /** rounds verified and signed (for status) */
+  signed = 0
+  private readonly deps: VerifierDeps
+  /** recent round starts of our proven leaders, by term:round */
+  private readonly starts = new Map<string, RoundStart>()
+  /** the update hash this peer sent, by term:round */
+  private readonly sent = new Map<string, string>()
+  private current: AbortController | null = null
+
+  constructor (deps: VerifierDeps) { this.deps = deps }
+
+  /** A round our proven leader started: its assignments are what a proposal must match. */
+  started (start: RoundStart): void {
+    remember(this.starts, `${start.term}:${start.round}`, start)
+  }
+
+  /** Our worker sent `hash` for (term, round): a result of that round must count it. */
+  sentUpdate (term: number, round: number, hash: string): void {
+    remember(this.sent, `${term}:${round}`, hash)
+  }
+
+  /** A proposal of our proven leader: verify it in the background (a newer one replaces it), then sign. */
+  onProposal (proposal: RoundProposal): void {
+    this.current?.abort(new AbortError('a newer proposal came'))
+    const controller = new AbortController()
+    this.current = controller
+    this.deps.supervisor.run(`check the proposal of round ${proposal.round}`, async () => {
+      try {
+        await this.check(proposal, controller.signal)
+      } catch (err) {
+        if (controller.signal.aborted) return
+        const e = err as Error
+        this.deps.log.warn('proposal-rejected', { leader: proposal.leader, round: proposal.round, reason: e.message },
+          `round ${proposal.round}: not signing the result of ${proposal.leader.slice(-6)}: ${e.message}`)
+        if (e.name === 'ProposalError') this.deps.offence(proposal.leader, e.message)
+      }
+    })
+  }
+
+  stop (): void {
+    this.current?.abort(new AbortError('the peer is stopping'))
+  }
+
+  private async check (p: RoundProposal, signal: AbortSignal): Promise<void> {
+    const { net, replica, trainer, signer, self, log } = this.deps
+    const start = this.starts.get(`${p.term}:${p.round}`)
+    if (start === undefined) {
+      log.info('proposal-skipped', { round: p.round, term: p.term }, `round ${p.round}: not checking the result, this peer did not see the round start`)
+      return
+    }
+    if (!start.assignments.some(a => a.peer === self)) return // only the round's participants sign
+    const from = [p.leader, ...this.deps.sources()]
+    const fetch = async (hash: string, first: string[] = []): Promise<Uint8Array> =>
+      await net.fetchBlob(hash, [...first, ...from], { signal, timeoutMs: this.deps.transferTimeoutMs })
+    const previous = await replica.weights(start.modelHash, from, signal)
+    const result = decodeResult(await fetch(p.resultHash))
+    this.match(result, p, start)
+    const assigned = new Map(start.assignments.map(a => [a.peer, a.samples]))
+    const updates = await Promise.all(result.contributions.map(async (c): Promise<ClientUpdate> => {
+      const verdict = checkUpdate(await fetch(c.hash, [c.peer]), c.numSamples, assigned.get(c.peer)!, previous)
+      if (!verdict.ok) throw new ProposalError(`it counts the update of ${c.peer.slice(-6)}, which is ${verdict.reason}: ${verdict.detail}`)
+      return { peer: c.peer, weights: verdict.weights, numSamples: c.numSamples }
+    }))
+    const weights = aggregate(updates, previous, result)
+    const bytes = encodeTensors(weights)
+    const modelHash = contentHash(bytes)
+    if (modelHash !== result.modelHash) throw new ProposalError(`its updates aggregate to ${modelHash.slice(0, 12)}, not to the proposed ${result.modelHash.slice(0, 12)}`)
+    const evaluation = await trainer.evaluate(this.deps.task(), weights, signal)
+    signal.throwIfAborted()
+    replica.hold(bytes)
+    const signature = await signer.sign(roundVoteSigningBytes(p.resultHash, evaluation.accuracy, evaluation.loss, evaluation.samples))
+    const vote: RoundVote = { type: 'round-vote', v: p.v, term: p.term, round: p.round, peer: self, resultHash: p.resultHash, accuracy: evaluation.accuracy, loss: evaluation.loss, samples: evaluation.samples, signature }
+    await net.publish(vote)
+    this.signed++
+    log.info('round-signed', { round: p.round, term: p.term, accuracy: evaluation.accuracy, loss: evaluation.loss },
+      `round ${p.round}: checked and signed the result (accuracy ${(100 * evaluation.accuracy).toFixed(2)}% here)`)
+  }
+
+  /** The result must be the one proposed, of the round we saw start, aggregated as we would. */
+  private match (result: RoundResult, p: RoundProposal, start: RoundStart): void {
+    const fail = (why: string): never => { throw new ProposalError(why) }
+    if (result.term !== p.term || result.round !== p.round || result.leader !== p.leader || result.modelHash !== p.modelHash) fail('its result blob is not the one it proposed')
+    if (result.prevHash !== start.modelHash) fail('its result does not start from the round\'s model')
+    const ours = this.deps.task()
+    const difference = trainingDifference(ours, { ...ours, aggregation: result.aggregation, trim: result.trim, byzantine: result.byzantine, clip: result.clip, normBound: result.normBound })
+    if (difference !== undefined) fail(`it aggregates with ${difference.field} ${String(difference.theirs)}, this peer with ${String(difference.ours)}`)
+    const assigned = start.assignments.map(a => a.peer).sort()
+    if (result.participants.length !== assigned.length || [...result.participants].sort().some((peer, i) => peer !== assigned[i])) fail('its participants are not the round\'s')
+    for (const c of result.contributions) {
+      const a = start.assignments.find(x => x.peer === c.peer)!
+      if (c.numSamples > a.samples) fail(`it counts ${c.numSamples} samples for ${c.peer.slice(-6)}, who was assigned ${a.samples}`)
+    }
+    const mine = this.sent.get(`${p.term}:${p.round}`)
+    // not a lie (the leader may have failed to fetch it), but this peer signs no round that leaves it out
+    if (mine !== undefined && !result.contributions.some(c => c.peer === this.deps.self && c.hash === mine)) throw new Error('it leaves out this peer\'s update')
+  }
+}
+
+function aggregate (updates: ClientUpdate[], previous: NamedTensor[], result: RoundResult): NamedTensor[] {
+  return aggregateRound(updates, previous, result).weights
+}
+
+function remember<T> (map: Map<string, T>, key: string, value: T): void {
+  map.set(key, value)
+  if (map.size > KEPT_ROUNDS) map.delete(map.keys().next().value!)
+}
