@@ -20,6 +20,8 @@ import { checkUpdate } from './update-check.ts'
 
 /** Failed attempts at a round, in a row, after which the leader hands over. */
 export const MAX_FAILURES_IN_A_ROW = 3
+/** The longest a peer that brings nothing goes without work, in rounds. */
+const MAX_BENCH_ROUNDS = 32
 
 export interface CoordinatorConfig {
   minPeers: number
@@ -133,6 +135,12 @@ export class Coordinator {
   private stallAt = Infinity
   private saidWaiting = false
   private saidAlone = false
+  /**
+   * Peers that took work and brought no update that counts (nothing at all, a bad update, a
+   * failure): no work for them until `untilRound`, for 1, 2, 4, ... rounds in a row. One that
+   * contributes again starts afresh. A follower that never delivers costs one round, not every one.
+   */
+  private readonly bench = new Map<string, { untilRound: number, misses: number }>()
 
   constructor (deps: CoordinatorDeps) {
     this.deps = deps
@@ -307,8 +315,12 @@ export class Coordinator {
     const { replica, config, log, changes } = this.deps
     if (replica.finished) return 'finished'
     if (replica.global === null) await this.initialise()
-    // work goes to the peers that follow this leader: they have checked its term certificate
-    const live = this.deps.live().filter(h => h.peer === this.deps.self || (h.leader === this.deps.self && h.term === this.term))
+    // work goes to the peers that follow this leader (they have checked its term certificate),
+    // and not to those on the bench, unless there would be too few without them
+    const followers = this.deps.live().filter(h => h.peer === this.deps.self || (h.leader === this.deps.self && h.term === this.term))
+    const round = replica.round + 1
+    const rested = followers.filter(h => (this.bench.get(h.peer)?.untilRound ?? 0) <= round)
+    const live = rested.length >= config.minPeers ? rested : followers
     if (live.length < config.minPeers) {
       if (!this.saidWaiting) log.info('waiting-for-peers', { have: live.length, need: config.minPeers }, `waiting for peers to follow: ${live.length} of ${config.minPeers}`)
       this.saidWaiting = true
@@ -350,6 +362,7 @@ export class Coordinator {
       await net.publish(start)
       this.deps.startLocalWork(start)
       await this.collect(state)
+      this.benchNonContributors(state)
       const updates = [...state.updates.values()]
       if (updates.length < config.minPeers) {
         stats.roundsRetried++
@@ -444,6 +457,22 @@ export class Coordinator {
     } finally {
       state.end()
       if (this.current === state) this.current = null
+    }
+  }
+
+  private benchNonContributors (state: RoundState): void {
+    const round = state.start.round
+    for (const { peer } of state.start.assignments) {
+      if (peer === this.deps.self) continue
+      if (state.updates.has(peer)) {
+        this.bench.delete(peer)
+        continue
+      }
+      const misses = (this.bench.get(peer)?.misses ?? 0) + 1
+      const rounds = Math.min(MAX_BENCH_ROUNDS, 2 ** (misses - 1))
+      this.bench.set(peer, { untilRound: round + rounds + 1, misses })
+      this.deps.log.info('peer-benched', { peer, round, rounds, reason: state.dropped.get(peer) ?? 'no update' },
+        `round ${round}: peer ${short(peer)} brought no update that counts (${state.dropped.get(peer) ?? 'no update'}): no work for it for ${rounds} round${rounds === 1 ? '' : 's'}`)
     }
   }
 

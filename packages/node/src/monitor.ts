@@ -1,10 +1,11 @@
 // dml-monitor: a passive libp2p peer. It subscribes to the control topic (sending no heartbeats,
 // so it is never counted as a node or assigned work) and prints each round as it finishes. It
 // believes a round only with its certificate, as a peer would: a forged "accuracy 100%" is not
-// shown, and a round this monitor cannot prove is marked as such.
+// shown, and a round this monitor cannot prove (a lone peer's, or a liar's signed by itself) is
+// only a warning line: it neither counts as a round nor ends the monitor.
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { ControlMessage, Heartbeat, RoundDone } from '@dml/protocol'
-import { CertificateError, isForgery } from './certificates.ts'
+import { CertificateError, coversView, isForgery } from './certificates.ts'
 import { Supervisor } from './clock.ts'
 import { helpText, MONITOR_OPTIONS, parseOptions, readAllowList, readSwarmKey } from './config.ts'
 import { startHost } from './host.ts'
@@ -32,17 +33,16 @@ export async function runMonitor (argv: string[]): Promise<number> {
   const allowed = o['allow-peers'] === '' ? undefined : readAllowList(o['allow-peers'] as string)
   let proofs: Proofs | undefined
 
-  const show = (rd: RoundDone, proven: ProvenRound | undefined, unproven: string | undefined): void => {
+  const show = (rd: RoundDone, proven: ProvenRound): void => {
     shownRounds.add(rd.round)
     count++
-    const m = { ...rd.metrics, ...(proven === undefined ? {} : { accuracy: proven.accuracy, loss: proven.loss }) }
+    const m = { ...rd.metrics, accuracy: proven.accuracy, loss: proven.loss }
     if (json) {
-      console.log(JSON.stringify({ event: 'round', round: rd.round, term: rd.term, leader: rd.leader, modelHash: rd.modelHash, finished: rd.finished, certified: proven !== undefined, signers: proven?.signers.length, ...(unproven === undefined ? {} : { unproven }), ...m }))
+      console.log(JSON.stringify({ event: 'round', round: rd.round, term: rd.term, leader: rd.leader, modelHash: rd.modelHash, finished: rd.finished, certified: true, signers: proven.signers.length, ...m }))
     } else {
       console.log(`round ${String(rd.round).padStart(3)}  accuracy ${(100 * m.accuracy).toFixed(2).padStart(6)}%  loss ${m.loss.toFixed(4)}  ` +
         `peers ${m.participants.length}/${m.activeNodes} (gpu ${m.gpuNodes}, cpu ${m.cpuNodes})  ${(m.durationMs / 1000).toFixed(1)} s  ` +
-        `[train ${(m.trainMs / 1000).toFixed(1)} s, transfer ${(m.transferMs / 1000).toFixed(1)} s, eval ${(m.evalMs / 1000).toFixed(1)} s]  leader ${rd.leader.slice(-6)} term ${rd.term}` +
-        (proven !== undefined ? `  signed by ${proven.signers.length}` : `  UNPROVEN (${unproven ?? 'unchecked'})`))
+        `[train ${(m.trainMs / 1000).toFixed(1)} s, transfer ${(m.transferMs / 1000).toFixed(1)} s, eval ${(m.evalMs / 1000).toFixed(1)} s]  leader ${rd.leader.slice(-6)} term ${rd.term}  signed by ${proven.signers.length}`)
       if (rd.finished) console.log(`training finished at round ${rd.round} with accuracy ${(100 * m.accuracy).toFixed(2)}%`)
     }
     if (rd.finished || (maxRounds > 0 && count >= maxRounds)) resolveDone?.()
@@ -56,19 +56,50 @@ export async function runMonitor (argv: string[]): Promise<number> {
       try {
         const proven = await check.round(rd.certHash, [rd.leader, ...peers.keys()])
         if (proven.result.round !== rd.round || proven.result.modelHash !== rd.modelHash || proven.result.leader !== rd.leader) throw new CertificateError('forged', 'the certificate is of another round')
-        if (!shownRounds.has(rd.round)) show(rd, proven, undefined)
+        if (!shownRounds.has(rd.round)) show(rd, proven)
       } catch (err) {
-        if (isForgery(err)) {
-          console.error(`ignored the round-done of ${rd.leader.slice(-6)} for round ${rd.round}: ${(err as Error).message}`)
-        } else if (!shownRounds.has(rd.round)) {
-          show(rd, undefined, (err as Error).message) // genuine but unproven to this monitor (one peer alone), or unreachable
-        }
+        // forged, or genuine but proving nothing to this monitor (one peer alone), or out of reach
+        checked.delete(rd.certHash) // a certificate that could not be fetched may be fetched later
+        if (isForgery(err)) checked.add(rd.certHash)
+        console.error(`ignored the round-done of ${rd.leader.slice(-6)} for round ${rd.round}: ${(err as Error).message}`)
       }
     })
   }
 
+  /**
+   * Leaders whose term certificate this monitor checked, by term. Their leader messages are the only
+   * ones it takes (and so relays): relaying a liar's would make the honest peers score it down.
+   */
+  const provenLeaders = new Map<string, number>()
+  const checkingLeaders = new Set<string>()
+  const saidUnproven = new Set<string>()
+  const considerLeader = (hb: Heartbeat, termCert: string): void => {
+    if (provenLeaders.get(hb.peer) === hb.term || checkingLeaders.has(termCert) || proofs === undefined) return
+    checkingLeaders.add(termCert)
+    const check = proofs
+    supervisor.run(`check the leader ${hb.peer.slice(-6)}`, async () => {
+      try {
+        const { cert } = await check.term(termCert, [hb.peer, ...peers.keys()])
+        const view = [...peers.values()].filter(p => Date.now() - p.seen < 10_000).map(p => p.hb.peer)
+        if (cert.leader !== hb.peer || cert.term !== hb.term || !coversView(cert, { self: host.peerId, allowed }, view)) throw new CertificateError('unproven', 'too few of the peers in view voted for it')
+        provenLeaders.set(hb.peer, hb.term)
+      } catch (err) {
+        if (!saidUnproven.has(hb.peer)) console.error(`not following ${hb.peer.slice(-6)} as leader of term ${hb.term}: ${(err as Error).message}`)
+        saidUnproven.add(hb.peer)
+      } finally {
+        checkingLeaders.delete(termCert)
+      }
+    })
+  }
+
+  const judge = (message: ControlMessage, from: string): 'accept' | 'ignore' => {
+    if (message.type !== 'round-start' && message.type !== 'round-proposal' && message.type !== 'round-done') return 'accept'
+    return provenLeaders.get(from) === message.term ? 'accept' : 'ignore'
+  }
+
   const deliver = (message: ControlMessage): void => {
     if (message.type === 'heartbeat') {
+      if (message.leader === message.peer && message.termCert !== null) considerLeader(message, message.termCert)
       const isNew = !peers.has(message.peer)
       peers.set(message.peer, { hb: message, seen: Date.now() })
       host.dialAddrs(message.peer, message.addrs)
@@ -88,7 +119,7 @@ export async function runMonitor (argv: string[]): Promise<number> {
     bootstrap: o.bootstrap as string[],
     mdns: o.mdns as boolean,
     swarmKey: o['swarm-key'] === '' ? undefined : readSwarmKey(o['swarm-key'] as string)
-  }, { judge: () => 'accept', deliver, rejected: () => {}, subscribed: () => {} })
+  }, { judge, deliver, rejected: () => {}, subscribed: () => {} })
   proofs = new Proofs({ net: host, policy: { self: host.peerId, allowed }, transferTimeoutMs: 30_000, signal: lifetime.signal })
   if (json) console.log(JSON.stringify({ event: 'monitor-started', peerId: host.peerId }))
   else console.log(`monitor ${host.peerId} listening; waiting for rounds (Ctrl-C to stop)`)

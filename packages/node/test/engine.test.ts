@@ -45,7 +45,7 @@ describe('round engine', function () {
       net.add()
       // this peer lies: its update holds a non-finite value, its metrics look fine
       const liar = addLiar(net, { weights: tensors(value) })
-      await net.until('2 rounds done', () => net.roundsDone().length >= 2)
+      await net.until('two of its updates dropped', () => net.events('update-rejected', e => e.node === leader.id).length >= 2)
       const dropped = net.events('update-rejected', e => e.node === leader.id)
       expect(dropped.length).to.be.at.least(2)
       expect(dropped[0]).to.include({ reason, peer: liar.peerId })
@@ -91,6 +91,20 @@ describe('round engine', function () {
     expect(first.participants).to.not.include(stuck.id)
     expect(first.participants).to.have.length(2)
     expect(first.durationMs).to.be.within(59_000, 61_000)
+  })
+
+  it('a follower that takes work and never delivers is benched: only every other round, then fewer, wait for it', async () => {
+    net.add()
+    net.add()
+    const idle = net.add({ behaviour: { train: 'hang' } })
+    await net.until('4 rounds done', () => net.roundsDone().length >= 4, 600_000)
+    const [r1, r2, r3, r4] = net.roundsDone()
+    expect(r1.durationMs).to.be.within(59_000, 61_000) // it was given work, and the round waited for its deadline
+    expect(r2.durationMs).to.be.below(10_000) // benched for one round: nothing to wait for
+    expect(r3.durationMs).to.be.within(25_000, 61_000) // given work again, missed again
+    expect(r4.durationMs).to.be.below(10_000) // benched for two rounds now
+    const benched = net.events('peer-benched', e => e.peer === idle.id)
+    expect(benched.map(b => b.rounds)).to.deep.equal([1, 2])
   })
 
   it('a worker that cannot do its work says why; the leader names it and does not wait for the deadline', async () => {
