@@ -85,16 +85,31 @@ export async function serveBlob (stream: Stream, store: BlobStore): Promise<void
   }
 }
 
+/** How long a transfer may take to get going before its minimum rate applies. */
+const RATE_GRACE_MS = 5000
+
 /**
  * Requests `hash` on an outbound stream; returns the bytes only if they hash to `hash`. When
  * `signal` aborts (the transfer's deadline), the stream is aborted and the read fails at once.
+ * After a grace of RATE_GRACE_MS, a peer sending under `minBytesPerSecond` on average is left
+ * too: one that trickles a byte a second must not hold a transfer for its whole deadline.
  */
-export async function requestBlob (stream: Stream, hash: string, signal?: AbortSignal): Promise<Uint8Array> {
+export async function requestBlob (stream: Stream, hash: string, signal?: AbortSignal, minBytesPerSecond = 0): Promise<Uint8Array> {
   const source = stream[Symbol.asyncIterator]()
   const buffer = new Uint8ArrayList()
   const onAbort = (): void => { stream.abort(abortReason(signal!)) }
   if (signal?.aborted === true) onAbort()
   signal?.addEventListener('abort', onAbort, { once: true })
+  const started = Date.now()
+  let tooSlow: BlobError | undefined
+  const watch = minBytesPerSecond <= 0
+    ? undefined
+    : setInterval(() => {
+      const elapsed = Date.now() - started
+      if (elapsed <= RATE_GRACE_MS || buffer.byteLength >= minBytesPerSecond * (elapsed - RATE_GRACE_MS) / 1000) return
+      tooSlow = new BlobError(`the peer sends under ${Math.round(minBytesPerSecond / 1024)} KiB/s (${buffer.byteLength} bytes in ${(elapsed / 1000).toFixed(1)} s)`)
+      stream.abort(tooSlow)
+    }, 500)
   try {
     await send(stream, frame(encodeCbor({ hash })))
     const header = decodeCbor(await readFrame(source, buffer, MAX_HEADER), MAX_HEADER) as { size?: unknown, error?: unknown }
@@ -110,8 +125,9 @@ export async function requestBlob (stream: Stream, hash: string, signal?: AbortS
     return bytes
   } catch (err) {
     stream.abort(err as Error)
-    throw signal?.aborted === true ? abortReason(signal) : err
+    throw signal?.aborted === true ? abortReason(signal) : tooSlow ?? err
   } finally {
+    clearInterval(watch)
     signal?.removeEventListener('abort', onAbort)
   }
 }

@@ -100,7 +100,7 @@ export async function runNode (argv: string[]): Promise<number> {
   const host = o.host as string
   const port = o.port as number
   const inbox = lateHandlers()
-  const net = await listen(host, port, async () => await startHost({ privateKey: identity.key, host, port, bootstrap: o.bootstrap as string[], mdns: o.mdns as boolean, swarmKey }, inbox.handlers))
+  const net = await listen(host, port, async () => await startHost({ privateKey: identity.key, host, port, bootstrap: o.bootstrap as string[], mdns: o.mdns as boolean, swarmKey, minTransferRate: 1024 * (o['min-transfer-rate'] as number) }, inbox.handlers))
   const node = new DmlNode({
     task,
     minPeers: o['min-peers'] as number,

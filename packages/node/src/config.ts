@@ -79,6 +79,7 @@ export const NODE_OPTIONS = {
   'lease-ms': { kind: 'integer', default: 5000, arg: 'ms', help: 'a leader or peer silent this long is considered gone', check: positive },
   'round-timeout': { kind: 'integer', default: 600, arg: 's', help: 'longest a round may wait for updates, in seconds', check: positive },
   'transfer-timeout': { kind: 'integer', default: 60, arg: 's', help: 'longest one transfer of a model or update from one peer may take, in seconds; then the next peer is asked', check: positive },
+  'min-transfer-rate': { kind: 'integer', default: 64, arg: 'KiB/s', help: 'a peer that sends a model or update slower than this (after 5 s) is left for the next one (0: no minimum)', check: (v: number) => v >= 0 ? undefined : 'must be 0 or more' },
   'exit-when-done': { kind: 'boolean', default: false, help: 'exit once training has finished' },
   'json-logs': { kind: 'boolean', default: false, help: 'log one JSON object per line' },
   help: { kind: 'boolean', default: false, help: 'show this help' }

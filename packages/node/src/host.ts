@@ -32,6 +32,8 @@ export interface HostOptions {
   mdns: boolean
   /** contents of a libp2p swarm key file: only peers holding the same key can connect */
   swarmKey?: Uint8Array
+  /** a transfer slower than this (bytes/s, on average, after a short grace) is left for the next source */
+  minTransferRate?: number
 }
 
 export interface BootstrapState {
@@ -180,7 +182,7 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
         const attempt = deadlineSignal(systemClock, timeoutMs, `no complete answer within ${timeoutMs} ms`, signal)
         try {
           const stream = await libp2p.dialProtocol(peerIdFromString(peer), BLOB_PROTOCOL, { signal: attempt.signal })
-          const bytes = await requestBlob(stream, hash, attempt.signal)
+          const bytes = await requestBlob(stream, hash, attempt.signal, options.minTransferRate ?? 0)
           blobs.put(bytes)
           return bytes
         } catch (err) {

@@ -7,8 +7,8 @@ import { startHost, type DmlHost, type MessageHandlers } from '@dml/node'
 
 const quiet: MessageHandlers = { judge: () => 'ignore', deliver: () => {}, rejected: () => {}, subscribed: () => {} }
 
-async function host (): Promise<DmlHost> {
-  return await startHost({ privateKey: await generateKeyPair('Ed25519'), host: '127.0.0.1', port: 0, bootstrap: [], mdns: false }, quiet)
+async function host (minTransferRate = 0): Promise<DmlHost> {
+  return await startHost({ privateKey: await generateKeyPair('Ed25519'), host: '127.0.0.1', port: 0, bootstrap: [], mdns: false, minTransferRate }, quiet)
 }
 
 /** A host whose blob handler takes the request, maybe says a size, and then sends nothing more. */
@@ -80,6 +80,35 @@ describe('blob transfer between real hosts', function () {
     expect(error?.name).to.equal('BlobError')
     expect(error?.message).to.match(/no complete answer within 500 ms.*no complete answer within 500 ms/)
     expect(Date.now() - started).to.be.within(950, 5000)
+  })
+
+  it('a source that trickles its bytes is left once it falls under the minimum rate, long before the deadline', async () => {
+    const trickler = await host()
+    await trickler.libp2p.unhandle(BLOB_PROTOCOL)
+    await trickler.libp2p.handle(BLOB_PROTOCOL, async (stream) => {
+      const header = encodeCbor({ size: 1_000_000 })
+      const frame = new Uint8Array(4 + header.byteLength)
+      new DataView(frame.buffer).setUint32(0, header.byteLength)
+      frame.set(header, 4)
+      stream.send(frame)
+      for (let i = 0; i < 60 && stream.writeStatus === 'writable'; i++) { // a hundred bytes a second
+        stream.send(new Uint8Array(100))
+        await new Promise(resolve => setTimeout(resolve, 1000))
+      }
+    })
+    hosts.push(trickler)
+    const strict = await host(64 * 1024)
+    hosts.push(strict)
+    await strict.libp2p.dial(trickler.libp2p.getMultiaddrs()[0])
+    const started = Date.now()
+    let error: Error | undefined
+    try {
+      await strict.fetchBlob('a'.repeat(64), [trickler.peerId], { timeoutMs: 60_000 })
+    } catch (err) {
+      error = err as Error
+    }
+    expect(error?.message).to.match(/sends under 64 KiB\/s/)
+    expect(Date.now() - started).to.be.within(5000, 8000)
   })
 
   it('the round\'s signal ends a fetch at once, whatever the deadline', async () => {
