@@ -3,8 +3,8 @@
 // JSON events on stdout. Usage: node test/attacker.ts <key file> <bootstrap multiaddr> [swarm key file]
 import { readFileSync } from 'node:fs'
 import { createInterface } from 'node:readline'
-import { privateKeyFromProtobuf } from '@libp2p/crypto/keys'
-import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { generateKeyPair, privateKeyFromProtobuf } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { encode } from 'cborg'
 import {
   CONTROL_TOPIC, contentHash, decodeTensors, encodeResult, encodeRoundCert, encodeTensors, encodeTermCert, PROTOCOL_VERSION, resultSigningBytes,
@@ -19,6 +19,12 @@ const self = peerIdFromPrivateKey(key).toString()
 const say = (event: string, fields: Record<string, unknown> = {}): void => { console.log(JSON.stringify({ ts: Date.now(), event, ...fields })) }
 
 let attack = 'none'
+/** the command's parameters (a victim's address, a number of identities) */
+let params: Record<string, unknown> = {}
+/** where the sybils listen: the attacker's other "machine" */
+const SYBIL_HOST = '127.0.0.2'
+/** extra identities of this attacker (sybils), each its own libp2p host */
+let sybils: Awaited<ReturnType<typeof startHost>>[] = []
 /** what the honest network looks like, from its leader's heartbeats */
 let leader: Heartbeat | null = null
 let lastStart: RoundStart | null = null
@@ -36,15 +42,25 @@ const publish = async (m: ControlMessage): Promise<void> => {
   try { await host.publish(m) } catch (err) { say('publish-failed', { error: (err as Error).message }) }
 }
 
+/** honest peers heard of */
+const knownPeers: string[] = []
+
 async function onMessage (m: ControlMessage): Promise<void> {
+  if (m.type === 'heartbeat' && m.peer !== self && !sybils.some(h => h.peerId === m.peer) && !knownPeers.includes(m.peer)) knownPeers.push(m.peer)
   if (m.type === 'heartbeat' && m.leader === m.peer && m.termCert !== null) leader = m
   if (m.type !== 'round-start') return
   lastStart = m
-  if (attack !== 'bad-updates') return
   const mine = m.assignments.find(a => a.peer === self)
   if (mine === undefined) return
+  if (attack === 'junk-blob' || attack === 'never-serve') {
+    // an update announced, behind which there is junk or nothing (see the blob handler)
+    say('lied', { round: m.round, lie: attack })
+    await publish({ type: 'update-ready', v: PROTOCOL_VERSION, term: m.term, round: m.round, peer: self, hash: contentHash(new TextEncoder().encode(`junk ${m.round}`)), numSamples: mine.samples, metrics: { loss: 0.01, trainMs: 100, samplesPerSec: 1e6 } })
+    return
+  }
+  if (attack !== 'bad-updates') return
   try {
-    model = decodeTensors(await host.fetchBlob(m.modelHash, [m.leader], { timeoutMs: 10_000 }))
+    model = decodeTensors(await host.fetchBlob(m.modelHash, [m.leader], { timeoutMs: 10_000, maxBytes: 256 * 1024 * 1024 }))
   } catch (err) {
     say('fetch-failed', { error: (err as Error).message })
     return
@@ -122,6 +138,38 @@ async function beat (): Promise<void> {
       await publish({ type: 'vote-request', v: PROTOCOL_VERSION, term: huge, candidate: self, round: round + 1000, roundCert: null })
       return
     }
+    case 'third-party-addrs':
+    case 'sybils':
+      // done by the sybil hosts (see startSybils); this one stays a quiet follower
+      await publish(heartbeat({}))
+      return
+    case 'idle-streams': {
+      // blob streams to every honest peer we know, opened and never used
+      if (params.done === true) return
+      params.done = true
+      const peers = [...new Set(knownPeers)]
+      let opened = 0
+      let refused = 0
+      const streams = []
+      for (const peer of peers) {
+        for (let i = 0; i < 256; i++) {
+          try {
+            streams.push(await host.libp2p.dialProtocol(peerIdFromString(peer), BLOB_PROTOCOL, { signal: AbortSignal.timeout(5000) }))
+            opened++
+          } catch {
+            refused++
+          }
+        }
+      }
+      const started = Date.now()
+      // a stream the remote refuses may look open here until its reset arrives: count what is still open after a moment
+      await new Promise(resolve => setTimeout(resolve, 1000))
+      say('streams-opened', { opened, refused, held: streams.filter(s => s.status === 'open').length })
+      // how long the honest peers let them stay open
+      await Promise.all(streams.map(async (stream) => { for await (const _ of stream) { /* nothing comes */ } }).map(async p => await p.catch(() => {})))
+      say('streams-closed', { afterMs: Date.now() - started, count: streams.length })
+      return
+    }
     case 'storm': {
       const pubsub = host.libp2p.services.pubsub
       for (let i = 0; i < 50; i++) {
@@ -141,18 +189,63 @@ async function beat (): Promise<void> {
 await host.libp2p.unhandle(BLOB_PROTOCOL)
 const honestBlobs = (await import('@dml/node')).serveBlob
 await host.libp2p.handle(BLOB_PROTOCOL, async (stream) => {
-  if (attack === 'stall-leader') {
+  if (attack === 'stall-leader' || attack === 'never-serve') {
     await new Promise(resolve => setTimeout(resolve, 600_000))
+    return
+  }
+  if (attack === 'junk-blob') {
+    // a header announcing 256 MiB, then junk, as fast as the stream takes it
+    const header = encode({ size: 256 * 1024 * 1024 })
+    const frame = new Uint8Array(4 + header.byteLength)
+    new DataView(frame.buffer).setUint32(0, header.byteLength)
+    frame.set(header, 4)
+    stream.send(frame)
+    const junk = new Uint8Array(1024 * 1024).fill(7)
+    for (let i = 0; i < 256 && stream.writeStatus === 'writable'; i++) if (!stream.send(junk)) await stream.onDrain().catch(() => {})
     return
   }
   await honestBlobs(stream, host.blobs)
 }, { maxInboundStreams: 256 })
 
+/**
+ * Sybils: `count` more identities, each its own libp2p host connected to this one only, so their
+ * heartbeats reach the honest peers through this one connection. With `addrs`, they announce
+ * those addresses (a victim's) as their own; with `leaveAfterMs`, they go after that long.
+ */
+async function startSybils (count: number, addrs: string[] | undefined, leaveAfterMs: number | undefined): Promise<void> {
+  const mine = host.libp2p.getMultiaddrs()[0].toString()
+  for (let i = 0; i < count; i++) {
+    // on an address of their own (any 127/8 address is loopback): what the honest peers dial is
+    // this one machine, as behind a real attacker's one IP address
+    const s = await startHost({ privateKey: await generateKeyPair('Ed25519'), host: SYBIL_HOST, port: 0, bootstrap: [mine], mdns: false, swarmKey: swarmKeyFile === undefined ? undefined : readSwarmKey(swarmKeyFile) }, { judge: () => 'accept', deliver: () => {}, rejected: () => {}, subscribed: () => {} })
+    sybils.push(s)
+  }
+  say('sybils-started', { count, peers: sybils.map(h => h.peerId) })
+  const beat = setInterval(() => {
+    for (const s of sybils) {
+      s.publish({ type: 'heartbeat', v: PROTOCOL_VERSION, term: leader?.term ?? 0, peer: s.peerId, leader: leader?.peer ?? null, round: 0, modelHash: null, device: 'gpu', backend: 'sybil', speed: 1e6, addrs: addrs ?? s.listenAddrs(), termCert: null, roundCert: null }).catch(() => {})
+    }
+  }, 1000)
+  if (leaveAfterMs !== undefined) {
+    setTimeout(() => {
+      clearInterval(beat)
+      Promise.all(sybils.map(async s => { await s.stop() })).then(() => {
+        sybils = []
+        say('sybils-gone', {})
+      }, () => {})
+    }, leaveAfterMs)
+  }
+}
+
 setInterval(() => { beat().catch((err: unknown) => { say('beat-failed', { error: (err as Error).message }) }) }, 1000)
 createInterface({ input: process.stdin }).on('line', (line) => {
   try {
-    attack = (JSON.parse(line) as { attack: string }).attack
+    const command = JSON.parse(line) as { attack: string, target?: string, count?: number, leaveAfterMs?: number }
+    attack = command.attack
+    params = {}
     say('attack', { attack })
+    if (attack === 'third-party-addrs') startSybils(command.count ?? 3, [command.target!], command.leaveAfterMs).catch((err: unknown) => { say('sybils-failed', { error: String(err) }) })
+    if (attack === 'sybils') startSybils(command.count ?? 20, undefined, undefined).catch((err: unknown) => { say('sybils-failed', { error: String(err) }) })
   } catch {
     say('bad-command', { line })
   }

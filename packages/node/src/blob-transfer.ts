@@ -66,11 +66,21 @@ async function send (stream: Stream, bytes: Uint8Array): Promise<void> {
   if (!stream.send(bytes)) await stream.onDrain()
 }
 
-/** Serves blobs from `store` on an inbound stream. */
-export async function serveBlob (stream: Stream, store: BlobStore): Promise<void> {
+export interface ServeLimits {
+  /** an inbound stream that has not sent its request by then is closed (an idle stream holds a slot) */
+  requestTimeoutMs: number
+  /** the whole answer must be sent by then: a requester that stops reading does not hold the stream */
+  sendTimeoutMs: number
+}
+
+/** Serves blobs from `store` on an inbound stream, within `limits`. */
+export async function serveBlob (stream: Stream, store: BlobStore, limits: ServeLimits = { requestTimeoutMs: 10_000, sendTimeoutMs: 120_000 }): Promise<void> {
   const source = stream[Symbol.asyncIterator]()
+  let timer = setTimeout(() => { stream.abort(new BlobError(`no request within ${limits.requestTimeoutMs} ms`)) }, limits.requestTimeoutMs)
   try {
     const request = decodeCbor(await readFrame(source, new Uint8ArrayList(), MAX_HEADER), MAX_HEADER) as { hash?: unknown }
+    clearTimeout(timer)
+    timer = setTimeout(() => { stream.abort(new BlobError(`the answer was not taken within ${limits.sendTimeoutMs} ms`)) }, limits.sendTimeoutMs)
     const hash = request?.hash
     const blob = isContentHash(hash) ? store.get(hash) : undefined
     if (blob === undefined) {
@@ -82,6 +92,8 @@ export async function serveBlob (stream: Stream, store: BlobStore): Promise<void
     await stream.close()
   } catch (err) {
     stream.abort(err as Error)
+  } finally {
+    clearTimeout(timer)
   }
 }
 
@@ -94,7 +106,7 @@ const RATE_GRACE_MS = 5000
  * After a grace of RATE_GRACE_MS, a peer sending under `minBytesPerSecond` on average is left
  * too: one that trickles a byte a second must not hold a transfer for its whole deadline.
  */
-export async function requestBlob (stream: Stream, hash: string, signal?: AbortSignal, minBytesPerSecond = 0): Promise<Uint8Array> {
+export async function requestBlob (stream: Stream, hash: string, signal?: AbortSignal, minBytesPerSecond = 0, maxBytes = MAX_BLOB_BYTES): Promise<Uint8Array> {
   const source = stream[Symbol.asyncIterator]()
   const buffer = new Uint8ArrayList()
   const onAbort = (): void => { stream.abort(abortReason(signal!)) }
@@ -115,7 +127,9 @@ export async function requestBlob (stream: Stream, hash: string, signal?: AbortS
     const header = decodeCbor(await readFrame(source, buffer, MAX_HEADER), MAX_HEADER) as { size?: unknown, error?: unknown }
     if (typeof header?.error === 'string') throw new BlobError(`peer answered: ${header.error.slice(0, 100)}`)
     const size = header?.size
-    if (!Number.isSafeInteger(size) || (size as number) < 0 || (size as number) > MAX_BLOB_BYTES) throw new BlobError('bad response header')
+    if (!Number.isSafeInteger(size) || (size as number) < 0) throw new BlobError('bad response header')
+    // refused before a byte of it is buffered: what is asked for has a known size
+    if ((size as number) > Math.min(maxBytes, MAX_BLOB_BYTES)) throw new BlobError(`the peer announces ${size as number} bytes, more than the ${Math.min(maxBytes, MAX_BLOB_BYTES)} expected`)
     while (buffer.byteLength < (size as number)) await pull(source, buffer)
     if (buffer.byteLength > (size as number)) throw new BlobError('peer sent more bytes than announced')
     const bytes = buffer.subarray()

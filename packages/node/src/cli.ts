@@ -2,6 +2,7 @@
 // API. Every mistake a user can make here (a flag, a path, an address) ends in one line that
 // names the option, never a stack trace.
 import { resolve } from 'node:path'
+import { encodeTensors } from '@dml/protocol'
 import { initBackend, registerModelModule, buildModel, getStrategy, loadDataset, type Dataset } from '@dml/trainer'
 import { DataDirStore, loadLatestCheckpoint, type Checkpoint } from './checkpoint.ts'
 import { keySigner } from './certificates.ts'
@@ -79,8 +80,11 @@ export async function runNode (argv: string[]): Promise<number> {
   } catch (err) {
     throw new ConfigError(`--dataset ${task.dataset}: ${firstLine(err)}`)
   }
+  let modelBytes: number
   try {
     buildModel(task.model, { inputShape: dataset.train.exampleShape, numClasses: dataset.train.numClasses }).dispose()
+    // every model and update of this task has this size: the most a transfer of one may bring
+    modelBytes = encodeTensors(await trainer.initialWeights(task)).byteLength
   } catch (err) {
     throw new ConfigError(`--model ${task.model}: ${firstLine(err)}`)
   }
@@ -100,7 +104,7 @@ export async function runNode (argv: string[]): Promise<number> {
   const host = o.host as string
   const port = o.port as number
   const inbox = lateHandlers()
-  const net = await listen(host, port, async () => await startHost({ privateKey: identity.key, host, port, bootstrap: o.bootstrap as string[], mdns: o.mdns as boolean, swarmKey, minTransferRate: 1024 * (o['min-transfer-rate'] as number) }, inbox.handlers))
+  const net = await listen(host, port, async () => await startHost({ privateKey: identity.key, host, port, bootstrap: o.bootstrap as string[], mdns: o.mdns as boolean, swarmKey, minTransferRate: 1024 * (o['min-transfer-rate'] as number), maxPeersPerIp: o['max-peers-per-ip'] as number, maxBlobStreams: o['max-blob-streams'] as number, transferTimeoutMs: (o['transfer-timeout'] as number) * 1000 }, inbox.handlers))
   const node = new DmlNode({
     task,
     minPeers: o['min-peers'] as number,
@@ -108,7 +112,8 @@ export async function runNode (argv: string[]): Promise<number> {
     heartbeatMs: o['heartbeat-ms'] as number,
     leaseMs: o['lease-ms'] as number,
     roundTimeoutMs: (o['round-timeout'] as number) * 1000,
-    transferTimeoutMs: (o['transfer-timeout'] as number) * 1000
+    transferTimeoutMs: (o['transfer-timeout'] as number) * 1000,
+    modelBytes
   }, { net, trainer, backend, log, store: new DataDirStore(dataDir), signer: keySigner(peerId, identity.key), allowed })
   node.counters.checkpointsCorrupt = corruptCheckpoints
   inbox.bind(node)
@@ -120,7 +125,7 @@ export async function runNode (argv: string[]): Promise<number> {
   const httpPortOption = o['http-port'] as number
   const status = (): ReturnType<DmlNode['status']> & Record<string, unknown> => {
     const s = node.status()
-    return { ...s, leaderStatusUrl: leaderStatusUrl(s.isLeader ? net.listenAddrs() : s.leaderAddrs, httpPortOption), listenAddrs: net.listenAddrs(), bootstrap: net.bootstrapState() }
+    return { ...s, leaderStatusUrl: leaderStatusUrl(s.isLeader ? net.listenAddrs() : s.leaderAddrs, httpPortOption), listenAddrs: net.listenAddrs(), bootstrap: net.bootstrapState(), limits: net.refused() }
   }
   let server
   try {

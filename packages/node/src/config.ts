@@ -79,6 +79,8 @@ export const NODE_OPTIONS = {
   'lease-ms': { kind: 'integer', default: 5000, arg: 'ms', help: 'a leader or peer silent this long is considered gone', check: positive },
   'round-timeout': { kind: 'integer', default: 600, arg: 's', help: 'longest a round may wait for updates, in seconds', check: positive },
   'transfer-timeout': { kind: 'integer', default: 60, arg: 's', help: 'longest one transfer of a model or update from one peer may take, in seconds; then the next peer is asked', check: positive },
+  'max-peers-per-ip': { kind: 'integer', default: 16, arg: 'n', help: 'distinct peer ids accepted from one IP address at once (0: no bound)', check: (v: number) => v >= 0 ? undefined : 'must be 0 or more' },
+  'max-blob-streams': { kind: 'integer', default: 16, arg: 'n', help: 'model and update transfers one peer may request from this one at once', check: positive },
   'min-transfer-rate': { kind: 'integer', default: 64, arg: 'KiB/s', help: 'a peer that sends a model or update slower than this (after 5 s) is left for the next one (0: no minimum)', check: (v: number) => v >= 0 ? undefined : 'must be 0 or more' },
   'exit-when-done': { kind: 'boolean', default: false, help: 'exit once training has finished' },
   'json-logs': { kind: 'boolean', default: false, help: 'log one JSON object per line' },

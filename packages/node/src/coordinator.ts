@@ -17,6 +17,7 @@ import type { Network } from './network.ts'
 import type { Replica } from './replica.ts'
 import type { Trainer } from './trainer.ts'
 import { checkUpdate } from './update-check.ts'
+import { probationSlots } from './proven.ts'
 
 /** Failed attempts at a round, in a row, after which the leader hands over. */
 export const MAX_FAILURES_IN_A_ROW = 3
@@ -29,6 +30,8 @@ export interface CoordinatorConfig {
   leaseMs: number
   roundTimeoutMs: number
   transferTimeoutMs: number
+  /** the size of a model or update blob of this task */
+  modelBytes: number
 }
 
 /** What the leaders of every term add up (the node owns it; each term's coordinator writes to it). */
@@ -237,7 +240,7 @@ export class Coordinator {
     state.lastAnnounced = Math.max(state.lastAnnounced, clock.now())
     this.deps.supervisor.run(`update of ${short(update.peer)} for round ${update.round}`, async () => {
       try {
-        const bytes = await net.fetchBlob(update.hash, [update.peer], { signal: state.signal, timeoutMs: config.transferTimeoutMs })
+        const bytes = await net.fetchBlob(update.hash, [update.peer], { signal: state.signal, timeoutMs: config.transferTimeoutMs, maxBytes: config.modelBytes })
         const verdict = checkUpdate(bytes, update.numSamples, assigned, replica.global!.weights)
         if (!verdict.ok) {
           this.drop(state, update.peer, verdict.reason, verdict.detail)
@@ -320,7 +323,7 @@ export class Coordinator {
     const followers = this.deps.live().filter(h => h.peer === this.deps.self || (h.leader === this.deps.self && h.term === this.term))
     const round = replica.round + 1
     const rested = followers.filter(h => (this.bench.get(h.peer)?.untilRound ?? 0) <= round)
-    const live = rested.length >= config.minPeers ? rested : followers
+    const live = this.onProbation(rested.length >= config.minPeers ? rested : followers)
     if (live.length < config.minPeers) {
       if (!this.saidWaiting) log.info('waiting-for-peers', { have: live.length, need: config.minPeers }, `waiting for peers to follow: ${live.length} of ${config.minPeers}`)
       this.saidWaiting = true
@@ -330,6 +333,22 @@ export class Coordinator {
     }
     this.saidWaiting = false
     return await this.runRound(live)
+  }
+
+  /**
+   * Newcomers (peers not proven by a counted update, see proven.ts) get work a few at a time, and
+   * at the proven peers' median speed at most: a made-up identity claiming a huge speed can neither
+   * take the round's samples nor outnumber the peers that sign its result.
+   */
+  private onProbation (followers: Heartbeat[]): Heartbeat[] {
+    const { replica, policy, self } = this.deps
+    if (!replica.proven.any) return followers
+    const isProven = (h: Heartbeat): boolean => h.peer === self || replica.proven.has(h.peer)
+    const proven = followers.filter(isProven)
+    const speeds = proven.map(h => h.speed).sort((a, b) => a - b)
+    const typical = speeds[speeds.length >> 1]
+    const newcomers = followers.filter(h => !isProven(h)).slice(0, probationSlots(policy, proven.length))
+    return [...proven, ...newcomers.map(h => ({ ...h, speed: Math.min(h.speed, typical) }))]
   }
 
   private async initialise (): Promise<void> {
@@ -450,7 +469,7 @@ export class Coordinator {
       // RoundDone is out: the round is finished network-wide, whatever happens to this term now
       state.phase = 'done'
       net.blobs.unpin(certHash) // the replica keeps it pinned while it is the newest
-      await replica.commit({ round, hash: modelHash, weights }, bytes, { certBytes, termCertBytes: this.deps.termCert.bytes }, { round, term: this.term, modelHash, certHash, metrics })
+      await replica.commit({ round, hash: modelHash, weights }, bytes, { certBytes, termCertBytes: this.deps.termCert.bytes }, { round, term: this.term, modelHash, certHash, metrics }, updates.map(u => u.peer))
       log.info('round-done', { round, term: this.term, modelHash, certHash, signers: votes.length, ...metrics },
         `round ${round} done in ${(durationMs / 1000).toFixed(1)} s: accuracy ${(100 * metrics.accuracy).toFixed(2)}%, loss ${metrics.loss.toFixed(4)}, ${updates.length} updates, signed by ${votes.length} of ${assignments.length}`)
       return 'closed'
@@ -482,22 +501,37 @@ export class Coordinator {
     this.touch(budgetMs)
   }
 
-  /** Waits until every assigned live peer has reported (or been dropped), or the deadline. */
+  /**
+   * Waits until every assigned live peer has reported (or been dropped), or the deadline. Once only
+   * newcomers are missing, it waits for them at most about as long again as the round took so far:
+   * an identity on probation that brings nothing costs a round little, not its deadline.
+   */
   private async collect (state: RoundState): Promise<void> {
-    const { clock, changes } = this.deps
+    const { clock, changes, replica, config } = this.deps
+    const started = clock.now()
+    let provenDoneAt: number | undefined
     while (!state.signal.aborted && clock.now() < state.start.deadline) {
       const live = new Set(this.deps.live().map(h => h.peer))
-      const waiting = state.start.assignments.some(a => live.has(a.peer) && !state.updates.has(a.peer) && !state.dropped.has(a.peer))
-      if (!waiting && state.fetching.size === 0) return
-      await changes.wait(state.start.deadline - clock.now(), state.signal)
+      const missing = state.start.assignments.filter(a => live.has(a.peer) && !state.updates.has(a.peer) && !state.dropped.has(a.peer))
+      if (missing.length === 0 && state.fetching.size === 0) return
+      let waitUntil = state.start.deadline
+      if (replica.proven.any && missing.length > 0 && missing.every(a => a.peer !== this.deps.self && !replica.proven.has(a.peer))) {
+        provenDoneAt ??= clock.now()
+        waitUntil = Math.min(waitUntil, provenDoneAt + Math.max(2 * config.heartbeatMs, provenDoneAt - started))
+        if (clock.now() >= waitUntil) return
+      } else {
+        provenDoneAt = undefined
+      }
+      await changes.wait(waitUntil - clock.now(), state.signal)
     }
     if (state.signal.aborted) throw abortReason(state.signal)
   }
 
   /**
-   * Waits for the participants' signatures: until every live participant has signed, or once a
-   * quorum has, at most about as long again as that took (a member that never signs must not hold
-   * every round up), or the deadline. Without a quorum the round fails: it is done again.
+   * Waits for the participants' signatures: until every live participant has signed (newcomers
+   * aside, once there is a quorum), or once a quorum has, at most about as long again as that took
+   * (a member that never signs must not hold every round up), or the deadline. Without a quorum
+   * the round fails: it is done again.
    */
   private async collectSignatures (state: RoundState, until: number): Promise<void> {
     const { clock, config, changes, policy } = this.deps
@@ -510,11 +544,15 @@ export class Coordinator {
     } else {
       this.saidAlone = false
     }
+    const { replica, self } = this.deps
+    const isNewcomer = (p: string): boolean => replica.proven.any && p !== self && !replica.proven.has(p)
     const started = clock.now()
     let quorumAt: number | undefined
     while (!state.signal.aborted && clock.now() < until) {
       const live = new Set(this.deps.live().map(h => h.peer))
       if (participants.every(p => state.votes.has(p) || !live.has(p))) break
+      // a newcomer's signature is welcome, not waited for
+      if (state.votes.size >= needed && participants.every(p => state.votes.has(p) || !live.has(p) || isNewcomer(p))) break
       let waitUntil = until
       if (state.votes.size >= needed) {
         quorumAt ??= clock.now()

@@ -11,17 +11,16 @@ import { createTopicScoreParams, type PeerScoreParams, type PeerScoreThresholds 
 import { mdns } from '@libp2p/mdns'
 import { bootstrap } from '@libp2p/bootstrap'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { multiaddr } from '@multiformats/multiaddr'
+import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import type { PeerId, PrivateKey } from '@libp2p/interface'
 import { BLOB_PROTOCOL, CONTROL_TOPIC, MAX_CONTROL_BYTES, type ControlMessage, decodeMessage, encodeMessage, messageSender, MessageError } from '@dml/protocol'
 import { BlobStore, requestBlob, serveBlob, BlobError } from './blob-transfer.ts'
 import { abortReason, deadlineSignal, systemClock } from './clock.ts'
 import type { MessageHandlers, Network } from './network.ts'
 import { privateNetwork } from './private-network.ts'
+import { Dialer } from './dialer.ts'
 
-const MIN_REDIAL_MS = 1000
-const MAX_REDIAL_MS = 30_000
-const MAX_KNOWN_PEERS = 1000
+const TICK_MS = 1000
 
 export interface HostOptions {
   privateKey: PrivateKey
@@ -34,6 +33,12 @@ export interface HostOptions {
   swarmKey?: Uint8Array
   /** a transfer slower than this (bytes/s, on average, after a short grace) is left for the next source */
   minTransferRate?: number
+  /** distinct peer ids accepted from one IP address at once (0: no bound) */
+  maxPeersPerIp?: number
+  /** inbound blob streams one connection may hold open at once */
+  maxBlobStreams?: number
+  /** how long a peer may take to receive a blob we serve it */
+  transferTimeoutMs?: number
 }
 
 export interface BootstrapState {
@@ -47,6 +52,8 @@ export interface DmlHost extends Network {
   libp2p: Libp2p<{ pubsub: GossipSub }>
   /** each --bootstrap address: connected now, or why the last dial failed */
   bootstrapState: () => BootstrapState[]
+  /** what the host's limits refused, by reason (dials of gossiped addresses, identities per IP) */
+  refused: () => Record<string, number>
   stop: () => Promise<void>
 }
 
@@ -68,6 +75,23 @@ function scoring (handlers: MessageHandlers): { scoreParams: Partial<PeerScorePa
 }
 
 export async function startHost (options: HostOptions, handlers: MessageHandlers): Promise<DmlHost> {
+  const refused: Record<string, number> = {}
+  const refuse = (reason: string, peer: string, detail: string): void => {
+    refused[reason] = (refused[reason] ?? 0) + 1
+    handlers.limited?.(reason, peer, detail)
+  }
+  // set once libp2p exists: the gater runs only on connections, after that
+  let node: Libp2p | undefined
+  const tooManyFrom = (peer: string, remote: Multiaddr): boolean => {
+    const max = options.maxPeersPerIp ?? 0
+    const ipOf = (addr: Multiaddr): string | undefined => addr.getComponents().find(c => c.name === 'ip4' || c.name === 'ip6')?.value
+    const ip = ipOf(remote)
+    if (max <= 0 || node === undefined || ip === undefined) return false
+    const others = new Set(node.getConnections().filter(c => ipOf(c.remoteAddr) === ip).map(c => c.remotePeer.toString()))
+    if (others.has(peer) || others.size < max) return false
+    refuse('peers-per-ip', peer, `${others.size} peers already connect from ${ip} (--max-peers-per-ip ${max})`)
+    return true
+  }
   const peerDiscovery = []
   if (options.mdns) peerDiscovery.push(mdns({ interval: 2000 }))
   if (options.bootstrap.length > 0) peerDiscovery.push(bootstrap({ list: options.bootstrap, timeout: 0 }))
@@ -78,11 +102,12 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     ...(options.swarmKey !== undefined ? { connectionProtector: privateNetwork(options.swarmKey) } : {}),
-    // a banned offender can neither connect nor be dialled until its ban runs out
+    // a banned offender can neither connect nor be dialled until its ban runs out; one address
+    // brings at most maxPeersPerIp identities (keys are free, addresses are not)
     connectionGater: {
       denyDialPeer: (peer) => handlers.banned?.(peer.toString()) ?? false,
-      denyInboundEncryptedConnection: (peer) => handlers.banned?.(peer.toString()) ?? false,
-      denyOutboundEncryptedConnection: (peer) => handlers.banned?.(peer.toString()) ?? false
+      denyInboundEncryptedConnection: (peer, conn) => (handlers.banned?.(peer.toString()) ?? false) || tooManyFrom(peer.toString(), conn.remoteAddr),
+      denyOutboundEncryptedConnection: (peer, conn) => (handlers.banned?.(peer.toString()) ?? false) || tooManyFrom(peer.toString(), conn.remoteAddr)
     },
     peerDiscovery,
     services: {
@@ -103,39 +128,26 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
     return TopicValidatorResult.Reject
   }
 
-  // libp2p 3 does not dial the peers it discovers, and says 'peer:discovery' only the first
-  // time a peer is seen. So we keep every peer we learn of (discovery, bootstrap, heartbeats) and
-  // redial it whenever we are not connected, with backoff: after a partition heals or a peer
-  // restarts, the connection comes back by itself.
-  const known = new Map<string, { id: PeerId, nextDial: number, backoffMs: number, lastError?: string }>()
-  const dialing = new Set<string>()
-  const remember = (id: PeerId): void => {
-    const key = id.toString()
-    if (key === self || known.has(key)) return
-    if (known.size >= MAX_KNOWN_PEERS) known.delete(known.keys().next().value!)
-    known.set(key, { id, nextDial: 0, backoffMs: MIN_REDIAL_MS })
-  }
-  const dialKnown = (key: string): void => {
-    const entry = known.get(key)
-    if (entry === undefined || dialing.has(key) || libp2p.getConnections(entry.id).length > 0 || Date.now() < entry.nextDial) return
-    dialing.add(key)
-    libp2p.dial(entry.id).then(() => {
-      entry.backoffMs = MIN_REDIAL_MS
-      entry.lastError = undefined
-    }, (err: unknown) => {
-      entry.lastError = String((err as Error)?.message ?? err).split('\n')[0].slice(0, 200)
-      entry.nextDial = Date.now() + entry.backoffMs
-      entry.backoffMs = Math.min(MAX_REDIAL_MS, entry.backoffMs * 2)
-    }).finally(() => dialing.delete(key))
-  }
+  node = libp2p
+  // libp2p 3 does not dial the peers it discovers, and says 'peer:discovery' only the first time a
+  // peer is seen. The Dialer keeps them (and the addresses peers announce, within its budgets) and
+  // redials whatever is not connected: after a restart or a partition, connections come back.
+  const dialer = new Dialer({
+    clock: systemClock,
+    connected: (peer) => libp2p.getConnections(peerIdFromString(peer)).length > 0,
+    dial: async (peer, addr) => {
+      await libp2p.dial(addr === undefined ? peerIdFromString(peer) : multiaddr(`${addr}/p2p/${peer}`))
+    }
+  })
   // the bootstrap peers are known from the start: their dial errors are what a lonely node reports
   const bootstrapPeers = options.bootstrap.map(addr => ({ addr, id: peerIdFromString(multiaddr(addr).getComponents().find(c => c.name === 'p2p')!.value!) }))
-  for (const { id } of bootstrapPeers) remember(id)
+  for (const { id } of bootstrapPeers) dialer.trust(id.toString())
   libp2p.addEventListener('peer:discovery', (event) => {
-    remember(event.detail.id)
-    dialKnown(event.detail.id.toString())
+    const peer = event.detail.id.toString()
+    if (peer !== self) dialer.trust(peer)
+    dialer.tick()
   })
-  const redial = setInterval(() => { for (const key of known.keys()) dialKnown(key) }, MIN_REDIAL_MS)
+  const redial = setInterval(() => { dialer.tick() }, TICK_MS)
 
   const pubsub = libp2p.services.pubsub
   pubsub.topicValidators.set(CONTROL_TOPIC, (peer, msg) => {
@@ -163,7 +175,8 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
     if (event.detail.subscriptions.some(s => s.topic === CONTROL_TOPIC && s.subscribe)) handlers.subscribed(event.detail.peerId.toString())
   })
   pubsub.subscribe(CONTROL_TOPIC)
-  await libp2p.handle(BLOB_PROTOCOL, async (stream) => { await serveBlob(stream, blobs) }, { maxInboundStreams: 64 })
+  const serving = { requestTimeoutMs: 10_000, sendTimeoutMs: options.transferTimeoutMs ?? 60_000 }
+  await libp2p.handle(BLOB_PROTOCOL, async (stream) => { await serveBlob(stream, blobs, serving) }, { maxInboundStreams: options.maxBlobStreams ?? 16 })
 
   const host: DmlHost = {
     libp2p,
@@ -172,7 +185,7 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
     async publish (message) {
       await pubsub.publish(CONTROL_TOPIC, encodeMessage(message))
     },
-    async fetchBlob (hash, from, { signal, timeoutMs }) {
+    async fetchBlob (hash, from, { signal, timeoutMs, maxBytes }) {
       const local = blobs.get(hash)
       if (local !== undefined) return local
       const errors: string[] = []
@@ -182,7 +195,7 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
         const attempt = deadlineSignal(systemClock, timeoutMs, `no complete answer within ${timeoutMs} ms`, signal)
         try {
           const stream = await libp2p.dialProtocol(peerIdFromString(peer), BLOB_PROTOCOL, { signal: attempt.signal })
-          const bytes = await requestBlob(stream, hash, attempt.signal, options.minTransferRate ?? 0)
+          const bytes = await requestBlob(stream, hash, attempt.signal, options.minTransferRate ?? 0, maxBytes)
           blobs.put(bytes)
           return bytes
         } catch (err) {
@@ -196,15 +209,20 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
     },
     dialAddrs (peer, addrs) {
       if (peer === self) return
-      let id: PeerId
-      try { id = peerIdFromString(peer) } catch { return }
-      if (libp2p.getConnections(id).length > 0) return
-      const targets = addrs.flatMap(a => { try { return [multiaddr(a)] } catch { return [] } })
-      if (targets.length === 0) return
-      libp2p.peerStore.merge(id, { multiaddrs: targets }).then(() => {
-        remember(id)
-        dialKnown(peer)
-      }, () => {}) // a peer store that refuses the addresses: the peer stays unknown, as if never heard of
+      try { peerIdFromString(peer) } catch { return }
+      // addresses of this peer only (the heartbeat naming them is signed by it): a /p2p/ part must
+      // name it, and is taken off (the dialer adds it back); one naming another peer is not its own
+      const own = addrs.flatMap(a => {
+        try {
+          const components = multiaddr(a).getComponents()
+          const ids = components.filter(c => c.name === 'p2p')
+          if (ids.some(c => c.value !== peer)) return []
+          return [multiaddr(components.filter(c => c.name !== 'p2p')).toString()]
+        } catch {
+          return []
+        }
+      })
+      dialer.hint(peer, own)
     },
     listenAddrs: () => libp2p.getMultiaddrs().map(a => a.toString()),
     connectedPeers: () => libp2p.getPeers().map(p => p.toString()),
@@ -215,9 +233,10 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
     },
     bootstrapState: () => bootstrapPeers.map(({ addr, id }) => {
       const connected = libp2p.getConnections(id).length > 0
-      const error = known.get(id.toString())?.lastError
+      const error = dialer.lastError(id.toString())
       return connected || error === undefined ? { addr, connected } : { addr, connected, error }
     }),
+    refused: () => ({ ...refused, ...Object.fromEntries(Object.entries(dialer.refused).map(([k, v]) => [`dial-${k}`, v])) }),
     async stop () {
       clearInterval(redial)
       await libp2p.stop()

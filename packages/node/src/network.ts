@@ -21,6 +21,8 @@ export interface MessageHandlers {
   score?: (peer: string) => number
   /** a peer banned for repeated offences: its connections are refused */
   banned?: (peer: string) => boolean
+  /** a limit refused something of a peer (too many identities from its address, say) */
+  limited?: (reason: string, peer: string, detail: string) => void
 }
 
 export interface FetchOptions {
@@ -28,6 +30,8 @@ export interface FetchOptions {
   signal?: AbortSignal
   /** deadline for one source, covering the dial, the header and every byte; then the next source is asked */
   timeoutMs: number
+  /** the most bytes the blob may have (what is expected of it); a source announcing more is left at once */
+  maxBytes: number
 }
 
 export interface Network {
@@ -57,7 +61,8 @@ export function lateHandlers (): { handlers: MessageHandlers, bind: (target: Mes
       rejected: (reason, from) => { target?.rejected(reason, from) },
       subscribed: (peer) => { target?.subscribed(peer) },
       score: (peer) => target?.score?.(peer) ?? 0,
-      banned: (peer) => target?.banned?.(peer) ?? false
+      banned: (peer) => target?.banned?.(peer) ?? false,
+      limited: (reason, peer, detail) => { target?.limited?.(reason, peer, detail) }
     },
     bind: (t) => { target = t }
   }

@@ -31,6 +31,8 @@ export interface NodeConfig {
   roundTimeoutMs: number
   /** deadline of one transfer from one source */
   transferTimeoutMs: number
+  /** the size of this task's model blob (every model and update of the task has it): the most a transfer of one may bring */
+  modelBytes: number
 }
 
 export interface BackendInfo {
@@ -71,7 +73,8 @@ export interface NodeStatus {
   activeNodes: number
   gpuNodes: number
   cpuNodes: number
-  nodes: Array<{ peerId: string, device: Device, backend: string, round: number, samplesPerSec: number, isLeader: boolean }>
+  /** `proven`: its update counted in a certified round lately (see proven.ts), so it counts in quorums */
+  nodes: Array<{ peerId: string, device: Device, backend: string, round: number, samplesPerSec: number, isLeader: boolean, proven: boolean }>
   backend: { name: string, device: Device, source: string, warning: string | null }
   task: Task
   permissioned: boolean
@@ -146,6 +149,8 @@ export class DmlNode implements MessageHandlers {
     this.election = new Election(this.peerId, config.leaseMs, this.clock.now())
     this.membership = new Membership(config.leaseMs)
     this.proofs = new Proofs({ net: this.net, policy: this.policy, transferTimeoutMs: config.transferTimeoutMs, signal: this.lifetime.signal })
+    // the measure of the task's model, with room for a different encoding of the same shapes
+    const modelBytes = config.modelBytes + 4096
     this.replica = new Replica({
       net: this.net,
       store: deps.store,
@@ -154,6 +159,7 @@ export class DmlNode implements MessageHandlers {
       supervisor: this.supervisor,
       signal: this.lifetime.signal,
       transferTimeoutMs: config.transferTimeoutMs,
+      modelBytes,
       term: () => this.election.term,
       task: () => this.task,
       finishedAfter: (round, accuracy) => round >= this.task.totalRounds || accuracy >= this.task.targetAccuracy
@@ -179,6 +185,7 @@ export class DmlNode implements MessageHandlers {
       log: this.log,
       supervisor: this.supervisor,
       transferTimeoutMs: config.transferTimeoutMs,
+      modelBytes,
       task: () => this.task,
       sources: () => this.membership.live(this.clock.now()).map(h => h.peer),
       offence: (leader, detail) => { this.ledger.offence(leader, 'bad-proposal', detail) }
@@ -231,8 +238,9 @@ export class DmlNode implements MessageHandlers {
     return [this.heartbeat(), ...this.membership.live(this.clock.now()).filter(h => connected.has(h.peer))]
   }
 
+  /** The peers that count in a quorum now: live, and proven (see proven.ts). */
   private view (): string[] {
-    return this.live().map(h => h.peer)
+    return this.replica.proven.counted(this.live().map(h => h.peer), this.peerId)
   }
 
   // ---- what the network hands us ----------------------------------------------------------
@@ -305,6 +313,11 @@ export class DmlNode implements MessageHandlers {
     return this.ledger.isBanned(peer)
   }
 
+  /** A limit of the host refused something of a peer: named once per peer and reason. */
+  limited (reason: string, peer: string, detail: string): void {
+    this.ledger.note(peer, reason, detail)
+  }
+
   // ---- membership and election ------------------------------------------------------------
 
   private heartbeat (): Heartbeat {
@@ -364,7 +377,8 @@ export class DmlNode implements MessageHandlers {
       this.endTerm('standing again')
       this.stand(this.election.stand(now))
     }
-    const ranked = rankCandidates(this.live().map(h => ({ peer: h.peer, round: h.round })))
+    const counted = new Set(this.view())
+    const ranked = rankCandidates(this.live().filter(h => counted.has(h.peer)).map(h => ({ peer: h.peer, round: h.round })))
     const term = this.election.tick(now, ranked)
     if (term !== undefined) this.stand(term)
     this.sendHeartbeat()
@@ -550,7 +564,7 @@ export class DmlNode implements MessageHandlers {
       termCert: { hash: termCert.hash, bytes: termCert.bytes },
       signer: this.signer,
       policy: this.policy,
-      config: this.config,
+      config: { ...this.config, modelBytes: this.config.modelBytes + 4096 },
       clock: this.clock,
       net: this.net,
       log: this.log,
@@ -681,7 +695,7 @@ export class DmlNode implements MessageHandlers {
       activeNodes: live.length,
       gpuNodes: live.filter(h => h.device === 'gpu').length,
       cpuNodes: live.filter(h => h.device === 'cpu').length,
-      nodes: live.map(h => ({ peerId: h.peer, device: h.device, backend: h.backend, round: h.round, samplesPerSec: Math.round(h.speed), isLeader: h.peer === leader })),
+      nodes: live.map(h => ({ peerId: h.peer, device: h.device, backend: h.backend, round: h.round, samplesPerSec: Math.round(h.speed), isLeader: h.peer === leader, proven: h.peer === this.peerId || this.replica.proven.has(h.peer) })),
       backend: { name: this.backend.backend, device: this.backend.device, source: this.backend.source, warning: this.backend.warning ?? null },
       task: { ...this.task },
       permissioned: this.policy.allowed !== undefined,

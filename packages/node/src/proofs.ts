@@ -1,7 +1,7 @@
 // Proofs: certificates fetched by hash and checked, once. Results (failures too) are kept by hash
 // for a while, so a peer that names the same certificate again costs nothing, and one that names
 // a bad one cannot make us fetch it over and over.
-import { decodeRoundCert, decodeTermCert, type TermCert } from '@dml/protocol'
+import { decodeRoundCert, decodeTermCert, MAX_CERT_BYTES, type TermCert } from '@dml/protocol'
 import { checkRoundCert, checkTermCert, type CheckedRound, type QuorumPolicy } from './certificates.ts'
 import type { Network } from './network.ts'
 
@@ -53,7 +53,7 @@ export class Proofs {
   }
 
   private async fetch (hash: string, from: string[]): Promise<Uint8Array> {
-    return await this.deps.net.fetchBlob(hash, from, { signal: this.deps.signal, timeoutMs: this.deps.transferTimeoutMs })
+    return await this.deps.net.fetchBlob(hash, from, { signal: this.deps.signal, timeoutMs: this.deps.transferTimeoutMs, maxBytes: MAX_CERT_BYTES })
   }
 
   private async once<T> (cache: Map<string, Promise<T>>, hash: string, make: () => Promise<T>): Promise<T> {

@@ -3,12 +3,13 @@
 // signatures of a quorum of the round's participants, on the result of a leader with a term
 // certificate. The certificate is kept with the model (and on disk), so this peer can prove its
 // rounds to others. Every peer has one; the coordinator commits its rounds through it too.
-import { assertSameShapes, contentHash, decodeTensors, encodeTensors, type NamedTensor, type RoundDone, type RoundMetrics, type Task } from '@dml/protocol'
+import { assertSameShapes, contentHash, decodeRoundCert, decodeTensors, encodeTensors, type NamedTensor, type RoundDone, type RoundMetrics, type Task } from '@dml/protocol'
 import type { Checkpoint, RoundRecord } from './checkpoint.ts'
 import type { Supervisor } from './clock.ts'
 import type { Logger } from './log.ts'
 import type { Network } from './network.ts'
 import type { ProvenRound, Proofs } from './proofs.ts'
+import { ProvenPeers } from './proven.ts'
 
 export interface GlobalModel {
   round: number
@@ -37,6 +38,8 @@ export interface ReplicaDeps {
   /** aborts when the peer stops: ends fetches that no round owns */
   signal: AbortSignal
   transferTimeoutMs: number
+  /** the size of a model blob of this task: the most a model transfer may bring */
+  modelBytes: number
   /** the term and task recorded with a checkpoint */
   term: () => number
   task: () => Task
@@ -49,6 +52,8 @@ export class Replica {
   history: RoundRecord[] = []
   finished = false
   cert: HeldCert | null = null
+  /** the peers whose updates counted in the certified rounds this replica holds, lately */
+  readonly proven = new ProvenPeers()
   readonly counters = { checkpointErrors: 0, certificatesRejected: 0 }
   private readonly deps: ReplicaDeps
   private readonly adopting = new Set<string>()
@@ -67,7 +72,15 @@ export class Replica {
     this.global = { round: checkpoint.round, hash: checkpoint.modelHash, weights: decodeTensors(checkpoint.model) }
     this.deps.net.blobs.put(checkpoint.model, true)
     this.history = checkpoint.history
-    if (checkpoint.roundCert !== null && checkpoint.termCert !== null) this.keepCert(checkpoint.roundCert, checkpoint.termCert)
+    if (checkpoint.roundCert !== null && checkpoint.termCert !== null) {
+      this.keepCert(checkpoint.roundCert, checkpoint.termCert)
+      // the certificate was checked when its round was adopted, and its file is checksummed
+      try {
+        this.proven.saw(checkpoint.round, decodeRoundCert(checkpoint.roundCert).parsed.contributions.map(c => c.peer))
+      } catch {
+        // an older encoding: nobody is proven until the next certified round, so everyone counts
+      }
+    }
   }
 
   /** Starts from fresh weights (round 0, nothing to prove or checkpoint yet); returns their blob. */
@@ -81,7 +94,7 @@ export class Replica {
   async weights (hash: string, from: string[], signal: AbortSignal): Promise<NamedTensor[]> {
     if (this.global?.hash === hash) return this.global.weights
     if (this.fetched?.hash === hash) return this.fetched.weights
-    const bytes = await this.deps.net.fetchBlob(hash, from, { signal, timeoutMs: this.deps.transferTimeoutMs })
+    const bytes = await this.deps.net.fetchBlob(hash, from, { signal, timeoutMs: this.deps.transferTimeoutMs, maxBytes: this.deps.modelBytes })
     const weights = decodeTensors(bytes)
     if (this.global !== null) assertSameShapes(weights, this.global.weights)
     this.fetched = { round: -1, hash, weights }
@@ -119,12 +132,12 @@ export class Replica {
         }
         const { result } = proven
         if (result.round <= this.round) return
-        const bytes = this.deps.net.blobs.get(result.modelHash) ?? await this.deps.net.fetchBlob(result.modelHash, from, { signal: this.deps.signal, timeoutMs: this.deps.transferTimeoutMs })
+        const bytes = this.deps.net.blobs.get(result.modelHash) ?? await this.deps.net.fetchBlob(result.modelHash, from, { signal: this.deps.signal, timeoutMs: this.deps.transferTimeoutMs, maxBytes: this.deps.modelBytes })
         if (contentHash(bytes) !== result.modelHash) throw new Error('the model does not match its certificate')
         const weights = decodeTensors(bytes)
         if (this.global !== null) assertSameShapes(weights, this.global.weights)
         if (result.round <= this.round) return
-        await this.commit({ round: result.round, hash: result.modelHash, weights }, bytes, proven, recordOf(proven, metrics))
+        await this.commit({ round: result.round, hash: result.modelHash, weights }, bytes, proven, recordOf(proven, metrics), result.contributions.map(c => c.peer))
         this.deps.log.info('model-adopted', { round: result.round, modelHash: result.modelHash, accuracy: proven.accuracy, signers: proven.signers.length },
           `round ${result.round} done: accuracy ${(100 * proven.accuracy).toFixed(2)}%, loss ${proven.loss.toFixed(4)}, signed by ${proven.signers.length} of ${result.participants.length} peers`)
       } finally {
@@ -133,8 +146,8 @@ export class Replica {
     })
   }
 
-  /** Installs a proven round's model, with its certificate, and checkpoints it. */
-  async commit (model: GlobalModel, bytes: Uint8Array, proof: { certBytes: Uint8Array, termCertBytes: Uint8Array }, record: RoundRecord): Promise<void> {
+  /** Installs a proven round's model, with its certificate (whose result names the `contributors`), and checkpoints it. */
+  async commit (model: GlobalModel, bytes: Uint8Array, proof: { certBytes: Uint8Array, termCertBytes: Uint8Array }, record: RoundRecord, contributors: string[]): Promise<void> {
     const previous = this.global?.hash
     this.global = model
     this.fetched = null
@@ -143,6 +156,7 @@ export class Replica {
     if (this.held !== null && this.held !== model.hash) this.deps.net.blobs.unpin(this.held)
     this.held = null
     this.keepCert(proof.certBytes, proof.termCertBytes)
+    this.proven.saw(model.round, contributors)
     this.history.push(record)
     await this.checkpoint()
     if (this.deps.finishedAfter(model.round, record.metrics.accuracy)) this.finish()

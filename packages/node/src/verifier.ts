@@ -4,7 +4,7 @@
 // and its updates, fetched and judged here, aggregated here, must give exactly the leader's model.
 // Then it evaluates the model and signs the result with what it measured. A leader that proposes
 // anything else is named, and its round gets no signature from this peer.
-import { contentHash, decodeResult, encodeTensors, roundVoteSigningBytes, trainingDifference, type NamedTensor, type RoundProposal, type RoundResult, type RoundStart, type RoundVote, type Task } from '@dml/protocol'
+import { contentHash, decodeResult, MAX_CERT_BYTES, encodeTensors, roundVoteSigningBytes, trainingDifference, type NamedTensor, type RoundProposal, type RoundResult, type RoundStart, type RoundVote, type Task } from '@dml/protocol'
 import { aggregateRound, type ClientUpdate } from '@dml/trainer'
 import type { Signer } from './certificates.ts'
 import { AbortError, type Supervisor } from './clock.ts'
@@ -27,6 +27,8 @@ export interface VerifierDeps {
   log: Logger
   supervisor: Supervisor
   transferTimeoutMs: number
+  /** the size of a model or update blob of this task */
+  modelBytes: number
   /** this peer's own task: a proposal must aggregate as it would */
   task: () => Task
   /** peers to fetch from after the ones a proposal names */
@@ -90,14 +92,14 @@ export class Verifier {
     }
     if (!start.assignments.some(a => a.peer === self)) return // only the round's participants sign
     const from = [p.leader, ...this.deps.sources()]
-    const fetch = async (hash: string, first: string[] = []): Promise<Uint8Array> =>
-      await net.fetchBlob(hash, [...first, ...from], { signal, timeoutMs: this.deps.transferTimeoutMs })
+    const fetch = async (hash: string, maxBytes: number, first: string[] = []): Promise<Uint8Array> =>
+      await net.fetchBlob(hash, [...first, ...from], { signal, timeoutMs: this.deps.transferTimeoutMs, maxBytes })
     const previous = await replica.weights(start.modelHash, from, signal)
-    const result = decodeResult(await fetch(p.resultHash))
+    const result = decodeResult(await fetch(p.resultHash, MAX_CERT_BYTES))
     this.match(result, p, start)
     const assigned = new Map(start.assignments.map(a => [a.peer, a.samples]))
     const updates = await Promise.all(result.contributions.map(async (c): Promise<ClientUpdate> => {
-      const verdict = checkUpdate(await fetch(c.hash, [c.peer]), c.numSamples, assigned.get(c.peer)!, previous)
+      const verdict = checkUpdate(await fetch(c.hash, this.deps.modelBytes, [c.peer]), c.numSamples, assigned.get(c.peer)!, previous)
       if (!verdict.ok) throw new ProposalError(`it counts the update of ${c.peer.slice(-6)}, which is ${verdict.reason}: ${verdict.detail}`)
       return { peer: c.peer, weights: verdict.weights, numSamples: c.numSamples }
     }))

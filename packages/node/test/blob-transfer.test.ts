@@ -60,7 +60,7 @@ describe('blob transfer between real hosts', function () {
       const slow = await connected(await staller(withHeader))
       const { blob, hash } = serve()
       const started = Date.now()
-      const bytes = await requester.fetchBlob(hash, [slow.peerId, good.peerId], { timeoutMs: 700 })
+      const bytes = await requester.fetchBlob(hash, [slow.peerId, good.peerId], { timeoutMs: 700, maxBytes: 4 * 1024 * 1024 })
       const took = Date.now() - started
       expect(bytes).to.deep.equal(blob)
       expect(took).to.be.within(650, 5000)
@@ -73,13 +73,26 @@ describe('blob transfer between real hosts', function () {
     const started = Date.now()
     let error: Error | undefined
     try {
-      await requester.fetchBlob('f'.repeat(64), [a.peerId, b.peerId], { timeoutMs: 500 })
+      await requester.fetchBlob('f'.repeat(64), [a.peerId, b.peerId], { timeoutMs: 500, maxBytes: 4 * 1024 * 1024 })
     } catch (err) {
       error = err as Error
     }
     expect(error?.name).to.equal('BlobError')
     expect(error?.message).to.match(/no complete answer within 500 ms.*no complete answer within 500 ms/)
     expect(Date.now() - started).to.be.within(950, 5000)
+  })
+
+  it('a source announcing more than the blob can be is left at its header, before a byte of it is kept', async () => {
+    const big = await connected(await staller(true)) // announces 1 MB, sends a little, stalls
+    const started = Date.now()
+    let error: Error | undefined
+    try {
+      await requester.fetchBlob('c'.repeat(64), [big.peerId], { timeoutMs: 30_000, maxBytes: 100_000 })
+    } catch (err) {
+      error = err as Error
+    }
+    expect(error?.message).to.match(/announces 1000000 bytes, more than the 100000 expected/)
+    expect(Date.now() - started).to.be.below(2000)
   })
 
   it('a source that trickles its bytes is left once it falls under the minimum rate, long before the deadline', async () => {
@@ -103,7 +116,7 @@ describe('blob transfer between real hosts', function () {
     const started = Date.now()
     let error: Error | undefined
     try {
-      await strict.fetchBlob('a'.repeat(64), [trickler.peerId], { timeoutMs: 60_000 })
+      await strict.fetchBlob('a'.repeat(64), [trickler.peerId], { timeoutMs: 60_000, maxBytes: 4 * 1024 * 1024 })
     } catch (err) {
       error = err as Error
     }
@@ -118,7 +131,7 @@ describe('blob transfer between real hosts', function () {
     const started = Date.now()
     let error: Error | undefined
     try {
-      await requester.fetchBlob('e'.repeat(64), [slow.peerId, good.peerId], { timeoutMs: 60_000, signal: controller.signal })
+      await requester.fetchBlob('e'.repeat(64), [slow.peerId, good.peerId], { timeoutMs: 60_000, signal: controller.signal, maxBytes: 4 * 1024 * 1024 })
     } catch (err) {
       error = err as Error
     }

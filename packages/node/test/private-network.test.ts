@@ -76,7 +76,7 @@ describe('the private network', function () {
       for (const a of hosts) for (const b of hosts) if (a !== b) await a.libp2p.dial(b.libp2p.getMultiaddrs()[0])
       for (let round = 0; round < 3; round++) {
         const blobs = hosts.map(h => ({ host: h, hash: h.blobs.put(Uint8Array.from(randomBytes(3 * 1024 * 1024))) }))
-        await Promise.all(hosts.flatMap(a => blobs.filter(b => b.host !== a).map(async b => await a.fetchBlob(b.hash, [b.host.peerId], { timeoutMs: 30_000 }))))
+        await Promise.all(hosts.flatMap(a => blobs.filter(b => b.host !== a).map(async b => await a.fetchBlob(b.hash, [b.host.peerId], { timeoutMs: 30_000, maxBytes: 4 * 1024 * 1024 }))))
       }
     } finally {
       await Promise.all(hosts.map(async h => { await h.stop() }))

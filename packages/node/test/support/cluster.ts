@@ -93,7 +93,10 @@ export async function identities (n: number): Promise<Identity[]> {
     .sort((a, b) => (a.id < b.id ? -1 : 1))
 }
 
-export const CONFIG: NodeConfig = { task: TASK, minPeers: 1, shard: null, heartbeatMs: 1000, leaseMs: 5000, roundTimeoutMs: 60_000, transferTimeoutMs: 10_000 }
+/** the size of the fake model's blob (w0 2x2, w1 3) */
+const MODEL_BYTES = encodeTensors([{ name: 'w0', shape: [2, 2], values: new Float32Array(4) }, { name: 'w1', shape: [3], values: new Float32Array(3) }]).byteLength
+
+export const CONFIG: NodeConfig = { task: TASK, minPeers: 1, shard: null, heartbeatMs: 1000, leaseMs: 5000, roundTimeoutMs: 60_000, transferTimeoutMs: 10_000, modelBytes: MODEL_BYTES }
 
 export class TestCluster {
   readonly clock = new FakeClock()
@@ -105,7 +108,7 @@ export class TestCluster {
   private constructor (keys: Identity[]) { this.keys = keys }
 
   /** A cluster with `n` identities to hand out (sorted: peers added earlier win election ties). */
-  static async create (n = 8): Promise<TestCluster> {
+  static async create (n = 12): Promise<TestCluster> {
     return new TestCluster(await identities(n))
   }
 
@@ -200,6 +203,34 @@ export function addLiar (net: TestCluster, lie: { weights: (shapes: number[][]) 
   const beat = (): void => {
     if (!endpoint.connected) return
     send({ type: 'heartbeat', v: PROTOCOL_VERSION, term, peer: endpoint.peerId, leader, round: 0, modelHash: null, device: 'cpu', backend: 'liar', speed: 0, addrs: [], termCert: null, roundCert: null })
+    net.clock.setTimeout(beat, 1000)
+  }
+  beat()
+  return endpoint
+}
+
+/**
+ * A made-up identity: it follows whoever leads and heartbeats claiming a GPU and a huge speed, and
+ * does nothing else (no update, no signature, no vote).
+ */
+export function addSybil (net: TestCluster): MemoryEndpoint {
+  const endpoint = net.hub.join(net.identity().id)
+  let term = 0
+  let leader: string | null = null
+  endpoint.bind({
+    judge: () => 'accept',
+    rejected: () => {},
+    subscribed: () => {},
+    deliver: (m) => {
+      if (m.type === 'heartbeat' && m.leader === m.peer && m.termCert !== null && m.term >= term) {
+        term = m.term
+        leader = m.peer
+      }
+    }
+  })
+  const beat = (): void => {
+    if (!endpoint.connected) return
+    endpoint.publish({ type: 'heartbeat', v: PROTOCOL_VERSION, term, peer: endpoint.peerId, leader, round: 0, modelHash: null, device: 'gpu', backend: 'sybil', speed: 1e6, addrs: [], termCert: null, roundCert: null }).catch(() => {})
     net.clock.setTimeout(beat, 1000)
   }
   beat()

@@ -80,7 +80,7 @@ export class MemoryEndpoint implements Network {
     else if (verdict !== 'ignore') handlers.rejected(verdict.reject, from)
   }
 
-  async fetchBlob (hash: string, from: string[], { signal, timeoutMs }: FetchOptions): Promise<Uint8Array> {
+  async fetchBlob (hash: string, from: string[], { signal, timeoutMs, maxBytes }: FetchOptions): Promise<Uint8Array> {
     const local = this.blobs.get(hash)
     if (local !== undefined) return local
     const errors: string[] = []
@@ -91,6 +91,7 @@ export class MemoryEndpoint implements Network {
         const source = this.hub.get(peer)
         if (source === undefined || !source.connected || !this.connected) throw new BlobError('cannot connect')
         const bytes = await source.serve(hash, this.peerId, attempt.signal)
+        if (bytes.byteLength > maxBytes) throw new BlobError(`the peer announces ${bytes.byteLength} bytes, more than the ${maxBytes} expected`)
         if (contentHash(bytes) !== hash) throw new BlobError('bytes do not match their hash')
         this.blobs.put(bytes)
         return bytes

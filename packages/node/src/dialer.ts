@@ -1,0 +1,151 @@
+// Who this peer dials, and how often. Peers found by mDNS or named with --bootstrap are trusted
+// sources: they are redialed whenever the connection is gone, with backoff, for as long as it takes.
+// Addresses a peer announces in its heartbeats are hints, not orders: a liar can name anyone's
+// address. So a hinted address is dialed only for the peer id that signed the heartbeat naming it,
+// at most `maxAddrsPerPeer` of them, each address at most `attemptsPerAddr` times within
+// `memoryMs` (whatever peer ids it is dialed for), with backoff between attempts. An address
+// that answered as a peer is that peer's own: it is dialed again for it, with backoff, like a
+// trusted one (a restart, a partition); for any other peer id it stays on its budget.
+import type { Clock } from './clock.ts'
+
+export interface DialerOptions {
+  /** failed attempts after which a hinted address is left alone */
+  attemptsPerAddr: number
+  /** hinted addresses taken from one peer's heartbeat */
+  maxAddrsPerPeer: number
+  /** how long failed attempts at an address are remembered */
+  memoryMs: number
+  minBackoffMs: number
+  maxBackoffMs: number
+  /** peers remembered at most (the oldest are forgotten) */
+  maxPeers: number
+}
+
+export const DEFAULT_DIALER: DialerOptions = { attemptsPerAddr: 3, maxAddrsPerPeer: 4, memoryMs: 3_600_000, minBackoffMs: 1000, maxBackoffMs: 30_000, maxPeers: 1000 }
+
+export interface DialerDeps {
+  clock: Clock
+  /** dials a peer: by id (trusted: any address libp2p knows), or at one address */
+  dial: (peer: string, addr?: string) => Promise<void>
+  connected: (peer: string) => boolean
+}
+
+interface Target {
+  peer: string
+  /** undefined: dial by peer id (a trusted source) */
+  addr?: string
+  nextDial: number
+  backoffMs: number
+  lastError?: string
+}
+
+interface AddrRecord {
+  /** when it was dialed for a peer it has not answered as (counted as the dial starts: dials run at once) */
+  attempts: Array<{ at: number }>
+  answeredAs: Set<string>
+}
+
+export class Dialer {
+  /** dial attempts refused by the budgets, by reason */
+  readonly refused: Record<string, number> = {}
+  private readonly deps: DialerDeps
+  private readonly options: DialerOptions
+  private readonly targets = new Map<string, Target>()
+  private readonly addrs = new Map<string, AddrRecord>()
+  private readonly dialing = new Set<string>()
+
+  constructor (deps: DialerDeps, options: DialerOptions = DEFAULT_DIALER) {
+    this.deps = deps
+    this.options = options
+  }
+
+  /** A peer from mDNS or --bootstrap: redialed whenever it is not connected. */
+  trust (peer: string): void {
+    this.add({ peer, nextDial: 0, backoffMs: this.options.minBackoffMs })
+  }
+
+  /** Addresses a peer announced for itself: dialed within the budgets. */
+  hint (peer: string, addrs: string[]): void {
+    if (this.deps.connected(peer)) return
+    let taken = 0
+    for (const addr of addrs) {
+      if (taken >= this.options.maxAddrsPerPeer) {
+        this.refused['too-many-addrs'] = (this.refused['too-many-addrs'] ?? 0) + 1
+        break
+      }
+      taken++
+      if (!this.withinBudget(addr, peer)) {
+        this.refused['addr-budget'] = (this.refused['addr-budget'] ?? 0) + 1
+        continue
+      }
+      this.add({ peer, addr, nextDial: 0, backoffMs: this.options.minBackoffMs })
+    }
+    this.tick()
+  }
+
+  /** Dials what is due. Called on every hint and about once a second. */
+  tick (): void {
+    const now = this.deps.clock.now()
+    for (const [key, t] of this.targets) {
+      if (this.dialing.has(key) || now < t.nextDial || this.deps.connected(t.peer)) continue
+      if (t.addr !== undefined && !this.withinBudget(t.addr, t.peer)) {
+        this.targets.delete(key) // spent: a hint no longer worth a dial
+        continue
+      }
+      this.dialing.add(key)
+      const attempt = t.addr === undefined ? undefined : this.attempted(t.addr, t.peer)
+      this.deps.dial(t.peer, t.addr).then(() => {
+        t.backoffMs = this.options.minBackoffMs
+        t.lastError = undefined
+        if (t.addr === undefined) return
+        // it answered as its peer: the peer's own address, and not a wasted attempt
+        const record = this.record(t.addr)
+        record.answeredAs.add(t.peer)
+        record.attempts = record.attempts.filter(a => a !== attempt)
+      }, (err: unknown) => {
+        t.lastError = String((err as Error)?.message ?? err).split('\n')[0].slice(0, 200)
+        t.nextDial = this.deps.clock.now() + t.backoffMs
+        t.backoffMs = Math.min(this.options.maxBackoffMs, t.backoffMs * 2)
+      }).finally(() => { this.dialing.delete(key) })
+    }
+  }
+
+  /** Why the last dial of a trusted peer failed, if it did. */
+  lastError (peer: string): string | undefined {
+    return this.targets.get(peer)?.lastError
+  }
+
+  private add (target: Target): void {
+    const key = target.addr === undefined ? target.peer : `${target.peer} ${target.addr}`
+    if (this.targets.has(key)) return
+    if (this.targets.size >= this.options.maxPeers) this.targets.delete(this.targets.keys().next().value!)
+    this.targets.set(key, target)
+  }
+
+  private withinBudget (addr: string, peer: string): boolean {
+    const record = this.addrs.get(addr)
+    if (record === undefined || record.answeredAs.has(peer)) return true
+    const since = this.deps.clock.now() - this.options.memoryMs
+    record.attempts = record.attempts.filter(a => a.at > since)
+    return record.attempts.length < this.options.attemptsPerAddr
+  }
+
+  private record (addr: string): AddrRecord {
+    let record = this.addrs.get(addr)
+    if (record === undefined) {
+      if (this.addrs.size >= 4 * this.options.maxPeers) this.addrs.delete(this.addrs.keys().next().value!)
+      record = { attempts: [], answeredAs: new Set() }
+      this.addrs.set(addr, record)
+    }
+    return record
+  }
+
+  /** Counts a dial of `addr` for `peer` against the address's budget; returns the attempt, if counted. */
+  private attempted (addr: string, peer: string): { at: number } | undefined {
+    const record = this.record(addr)
+    if (record.answeredAs.has(peer)) return undefined // the peer's own address: a restart or a partition, not a lie
+    const attempt = { at: this.deps.clock.now() }
+    record.attempts.push(attempt)
+    return attempt
+  }
+}

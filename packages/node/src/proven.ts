@@ -1,0 +1,48 @@
+// Which peers have proven themselves: their update counted in a certified round lately. Keys are
+// free and one address holds many of them, so in an open network an identity counts in a quorum
+// (elections, a leader's standing) only once it has done real work, and a newcomer gets work on
+// probation, a few at a time, never so many that the proven peers stop being a quorum of a round.
+// Before the first certified round nobody is proven, and every directly connected peer counts.
+import { quorumOf, type QuorumPolicy } from './certificates.ts'
+
+/** Rounds after which a peer's last counted update no longer proves it. */
+export const PROVEN_FOR_ROUNDS = 20
+
+export class ProvenPeers {
+  /** peer → the last certified round its update counted in */
+  private readonly lastRound = new Map<string, number>()
+  private latest = 0
+
+  /** The contributors of certified round `round`. */
+  saw (round: number, contributors: Iterable<string>): void {
+    this.latest = Math.max(this.latest, round)
+    for (const peer of contributors) this.lastRound.set(peer, Math.max(round, this.lastRound.get(peer) ?? 0))
+    for (const [peer, last] of this.lastRound) if (last <= this.latest - PROVEN_FOR_ROUNDS) this.lastRound.delete(peer)
+  }
+
+  has (peer: string): boolean {
+    return this.lastRound.has(peer)
+  }
+
+  /** Whether any peer has proven itself yet (until then, every peer counts). */
+  get any (): boolean {
+    return this.lastRound.size > 0
+  }
+
+  /** Of `peers`, those that count in a quorum: the proven ones and `self`, or all before anyone is proven. */
+  counted (peers: string[], self: string): string[] {
+    return this.any ? peers.filter(p => p === self || this.has(p)) : peers
+  }
+}
+
+/**
+ * How many newcomers a round may take beside `proven` proven peers: at least one (or nobody new
+ * could ever join a small network), and no more than leaves the proven ones a quorum of the
+ * round's participants with one of them missing. A permissioned network has no newcomers to doubt.
+ */
+export function probationSlots (policy: QuorumPolicy, proven: number): number {
+  if (policy.allowed !== undefined) return Infinity // allow-listed ids are members already
+  let slots = 0
+  while (quorumOf(policy, proven + slots + 1) <= proven - 1) slots++
+  return Math.max(1, slots)
+}

@@ -1,0 +1,29 @@
+import { expect } from 'chai'
+import { PROVEN_FOR_ROUNDS, ProvenPeers, probationSlots, quorumOf } from '@dml/node'
+
+describe('proven peers', () => {
+  it('before any certified round everyone counts; after, only contributors and this peer', () => {
+    const proven = new ProvenPeers()
+    expect(proven.counted(['me', 'a', 'sybil'], 'me')).to.deep.equal(['me', 'a', 'sybil'])
+    proven.saw(1, ['me', 'a'])
+    expect(proven.counted(['me', 'a', 'sybil'], 'me')).to.deep.equal(['me', 'a'])
+    expect(proven.counted(['a', 'me', 'b'], 'me')).to.deep.equal(['a', 'me'])
+  })
+
+  it(`a contribution proves a peer for ${PROVEN_FOR_ROUNDS} rounds`, () => {
+    const proven = new ProvenPeers()
+    proven.saw(1, ['a', 'b'])
+    proven.saw(PROVEN_FOR_ROUNDS, ['a'])
+    expect(proven.has('b')).to.equal(true)
+    proven.saw(PROVEN_FOR_ROUNDS + 1, ['a'])
+    expect(proven.has('b')).to.equal(false)
+    expect(proven.has('a')).to.equal(true)
+  })
+
+  it('newcomers a round: at least one, never so many that the proven peers less one are not a quorum', () => {
+    const open = { self: 'me' }
+    expect([1, 2, 3, 4, 5, 9].map(p => probationSlots(open, p))).to.deep.equal([1, 1, 1, 1, 2, 6])
+    for (let p = 4; p < 40; p++) expect(quorumOf(open, p + probationSlots(open, p))).to.be.at.most(p - 1)
+    expect(probationSlots({ self: 'me', allowed: new Set(['me', 'a']) }, 1)).to.equal(Infinity)
+  })
+})
