@@ -1,6 +1,6 @@
 // A network of engines (DmlNode) for unit tests: in-memory network, fake clock, fake trainers,
 // checkpoints in memory. Each peer's trainer and blob serving can be made to misbehave.
-import { encodeTensors, PROTOCOL_VERSION, type NamedTensor, type Task } from '@dml/protocol'
+import { encodeTensors, PROTOCOL_VERSION, type NamedTensor, type RoundStart, type Task } from '@dml/protocol'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { PrivateKey } from '@libp2p/interface'
@@ -174,16 +174,13 @@ export class TestCluster {
 }
 
 /**
- * A peer that speaks the protocol and lies: it follows whoever leads, heartbeats, and to every
- * RoundStart that assigns it work it answers at once with an update of its own making, claiming
- * whatever it likes. It never checks or signs a result.
+ * An endpoint that speaks the protocol: it follows whoever leads with a certified term and
+ * heartbeats the device and speed it claims; `onStart` answers the round starts that assign it work.
  */
-export function addLiar (net: TestCluster, lie: { weights: (shapes: number[][]) => NamedTensor[], numSamples?: (assigned: number) => number }): MemoryEndpoint {
+function addFollower (net: TestCluster, claim: { device: 'cpu' | 'gpu', backend: string, speed: number }, onStart?: (endpoint: MemoryEndpoint, start: RoundStart, samples: number) => void): MemoryEndpoint {
   const endpoint = net.hub.join(net.identity().id)
-  const shapes = [[2, 2], [3]]
   let term = 0
   let leader: string | null = null
-  const send = (message: Parameters<MemoryEndpoint['publish']>[0]): void => { endpoint.publish(message).catch(() => {}) }
   endpoint.bind({
     judge: () => 'accept',
     rejected: () => {},
@@ -193,16 +190,13 @@ export function addLiar (net: TestCluster, lie: { weights: (shapes: number[][]) 
         term = m.term
         leader = m.peer
       }
-      if (m.type !== 'round-start') return
-      const mine = m.assignments.find(a => a.peer === endpoint.peerId)
-      if (mine === undefined) return
-      const hash = endpoint.blobs.put(encodeTensors(lie.weights(shapes)), true)
-      send({ type: 'update-ready', v: PROTOCOL_VERSION, term: m.term, round: m.round, peer: endpoint.peerId, hash, numSamples: lie.numSamples?.(mine.samples) ?? mine.samples, metrics: { loss: 0.1, trainMs: 10, samplesPerSec: 1000 } })
+      const mine = m.type === 'round-start' ? m.assignments.find(a => a.peer === endpoint.peerId) : undefined
+      if (m.type === 'round-start' && mine !== undefined) onStart?.(endpoint, m, mine.samples)
     }
   })
   const beat = (): void => {
     if (!endpoint.connected) return
-    send({ type: 'heartbeat', v: PROTOCOL_VERSION, term, peer: endpoint.peerId, leader, round: 0, modelHash: null, device: 'cpu', backend: 'liar', speed: 0, addrs: [], termCert: null, roundCert: null })
+    endpoint.publish({ type: 'heartbeat', v: PROTOCOL_VERSION, term, peer: endpoint.peerId, leader, round: 0, modelHash: null, ...claim, addrs: [], termCert: null, roundCert: null }).catch(() => {})
     net.clock.setTimeout(beat, 1000)
   }
   beat()
@@ -210,29 +204,22 @@ export function addLiar (net: TestCluster, lie: { weights: (shapes: number[][]) 
 }
 
 /**
+ * A peer that speaks the protocol and lies: it follows whoever leads, heartbeats, and to every
+ * RoundStart that assigns it work it answers at once with an update of its own making, claiming
+ * whatever it likes. It never checks or signs a result.
+ */
+export function addLiar (net: TestCluster, lie: { weights: (shapes: number[][]) => NamedTensor[], numSamples?: (assigned: number) => number }): MemoryEndpoint {
+  const shapes = [[2, 2], [3]]
+  return addFollower(net, { device: 'cpu', backend: 'liar', speed: 0 }, (endpoint, start, samples) => {
+    const hash = endpoint.blobs.put(encodeTensors(lie.weights(shapes)), true)
+    endpoint.publish({ type: 'update-ready', v: PROTOCOL_VERSION, term: start.term, round: start.round, peer: endpoint.peerId, hash, numSamples: lie.numSamples?.(samples) ?? samples, metrics: { loss: 0.1, trainMs: 10, samplesPerSec: 1000 } }).catch(() => {})
+  })
+}
+
+/**
  * A made-up identity: it follows whoever leads and heartbeats claiming a GPU and a huge speed, and
  * does nothing else (no update, no signature, no vote).
  */
 export function addSybil (net: TestCluster): MemoryEndpoint {
-  const endpoint = net.hub.join(net.identity().id)
-  let term = 0
-  let leader: string | null = null
-  endpoint.bind({
-    judge: () => 'accept',
-    rejected: () => {},
-    subscribed: () => {},
-    deliver: (m) => {
-      if (m.type === 'heartbeat' && m.leader === m.peer && m.termCert !== null && m.term >= term) {
-        term = m.term
-        leader = m.peer
-      }
-    }
-  })
-  const beat = (): void => {
-    if (!endpoint.connected) return
-    endpoint.publish({ type: 'heartbeat', v: PROTOCOL_VERSION, term, peer: endpoint.peerId, leader, round: 0, modelHash: null, device: 'gpu', backend: 'sybil', speed: 1e6, addrs: [], termCert: null, roundCert: null }).catch(() => {})
-    net.clock.setTimeout(beat, 1000)
-  }
-  beat()
-  return endpoint
+  return addFollower(net, { device: 'gpu', backend: 'sybil', speed: 1e6 })
 }
