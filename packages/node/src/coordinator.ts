@@ -469,9 +469,10 @@ export class Coordinator {
       // RoundDone is out: the round is finished network-wide, whatever happens to this term now
       state.phase = 'done'
       net.blobs.unpin(certHash) // the replica keeps it pinned while it is the newest
-      await replica.commit({ round, hash: modelHash, weights }, bytes, { certBytes, termCertBytes: this.deps.termCert.bytes }, { round, term: this.term, modelHash, certHash, metrics }, updates.map(u => u.peer))
+      // said before the commit: a commit that finishes training may end the process (--exit-when-done)
       log.info('round-done', { round, term: this.term, modelHash, certHash, signers: votes.length, ...metrics },
         `round ${round} done in ${(durationMs / 1000).toFixed(1)} s: accuracy ${(100 * metrics.accuracy).toFixed(2)}%, loss ${metrics.loss.toFixed(4)}, ${updates.length} updates, signed by ${votes.length} of ${assignments.length}`)
+      await replica.commit({ round, hash: modelHash, weights }, bytes, { certBytes, termCertBytes: this.deps.termCert.bytes }, { round, term: this.term, modelHash, certHash, metrics }, updates.map(u => u.peer))
       return 'closed'
     } finally {
       state.end()
