@@ -10,6 +10,7 @@ import { Supervisor } from './clock.ts'
 import { helpText, MONITOR_OPTIONS, parseOptions, readAllowList, readSwarmKey } from './config.ts'
 import { startHost } from './host.ts'
 import { Proofs, type ProvenRound } from './proofs.ts'
+import { ProvenPeers } from './proven.ts'
 
 const SUMMARY = 'Follows dml training live: joins the network as a passive peer and prints every finished round.'
 
@@ -32,6 +33,8 @@ export async function runMonitor (argv: string[]): Promise<number> {
   const supervisor = new Supervisor((task, err) => { console.error(`${task} failed: ${(err as Error)?.message ?? String(err)}`) })
   const allowed = o['allow-peers'] === '' ? undefined : readAllowList(o['allow-peers'] as string)
   let proofs: Proofs | undefined
+  /** who counts in a leader's quorum, as for a peer (proven.ts): learnt from the certified rounds */
+  const provenPeers = new ProvenPeers()
 
   const show = (rd: RoundDone, proven: ProvenRound): void => {
     shownRounds.add(rd.round)
@@ -56,6 +59,7 @@ export async function runMonitor (argv: string[]): Promise<number> {
       try {
         const proven = await check.round(rd.certHash, [rd.leader, ...peers.keys()])
         if (proven.result.round !== rd.round || proven.result.modelHash !== rd.modelHash || proven.result.leader !== rd.leader) throw new CertificateError('forged', 'the certificate is of another round')
+        provenPeers.saw(proven.result.round, proven.result.contributions.map(c => c.peer))
         if (!shownRounds.has(rd.round)) show(rd, proven)
       } catch (err) {
         // forged, or genuine but proving nothing to this monitor (one peer alone), or out of reach
@@ -80,7 +84,11 @@ export async function runMonitor (argv: string[]): Promise<number> {
     supervisor.run(`check the leader ${hb.peer.slice(-6)}`, async () => {
       try {
         const { cert } = await check.term(termCert, [hb.peer, ...peers.keys()])
-        const view = [...peers.values()].filter(p => Date.now() - p.seen < 10_000).map(p => p.hb.peer)
+        if (!provenPeers.any && hb.roundCert !== null) {
+          const round = await check.round(hb.roundCert, [hb.peer, ...peers.keys()])
+          provenPeers.saw(round.result.round, round.result.contributions.map(c => c.peer))
+        }
+        const view = provenPeers.counted([...peers.values()].filter(p => Date.now() - p.seen < 10_000).map(p => p.hb.peer))
         if (cert.leader !== hb.peer || cert.term !== hb.term || !coversView(cert, { self: host.peerId, allowed }, view)) throw new CertificateError('unproven', 'too few of the peers in view voted for it')
         provenLeaders.set(hb.peer, hb.term)
       } catch (err) {

@@ -238,9 +238,9 @@ export class DmlNode implements MessageHandlers {
     return [this.heartbeat(), ...this.membership.live(this.clock.now()).filter(h => connected.has(h.peer))]
   }
 
-  /** The peers that count in a quorum now: live, and proven (see proven.ts). */
+  /** The peers that count in a quorum now: live, and proven (see proven.ts), this one included only once proven. */
   private view (): string[] {
-    return this.replica.proven.counted(this.live().map(h => h.peer), this.peerId)
+    return this.replica.proven.counted(this.live().map(h => h.peer))
   }
 
   // ---- what the network hands us ----------------------------------------------------------
@@ -379,6 +379,7 @@ export class DmlNode implements MessageHandlers {
     }
     const counted = new Set(this.view())
     const ranked = rankCandidates(this.live().filter(h => counted.has(h.peer)).map(h => ({ peer: h.peer, round: h.round })))
+    if (!counted.has(this.peerId)) ranked.push(this.peerId) // a newcomer stands last
     const term = this.election.tick(now, ranked)
     if (term !== undefined) this.stand(term)
     this.sendHeartbeat()
@@ -422,6 +423,11 @@ export class DmlNode implements MessageHandlers {
         if (proven.cert.term !== hb.term || proven.cert.leader !== hb.peer) {
           this.ledger.offence(hb.peer, 'bad-certificate', `its heartbeat claims term ${hb.term} with the certificate of term ${proven.cert.term} of ${short(proven.cert.leader)}`)
           return
+        }
+        // a newcomer knows of no proven peers yet: the leader's newest certified round names them
+        if (!this.replica.proven.any && hb.roundCert !== null) {
+          const round = await this.proofs.round(hb.roundCert, this.sources(hb.peer))
+          this.replica.proven.saw(round.result.round, round.result.contributions.map(c => c.peer))
         }
         if (!coversView(proven.cert, this.policy, this.view())) {
           this.ledger.note(hb.peer, 'unproven-leader', `claims term ${hb.term}, but too few of the peers this node sees voted for it`)
@@ -695,7 +701,7 @@ export class DmlNode implements MessageHandlers {
       activeNodes: live.length,
       gpuNodes: live.filter(h => h.device === 'gpu').length,
       cpuNodes: live.filter(h => h.device === 'cpu').length,
-      nodes: live.map(h => ({ peerId: h.peer, device: h.device, backend: h.backend, round: h.round, samplesPerSec: Math.round(h.speed), isLeader: h.peer === leader, proven: h.peer === this.peerId || this.replica.proven.has(h.peer) })),
+      nodes: live.map(h => ({ peerId: h.peer, device: h.device, backend: h.backend, round: h.round, samplesPerSec: Math.round(h.speed), isLeader: h.peer === leader, proven: this.replica.proven.has(h.peer) })),
       backend: { name: this.backend.backend, device: this.backend.device, source: this.backend.source, warning: this.backend.warning ?? null },
       task: { ...this.task },
       permissioned: this.policy.allowed !== undefined,

@@ -2,7 +2,8 @@
 // free and one address holds many of them, so in an open network an identity counts in a quorum
 // (elections, a leader's standing) only once it has done real work, and a newcomer gets work on
 // probation, a few at a time, never so many that the proven peers stop being a quorum of a round.
-// Before the first certified round nobody is proven, and every directly connected peer counts.
+// Before the first certified round nobody is proven, and every directly connected peer counts. A
+// newcomer learns who is proven from the round certificate of the leader it finds.
 import { quorumOf, type QuorumPolicy } from './certificates.ts'
 
 /** Rounds after which a peer's last counted update no longer proves it. */
@@ -29,9 +30,12 @@ export class ProvenPeers {
     return this.lastRound.size > 0
   }
 
-  /** Of `peers`, those that count in a quorum: the proven ones and `self`, or all before anyone is proven. */
-  counted (peers: string[], self: string): string[] {
-    return this.any ? peers.filter(p => p === self || this.has(p)) : peers
+  /**
+   * Of `peers`, those that count in a quorum: the proven ones, or all before anyone is proven.
+   * This peer too is counted only once proven: a newcomer did not vote for the leader it finds.
+   */
+  counted (peers: string[]): string[] {
+    return this.any ? peers.filter(p => this.has(p)) : peers
   }
 }
 

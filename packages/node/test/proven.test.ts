@@ -2,12 +2,13 @@ import { expect } from 'chai'
 import { PROVEN_FOR_ROUNDS, ProvenPeers, probationSlots, quorumOf } from '@dml/node'
 
 describe('proven peers', () => {
-  it('before any certified round everyone counts; after, only contributors and this peer', () => {
+  it('before any certified round everyone counts; after, only contributors, this peer too', () => {
     const proven = new ProvenPeers()
-    expect(proven.counted(['me', 'a', 'sybil'], 'me')).to.deep.equal(['me', 'a', 'sybil'])
+    expect(proven.counted(['me', 'a', 'sybil'])).to.deep.equal(['me', 'a', 'sybil'])
     proven.saw(1, ['me', 'a'])
-    expect(proven.counted(['me', 'a', 'sybil'], 'me')).to.deep.equal(['me', 'a'])
-    expect(proven.counted(['a', 'me', 'b'], 'me')).to.deep.equal(['a', 'me'])
+    expect(proven.counted(['me', 'a', 'sybil'])).to.deep.equal(['me', 'a'])
+    proven.saw(2, ['a', 'b'])
+    expect(proven.counted(['newcomer', 'a', 'b'])).to.deep.equal(['a', 'b'])
   })
 
   it(`a contribution proves a peer for ${PROVEN_FOR_ROUNDS} rounds`, () => {
