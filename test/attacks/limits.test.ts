@@ -120,6 +120,7 @@ describe('bounded resources against one misbehaving member', function () {
     console.log(`      leader RSS ${before.toFixed(0)} MB before, at most ${most.toFixed(0)} MB while offered 256 MiB of junk`)
     expect(most - before).to.be.below(100)
     expect(lead.events.some(e => e.event === 'update-rejected' && /more than the \d+ expected/.test(String(e.detail)))).to.equal(true)
+    expect((await getJson(await lead.statusUrl())).limits['blob-size'], 'counted').to.be.at.least(1)
   })
 
   it('256 blob streams to each peer opened and never used: most refused, the rest closed within seconds', async () => {
@@ -129,6 +130,8 @@ describe('bounded resources against one misbehaving member', function () {
     console.log(`      opened ${opened.opened as number}, refused ${opened.refused as number}, held open after 1 s ${opened.held as number}; all closed after ${closed.afterMs as number} ms`)
     expect(opened.held).to.be.at.most(3 * 16) // --max-blob-streams per connection
     expect(closed.afterMs).to.be.below(15_000)
+    const counted = await Promise.all(peers.map(async p => (await getJson(await p.statusUrl())).limits))
+    expect(counted.some(l => (l['blob-streams'] ?? 0) > 0 && (l['blob-idle'] ?? 0) > 0), 'refused and idle streams counted').to.equal(true)
     attacker.send(JSON.stringify({ attack: 'none' }))
   })
 

@@ -9,6 +9,12 @@ import { abortReason } from './clock.ts'
 
 export class BlobError extends Error {
   override name = 'BlobError'
+  /** the limit that refused the transfer, if one did (counted under /api/status `limits`) */
+  readonly limit?: string
+  constructor (message: string, limit?: string) {
+    super(message)
+    this.limit = limit
+  }
 }
 
 /** Holds blobs by hash; keeps `pinned` ones and the most recent `capacity` others. */
@@ -74,13 +80,17 @@ export interface ServeLimits {
 }
 
 /** Serves blobs from `store` on an inbound stream, within `limits`. */
-export async function serveBlob (stream: Stream, store: BlobStore, limits: ServeLimits = { requestTimeoutMs: 10_000, sendTimeoutMs: 120_000 }): Promise<void> {
+export async function serveBlob (stream: Stream, store: BlobStore, limits: ServeLimits = { requestTimeoutMs: 10_000, sendTimeoutMs: 120_000 }, refused: (limit: string, detail: string) => void = () => {}): Promise<void> {
   const source = stream[Symbol.asyncIterator]()
-  let timer = setTimeout(() => { stream.abort(new BlobError(`no request within ${limits.requestTimeoutMs} ms`)) }, limits.requestTimeoutMs)
+  const giveUp = (limit: string, detail: string): void => {
+    refused(limit, detail)
+    stream.abort(new BlobError(detail, limit))
+  }
+  let timer = setTimeout(() => { giveUp('blob-idle', `no request within ${limits.requestTimeoutMs} ms`) }, limits.requestTimeoutMs)
   try {
     const request = decodeCbor(await readFrame(source, new Uint8ArrayList(), MAX_HEADER), MAX_HEADER) as { hash?: unknown }
     clearTimeout(timer)
-    timer = setTimeout(() => { stream.abort(new BlobError(`the answer was not taken within ${limits.sendTimeoutMs} ms`)) }, limits.sendTimeoutMs)
+    timer = setTimeout(() => { giveUp('blob-not-taken', `the answer was not taken within ${limits.sendTimeoutMs} ms`) }, limits.sendTimeoutMs)
     const hash = request?.hash
     const blob = isContentHash(hash) ? store.get(hash) : undefined
     if (blob === undefined) {
@@ -119,7 +129,7 @@ export async function requestBlob (stream: Stream, hash: string, signal?: AbortS
     : setInterval(() => {
       const elapsed = Date.now() - started
       if (elapsed <= RATE_GRACE_MS || buffer.byteLength >= minBytesPerSecond * (elapsed - RATE_GRACE_MS) / 1000) return
-      tooSlow = new BlobError(`the peer sends under ${Math.round(minBytesPerSecond / 1024)} KiB/s (${buffer.byteLength} bytes in ${(elapsed / 1000).toFixed(1)} s)`)
+      tooSlow = new BlobError(`the peer sends under ${Math.round(minBytesPerSecond / 1024)} KiB/s (${buffer.byteLength} bytes in ${(elapsed / 1000).toFixed(1)} s)`, 'transfer-rate')
       stream.abort(tooSlow)
     }, 500)
   try {
@@ -129,7 +139,7 @@ export async function requestBlob (stream: Stream, hash: string, signal?: AbortS
     const size = header?.size
     if (!Number.isSafeInteger(size) || (size as number) < 0) throw new BlobError('bad response header')
     // refused before a byte of it is buffered: what is asked for has a known size
-    if ((size as number) > Math.min(maxBytes, MAX_BLOB_BYTES)) throw new BlobError(`the peer announces ${size as number} bytes, more than the ${Math.min(maxBytes, MAX_BLOB_BYTES)} expected`)
+    if ((size as number) > Math.min(maxBytes, MAX_BLOB_BYTES)) throw new BlobError(`the peer announces ${size as number} bytes, more than the ${Math.min(maxBytes, MAX_BLOB_BYTES)} expected`, 'blob-size')
     while (buffer.byteLength < (size as number)) await pull(source, buffer)
     if (buffer.byteLength > (size as number)) throw new BlobError('peer sent more bytes than announced')
     const bytes = buffer.subarray()

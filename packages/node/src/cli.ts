@@ -14,7 +14,7 @@ import { createLogger, type Logger } from './log.ts'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { lateHandlers } from './network.ts'
 import { DmlNode } from './node.ts'
-import { leaderStatusUrl, startStatusServer } from './status.ts'
+import { DEFAULT_STATUS_LIMITS, leaderStatusUrl, startStatusServer } from './status.ts'
 import { LocalTrainer } from './trainer.ts'
 
 const SUMMARY = 'A dml peer: finds other peers (mDNS, --bootstrap), elects a coordinator, and trains the model with them.'
@@ -104,7 +104,7 @@ export async function runNode (argv: string[]): Promise<number> {
   const host = o.host as string
   const port = o.port as number
   const inbox = lateHandlers()
-  const net = await listen(host, port, async () => await startHost({ privateKey: identity.key, host, port, bootstrap: o.bootstrap as string[], mdns: o.mdns as boolean, swarmKey, minTransferRate: 1024 * (o['min-transfer-rate'] as number), maxPeersPerIp: o['max-peers-per-ip'] as number, maxBlobStreams: o['max-blob-streams'] as number, transferTimeoutMs: (o['transfer-timeout'] as number) * 1000 }, inbox.handlers))
+  const net = await listen(host, port, async () => await startHost({ privateKey: identity.key, host, port, bootstrap: o.bootstrap as string[], mdns: o.mdns as boolean, swarmKey, minTransferRate: 1024 * (o['min-transfer-rate'] as number), maxPeersPerIp: o['max-peers-per-ip'] as number, maxBlobStreams: o['max-blob-streams'] as number, hintDials: o['hint-dials'] as number, transferTimeoutMs: (o['transfer-timeout'] as number) * 1000 }, inbox.handlers))
   const node = new DmlNode({
     task,
     minPeers: o['min-peers'] as number,
@@ -129,7 +129,7 @@ export async function runNode (argv: string[]): Promise<number> {
   }
   let server
   try {
-    server = await startStatusServer(status, host, httpPortOption)
+    server = await startStatusServer(status, host, httpPortOption, { ...DEFAULT_STATUS_LIMITS, maxConnections: o['status-connections'] as number })
   } catch (err) {
     await node.stop()
     await net.stop()

@@ -80,6 +80,8 @@ export const NODE_OPTIONS = {
   'round-timeout': { kind: 'integer', default: 600, arg: 's', help: 'longest a round may wait for updates, in seconds', check: positive },
   'transfer-timeout': { kind: 'integer', default: 60, arg: 's', help: 'longest one transfer of a model or update from one peer may take, in seconds; then the next peer is asked', check: positive },
   'max-peers-per-ip': { kind: 'integer', default: 16, arg: 'n', help: 'distinct peer ids accepted from one IP address at once (0: no bound)', check: (v: number) => v >= 0 ? undefined : 'must be 0 or more' },
+  'hint-dials': { kind: 'integer', default: 3, arg: 'n', help: 'dials of an address named in a heartbeat, per hour, unless it answers as the peer that named it', check: positive },
+  'status-connections': { kind: 'integer', default: 64, arg: 'n', help: 'connections the status API serves at once; more are refused until some close', check: positive },
   'max-blob-streams': { kind: 'integer', default: 16, arg: 'n', help: 'model and update transfers one peer may request from this one at once', check: positive },
   'min-transfer-rate': { kind: 'integer', default: 64, arg: 'KiB/s', help: 'a peer that sends a model or update slower than this (after 5 s) is left for the next one (0: no minimum)', check: (v: number) => v >= 0 ? undefined : 'must be 0 or more' },
   'exit-when-done': { kind: 'boolean', default: false, help: 'exit once training has finished' },

@@ -28,6 +28,8 @@ export interface DialerDeps {
   /** dials a peer: by id (trusted: any address libp2p knows), or at one address */
   dial: (peer: string, addr?: string) => Promise<void>
   connected: (peer: string) => boolean
+  /** a hint the budgets refused (`too-many-addrs`, `addr-budget`), for the peer that gave it */
+  refused: (reason: string, peer: string, detail: string) => void
 }
 
 interface Target {
@@ -46,8 +48,6 @@ interface AddrRecord {
 }
 
 export class Dialer {
-  /** dial attempts refused by the budgets, by reason */
-  readonly refused: Record<string, number> = {}
   private readonly deps: DialerDeps
   private readonly options: DialerOptions
   private readonly targets = new Map<string, Target>()
@@ -70,12 +70,12 @@ export class Dialer {
     let taken = 0
     for (const addr of addrs) {
       if (taken >= this.options.maxAddrsPerPeer) {
-        this.refused['too-many-addrs'] = (this.refused['too-many-addrs'] ?? 0) + 1
+        this.deps.refused('too-many-addrs', peer, `${addrs.length} addresses in one heartbeat; ${this.options.maxAddrsPerPeer} taken`)
         break
       }
       taken++
       if (!this.withinBudget(addr, peer)) {
-        this.refused['addr-budget'] = (this.refused['addr-budget'] ?? 0) + 1
+        this.deps.refused('addr-budget', peer, `${addr} was dialed ${this.options.attemptsPerAddr} times lately and never answered as this peer`)
         continue
       }
       this.add({ peer, addr, nextDial: 0, backoffMs: this.options.minBackoffMs })

@@ -18,7 +18,7 @@ import { BlobStore, requestBlob, serveBlob, BlobError } from './blob-transfer.ts
 import { abortReason, deadlineSignal, systemClock } from './clock.ts'
 import type { MessageHandlers, Network } from './network.ts'
 import { privateNetwork } from './private-network.ts'
-import { Dialer } from './dialer.ts'
+import { DEFAULT_DIALER, Dialer } from './dialer.ts'
 
 const TICK_MS = 1000
 
@@ -35,6 +35,8 @@ export interface HostOptions {
   minTransferRate?: number
   /** distinct peer ids accepted from one IP address at once (0: no bound) */
   maxPeersPerIp?: number
+  /** dials of one gossiped address an hour, unless it answers as the peer that named it */
+  hintDials?: number
   /** inbound blob streams one connection may hold open at once */
   maxBlobStreams?: number
   /** how long a peer may take to receive a blob we serve it */
@@ -52,7 +54,7 @@ export interface DmlHost extends Network {
   libp2p: Libp2p<{ pubsub: GossipSub }>
   /** each --bootstrap address: connected now, or why the last dial failed */
   bootstrapState: () => BootstrapState[]
-  /** what the host's limits refused, by reason (dials of gossiped addresses, identities per IP) */
+  /** what the host's limits refused, by reason: dials of gossiped addresses, identities per IP, transfers */
   refused: () => Record<string, number>
   stop: () => Promise<void>
 }
@@ -137,8 +139,9 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
     connected: (peer) => libp2p.getConnections(peerIdFromString(peer)).length > 0,
     dial: async (peer, addr) => {
       await libp2p.dial(addr === undefined ? peerIdFromString(peer) : multiaddr(`${addr}/p2p/${peer}`))
-    }
-  })
+    },
+    refused: (reason, peer, detail) => { refuse(`dial-${reason}`, peer, detail) }
+  }, { ...DEFAULT_DIALER, attemptsPerAddr: options.hintDials ?? DEFAULT_DIALER.attemptsPerAddr })
   // the bootstrap peers are known from the start: their dial errors are what a lonely node reports
   const bootstrapPeers = options.bootstrap.map(addr => ({ addr, id: peerIdFromString(multiaddr(addr).getComponents().find(c => c.name === 'p2p')!.value!) }))
   for (const { id } of bootstrapPeers) dialer.trust(id.toString())
@@ -176,7 +179,27 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
   })
   pubsub.subscribe(CONTROL_TOPIC)
   const serving = { requestTimeoutMs: 10_000, sendTimeoutMs: options.transferTimeoutMs ?? 60_000 }
-  await libp2p.handle(BLOB_PROTOCOL, async (stream) => { await serveBlob(stream, blobs, serving) }, { maxInboundStreams: options.maxBlobStreams ?? 16 })
+  // transfers served at once, per connection: counted here (libp2p's own bound, set above ours,
+  // is only a backstop and refuses without a word)
+  const maxStreams = options.maxBlobStreams ?? 16
+  const serves = new Map<string, number>()
+  await libp2p.handle(BLOB_PROTOCOL, async (stream, connection) => {
+    const peer = connection.remotePeer.toString()
+    const open = serves.get(connection.id) ?? 0
+    if (open >= maxStreams) {
+      refuse('blob-streams', peer, `${open} transfers open already (--max-blob-streams ${maxStreams})`)
+      stream.abort(new BlobError('too many transfers at once', 'blob-streams'))
+      return
+    }
+    serves.set(connection.id, open + 1)
+    try {
+      await serveBlob(stream, blobs, serving, (limit, detail) => { refuse(limit, peer, detail) })
+    } finally {
+      const left = (serves.get(connection.id) ?? 1) - 1
+      if (left > 0) serves.set(connection.id, left)
+      else serves.delete(connection.id)
+    }
+  }, { maxInboundStreams: 2 * maxStreams })
 
   const host: DmlHost = {
     libp2p,
@@ -200,6 +223,8 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
           return bytes
         } catch (err) {
           signal?.throwIfAborted() // the round is over: no next source
+          if (err instanceof BlobError && err.limit !== undefined) refuse(err.limit, peer, err.message)
+          else if (attempt.signal.aborted) refuse('transfer-timeout', peer, abortReason(attempt.signal).message)
           errors.push(`${peer.slice(-6)}: ${attempt.signal.aborted ? abortReason(attempt.signal).message : (err as Error).message}`)
         } finally {
           attempt.clear()
@@ -236,7 +261,7 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
       const error = dialer.lastError(id.toString())
       return connected || error === undefined ? { addr, connected } : { addr, connected, error }
     }),
-    refused: () => ({ ...refused, ...Object.fromEntries(Object.entries(dialer.refused).map(([k, v]) => [`dial-${k}`, v])) }),
+    refused: () => ({ ...refused }),
     async stop () {
       clearInterval(redial)
       await libp2p.stop()
