@@ -138,11 +138,12 @@ describe('a partition of 4 hosts into 2+2', function () {
     const statuses = await Promise.all([0, 1, 2, 3].map(async i => await net.status(i)))
     expect(new Set(statuses.map(s => s.leader)).size).to.equal(1)
     expect(statuses.filter(s => s.isLeader)).to.have.length(1)
-    // and the recovery is counted: peers lost and rejoined, a leader change on every host
-    for (const s of statuses) {
+    // and the recovery is counted: peers lost and rejoined; the cut-off side changed leaders twice
+    // (its own, then back to the side with more finished rounds), the other side kept its leader
+    for (const [i, s] of statuses.entries()) {
       expect(s.recovery.peersLost).to.be.at.least(2)
       expect(s.recovery.peersJoined).to.be.at.least(5)
-      expect(s.recovery.leaderChanges).to.be.at.least(2)
+      expect(s.recovery.leaderChanges, `host${i}`).to.be.at.least(side.includes(i) ? 2 : 1)
     }
     // every peer holds the model of the round just finished (or is fetching the next one)
     await Promise.all([0, 1, 2, 3].map(async i => await net.current[i]!.waitFor(e => (e.event === 'model-adopted' || e.event === 'round-done') && e.round === converged.round, MINUTE)))

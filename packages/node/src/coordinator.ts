@@ -482,8 +482,11 @@ export class Coordinator {
 
   private benchNonContributors (state: RoundState): void {
     const round = state.start.round
+    // a peer that went silent (a crash, a partition) is out of the membership already: not benched,
+    // or a healed partition would leave honest peers without work for rounds
+    const live = new Set(this.deps.live().map(h => h.peer))
     for (const { peer } of state.start.assignments) {
-      if (peer === this.deps.self) continue
+      if (peer === this.deps.self || !live.has(peer)) continue
       if (state.updates.has(peer)) {
         this.bench.delete(peer)
         continue

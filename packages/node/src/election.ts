@@ -70,8 +70,13 @@ export class Election {
    * A proven leader (its term certificate checked): follow it if its term is newer than ours.
    * 'keep' when it is the leader we follow, 'stale' for an older term.
    */
-  follow (term: number, leader: string, now: number): 'follow' | 'keep' | 'stale' {
-    if (term < this.term || (term === this.term && this.leader !== null && this.leader !== leader)) return 'stale'
+  /**
+   * Follows `leader` of `term`, whose certificate the caller checked. An older term is stale,
+   * unless the leader proved more finished rounds than this peer holds (`provesMoreRounds`): after
+   * a partition, the side with more finished rounds wins, whatever terms the other side ran up.
+   */
+  follow (term: number, leader: string, now: number, provesMoreRounds = false): 'follow' | 'keep' | 'stale' {
+    if ((term < this.term && !provesMoreRounds) || (term === this.term && this.leader !== null && this.leader !== leader)) return 'stale'
     if (term === this.term && this.leader === leader) {
       this.lastLeaderSeen = now
       return 'keep'

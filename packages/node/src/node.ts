@@ -409,7 +409,9 @@ export class DmlNode implements MessageHandlers {
   /** A leadership claim: follow it once its term certificate checks out; catch up with a proven leader. */
   private considerLeader (hb: Heartbeat, termCert: string): void {
     const now = this.clock.now()
-    if (hb.term < this.election.term || this.election.isDistrusted(hb.peer, now)) return
+    // a leader of an older term is still worth checking when it claims more finished rounds (see Election.follow)
+    const claimsMoreRounds = hb.round > this.replica.round && hb.roundCert !== null
+    if ((hb.term < this.election.term && !claimsMoreRounds) || this.election.isDistrusted(hb.peer, now)) return
     if (hb.term === this.election.term && hb.peer === this.election.leader) {
       this.election.leaderSeen(now)
       if (hb.round > this.replica.round && hb.roundCert !== null) this.replica.catchUp(hb.roundCert, this.sources(hb.peer))
@@ -424,16 +426,20 @@ export class DmlNode implements MessageHandlers {
           this.ledger.offence(hb.peer, 'bad-certificate', `its heartbeat claims term ${hb.term} with the certificate of term ${proven.cert.term} of ${short(proven.cert.leader)}`)
           return
         }
-        // a newcomer knows of no proven peers yet: the leader's newest certified round names them
-        if (!this.replica.proven.any && hb.roundCert !== null) {
+        // its newest certified round: the proof of the rounds it claims over an older term, and
+        // for a newcomer that knows of no proven peers yet, who they are
+        let provesMoreRounds = false
+        if (hb.roundCert !== null && (!this.replica.proven.any || (hb.term < this.election.term && claimsMoreRounds))) {
           const round = await this.proofs.round(hb.roundCert, this.sources(hb.peer))
-          this.replica.proven.saw(round.result.round, round.result.contributions.map(c => c.peer))
+          if (!this.replica.proven.any) this.replica.proven.saw(round.result.round, round.result.contributions.map(c => c.peer))
+          provesMoreRounds = round.result.round > this.replica.round
         }
+        if (hb.term < this.election.term && !provesMoreRounds) return
         if (!coversView(proven.cert, this.policy, this.view())) {
           this.ledger.note(hb.peer, 'unproven-leader', `claims term ${hb.term}, but too few of the peers this node sees voted for it`)
           return
         }
-        this.followProven({ hash: termCert, ...proven }, hb)
+        this.followProven({ hash: termCert, ...proven }, hb, provesMoreRounds)
       } catch (err) {
         this.onProofFailure(hb.peer, 'its leadership claim', err)
       } finally {
@@ -453,10 +459,10 @@ export class DmlNode implements MessageHandlers {
     }
   }
 
-  private followProven (proven: ProvenCert, hb: Heartbeat): void {
+  private followProven (proven: ProvenCert, hb: Heartbeat, provesMoreRounds = false): void {
     const now = this.clock.now()
     const wasLeader = this.election.isLeader
-    const outcome = this.election.follow(proven.cert.term, hb.peer, now)
+    const outcome = this.election.follow(proven.cert.term, hb.peer, now, provesMoreRounds)
     if (outcome === 'stale') return
     if (outcome === 'follow') {
       if (wasLeader) {

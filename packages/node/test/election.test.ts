@@ -83,6 +83,14 @@ describe('election', () => {
     expect(a.follow(3, B, 7000)).to.equal('keep')
   })
 
+  it('after a partition, a leader of an older term that proves more finished rounds is followed', () => {
+    const a = new Election(A, LEASE, 0)
+    expect(a.follow(7, B, 0)).to.equal('follow') // the term this side ran up while cut off
+    expect(a.follow(2, C, 1000)).to.equal('stale')
+    expect(a.follow(2, C, 1000, true)).to.equal('follow')
+    expect(a).to.include({ leader: C, term: 2 })
+  })
+
   it('a leader that resigns stops leading and does not stand again for two leases', () => {
     const a = new Election(A, LEASE, 0)
     a.addVote(a.tick(5000, [A, B])!, A, SIG, () => true, 5000)
