@@ -5,6 +5,7 @@ import { resolve } from 'node:path'
 import { encodeTensors } from '@dml/protocol'
 import { initBackend, registerModelModule, buildModel, getStrategy, loadDataset, type Dataset } from '@dml/trainer'
 import { DataDirStore, loadLatestCheckpoint, type Checkpoint } from './checkpoint.ts'
+import type { CheckpointStore } from './replica.ts'
 import { keySigner } from './certificates.ts'
 import { ConfigError, helpText, NODE_OPTIONS, parseOptions, parseShard, readAllowList, readSwarmKey } from './config.ts'
 import { lockDataDir } from './data-dir.ts'
@@ -16,10 +17,17 @@ import { lateHandlers } from './network.ts'
 import { DmlNode } from './node.ts'
 import { DEFAULT_STATUS_LIMITS, leaderStatusUrl, startStatusServer } from './status.ts'
 import { LocalTrainer } from './trainer.ts'
+import { exportCheckpoint, runEvaluate, runExport, runPredict } from './model-commands.ts'
 
-const SUMMARY = 'A dml peer: finds other peers (mDNS, --bootstrap), elects a coordinator, and trains the model with them.'
+const SUMMARY = 'A dml peer: finds other peers (mDNS, --bootstrap), elects a coordinator, and trains the model with them.\n' +
+  'Also: dml-node export|evaluate|predict --help, for the trained model.'
+
+/** `dml-node <command>`: what to do with the trained model */
+const MODEL_COMMANDS = { export: runExport, evaluate: runEvaluate, predict: runPredict }
 
 export async function runNode (argv: string[]): Promise<number> {
+  const command = MODEL_COMMANDS[argv[0] as keyof typeof MODEL_COMMANDS]
+  if (command !== undefined) return await command(argv.slice(1))
   const o = parseOptions(argv, NODE_OPTIONS)
   if (o.help === true) {
     console.log(helpText('dml-node', SUMMARY, NODE_OPTIONS))
@@ -114,7 +122,7 @@ export async function runNode (argv: string[]): Promise<number> {
     roundTimeoutMs: (o['round-timeout'] as number) * 1000,
     transferTimeoutMs: (o['transfer-timeout'] as number) * 1000,
     modelBytes
-  }, { net, trainer, backend, log, store: new DataDirStore(dataDir), signer: keySigner(peerId, identity.key), allowed })
+  }, { net, trainer, backend, log, store: exportingStore(new DataDirStore(dataDir), o.export as string, dataset, log), signer: keySigner(peerId, identity.key), allowed })
   node.counters.checkpointsCorrupt = corruptCheckpoints
   inbox.bind(node)
   node.start(checkpoint)
@@ -163,6 +171,26 @@ export async function runNode (argv: string[]): Promise<number> {
   await node.drain(15_000)
   await stop()
   return 0
+}
+
+/**
+ * The checkpoint store, writing with every checkpoint (every finished round) the model's export to
+ * `--export <dir>` too. An export that fails is said; the checkpoint stands.
+ */
+function exportingStore (store: CheckpointStore, dir: string, dataset: Dataset, log: Logger): CheckpointStore {
+  if (dir === '') return store
+  const out = resolve(dir)
+  return {
+    save: async (checkpoint) => {
+      await store.save(checkpoint)
+      try {
+        await exportCheckpoint(checkpoint, dataset, out)
+        log.info('model-exported', { round: checkpoint.round, dir: out }, `exported round ${checkpoint.round} to ${out}`)
+      } catch (err) {
+        log.warn('export-failed', { round: checkpoint.round, error: firstLine(err) }, `could not export round ${checkpoint.round} to ${out}: ${firstLine(err)}`)
+      }
+    }
+  }
 }
 
 /** Starts the host; an address that can't be listened on is an error naming --host or --port. */

@@ -84,6 +84,7 @@ export const NODE_OPTIONS = {
   'status-connections': { kind: 'integer', default: 64, arg: 'n', help: 'connections the status API serves at once; more are refused until some close', check: positive },
   'max-blob-streams': { kind: 'integer', default: 16, arg: 'n', help: 'model and update transfers one peer may request from this one at once', check: positive },
   'min-transfer-rate': { kind: 'integer', default: 64, arg: 'KiB/s', help: 'a peer that sends a model or update slower than this (after 5 s) is left for the next one (0: no minimum)', check: (v: number) => v >= 0 ? undefined : 'must be 0 or more' },
+  export: { kind: 'string', default: '', arg: 'dir', help: 'after every finished round, write the model in TensorFlow.js\'s layers format (model.json + weights.bin) here' },
   'exit-when-done': { kind: 'boolean', default: false, help: 'exit once training has finished' },
   'json-logs': { kind: 'boolean', default: false, help: 'log one JSON object per line' },
   help: { kind: 'boolean', default: false, help: 'show this help' }
@@ -98,6 +99,23 @@ export const MONITOR_OPTIONS = {
   'allow-peers': NODE_OPTIONS['allow-peers'],
   json: { kind: 'boolean', default: false, help: 'print one JSON object per line' },
   rounds: { kind: 'integer', default: 0, arg: 'n', help: 'exit after seeing this many rounds (0: run until training finishes)' },
+  help: NODE_OPTIONS.help
+} satisfies Record<string, OptionSpec>
+
+/** `dml-node export`: the newest checkpoint's model in TensorFlow.js's layers format. */
+export const EXPORT_OPTIONS = {
+  'data-dir': NODE_OPTIONS['data-dir'],
+  out: { kind: 'string', default: '', arg: 'dir', help: 'where to write model.json and weights.bin (required)' },
+  'model-module': NODE_OPTIONS['model-module'],
+  help: NODE_OPTIONS.help
+} satisfies Record<string, OptionSpec>
+
+/** `dml-node evaluate` and `dml-node predict`: an exported model on a data set's test examples. */
+export const EVALUATE_OPTIONS = {
+  model: { kind: 'string', default: '', arg: 'dir', help: 'an exported model: the directory holding model.json (required)' },
+  dataset: NODE_OPTIONS.dataset,
+  samples: { kind: 'integer', default: 10000, arg: 'n', help: 'the first n test examples', check: positive },
+  json: { kind: 'boolean', default: false, help: 'print JSON' },
   help: NODE_OPTIONS.help
 } satisfies Record<string, OptionSpec>
 

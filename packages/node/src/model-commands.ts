@@ -1,0 +1,105 @@
+// The trained model out of dml: `dml-node export` writes the newest checkpoint's model in
+// TensorFlow.js's layers format; `evaluate` and `predict` load such an export, as any user of it
+// would, and run it on a data set's test examples.
+import { resolve } from 'node:path'
+import { decodeTensors } from '@dml/protocol'
+import { buildModel, evaluate, initBackend, loadDataset, loadModelFiles, makeBatch, registerModelModule, saveModelFiles, tf, writeWeights, type Dataset } from '@dml/trainer'
+import { loadLatestCheckpoint, type Checkpoint } from './checkpoint.ts'
+import { ConfigError, EVALUATE_OPTIONS, EXPORT_OPTIONS, helpText, parseOptions } from './config.ts'
+
+/** What an export says of where it came from (model.json's userDefinedMetadata). */
+export interface ExportMetadata {
+  dml: { round: number, modelHash: string, model: string, dataset: string, accuracy: number | null, loss: number | null, inputShape: number[], numClasses: number }
+}
+
+/** Writes the model of `checkpoint` to `out`; `dataset` gives its input shape and classes. */
+export async function exportCheckpoint (checkpoint: Checkpoint, dataset: Dataset, out: string): Promise<ExportMetadata> {
+  const { task } = checkpoint
+  const spec = { inputShape: dataset.train.exampleShape, numClasses: dataset.train.numClasses }
+  const model = buildModel(task.model, spec)
+  try {
+    writeWeights(model, decodeTensors(checkpoint.model))
+    const last = checkpoint.history.at(-1)
+    const metadata: ExportMetadata = { dml: { round: checkpoint.round, modelHash: checkpoint.modelHash, model: task.model, dataset: task.dataset, accuracy: last?.metrics.accuracy ?? null, loss: last?.metrics.loss ?? null, ...spec } }
+    await saveModelFiles(model, out, metadata as unknown as Record<string, unknown>)
+    return metadata
+  } finally {
+    model.dispose()
+  }
+}
+
+async function dataset (spec: string): Promise<Dataset> {
+  try {
+    return await loadDataset(spec)
+  } catch (err) {
+    throw new ConfigError(`--dataset ${spec}: ${(err as Error).message.split('\n')[0]}`)
+  }
+}
+
+export async function runExport (argv: string[]): Promise<number> {
+  const o = parseOptions(argv, EXPORT_OPTIONS)
+  if (o.help === true) {
+    console.log(helpText('dml-node export', 'Writes the newest checkpoint\'s model in TensorFlow.js\'s layers format (model.json + weights.bin).', EXPORT_OPTIONS))
+    return 0
+  }
+  if (o.out === '') throw new ConfigError('--out <dir> is required: where to write model.json and weights.bin')
+  if (o['model-module'] !== '') await registerModelModule(o['model-module'] as string)
+  const dataDir = resolve(o['data-dir'] as string)
+  const checkpoint = await loadLatestCheckpoint(dataDir, (err) => { console.error(`skipped a corrupt checkpoint: ${err.message}`) })
+  if (checkpoint === undefined) throw new ConfigError(`--data-dir ${dataDir} holds no checkpoint: nothing to export (a node writes one after every finished round)`)
+  await initBackend('auto')
+  const meta = await exportCheckpoint(checkpoint, await dataset(checkpoint.task.dataset), resolve(o.out as string))
+  console.log(`exported round ${meta.dml.round} (${meta.dml.model}, accuracy ${meta.dml.accuracy === null ? 'unknown' : (100 * meta.dml.accuracy).toFixed(2) + '%'}) to ${resolve(o.out as string)}`)
+  return 0
+}
+
+async function loadExport (o: Record<string, unknown>): Promise<{ model: tf.LayersModel, data: Dataset, samples: number }> {
+  if (o.model === '') throw new ConfigError('--model <dir> is required: the directory holding model.json')
+  await initBackend('auto')
+  let model: tf.LayersModel
+  try {
+    model = (await loadModelFiles(resolve(o.model as string))).model
+  } catch (err) {
+    throw new ConfigError(`--model ${o.model as string}: ${(err as Error).message.split('\n')[0]}`)
+  }
+  const data = await dataset(o.dataset as string)
+  const input = model.inputs[0].shape.slice(1)
+  if (input.length !== data.test.exampleShape.length || input.some((d, i) => d !== null && d !== data.test.exampleShape[i])) {
+    throw new ConfigError(`--model ${o.model as string} takes inputs of shape [${input.join(', ')}]; --dataset ${o.dataset as string} has [${data.test.exampleShape.join(', ')}]`)
+  }
+  return { model, data, samples: Math.min(o.samples as number, data.test.count) }
+}
+
+export async function runEvaluate (argv: string[]): Promise<number> {
+  const o = parseOptions(argv, EVALUATE_OPTIONS)
+  if (o.help === true) {
+    console.log(helpText('dml-node evaluate', 'Loads an exported model and measures its accuracy and loss on a data set\'s first test examples.', EVALUATE_OPTIONS))
+    return 0
+  }
+  const { model, data, samples } = await loadExport(o)
+  const result = await evaluate(model, data.test, samples)
+  if (o.json === true) console.log(JSON.stringify(result))
+  else console.log(`accuracy ${(100 * result.accuracy).toFixed(2)}%, loss ${result.loss.toFixed(4)} on the first ${result.samples} test examples of ${data.name}`)
+  return 0
+}
+
+export async function runPredict (argv: string[]): Promise<number> {
+  const o = parseOptions(argv, { ...EVALUATE_OPTIONS, samples: { ...EVALUATE_OPTIONS.samples, default: 10 } })
+  if (o.help === true) {
+    console.log(helpText('dml-node predict', 'Loads an exported model and prints its prediction for each of a data set\'s first test examples, beside the true label.', EVALUATE_OPTIONS))
+    return 0
+  }
+  const { model, data, samples } = await loadExport(o)
+  const { xs, ys } = makeBatch(data.test, Array.from({ length: samples }, (_, i) => i))
+  const probs = model.predict(xs) as tf.Tensor
+  const [best, top] = [probs.argMax(-1), probs.max(-1)]
+  const predicted = await best.data()
+  const confidence = await top.data()
+  tf.dispose([xs, ys, probs, best, top])
+  for (let i = 0; i < samples; i++) {
+    const line = { example: i, predicted: predicted[i], label: data.test.labels[i], confidence: confidence[i] }
+    if (o.json === true) console.log(JSON.stringify(line))
+    else console.log(`example ${i}: predicted ${line.predicted} (${(100 * line.confidence).toFixed(1)}%), label ${line.label}${line.predicted === line.label ? '' : '  <- wrong'}`)
+  }
+  return 0
+}
