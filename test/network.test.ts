@@ -187,3 +187,22 @@ describe('--gpu on a machine without the GPU build', function () {
     expect(status).to.include({ gpuNodes: 0, cpuNodes: 1 })
   })
 })
+
+describe('a non-IID partition (--partition dirichlet:0.3)', function () {
+  this.timeout(6 * MINUTE)
+  const net = new LocalNetwork()
+  after(async () => { await net.stop() })
+
+  it('splits MNIST by Dirichlet proportions of each class; the peers train on it to one model', async () => {
+    const peers = await net.start(3, ['--min-peers', '3', '--rounds', '2', '--local-epochs', '0.1', '--eval-samples', '500', '--partition', 'dirichlet:0.3', '--exit-when-done'])
+    const finished = await Promise.all(peers.map(async p => await p.waitFor('training-finished', 4 * MINUTE)))
+    expect(new Set(finished.map(f => f.modelHash)).size).to.equal(1)
+    expect(finished.map(f => f.round)).to.deep.equal([2, 2, 2])
+  })
+
+  it('refuses a partition it does not know, naming the forms it takes', async () => {
+    const peer = net.alone('bad-partition', ['--partition', 'noniid'])
+    expect(await peer.exited).to.equal(2)
+    expect(peer.stderr.join('\n')).to.match(/--partition.*"noniid" is not one of iid, dirichlet:<alpha>/)
+  })
+})

@@ -78,7 +78,8 @@ export async function runNode (argv: string[]): Promise<number> {
     byzantine: o.byzantine as number,
     clip: o.clip as number,
     normBound: o['norm-bound'] as number,
-    evalSamples: o['eval-samples'] as number
+    evalSamples: o['eval-samples'] as number,
+    partition: o.partition as string
   }
   // fail now, not at the first round, on a data set that can't be read or a model that does not fit it
   const trainer = new LocalTrainer()

@@ -4,6 +4,8 @@
 import { readFileSync } from 'node:fs'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
+// the data module alone: the monitor reads these options too, and has no use for TensorFlow.js
+import { PARTITION_FORMS, parsePartition } from '@dml/trainer/data'
 
 export class ConfigError extends Error {
   override name = 'ConfigError'
@@ -63,6 +65,7 @@ export const NODE_OPTIONS = {
   'norm-bound': { kind: 'number', default: 5, arg: 'k', help: 'drop updates further from the model than k times the round\'s median distance (0: never)', check: (v: number) => v === 0 || v >= 1 ? undefined : 'must be 0 (off) or at least 1' },
   'min-peers': { kind: 'integer', default: 1, arg: 'n', help: 'updates needed to close a round (the leader waits for this many peers)', check: positive },
   shard: { kind: 'string', default: '', arg: 'i/n', help: 'train on shard i of n of the training set (default: assigned by the coordinator)' },
+  partition: { kind: 'string', default: 'iid', arg: 'spec', help: `how the training set is split between a round's peers: ${PARTITION_FORMS}`, check: (v: string) => { try { parsePartition(v) } catch (err) { return (err as Error).message } } },
   'eval-samples': { kind: 'integer', default: 10000, arg: 'n', help: 'test examples the coordinator evaluates on', check: positive },
   host: { kind: 'string', default: '0.0.0.0', arg: 'ip', help: 'IPv4 address to listen on' },
   port: { kind: 'integer', default: 4001, arg: 'n', help: 'libp2p TCP port (0 picks a free one)', check: port },

@@ -1,6 +1,6 @@
 // The peer's local trainer: the data set, the current task's model, and this peer's shard.
 // The round engine sees it through the Trainer interface, so unit tests can give it a fake.
-import { buildModel, evaluate, loadDataset, readWeights, shardIndices, trainLocal, writeWeights, type Dataset, type Evaluation, type TrainResult, tf } from '@dml/trainer'
+import { buildModel, evaluate, loadDataset, readWeights, parsePartition, partitionIndices, trainLocal, writeWeights, type Dataset, type Evaluation, type TrainResult, tf } from '@dml/trainer'
 import type { NamedTensor, Task } from '@dml/protocol'
 
 export interface TrainJob {
@@ -59,8 +59,9 @@ export class LocalTrainer implements Trainer {
   async train ({ task, weights, shard, samples, seed, onProgress, signal }: TrainJob): Promise<TrainResult> {
     const model = await this.modelFor(task)
     const dataset = this.dataset!
-    const key = `${shard[0]}/${shard[1]}`
-    if (this.shard?.key !== key) this.shard = { key, indices: shardIndices(dataset.train.count, shard[0], shard[1]) }
+    const key = `${shard[0]}/${shard[1]} ${task.partition}`
+    if (this.shard?.key !== key) this.shard = { key, indices: partitionIndices(dataset.train.labels, dataset.train.numClasses, shard[0], shard[1], parsePartition(task.partition)) }
+    if (this.shard.indices.length === 0) throw new Error(`partition ${task.partition} gives shard ${key} no examples`)
     writeWeights(model, weights)
     return await trainLocal(model, dataset.train, this.shard.indices, { samples, batchSize: task.batchSize, lr: task.lr, seed, onProgress, signal })
   }

@@ -28,10 +28,12 @@ export interface Task {
   /** updates further from the global model than this many times the round's median distance are dropped (0: never) */
   normBound: number
   evalSamples: number
+  /** how the training set is split between a round's peers: iid, dirichlet:<alpha> or shards:<k> */
+  partition: string
 }
 
 /** The fields of a task that decide what training computes: peers agree on them or do not work together. */
-export const TRAINING_FIELDS = ['model', 'dataset', 'lr', 'batchSize', 'localEpochs', 'aggregation', 'trim', 'byzantine', 'clip', 'normBound', 'evalSamples'] as const
+export const TRAINING_FIELDS = ['model', 'dataset', 'lr', 'batchSize', 'localEpochs', 'aggregation', 'trim', 'byzantine', 'clip', 'normBound', 'evalSamples', 'partition'] as const
 
 /** The first training field in which `a` and `b` differ, if any. */
 export function trainingDifference (a: Task, b: Task): { field: string, ours: unknown, theirs: unknown } | undefined {
@@ -256,6 +258,12 @@ function device (value: unknown): Device {
 /** Longest reason a worker may give for failed work. */
 export const MAX_REASON_LENGTH = 512
 
+/** A partition's name, by its form only (the trainer parses it): nothing else travels. */
+function partitionSpec (value: unknown): string {
+  if (typeof value !== 'string' || !/^(iid|dirichlet:\d{1,4}(\.\d{1,6})?|shards:\d{1,3})$/.test(value)) fail('task.partition must be iid, dirichlet:<alpha> or shards:<k>')
+  return value
+}
+
 function task (value: unknown): Task {
   const o = obj(value, 'task')
   return {
@@ -271,7 +279,8 @@ function task (value: unknown): Task {
     byzantine: int(o, 'byzantine', 0, MAX_ROUND_PEERS),
     clip: num(o, 'clip', 0, 1e6),
     normBound: num(o, 'normBound', 0, 1e6),
-    evalSamples: int(o, 'evalSamples', 1)
+    evalSamples: int(o, 'evalSamples', 1),
+    partition: partitionSpec(o.partition)
   }
 }
 

@@ -82,7 +82,7 @@ export interface TestPeer {
   logs: LogEntry[]
 }
 
-export const TASK: Task = { model: 'fake', dataset: 'fake', lr: 0.1, batchSize: 10, localEpochs: 1, totalRounds: 5, targetAccuracy: 1, aggregation: 'fedavg', trim: 0.2, byzantine: 1, clip: 1, normBound: 5, evalSamples: 100 }
+export const TASK: Task = { model: 'fake', dataset: 'fake', lr: 0.1, batchSize: 10, localEpochs: 1, totalRounds: 5, targetAccuracy: 1, aggregation: 'fedavg', trim: 0.2, byzantine: 1, clip: 1, normBound: 5, evalSamples: 100, partition: 'iid' }
 
 export interface Identity { id: string, key: PrivateKey, signer: Signer }
 
