@@ -341,14 +341,18 @@ export class Coordinator {
    * take the round's samples nor outnumber the peers that sign its result.
    */
   private onProbation (followers: Heartbeat[]): Heartbeat[] {
-    const { replica, policy, self } = this.deps
-    if (!replica.proven.any) return followers
-    const isProven = (h: Heartbeat): boolean => h.peer === self || replica.proven.has(h.peer)
-    const proven = followers.filter(isProven)
+    if (!this.deps.replica.proven.any) return followers
+    const proven = followers.filter(h => !this.isNewcomer(h.peer))
     const speeds = proven.map(h => h.speed).sort((a, b) => a - b)
     const typical = speeds[speeds.length >> 1]
-    const newcomers = followers.filter(h => !isProven(h)).slice(0, probationSlots(policy, proven.length))
+    const newcomers = followers.filter(h => this.isNewcomer(h.peer)).slice(0, probationSlots(this.deps.policy, proven.length))
     return [...proven, ...newcomers.map(h => ({ ...h, speed: Math.min(h.speed, typical) }))]
+  }
+
+  /** A peer not proven by a counted update (this one never is a newcomer; before any round nobody is). */
+  private isNewcomer (peer: string): boolean {
+    const { proven } = this.deps.replica
+    return proven.any && peer !== this.deps.self && !proven.has(peer)
   }
 
   private async initialise (): Promise<void> {
@@ -511,7 +515,7 @@ export class Coordinator {
    * an identity on probation that brings nothing costs a round little, not its deadline.
    */
   private async collect (state: RoundState): Promise<void> {
-    const { clock, changes, replica, config } = this.deps
+    const { clock, changes, config } = this.deps
     const started = clock.now()
     let provenDoneAt: number | undefined
     while (!state.signal.aborted && clock.now() < state.start.deadline) {
@@ -519,7 +523,7 @@ export class Coordinator {
       const missing = state.start.assignments.filter(a => live.has(a.peer) && !state.updates.has(a.peer) && !state.dropped.has(a.peer))
       if (missing.length === 0 && state.fetching.size === 0) return
       let waitUntil = state.start.deadline
-      if (replica.proven.any && missing.length > 0 && missing.every(a => a.peer !== this.deps.self && !replica.proven.has(a.peer))) {
+      if (missing.length > 0 && missing.every(a => this.isNewcomer(a.peer))) {
         provenDoneAt ??= clock.now()
         waitUntil = Math.min(waitUntil, provenDoneAt + Math.max(2 * config.heartbeatMs, provenDoneAt - started))
         if (clock.now() >= waitUntil) return
@@ -548,15 +552,13 @@ export class Coordinator {
     } else {
       this.saidAlone = false
     }
-    const { replica, self } = this.deps
-    const isNewcomer = (p: string): boolean => replica.proven.any && p !== self && !replica.proven.has(p)
     const started = clock.now()
     let quorumAt: number | undefined
     while (!state.signal.aborted && clock.now() < until) {
       const live = new Set(this.deps.live().map(h => h.peer))
       if (participants.every(p => state.votes.has(p) || !live.has(p))) break
       // a newcomer's signature is welcome, not waited for
-      if (state.votes.size >= needed && participants.every(p => state.votes.has(p) || !live.has(p) || isNewcomer(p))) break
+      if (state.votes.size >= needed && participants.every(p => state.votes.has(p) || !live.has(p) || this.isNewcomer(p))) break
       let waitUntil = until
       if (state.votes.size >= needed) {
         quorumAt ??= clock.now()

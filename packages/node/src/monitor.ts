@@ -59,7 +59,7 @@ export async function runMonitor (argv: string[]): Promise<number> {
       try {
         const proven = await check.round(rd.certHash, [rd.leader, ...peers.keys()])
         if (proven.result.round !== rd.round || proven.result.modelHash !== rd.modelHash || proven.result.leader !== rd.leader) throw new CertificateError('forged', 'the certificate is of another round')
-        provenPeers.saw(proven.result.round, proven.result.contributions.map(c => c.peer))
+        provenPeers.sawRound(proven.result)
         if (!shownRounds.has(rd.round)) show(rd, proven)
       } catch (err) {
         // forged, or genuine but proving nothing to this monitor (one peer alone), or out of reach
@@ -86,7 +86,7 @@ export async function runMonitor (argv: string[]): Promise<number> {
         const { cert } = await check.term(termCert, [hb.peer, ...peers.keys()])
         if (!provenPeers.any && hb.roundCert !== null) {
           const round = await check.round(hb.roundCert, [hb.peer, ...peers.keys()])
-          provenPeers.saw(round.result.round, round.result.contributions.map(c => c.peer))
+          provenPeers.sawRound(round.result)
         }
         const view = provenPeers.counted([...peers.values()].filter(p => Date.now() - p.seen < 10_000).map(p => p.hb.peer))
         if (cert.leader !== hb.peer || cert.term !== hb.term || !coversView(cert, { self: host.peerId, allowed }, view)) throw new CertificateError('unproven', 'too few of the peers in view voted for it')

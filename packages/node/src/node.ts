@@ -149,8 +149,7 @@ export class DmlNode implements MessageHandlers {
     this.election = new Election(this.peerId, config.leaseMs, this.clock.now())
     this.membership = new Membership(config.leaseMs)
     this.proofs = new Proofs({ net: this.net, policy: this.policy, transferTimeoutMs: config.transferTimeoutMs, signal: this.lifetime.signal })
-    // the measure of the task's model, with room for a different encoding of the same shapes
-    const modelBytes = config.modelBytes + 4096
+    const modelBytes = this.maxBlobBytes
     this.replica = new Replica({
       net: this.net,
       store: deps.store,
@@ -230,6 +229,11 @@ export class DmlNode implements MessageHandlers {
     while (this.clock.now() < until && this.membership.live(this.clock.now()).some(h => h.round < this.replica.round)) {
       await this.changes.wait(Math.min(250, until - this.clock.now()))
     }
+  }
+
+  /** The most a model or update transfer may bring: the task's model, with room for a different encoding of the same shapes. */
+  private get maxBlobBytes (): number {
+    return this.config.modelBytes + 4096
   }
 
   /** Live members, this peer first: heard within the lease, and directly connected (a member we cannot reach does not count). */
@@ -431,7 +435,7 @@ export class DmlNode implements MessageHandlers {
         let provesMoreRounds = false
         if (hb.roundCert !== null && (!this.replica.proven.any || (hb.term < this.election.term && claimsMoreRounds))) {
           const round = await this.proofs.round(hb.roundCert, this.sources(hb.peer))
-          if (!this.replica.proven.any) this.replica.proven.saw(round.result.round, round.result.contributions.map(c => c.peer))
+          if (!this.replica.proven.any) this.replica.proven.sawRound(round.result)
           provesMoreRounds = round.result.round > this.replica.round
         }
         if (hb.term < this.election.term && !provesMoreRounds) return
@@ -576,7 +580,7 @@ export class DmlNode implements MessageHandlers {
       termCert: { hash: termCert.hash, bytes: termCert.bytes },
       signer: this.signer,
       policy: this.policy,
-      config: { ...this.config, modelBytes: this.config.modelBytes + 4096 },
+      config: { ...this.config, modelBytes: this.maxBlobBytes },
       clock: this.clock,
       net: this.net,
       log: this.log,

@@ -14,6 +14,11 @@ export class ProvenPeers {
   private readonly lastRound = new Map<string, number>()
   private latest = 0
 
+  /** A certified round's result: its contributors are proven. */
+  sawRound (result: { round: number, contributions: Array<{ peer: string }> }): void {
+    this.saw(result.round, result.contributions.map(c => c.peer))
+  }
+
   /** The contributors of certified round `round`. */
   saw (round: number, contributors: Iterable<string>): void {
     this.latest = Math.max(this.latest, round)

@@ -76,7 +76,7 @@ export class Replica {
       this.keepCert(checkpoint.roundCert, checkpoint.termCert)
       // the certificate was checked when its round was adopted, and its file is checksummed
       try {
-        this.proven.saw(checkpoint.round, decodeRoundCert(checkpoint.roundCert).parsed.contributions.map(c => c.peer))
+        this.proven.sawRound(decodeRoundCert(checkpoint.roundCert).parsed)
       } catch {
         // an older encoding: nobody is proven until the next certified round, so everyone counts
       }
