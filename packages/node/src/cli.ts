@@ -233,9 +233,17 @@ function firstLine (err: unknown): string {
 
 /** Runs a command's main, turning expected errors into one clear line and an exit code. */
 export function main (run: (argv: string[]) => Promise<number>): void {
-  run(process.argv.slice(2)).then(code => { process.exit(code) }, (err: Error) => {
+  run(process.argv.slice(2)).then(exitAfterOutput, (err: Error) => {
     const expected = ['ConfigError', 'IdxError', 'AggregationError', 'IdentityError', 'CheckpointError'].includes(err.name) || /unknown (model|dataset)/.test(err.message)
     console.error(`error: ${expected ? err.message : err.stack ?? String(err)}`)
-    process.exit(expected ? 2 : 1)
+    exitAfterOutput(expected ? 2 : 1)
   })
+}
+
+/** Exits once stdout and stderr are flushed: process.exit alone cuts off output still queued for a pipe. */
+function exitAfterOutput (code: number): void {
+  let pending = 2
+  const done = (): void => { if (--pending === 0) process.exit(code) }
+  process.stdout.write('', done)
+  process.stderr.write('', done)
 }
