@@ -95,7 +95,7 @@ async function selfMadeCerts (term: number, round: number, modelHash: string): P
 }
 
 function heartbeat (fields: Partial<Heartbeat>): Heartbeat {
-  return { type: 'heartbeat', v: PROTOCOL_VERSION, term: leader?.term ?? 0, peer: self, leader: leader?.peer ?? null, round: 0, modelHash: null, device: 'gpu', backend: 'liar', speed: 1e6, addrs: host.listenAddrs(), termCert: null, roundCert: null, ...fields }
+  return { type: 'heartbeat', v: PROTOCOL_VERSION, term: leader?.term ?? 0, peer: self, leader: leader?.peer ?? null, round: 0, modelHash: null, device: 'gpu', backend: 'liar', speed: 1e6, examples: 1e9, addrs: host.listenAddrs(), termCert: null, roundCert: null, ...fields }
 }
 
 /** One beat of the current attack, every second. */
@@ -117,7 +117,7 @@ async function beat (): Promise<void> {
       const certs = await selfMadeCerts(term, round + 1, zero)
       for (const t of [term, term + 1]) {
         await publish({ type: 'round-done', v: PROTOCOL_VERSION, term: t, round: round + 1, leader: self, modelHash: zero, certHash: certs.roundCert, finished: true,
-          metrics: { accuracy: 1, loss: 0, participants: [self], activeNodes: 1, gpuNodes: 1, cpuNodes: 0, durationMs: 1, trainMs: 1, transferMs: 0, aggregateMs: 0, evalMs: 0, idleMs: 0, finishedAt: Date.now() } })
+          metrics: { accuracy: 1, loss: 0, federatedAccuracy: 1, federatedLoss: 0, evaluatedSamples: 1000, participants: [self], activeNodes: 1, gpuNodes: 1, cpuNodes: 0, durationMs: 1, trainMs: 1, transferMs: 0, aggregateMs: 0, evalMs: 0, idleMs: 0, finishedAt: Date.now() } })
       }
       await publish(heartbeat({}))
       return
@@ -223,7 +223,7 @@ async function startSybils (count: number, addrs: string[] | undefined, leaveAft
   say('sybils-started', { count, peers: sybils.map(h => h.peerId) })
   const beat = setInterval(() => {
     for (const s of sybils) {
-      s.publish({ type: 'heartbeat', v: PROTOCOL_VERSION, term: leader?.term ?? 0, peer: s.peerId, leader: leader?.peer ?? null, round: 0, modelHash: null, device: 'gpu', backend: 'sybil', speed: 1e6, addrs: addrs ?? s.listenAddrs(), termCert: null, roundCert: null }).catch(() => {})
+      s.publish({ type: 'heartbeat', v: PROTOCOL_VERSION, term: leader?.term ?? 0, peer: s.peerId, leader: leader?.peer ?? null, round: 0, modelHash: null, device: 'gpu', backend: 'sybil', speed: 1e6, examples: 1e9, addrs: addrs ?? s.listenAddrs(), termCert: null, roundCert: null }).catch(() => {})
     }
   }, 1000)
   if (leaveAfterMs !== undefined) {

@@ -1,5 +1,6 @@
-// Resource allocation: each round the coordinator hands out local work in proportion to each
-// peer's measured speed, so fast and slow peers finish at about the same time.
+// Resource allocation: each round the coordinator hands out local work from each peer's data
+// size and measured speed: local epochs over its examples, shifted from slow peers to fast ones
+// so that they finish at about the same time.
 import { MAX_ROUND_PEERS, type Assignment } from '@dml/protocol'
 
 export interface WorkerSpeed {
@@ -8,10 +9,15 @@ export interface WorkerSpeed {
   speed: number
 }
 
+export interface WorkerData extends WorkerSpeed {
+  /** examples of its own the peer says it holds; 0: it trains on its part of the shared set */
+  examples: number
+}
+
 export interface AllocationInput {
-  workers: WorkerSpeed[]
-  /** examples in the whole training set */
-  trainSize: number
+  workers: WorkerData[]
+  /** examples in the shared training set, split between the peers that have none of their own */
+  sharedSize: number
   localEpochs: number
   batchSize: number
 }
@@ -31,18 +37,25 @@ export function roundParticipants<T extends { peer: string }> (workers: T[], rou
   return Array.from({ length: max }, (_, i) => sorted[(offset + i) % sorted.length])
 }
 
-export function allocateWork ({ workers, trainSize, localEpochs, batchSize }: AllocationInput): Assignment[] {
+/**
+ * Each peer's base is local epochs over its examples (its own, or an equal part of the shared
+ * set), so that the average weighs peers by their data. A peer faster than the mean does more
+ * in proportion, a slower one less, within MIN_SHARE..MAX_SHARE of its base; and no peer gets
+ * more than MAX_SHARE times the median base: one claiming a huge data set, a huge speed or both
+ * gets at most that many times a typical peer's work, and so at most that weight.
+ */
+export function allocateWork ({ workers, sharedSize, localEpochs, batchSize }: AllocationInput): Assignment[] {
   if (workers.length === 0) return []
   const sorted = [...workers].sort((a, b) => (a.peer < b.peer ? -1 : 1))
   const n = sorted.length
-  const even = Math.max(1, Math.round(localEpochs * trainSize / n))
+  const bases = sorted.map(w => Math.max(1, Math.round(localEpochs * (w.examples > 0 ? w.examples : sharedSize / n))))
+  const ceiling = MAX_SHARE * [...bases].sort((a, b) => a - b)[n >> 1]
   const known = sorted.filter(w => w.speed > 0)
   const meanSpeed = known.length > 0 ? known.reduce((s, w) => s + w.speed, 0) / known.length : 1
-  const speeds = sorted.map(w => (w.speed > 0 ? w.speed : meanSpeed))
-  const total = speeds.reduce((a, b) => a + b, 0)
   return sorted.map((w, i) => {
-    const share = Math.min(MAX_SHARE, Math.max(MIN_SHARE, speeds[i] * n / total))
-    return { peer: w.peer, samples: Math.max(Math.min(batchSize, even), Math.round(even * share)), shard: [i, n] }
+    const share = Math.min(MAX_SHARE, Math.max(MIN_SHARE, (w.speed > 0 ? w.speed : meanSpeed) / meanSpeed))
+    const samples = Math.min(ceiling, Math.round(bases[i] * share))
+    return { peer: w.peer, samples: Math.max(Math.min(batchSize, bases[i]), samples), shard: [i, n] }
   })
 }
 

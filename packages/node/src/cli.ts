@@ -2,8 +2,8 @@
 // API. Every mistake a user can make here (a flag, a path, an address) ends in one line that
 // names the option, never a stack trace.
 import { resolve } from 'node:path'
-import { encodeTensors } from '@dml/protocol'
-import { initBackend, registerModelModule, buildModel, getStrategy, loadDataset, type Dataset } from '@dml/trainer'
+import { encodeTensors, OWN_DATA } from '@dml/protocol'
+import { initBackend, registerModelModule, buildModel, getStrategy } from '@dml/trainer'
 import { DataDirStore, loadLatestCheckpoint, type Checkpoint } from './checkpoint.ts'
 import type { CheckpointStore } from './replica.ts'
 import { keySigner } from './certificates.ts'
@@ -16,7 +16,7 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { lateHandlers } from './network.ts'
 import { DmlNode } from './node.ts'
 import { DEFAULT_STATUS_LIMITS, leaderStatusUrl, startStatusServer } from './status.ts'
-import { LocalTrainer } from './trainer.ts'
+import { LocalTrainer, modelSpec } from './trainer.ts'
 import { exportCheckpoint, runEvaluate, runExport, runPredict } from './model-commands.ts'
 
 const SUMMARY = 'A dml peer: finds other peers (mDNS, --bootstrap), elects a coordinator, and trains the model with them.\n' +
@@ -65,10 +65,18 @@ export async function runNode (argv: string[]): Promise<number> {
   if (backend.warning !== undefined) log.warn('gpu-unavailable', { warning: backend.warning }, backend.warning)
   log.info('backend', { backend: backend.backend, device: backend.device, source: backend.source }, `TensorFlow.js backend: ${backend.backend} on ${backend.device} (${backend.source})`)
 
+  const ownData = o.data === '' ? undefined : o.data as string
   const task = {
     model: o.model as string,
-    dataset: o.dataset as string,
+    // a peer's own data stays its own: not even its path is told to others
+    dataset: ownData === undefined ? o.dataset as string : OWN_DATA,
+    input: o.input as string,
+    classes: o.classes as number,
+    inputScale: o['input-scale'] as number,
     lr: o.lr as number,
+    lrSchedule: o['lr-schedule'] as string,
+    optimizer: o.optimizer as string,
+    proxMu: o['prox-mu'] as number,
     batchSize: o['batch-size'] as number,
     localEpochs: o['local-epochs'] as number,
     totalRounds: o.rounds as number,
@@ -82,16 +90,18 @@ export async function runNode (argv: string[]): Promise<number> {
     partition: o.partition as string
   }
   // fail now, not at the first round, on a data set that can't be read or a model that does not fit it
-  const trainer = new LocalTrainer()
-  let dataset: Dataset
+  const holdout = o.holdout === '' ? (ownData === undefined ? 0 : 0.1) : Number(o.holdout)
+  const trainer = new LocalTrainer({ own: ownData, holdout })
   try {
-    dataset = await trainer.load(task.dataset)
+    await trainer.load(task)
   } catch (err) {
-    throw new ConfigError(`--dataset ${task.dataset}: ${firstLine(err)}`)
+    throw new ConfigError(ownData === undefined ? `--dataset ${task.dataset}: ${firstLine(err)}` : firstLine(err))
   }
+  log.info('data', { examples: trainer.examples, own: ownData !== undefined, holdout },
+    ownData === undefined ? `data set ${task.dataset}${holdout > 0 ? `, ${100 * holdout}% of it held out to evaluate on` : ''}` : `own data: ${trainer.examples} examples to train on, ${100 * holdout}% held out to evaluate on`)
   let modelBytes: number
   try {
-    buildModel(task.model, { inputShape: dataset.train.exampleShape, numClasses: dataset.train.numClasses }).dispose()
+    buildModel(task.model, modelSpec(task)).dispose()
     // every model and update of this task has this size: the most a transfer of one may bring
     modelBytes = encodeTensors(await trainer.initialWeights(task)).byteLength
   } catch (err) {
@@ -123,7 +133,7 @@ export async function runNode (argv: string[]): Promise<number> {
     roundTimeoutMs: (o['round-timeout'] as number) * 1000,
     transferTimeoutMs: (o['transfer-timeout'] as number) * 1000,
     modelBytes
-  }, { net, trainer, backend, log, store: exportingStore(new DataDirStore(dataDir), o.export as string, dataset, log), signer: keySigner(peerId, identity.key), allowed })
+  }, { net, trainer, backend, log, store: exportingStore(new DataDirStore(dataDir), o.export as string, log), signer: keySigner(peerId, identity.key), allowed })
   node.counters.checkpointsCorrupt = corruptCheckpoints
   inbox.bind(node)
   node.start(checkpoint)
@@ -178,14 +188,14 @@ export async function runNode (argv: string[]): Promise<number> {
  * The checkpoint store, writing with every checkpoint (every finished round) the model's export to
  * `--export <dir>` too. An export that fails is said; the checkpoint stands.
  */
-function exportingStore (store: CheckpointStore, dir: string, dataset: Dataset, log: Logger): CheckpointStore {
+function exportingStore (store: CheckpointStore, dir: string, log: Logger): CheckpointStore {
   if (dir === '') return store
   const out = resolve(dir)
   return {
     save: async (checkpoint) => {
       await store.save(checkpoint)
       try {
-        await exportCheckpoint(checkpoint, dataset, out)
+        await exportCheckpoint(checkpoint, out)
         log.info('model-exported', { round: checkpoint.round, dir: out }, `exported round ${checkpoint.round} to ${out}`)
       } catch (err) {
         log.warn('export-failed', { round: checkpoint.round, error: firstLine(err) }, `could not export round ${checkpoint.round} to ${out}: ${firstLine(err)}`)
@@ -234,7 +244,7 @@ function firstLine (err: unknown): string {
 /** Runs a command's main, turning expected errors into one clear line and an exit code. */
 export function main (run: (argv: string[]) => Promise<number>): void {
   run(process.argv.slice(2)).then(exitAfterOutput, (err: Error) => {
-    const expected = ['ConfigError', 'IdxError', 'AggregationError', 'IdentityError', 'CheckpointError'].includes(err.name) || /unknown (model|dataset)/.test(err.message)
+    const expected = ['ConfigError', 'DataError', 'IdxError', 'AggregationError', 'IdentityError', 'CheckpointError'].includes(err.name) || /unknown (model|dataset)/.test(err.message)
     console.error(`error: ${expected ? err.message : err.stack ?? String(err)}`)
     exitAfterOutput(expected ? 2 : 1)
   })

@@ -5,7 +5,9 @@ import { readFileSync } from 'node:fs'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 // the data module alone: the monitor reads these options too, and has no use for TensorFlow.js
+import { parseInputShape } from '@dml/protocol'
 import { PARTITION_FORMS, parsePartition } from '@dml/trainer/data'
+import { isOptimizer, LR_SCHEDULE_FORMS, OPTIMIZERS, parseLrSchedule } from '@dml/trainer/local-strategy'
 
 export class ConfigError extends Error {
   override name = 'ConfigError'
@@ -52,12 +54,20 @@ export const NODE_OPTIONS = {
   config: { kind: 'string', default: '', arg: 'file', help: 'read options from a JSON file (keys as flag names, e.g. {"model": "cnn", "local-epochs": 2})' },
   model: { kind: 'string', default: 'mlp', arg: 'name', help: 'model to train: mlp, cnn, cnn-small, or one from --model-module' },
   'model-module': { kind: 'string', default: '', arg: 'path', help: 'a local ES module exporting `models: { name: (tf, {inputShape, numClasses}) => model }`' },
-  dataset: { kind: 'string', default: 'mnist', arg: 'name', help: 'data set: mnist, or idx:<dir> with MNIST-style IDX files (e.g. Fashion-MNIST)' },
+  dataset: { kind: 'string', default: 'mnist', arg: 'name', help: 'a data set every peer holds and trains its part of: mnist, or idx:<dir> with MNIST-style IDX files (e.g. Fashion-MNIST)' },
+  data: { kind: 'string', default: '', arg: 'path', help: 'train on this peer\'s own examples instead, which never leave it: IDX files (plain or .gz), a .csv with a header and a label column, or a folder of PNG/JPEG images with one subfolder per class' },
+  input: { kind: 'string', default: '28x28x1', arg: 'shape', help: 'the shape of every example, rows x cols x channels: all peers\' data must have it', check: (v: string) => parseInputShape(v) === undefined ? 'must be like 28x28x1: 1 to 4 sizes from 1 to 4096, joined by x' : undefined },
+  classes: { kind: 'integer', default: 10, arg: 'n', help: 'the number of classes; labels are 0 to n-1', check: (v: number) => v >= 2 && v <= 256 ? undefined : 'must be from 2 to 256' },
+  'input-scale': { kind: 'number', default: 255, arg: 'x', help: 'every feature is divided by x before training (255: pixel values to 0-1)', check: positive },
+  holdout: { kind: 'string', default: '', arg: 'fraction', help: 'keep this fraction of the peer\'s examples out of training and evaluate on them (default: 0.1 with --data, else 0: the data set\'s test set)', check: (v: string) => v === '' || (/^\d*\.?\d+$/.test(v) && Number(v) < 1) ? undefined : 'must be a fraction from 0 to below 1, e.g. 0.1' },
   rounds: { kind: 'integer', default: 20, arg: 'n', help: 'rounds of federated training', check: positive },
   'target-accuracy': { kind: 'number', default: 1, arg: 'x', help: 'stop once test accuracy reaches this (0-1; 1 means run every round)', check: fraction },
   'local-epochs': { kind: 'number', default: 1, arg: 'e', help: 'local passes over a peer\'s shard per round (fractions allowed)', check: positive },
   'batch-size': { kind: 'integer', default: 32, arg: 'n', help: 'local mini-batch size', check: positive },
-  lr: { kind: 'number', default: 0.15, arg: 'x', help: 'SGD learning rate', check: positive },
+  lr: { kind: 'number', default: 0.15, arg: 'x', help: 'local learning rate (of round 1, with --lr-schedule)', check: positive },
+  'lr-schedule': { kind: 'string', default: 'constant', arg: 'spec', help: `the local learning rate over rounds: ${LR_SCHEDULE_FORMS}`, check: (v: string) => { try { parseLrSchedule(v) } catch (err) { return (err as Error).message } } },
+  optimizer: { kind: 'string', default: 'sgd', arg: 'name', help: 'local optimizer: sgd, momentum (0.9) or adam; its state starts afresh every round', check: (v: string) => isOptimizer(v) ? undefined : `must be one of ${OPTIMIZERS.join(', ')}` },
+  'prox-mu': { kind: 'number', default: 0, arg: 'mu', help: 'FedProx: pull local training towards the round\'s model with weight mu (0: off; try 0.01 on non-IID data)', check: (v: number) => v >= 0 && v <= 1000 ? undefined : 'must be from 0 to 1000' },
   aggregation: { kind: 'string', default: 'fedavg', arg: 'name', help: 'aggregation strategy: fedavg, median, trimmed-mean, krum, multi-krum or clipped-mean (see the README, Security)' },
   trim: { kind: 'number', default: 0.2, arg: 'x', help: 'trimmed-mean: fraction of values cut at each end of every coordinate', check: (v: number) => v >= 0 && v < 0.5 ? undefined : 'must be at least 0 and below 0.5' },
   byzantine: { kind: 'integer', default: 1, arg: 'f', help: 'krum, multi-krum: how many updates of a round may be from liars', check: (v: number) => v >= 0 ? undefined : 'must be 0 or more' },
@@ -116,8 +126,9 @@ export const EXPORT_OPTIONS = {
 /** `dml-node evaluate` and `dml-node predict`: an exported model on a data set's test examples. */
 export const EVALUATE_OPTIONS = {
   model: { kind: 'string', default: '', arg: 'dir', help: 'an exported model: the directory holding model.json (required)' },
-  dataset: NODE_OPTIONS.dataset,
-  samples: { kind: 'integer', default: 10000, arg: 'n', help: 'the first n test examples', check: positive },
+  dataset: { ...NODE_OPTIONS.dataset, help: 'run on the test set of this data set: mnist, or idx:<dir>' },
+  data: { ...NODE_OPTIONS.data, help: 'run on these examples instead (the formats of dml-node --data)' },
+  samples: { kind: 'integer', default: 10000, arg: 'n', help: 'the first n examples', check: positive },
   json: { kind: 'boolean', default: false, help: 'print JSON' },
   help: NODE_OPTIONS.help
 } satisfies Record<string, OptionSpec>

@@ -3,24 +3,25 @@
 // would, and run it on a data set's test examples.
 import { resolve } from 'node:path'
 import { decodeTensors } from '@dml/protocol'
-import { buildModel, evaluate, initBackend, loadDataset, loadModelFiles, makeBatch, registerModelModule, saveModelFiles, tf, writeWeights, type Dataset } from '@dml/trainer'
+import { buildModel, evaluate, initBackend, loadDataset, loadModelFiles, loadOwnData, makeBatch, registerModelModule, saveModelFiles, tf, writeWeights, type ImageSet } from '@dml/trainer'
 import { loadLatestCheckpoint, type Checkpoint } from './checkpoint.ts'
 import { ConfigError, EVALUATE_OPTIONS, EXPORT_OPTIONS, helpText, parseOptions } from './config.ts'
+import { modelSpec } from './trainer.ts'
 
 /** What an export says of where it came from (model.json's userDefinedMetadata). */
 export interface ExportMetadata {
-  dml: { round: number, modelHash: string, model: string, dataset: string, accuracy: number | null, loss: number | null, inputShape: number[], numClasses: number }
+  dml: { round: number, modelHash: string, model: string, dataset: string, accuracy: number | null, loss: number | null, inputShape: number[], numClasses: number, inputScale: number }
 }
 
-/** Writes the model of `checkpoint` to `out`; `dataset` gives its input shape and classes. */
-export async function exportCheckpoint (checkpoint: Checkpoint, dataset: Dataset, out: string): Promise<ExportMetadata> {
+/** Writes the model of `checkpoint` to `out`, saying in its metadata what it takes and where it came from. */
+export async function exportCheckpoint (checkpoint: Checkpoint, out: string): Promise<ExportMetadata> {
   const { task } = checkpoint
-  const spec = { inputShape: dataset.train.exampleShape, numClasses: dataset.train.numClasses }
+  const spec = modelSpec(task)
   const model = buildModel(task.model, spec)
   try {
     writeWeights(model, decodeTensors(checkpoint.model))
     const last = checkpoint.history.at(-1)
-    const metadata: ExportMetadata = { dml: { round: checkpoint.round, modelHash: checkpoint.modelHash, model: task.model, dataset: task.dataset, accuracy: last?.metrics.accuracy ?? null, loss: last?.metrics.loss ?? null, ...spec } }
+    const metadata: ExportMetadata = { dml: { round: checkpoint.round, modelHash: checkpoint.modelHash, model: task.model, dataset: task.dataset, accuracy: last?.metrics.accuracy ?? null, loss: last?.metrics.loss ?? null, ...spec, inputScale: task.inputScale } }
     await saveModelFiles(model, out, metadata as unknown as Record<string, unknown>)
     return metadata
   } finally {
@@ -28,11 +29,23 @@ export async function exportCheckpoint (checkpoint: Checkpoint, dataset: Dataset
   }
 }
 
-async function dataset (spec: string): Promise<Dataset> {
+/** The examples to run an export on: --data (all of it), else --dataset's test set. */
+async function examplesFor (o: Record<string, unknown>, meta: Partial<ExportMetadata['dml']>, input: number[]): Promise<{ set: ImageSet, name: string }> {
+  const firstLine = (err: unknown): string => (err as Error).message.split('\n')[0]
+  if (o.data !== '') {
+    try {
+      const set = await loadOwnData(o.data as string, { input, classes: meta.numClasses ?? 10, scale: meta.inputScale ?? 255 })
+      return { set, name: o.data as string }
+    } catch (err) {
+      throw new ConfigError(firstLine(err))
+    }
+  }
   try {
-    return await loadDataset(spec)
+    const test = (await loadDataset(o.dataset as string)).test
+    test.scale = meta.inputScale ?? 255
+    return { set: test, name: `the test set of ${o.dataset as string}` }
   } catch (err) {
-    throw new ConfigError(`--dataset ${spec}: ${(err as Error).message.split('\n')[0]}`)
+    throw new ConfigError(`--dataset ${o.dataset as string}: ${firstLine(err)}`)
   }
 }
 
@@ -48,26 +61,27 @@ export async function runExport (argv: string[]): Promise<number> {
   const checkpoint = await loadLatestCheckpoint(dataDir, (err) => { console.error(`skipped a corrupt checkpoint: ${err.message}`) })
   if (checkpoint === undefined) throw new ConfigError(`--data-dir ${dataDir} holds no checkpoint: nothing to export (a node writes one after every finished round)`)
   await initBackend('auto')
-  const meta = await exportCheckpoint(checkpoint, await dataset(checkpoint.task.dataset), resolve(o.out as string))
+  const meta = await exportCheckpoint(checkpoint, resolve(o.out as string))
   console.log(`exported round ${meta.dml.round} (${meta.dml.model}, accuracy ${meta.dml.accuracy === null ? 'unknown' : (100 * meta.dml.accuracy).toFixed(2) + '%'}) to ${resolve(o.out as string)}`)
   return 0
 }
 
-async function loadExport (o: Record<string, unknown>): Promise<{ model: tf.LayersModel, data: Dataset, samples: number }> {
+async function loadExport (o: Record<string, unknown>): Promise<{ model: tf.LayersModel, set: ImageSet, name: string, samples: number }> {
   if (o.model === '') throw new ConfigError('--model <dir> is required: the directory holding model.json')
   await initBackend('auto')
-  let model: tf.LayersModel
+  let loaded: Awaited<ReturnType<typeof loadModelFiles>>
   try {
-    model = (await loadModelFiles(resolve(o.model as string))).model
+    loaded = await loadModelFiles(resolve(o.model as string))
   } catch (err) {
     throw new ConfigError(`--model ${o.model as string}: ${(err as Error).message.split('\n')[0]}`)
   }
-  const data = await dataset(o.dataset as string)
-  const input = model.inputs[0].shape.slice(1)
-  if (input.length !== data.test.exampleShape.length || input.some((d, i) => d !== null && d !== data.test.exampleShape[i])) {
-    throw new ConfigError(`--model ${o.model as string} takes inputs of shape [${input.join(', ')}]; --dataset ${o.dataset as string} has [${data.test.exampleShape.join(', ')}]`)
+  const { model } = loaded
+  const input = model.inputs[0].shape.slice(1).map(d => d ?? 0)
+  const { set, name } = await examplesFor(o, (loaded.metadata as Partial<ExportMetadata> | undefined)?.dml ?? {}, input)
+  if (input.length !== set.exampleShape.length || input.some((d, i) => d !== 0 && d !== set.exampleShape[i])) {
+    throw new ConfigError(`--model ${o.model as string} takes inputs of shape [${input.join(', ')}]; ${name} has [${set.exampleShape.join(', ')}]`)
   }
-  return { model, data, samples: Math.min(o.samples as number, data.test.count) }
+  return { model, set, name, samples: Math.min(o.samples as number, set.count) }
 }
 
 export async function runEvaluate (argv: string[]): Promise<number> {
@@ -76,10 +90,10 @@ export async function runEvaluate (argv: string[]): Promise<number> {
     console.log(helpText('dml-node evaluate', 'Loads an exported model and measures its accuracy and loss on a data set\'s first test examples.', EVALUATE_OPTIONS))
     return 0
   }
-  const { model, data, samples } = await loadExport(o)
-  const result = await evaluate(model, data.test, samples)
+  const { model, set, name, samples } = await loadExport(o)
+  const result = await evaluate(model, set, samples)
   if (o.json === true) console.log(JSON.stringify(result))
-  else console.log(`accuracy ${(100 * result.accuracy).toFixed(2)}%, loss ${result.loss.toFixed(4)} on the first ${result.samples} test examples of ${data.name}`)
+  else console.log(`accuracy ${(100 * result.accuracy).toFixed(2)}%, loss ${result.loss.toFixed(4)} on the first ${result.samples} examples of ${name}`)
   return 0
 }
 
@@ -89,15 +103,15 @@ export async function runPredict (argv: string[]): Promise<number> {
     console.log(helpText('dml-node predict', 'Loads an exported model and prints its prediction for each of a data set\'s first test examples, beside the true label.', EVALUATE_OPTIONS))
     return 0
   }
-  const { model, data, samples } = await loadExport(o)
-  const { xs, ys } = makeBatch(data.test, Array.from({ length: samples }, (_, i) => i))
+  const { model, set, samples } = await loadExport(o)
+  const { xs, ys } = makeBatch(set, Array.from({ length: samples }, (_, i) => i))
   const probs = model.predict(xs) as tf.Tensor
   const [best, top] = [probs.argMax(-1), probs.max(-1)]
   const predicted = await best.data()
   const confidence = await top.data()
   tf.dispose([xs, ys, probs, best, top])
   for (let i = 0; i < samples; i++) {
-    const line = { example: i, predicted: predicted[i], label: data.test.labels[i], confidence: confidence[i] }
+    const line = { example: i, predicted: predicted[i], label: set.labels[i], confidence: confidence[i] }
     if (o.json === true) console.log(JSON.stringify(line))
     else console.log(`example ${i}: predicted ${line.predicted} (${(100 * line.confidence).toFixed(1)}%), label ${line.label}${line.predicted === line.label ? '' : '  <- wrong'}`)
   }

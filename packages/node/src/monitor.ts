@@ -39,11 +39,11 @@ export async function runMonitor (argv: string[]): Promise<number> {
   const show = (rd: RoundDone, proven: ProvenRound): void => {
     shownRounds.add(rd.round)
     count++
-    const m = { ...rd.metrics, accuracy: proven.accuracy, loss: proven.loss }
+    const m = { ...rd.metrics, accuracy: proven.accuracy, loss: proven.loss, federatedAccuracy: proven.federated.accuracy, federatedLoss: proven.federated.loss, evaluatedSamples: proven.federated.samples }
     if (json) {
       console.log(JSON.stringify({ event: 'round', round: rd.round, term: rd.term, leader: rd.leader, modelHash: rd.modelHash, finished: rd.finished, certified: true, signers: proven.signers.length, ...m }))
     } else {
-      console.log(`round ${String(rd.round).padStart(3)}  accuracy ${(100 * m.accuracy).toFixed(2).padStart(6)}%  loss ${m.loss.toFixed(4)}  ` +
+      console.log(`round ${String(rd.round).padStart(3)}  accuracy ${(100 * m.accuracy).toFixed(2).padStart(6)}%  loss ${m.loss.toFixed(4)}  federated ${(100 * m.federatedAccuracy).toFixed(2)}% on ${m.evaluatedSamples}  ` +
         `peers ${m.participants.length}/${m.activeNodes} (gpu ${m.gpuNodes}, cpu ${m.cpuNodes})  ${(m.durationMs / 1000).toFixed(1)} s  ` +
         `[train ${(m.trainMs / 1000).toFixed(1)} s, transfer ${(m.transferMs / 1000).toFixed(1)} s, eval ${(m.evalMs / 1000).toFixed(1)} s]  leader ${rd.leader.slice(-6)} term ${rd.term}  signed by ${proven.signers.length}`)
       if (rd.finished) console.log(`training finished at round ${rd.round} with accuracy ${(100 * m.accuracy).toFixed(2)}%`)

@@ -5,7 +5,7 @@
 // votes by the rules (election.ts), and counts what peers do wrong (misbehaviour.ts).
 // Time comes from an injected clock and the network through the Network interface, so the whole
 // engine runs in unit tests on an in-memory network with fake time.
-import { encodeTermCert, MAX_TERM_STEP, PROTOCOL_VERSION, trainingDifference, voteSigningBytes, type ControlMessage, type Device, type Heartbeat, type RoundStart, type Task, type TermCert, type UpdateReady, type Vote, type VoteRequest, type WorkFailed } from '@dml/protocol'
+import { encodeTermCert, MAX_TERM_STEP, OWN_DATA, PROTOCOL_VERSION, trainingDifference, voteSigningBytes, type ControlMessage, type Device, type Heartbeat, type RoundStart, type Task, type TermCert, type UpdateReady, type Vote, type VoteRequest, type WorkFailed } from '@dml/protocol'
 import type { Checkpoint } from './checkpoint.ts'
 import { CertificateError, coversView, isAllowed, isForgery, isQuorum, signedBy, type QuorumPolicy, type Signer } from './certificates.ts'
 import { Changes, type Clock, isAbort, Supervisor, systemClock } from './clock.ts'
@@ -69,12 +69,14 @@ export interface NodeStatus {
   currentRound: RoundSnapshot | WorkPhase | null
   accuracy: number | null
   loss: number | null
+  /** the last round's federated evaluation: every signer on its own examples, weighted by their number */
+  federated: { accuracy: number, loss: number, samples: number } | null
   modelHash: string | null
   activeNodes: number
   gpuNodes: number
   cpuNodes: number
   /** `proven`: its update counted in a certified round lately (see proven.ts), so it counts in quorums */
-  nodes: Array<{ peerId: string, device: Device, backend: string, round: number, samplesPerSec: number, isLeader: boolean, proven: boolean }>
+  nodes: Array<{ peerId: string, device: Device, backend: string, round: number, samplesPerSec: number, examples: number, isLeader: boolean, proven: boolean }>
   backend: { name: string, device: Device, source: string, warning: string | null }
   task: Task
   permissioned: boolean
@@ -336,6 +338,7 @@ export class DmlNode implements MessageHandlers {
       device: this.backend.device,
       backend: this.backend.backend,
       speed: this.worker.speed,
+      examples: this.task.dataset === OWN_DATA ? this.trainer.examples : 0,
       addrs: this.net.listenAddrs().slice(0, 16),
       termCert: this.election.isLeader ? this.leaderCert?.hash ?? null : null,
       roundCert: this.replica.cert?.hash ?? null
@@ -707,11 +710,12 @@ export class DmlNode implements MessageHandlers {
       currentRound: this.coordinator?.snapshot() ?? (this.worker.phase === null ? null : { ...this.worker.phase }),
       accuracy: last?.metrics.accuracy ?? null,
       loss: last?.metrics.loss ?? null,
+      federated: last === undefined ? null : { accuracy: last.metrics.federatedAccuracy, loss: last.metrics.federatedLoss, samples: last.metrics.evaluatedSamples },
       modelHash: this.replica.global?.hash ?? null,
       activeNodes: live.length,
       gpuNodes: live.filter(h => h.device === 'gpu').length,
       cpuNodes: live.filter(h => h.device === 'cpu').length,
-      nodes: live.map(h => ({ peerId: h.peer, device: h.device, backend: h.backend, round: h.round, samplesPerSec: Math.round(h.speed), isLeader: h.peer === leader, proven: this.replica.proven.has(h.peer) })),
+      nodes: live.map(h => ({ peerId: h.peer, device: h.device, backend: h.backend, round: h.round, samplesPerSec: Math.round(h.speed), examples: h.examples, isLeader: h.peer === leader, proven: this.replica.proven.has(h.peer) })),
       backend: { name: this.backend.backend, device: this.backend.device, source: this.backend.source, warning: this.backend.warning ?? null },
       task: { ...this.task },
       permissioned: this.policy.allowed !== undefined,

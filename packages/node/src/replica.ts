@@ -207,8 +207,8 @@ export class Replica {
 function recordOf (proven: ProvenRound, metrics: RoundMetrics | undefined): RoundRecord {
   const { result } = proven
   const base: RoundMetrics = metrics ?? {
-    accuracy: 0, loss: 0, participants: result.contributions.map(c => c.peer), activeNodes: 0, gpuNodes: 0, cpuNodes: 0,
+    accuracy: 0, loss: 0, federatedAccuracy: 0, federatedLoss: 0, evaluatedSamples: 0, participants: result.contributions.map(c => c.peer), activeNodes: 0, gpuNodes: 0, cpuNodes: 0,
     durationMs: 0, trainMs: 0, transferMs: 0, aggregateMs: 0, evalMs: 0, idleMs: 0, finishedAt: 0
   }
-  return { round: result.round, term: result.term, modelHash: result.modelHash, certHash: contentHash(proven.certBytes), metrics: { ...base, accuracy: proven.accuracy, loss: proven.loss } }
+  return { round: result.round, term: result.term, modelHash: result.modelHash, certHash: contentHash(proven.certBytes), metrics: { ...base, accuracy: proven.accuracy, loss: proven.loss, federatedAccuracy: proven.federated.accuracy, federatedLoss: proven.federated.loss, evaluatedSamples: proven.federated.samples } }
 }

@@ -1,13 +1,15 @@
 // The peer's local trainer: the data set, the current task's model, and this peer's shard.
 // The round engine sees it through the Trainer interface, so unit tests can give it a fake.
-import { buildModel, evaluate, loadDataset, readWeights, parsePartition, partitionIndices, trainLocal, writeWeights, type Dataset, type Evaluation, type TrainResult, tf } from '@dml/trainer'
-import type { NamedTensor, Task } from '@dml/protocol'
+import { buildModel, DataError, evaluate, lrOfRound, parseLrSchedule, type OptimizerName, holdoutSplit, loadDataset, loadOwnData, readWeights, parsePartition, partitionIndices, trainLocal, writeWeights, type Dataset, type Evaluation, type ImageSet, type TrainResult, tf } from '@dml/trainer'
+import { parseInputShape, type NamedTensor, type Task } from '@dml/protocol'
 
 export interface TrainJob {
   task: Task
   /** the global model to start from */
   weights: NamedTensor[]
   shard: [number, number]
+  /** the round the work is of: it sets the learning rate (--lr-schedule) */
+  round: number
   samples: number
   seed: number
   onProgress: (done: number, total: number, loss: number) => void
@@ -17,58 +19,134 @@ export interface TrainJob {
 
 /** What the round engine needs of local training. */
 export interface Trainer {
-  /** examples in the training set this peer holds */
-  readonly trainSize: number
+  /** examples this peer trains on (its own data, or the whole shared set) */
+  readonly examples: number
   initialWeights: (task: Task) => Promise<NamedTensor[]>
   train: (job: TrainJob) => Promise<TrainResult>
   evaluate: (task: Task, weights: NamedTensor[], signal?: AbortSignal) => Promise<Evaluation>
 }
 
+/** Where a peer's examples come from: its own (--data), or its part of a shared data set. */
+export interface DataSource {
+  /** --data: this peer's own examples; undefined: the task's shared data set */
+  own?: string
+  /** --holdout: the fraction of this peer's training examples kept out of training to evaluate on */
+  holdout: number
+}
+
+interface LoadedData {
+  key: string
+  train: ImageSet
+  /** the examples this peer may train on (its holdout excluded) */
+  trainable: Uint32Array
+  /** what this peer evaluates on: its holdout, else the shared data set's test set */
+  evalSet: ImageSet
+  evalExamples: Uint32Array | number
+}
+
 export class LocalTrainer implements Trainer {
-  private dataset: Dataset | undefined
+  private readonly source: DataSource
+  private data: LoadedData | undefined
   private model: tf.LayersModel | undefined
-  private modelName = ''
+  private modelKey = ''
   private shard: { key: string, indices: Uint32Array } | undefined
 
-  async load (datasetSpec: string): Promise<Dataset> {
-    if (this.dataset?.name !== datasetSpec) this.dataset = await loadDataset(datasetSpec)
-    return this.dataset
+  constructor (source: DataSource) { this.source = source }
+
+  /** Loads this peer's data for the task, checked against the task's input shape and classes. */
+  async load (task: Task): Promise<LoadedData> {
+    const shape = { input: parseInputShape(task.input) ?? [], classes: task.classes, scale: task.inputScale }
+    const key = `${this.source.own ?? task.dataset} ${task.input} ${task.classes} ${task.inputScale}`
+    if (this.data?.key === key) return this.data
+    const holdout = this.source.holdout
+    if (this.source.own !== undefined) {
+      const train = await loadOwnData(this.source.own, shape)
+      const split = holdoutSplit(train.count, holdout)
+      if (split.holdout.length === 0) throw new DataError(`--data ${this.source.own}: --holdout ${holdout} of ${train.count} examples holds none out to evaluate on`)
+      this.data = { key, train, trainable: split.train, evalSet: train, evalExamples: split.holdout }
+    } else {
+      const dataset = await loadDataset(task.dataset)
+      checkDatasetFits(dataset, shape)
+      dataset.train.scale = dataset.test.scale = shape.scale
+      const split = holdoutSplit(dataset.train.count, holdout)
+      this.data = holdout > 0
+        ? { key, train: dataset.train, trainable: split.train, evalSet: dataset.train, evalExamples: split.holdout }
+        : { key, train: dataset.train, trainable: split.train, evalSet: dataset.test, evalExamples: task.evalSamples }
+    }
+    this.shard = undefined
+    return this.data
   }
 
-  get trainSize (): number { return this.dataset?.train.count ?? 0 }
+  /** Examples this peer trains on: its own, or (before it knows its shard) the whole shared set. */
+  get examples (): number { return this.data?.trainable.length ?? 0 }
 
   private async modelFor (task: Task): Promise<tf.LayersModel> {
-    const dataset = await this.load(task.dataset)
-    if (this.model === undefined || this.modelName !== task.model) {
+    await this.load(task)
+    const key = `${task.model} ${task.input} ${task.classes}`
+    if (this.model === undefined || this.modelKey !== key) {
       this.model?.dispose()
-      this.model = buildModel(task.model, { inputShape: dataset.train.exampleShape, numClasses: dataset.train.numClasses })
-      this.modelName = task.model
+      this.model = buildModel(task.model, modelSpec(task))
+      this.modelKey = key
     }
     return this.model
   }
 
   /** Fresh weights of the task's model, for round 0. */
   async initialWeights (task: Task): Promise<NamedTensor[]> {
-    const dataset = await this.load(task.dataset)
-    const model = buildModel(task.model, { inputShape: dataset.train.exampleShape, numClasses: dataset.train.numClasses })
+    const model = buildModel(task.model, modelSpec(task))
     const weights = readWeights(model)
     model.dispose()
     return weights
   }
 
-  async train ({ task, weights, shard, samples, seed, onProgress, signal }: TrainJob): Promise<TrainResult> {
+  async train ({ task, weights, shard, round, samples, seed, onProgress, signal }: TrainJob): Promise<TrainResult> {
     const model = await this.modelFor(task)
-    const dataset = this.dataset!
-    const key = `${shard[0]}/${shard[1]} ${task.partition}`
-    if (this.shard?.key !== key) this.shard = { key, indices: partitionIndices(dataset.train.labels, dataset.train.numClasses, shard[0], shard[1], parsePartition(task.partition)) }
-    if (this.shard.indices.length === 0) throw new Error(`partition ${task.partition} gives shard ${key} no examples`)
+    const data = this.data!
     writeWeights(model, weights)
-    return await trainLocal(model, dataset.train, this.shard.indices, { samples, batchSize: task.batchSize, lr: task.lr, seed, onProgress, signal })
+    return await trainLocal(model, data.train, this.indicesFor(task, shard), {
+      samples,
+      batchSize: task.batchSize,
+      lr: lrOfRound(task.lr, parseLrSchedule(task.lrSchedule), round),
+      optimizer: task.optimizer as OptimizerName, // the peer's own task, checked by --optimizer
+      proxMu: task.proxMu,
+      seed,
+      onProgress,
+      signal
+    })
+  }
+
+  /** Own data: all of it, whatever shard the leader names. A shared set: the shard's part of the partition. */
+  private indicesFor (task: Task, shard: [number, number]): Uint32Array {
+    const data = this.data!
+    if (this.source.own !== undefined) return data.trainable
+    const key = `${shard[0]}/${shard[1]} ${task.partition}`
+    if (this.shard?.key !== key) {
+      const part = partitionIndices(data.train.labels, data.train.numClasses, shard[0], shard[1], parsePartition(task.partition))
+      const trainable = new Set(data.trainable)
+      const indices = data.trainable.length === data.train.count ? part : part.filter(i => trainable.has(i))
+      if (indices.length === 0) throw new Error(`partition ${task.partition} gives shard ${key} no examples`)
+      this.shard = { key, indices }
+    }
+    return this.shard.indices
   }
 
   async evaluate (task: Task, weights: NamedTensor[], signal?: AbortSignal): Promise<Evaluation> {
     const model = await this.modelFor(task)
     writeWeights(model, weights)
-    return await evaluate(model, this.dataset!.test, task.evalSamples, signal)
+    const { evalSet, evalExamples } = this.data!
+    return await evaluate(model, evalSet, evalExamples, signal)
   }
+}
+
+export function modelSpec (task: Task): { inputShape: number[], numClasses: number } {
+  return { inputShape: parseInputShape(task.input) ?? [], numClasses: task.classes }
+}
+
+/** A shared data set must fit the task as own data must: same example shape, labels among its classes. */
+function checkDatasetFits (dataset: Dataset, shape: { input: number[], classes: number }): void {
+  if (dataset.train.exampleShape.join('x') !== shape.input.join('x')) {
+    throw new DataError(`its examples are ${dataset.train.exampleShape.join('x')}, the task's input is ${shape.input.join('x')} (--input)`)
+  }
+  if (dataset.train.numClasses > shape.classes) throw new DataError(`it has ${dataset.train.numClasses} classes, the task ${shape.classes} (--classes)`)
+  dataset.train.numClasses = dataset.test.numClasses = shape.classes
 }

@@ -94,6 +94,7 @@ export class Worker {
         task,
         weights,
         shard,
+        round,
         samples: assignment.samples,
         seed: round * 1000 + shard[0],
         signal,

@@ -183,3 +183,26 @@ export function median (values: number[]): number {
   const mid = sorted.length >> 1
   return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
 }
+
+/** No signer's evaluation counts for more than this many times the median signer's examples. */
+export const MAX_EVAL_WEIGHT_OVER_MEDIAN = 4
+
+/**
+ * Federated evaluation: the mean of what the signers measured on their own examples, weighted by
+ * how many each used, each weight bounded by MAX_EVAL_WEIGHT_OVER_MEDIAN times the median, so a
+ * signer claiming a huge test set cannot stand for everyone.
+ */
+export function federatedEvaluation (votes: Array<{ accuracy: number, loss: number, samples: number }>): { accuracy: number, loss: number, samples: number } {
+  if (votes.length === 0) fail('no evaluations')
+  const bound = MAX_EVAL_WEIGHT_OVER_MEDIAN * median(votes.map(v => v.samples))
+  let weight = 0
+  let accuracy = 0
+  let loss = 0
+  for (const v of votes) {
+    const w = Math.min(v.samples, bound)
+    weight += w
+    accuracy += w * v.accuracy
+    loss += w * v.loss
+  }
+  return { accuracy: accuracy / weight, loss: loss / weight, samples: weight }
+}

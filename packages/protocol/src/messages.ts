@@ -12,8 +12,20 @@ export type Device = 'gpu' | 'cpu'
  */
 export interface Task {
   model: string
+  /** the shared data set peers train on (mnist, idx:<dir>), or `own`: each peer's own examples (--data) */
   dataset: string
+  /** what every example looks like, rows x cols x channels (e.g. 28x28x1): every peer's data must fit it */
+  input: string
+  classes: number
+  /** every feature is divided by this before training (255: pixels to 0-1) */
+  inputScale: number
   lr: number
+  /** the local learning rate's schedule over rounds: constant, exp:<gamma> or step:<rounds>:<gamma> */
+  lrSchedule: string
+  /** the local optimizer: sgd, momentum or adam */
+  optimizer: string
+  /** FedProx: the weight of the pull towards the round's model (0: plain FedAvg) */
+  proxMu: number
   batchSize: number
   localEpochs: number
   totalRounds: number
@@ -33,12 +45,26 @@ export interface Task {
 }
 
 /** The fields of a task that decide what training computes: peers agree on them or do not work together. */
-export const TRAINING_FIELDS = ['model', 'dataset', 'lr', 'batchSize', 'localEpochs', 'aggregation', 'trim', 'byzantine', 'clip', 'normBound', 'evalSamples', 'partition'] as const
+export const TRAINING_FIELDS = ['model', 'input', 'classes', 'inputScale', 'lr', 'lrSchedule', 'optimizer', 'proxMu', 'batchSize', 'localEpochs', 'aggregation', 'trim', 'byzantine', 'clip', 'normBound', 'evalSamples'] as const
+
+/** Peers that train on one shared data set must also agree on which and how it is split. */
+const SHARED_DATA_FIELDS = ['dataset', 'partition'] as const
+
+/** A task's dataset when each peer trains on its own examples. */
+export const OWN_DATA = 'own'
 
 /** The first training field in which `a` and `b` differ, if any. */
 export function trainingDifference (a: Task, b: Task): { field: string, ours: unknown, theirs: unknown } | undefined {
-  for (const field of TRAINING_FIELDS) if (a[field] !== b[field]) return { field, ours: a[field], theirs: b[field] }
+  const shared = a.dataset !== OWN_DATA && b.dataset !== OWN_DATA
+  for (const field of [...TRAINING_FIELDS, ...(shared ? SHARED_DATA_FIELDS : [])]) if (a[field] !== b[field]) return { field, ours: a[field], theirs: b[field] }
   return undefined
+}
+
+/** `28x28x1` as [28, 28, 1]; undefined unless 1 to 4 dimensions, each from 1 to 4096. */
+export function parseInputShape (spec: string): number[] | undefined {
+  if (!/^\d{1,4}(x\d{1,4}){0,3}$/.test(spec)) return undefined
+  const dims = spec.split('x').map(Number)
+  return dims.every(d => d >= 1 && d <= 4096) ? dims : undefined
 }
 
 export interface Heartbeat {
@@ -55,6 +81,8 @@ export interface Heartbeat {
   backend: string
   /** measured local training speed, samples per second (0 before the first round) */
   speed: number
+  /** training examples of its own (--data) this peer holds; 0 when it trains on a part of a shared data set */
+  examples: number
   /** multiaddrs this peer listens on, so peers that only know it through gossip can dial it */
   addrs: string[]
   /** while leading: the blob hash of this term's certificate (the votes that elected it) */
@@ -164,8 +192,14 @@ export interface RoundVote {
 }
 
 export interface RoundMetrics {
+  /** the median of the signers' evaluations (robust to a lying minority): what training targets */
   accuracy: number
   loss: number
+  /** federated evaluation: the signers' evaluations, each on its own examples, weighted by their number (bounded) */
+  federatedAccuracy: number
+  federatedLoss: number
+  /** the examples the federated evaluation counts */
+  evaluatedSamples: number
   participants: string[]
   activeNodes: number
   gpuNodes: number
@@ -264,12 +298,35 @@ function partitionSpec (value: unknown): string {
   return value
 }
 
+/** A schedule's name, by its form only (the trainer parses it). */
+function lrSchedule (value: unknown): string {
+  if (typeof value !== 'string' || !/^(constant|exp:\d?\.?\d{1,6}|step:\d{1,6}:\d?\.?\d{1,6})$/.test(value)) fail('task.lrSchedule must be constant, exp:<gamma> or step:<rounds>:<gamma>')
+  return value
+}
+
+function oneOf (o: Record<string, unknown>, key: string, allowed: string[]): string {
+  const v = o[key]
+  if (typeof v !== 'string' || !allowed.includes(v)) fail(`${key} must be one of ${allowed.join(', ')}`)
+  return v as string
+}
+
+function inputShape (value: unknown): string {
+  if (typeof value !== 'string' || parseInputShape(value) === undefined) fail('task.input must be rows x cols x channels, e.g. 28x28x1')
+  return value
+}
+
 function task (value: unknown): Task {
   const o = obj(value, 'task')
   return {
     model: str(o, 'model', 128),
     dataset: str(o, 'dataset', 512),
+    input: inputShape(o.input),
+    classes: int(o, 'classes', 2, 256),
+    inputScale: num(o, 'inputScale', 1e-6, 1e9),
     lr: num(o, 'lr', 0, 100),
+    lrSchedule: lrSchedule(o.lrSchedule),
+    optimizer: oneOf(o, 'optimizer', ['sgd', 'momentum', 'adam']),
+    proxMu: num(o, 'proxMu', 0, 1000),
     batchSize: int(o, 'batchSize', 1, 1 << 16),
     localEpochs: num(o, 'localEpochs', 0, 1000),
     totalRounds: int(o, 'totalRounds', 1, 1e9),
@@ -298,6 +355,9 @@ function roundMetrics (value: unknown): RoundMetrics {
   return {
     accuracy: num(o, 'accuracy', 0, 1),
     loss: num(o, 'loss', 0),
+    federatedAccuracy: num(o, 'federatedAccuracy', 0, 1),
+    federatedLoss: num(o, 'federatedLoss', 0),
+    evaluatedSamples: num(o, 'evaluatedSamples', 0),
     participants: list(o, 'participants', MAX_ROUND_PEERS, (p) => peerId(p, 'participant')),
     activeNodes: int(o, 'activeNodes'),
     gpuNodes: int(o, 'gpuNodes'),
@@ -333,6 +393,7 @@ export function validateMessage (value: unknown): ControlMessage {
         device: device(o.device),
         backend: str(o, 'backend', 64),
         speed: num(o, 'speed', 0),
+        examples: int(o, 'examples', 0),
         addrs: list(o, 'addrs', 32, (a) => { if (typeof a !== 'string' || a.length > 512 || !a.startsWith('/')) fail('addrs must be multiaddr strings'); return a }),
         termCert: hashOrNull(o, 'termCert'),
         roundCert: hashOrNull(o, 'roundCert')

@@ -1,6 +1,6 @@
 import { expect } from 'chai'
 import { encode } from 'cborg'
-import { decodeMessage, encodeMessage, MessageError, messageSender, MAX_CONTROL_BYTES, MAX_ROUND_PEERS, type ControlMessage } from '@dml/protocol'
+import { decodeMessage, encodeMessage, federatedEvaluation, MessageError, messageSender, MAX_CONTROL_BYTES, MAX_ROUND_PEERS, type ControlMessage } from '@dml/protocol'
 import { HASH, metrics, OTHER, PEER, SAMPLES, task } from './samples.ts'
 
 describe('control messages', () => {
@@ -74,5 +74,21 @@ describe('control messages', () => {
 
   it('refuse to encode an invalid message', () => {
     expect(() => encodeMessage({ ...SAMPLES[0], term: -5 } as ControlMessage)).to.throw(MessageError)
+  })
+})
+
+describe('federated evaluation', () => {
+  it('weighs each signer\'s evaluation by its examples', () => {
+    const f = federatedEvaluation([{ accuracy: 0.9, loss: 0.3, samples: 1000 }, { accuracy: 0.6, loss: 0.9, samples: 500 }, { accuracy: 0.8, loss: 0.5, samples: 500 }])
+    expect(f.accuracy).to.be.closeTo((900 + 300 + 400) / 2000, 1e-12)
+    expect(f.loss).to.be.closeTo((300 + 450 + 250) / 2000, 1e-12)
+    expect(f.samples).to.equal(2000)
+  })
+
+  it('gives a signer claiming a huge test set at most 4 times the median weight', () => {
+    const honest = [1, 2, 3].map(() => ({ accuracy: 0.9, loss: 0.3, samples: 1000 }))
+    const f = federatedEvaluation([...honest, { accuracy: 0, loss: 10, samples: 1e12 }])
+    expect(f.samples).to.equal(7000)
+    expect(f.accuracy).to.be.closeTo(2700 / 7000, 1e-12)
   })
 })

@@ -6,13 +6,15 @@ import { join, dirname } from 'node:path'
 import { parseIdx, IdxError } from './idx.ts'
 
 export interface ImageSet {
-  /** pixels, count x rows x cols (x channels), uint8 */
-  images: Uint8Array
+  /** the examples' values as stored, count x rows x cols (x channels): uint8 pixels, or floats from a CSV */
+  images: Uint8Array | Float32Array
   labels: Uint8Array
   count: number
   /** per-example shape fed to the model, e.g. [28, 28, 1] */
   exampleShape: number[]
   numClasses: number
+  /** values are divided by this before training (255: pixels to 0-1) */
+  scale: number
 }
 
 export interface Dataset {
@@ -54,7 +56,7 @@ async function loadImageSet (dir: string, imagesFile: string, labelsFile: string
   if (images.shape[0] !== labels.shape[0]) throw new IdxError(`${imagesFile} has ${images.shape[0]} images but ${labelsFile} has ${labels.shape[0]} labels`)
   let maxLabel = 0
   for (const l of labels.data) if (l > maxLabel) maxLabel = l
-  return { images: images.data, labels: labels.data, count: images.shape[0], exampleShape: [images.shape[1], images.shape[2], 1], numClasses: maxLabel + 1 }
+  return { images: images.data, labels: labels.data, count: images.shape[0], exampleShape: [images.shape[1], images.shape[2], 1], numClasses: maxLabel + 1, scale: 255 }
 }
 
 /** Loads an IDX data set laid out like MNIST (the four standard file names) from a directory. */
@@ -85,6 +87,17 @@ export function shardIndices (total: number, index: number, count: number, seed 
   const start = Math.floor(total * index / count)
   const end = Math.floor(total * (index + 1) / count)
   return order.slice(start, end)
+}
+
+/**
+ * A peer's examples split into training and held-out ones (--holdout): the held-out fraction of
+ * a seeded shuffle, so a restarted peer holds out the same examples.
+ */
+export function holdoutSplit (count: number, fraction: number, seed = 2): { train: Uint32Array, holdout: Uint32Array } {
+  if (!(fraction >= 0 && fraction < 1)) throw new RangeError(`holdout ${fraction} is not a fraction from 0 to below 1`)
+  const order = shuffled(count, seed)
+  const held = Math.round(count * fraction)
+  return { train: order.slice(held).sort(), holdout: order.slice(0, held).sort() }
 }
 
 /** A seeded PRNG (mulberry32): uniform in [0, 1), the same sequence on every peer. */

@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs'
 import type { NamedTensor } from '@dml/protocol'
 import type { ImageSet } from './data.ts'
 import { shuffled } from './data.ts'
+import type { OptimizerName } from './local-strategy.ts'
 
 /** The model's weights as named tensors; names are positional so every peer agrees on them. */
 export function readWeights (model: tf.LayersModel): NamedTensor[] {
@@ -23,7 +24,7 @@ export function writeWeights (model: tf.LayersModel, weights: NamedTensor[]): vo
   tf.dispose(tensors)
 }
 
-/** Builds the float batch (pixels / 255) and one-hot labels for the given example indices. */
+/** Builds the float batch (values / the set's scale) and one-hot labels for the given example indices. */
 export function makeBatch (set: ImageSet, indices: ArrayLike<number>): { xs: tf.Tensor, ys: tf.Tensor } {
   const pixels = set.exampleShape.reduce((a, b) => a * b, 1)
   const x = new Float32Array(indices.length * pixels)
@@ -31,7 +32,7 @@ export function makeBatch (set: ImageSet, indices: ArrayLike<number>): { xs: tf.
   for (let i = 0; i < indices.length; i++) {
     const idx = indices[i]
     const src = set.images.subarray(idx * pixels, (idx + 1) * pixels)
-    for (let p = 0; p < pixels; p++) x[i * pixels + p] = src[p] / 255
+    for (let p = 0; p < pixels; p++) x[i * pixels + p] = src[p] / set.scale
     labels[i] = set.labels[idx]
   }
   return tf.tidy(() => ({
@@ -45,6 +46,10 @@ export interface TrainOptions {
   batchSize: number
   lr: number
   seed: number
+  /** the local optimizer (default sgd), fresh for this training */
+  optimizer?: OptimizerName
+  /** FedProx: after every step, pull the weights towards the start weights by lr x mu x (w - start) */
+  proxMu?: number
   onProgress?: (done: number, total: number, loss: number) => void
   /** checked between batches: once aborted, training stops with a TrainingAborted error */
   signal?: AbortSignal
@@ -61,14 +66,22 @@ export interface TrainResult {
   trainMs: number
 }
 
+function makeOptimizer (name: OptimizerName, lr: number): tf.Optimizer {
+  if (name === 'momentum') return tf.train.momentum(lr, 0.9)
+  if (name === 'adam') return tf.train.adam(lr)
+  return tf.train.sgd(lr)
+}
+
 /**
- * Trains `model` (already holding the global weights) with plain SGD on `samples` examples drawn
- * from `shard`: whole shuffled passes over the shard, then part of one more.
+ * Trains `model` (already holding the global weights) on `samples` examples drawn from `shard`:
+ * whole shuffled passes over the shard, then part of one more.
  */
 export async function trainLocal (model: tf.LayersModel, set: ImageSet, shard: Uint32Array, options: TrainOptions): Promise<TrainResult> {
   if (shard.length === 0) throw new Error('cannot train on an empty shard')
   const started = performance.now()
-  model.compile({ optimizer: tf.train.sgd(options.lr), loss: 'categoricalCrossentropy' })
+  const optimizer = makeOptimizer(options.optimizer ?? 'sgd', options.lr)
+  model.compile({ optimizer, loss: 'categoricalCrossentropy' })
+  const prox = (options.proxMu ?? 0) > 0 ? proximalStep(model, options.lr * options.proxMu!) : undefined
   const order = new Uint32Array(options.samples)
   for (let filled = 0, pass = 0; filled < order.length; pass++) {
     const perm = shuffled(shard.length, options.seed * 7919 + pass)
@@ -83,6 +96,7 @@ export async function trainLocal (model: tf.LayersModel, set: ImageSet, shard: U
     const { xs, ys } = makeBatch(set, order.subarray(start, start + options.batchSize))
     const loss = await model.trainOnBatch(xs, ys) as number
     tf.dispose([xs, ys])
+    prox?.step()
     lossSum += loss
     batches++
     if (batches % reportEvery === 0) options.onProgress?.(Math.min(start + options.batchSize, order.length), order.length, lossSum / batches)
@@ -92,7 +106,27 @@ export async function trainLocal (model: tf.LayersModel, set: ImageSet, shard: U
       lastYield = performance.now()
     }
   }
+  prox?.dispose()
+  optimizer.dispose()
   return { weights: readWeights(model), loss: lossSum / batches, numSamples: order.length, trainMs: performance.now() - started }
+}
+
+/**
+ * FedProx's proximal term mu/2 |w - start|^2, as its own gradient step after the optimizer's:
+ * w <- w - rate (w - start). With SGD this is exactly the step on the sum of the two losses;
+ * with momentum or Adam it is the decoupled form (as AdamW decouples weight decay).
+ */
+function proximalStep (model: tf.LayersModel, rate: number): { step: () => void, dispose: () => void } {
+  const variables = model.trainableWeights
+  const start = variables.map(v => tf.keep(v.read().clone()))
+  return {
+    step: () => {
+      tf.tidy(() => {
+        variables.forEach((v, i) => { v.write(v.read().sub(v.read().sub(start[i]).mul(rate))) })
+      })
+    },
+    dispose: () => { tf.dispose(start) }
+  }
 }
 
 async function yieldToEventLoop (): Promise<void> {
@@ -105,15 +139,20 @@ export interface Evaluation {
   samples: number
 }
 
-/** Accuracy and mean cross-entropy on the first `limit` examples of `set`; stops with TrainingAborted once `signal` aborts. */
-export async function evaluate (model: tf.LayersModel, set: ImageSet, limit = set.count, signal?: AbortSignal): Promise<Evaluation> {
-  const total = Math.min(limit, set.count)
+/**
+ * Accuracy and mean cross-entropy on the given examples of `set`, or on its first `examples`;
+ * stops with TrainingAborted once `signal` aborts.
+ */
+export async function evaluate (model: tf.LayersModel, set: ImageSet, examples: number | ArrayLike<number> = set.count, signal?: AbortSignal): Promise<Evaluation> {
+  const chosen = typeof examples === 'number' ? undefined : examples
+  const total = chosen === undefined ? Math.min(examples as number, set.count) : chosen.length
+  if (total === 0) throw new Error('nothing to evaluate on: no examples')
   const chunk = 250
   let correct = 0
   let lossSum = 0
   for (let start = 0; start < total; start += chunk) {
     if (signal?.aborted === true) throw new TrainingAborted(`evaluation stopped after ${start} of ${total} examples`)
-    const indices = Array.from({ length: Math.min(chunk, total - start) }, (_, i) => start + i)
+    const indices = Array.from({ length: Math.min(chunk, total - start) }, (_, i) => chosen === undefined ? start + i : chosen[start + i])
     const { xs, ys } = makeBatch(set, indices)
     const [hits, loss] = tf.tidy(() => {
       const probs = model.predict(xs) as tf.Tensor

@@ -1,6 +1,6 @@
 // Partitions of one data set between a round's peers, on MNIST's real labels.
 import { expect } from 'chai'
-import { loadDataset, parsePartition, partitionIndices, shardIndices, type Dataset } from '@dml/trainer'
+import { holdoutSplit, loadDataset, parsePartition, partitionIndices, shardIndices, type Dataset } from '@dml/trainer'
 
 /** Distinct classes holding at least 1% of a peer's examples. */
 function classesOf (indices: Uint32Array, labels: Uint8Array): number {
@@ -43,5 +43,17 @@ describe('partitions', function () {
     for (const bad of ['', 'IID', 'dirichlet:', 'dirichlet:0', 'dirichlet:-1', 'dirichlet:abc', 'shards:0', 'shards:1.5', 'noniid']) {
       expect(() => parsePartition(bad), bad).to.throw(RangeError, /dirichlet:<alpha>/)
     }
+  })
+})
+
+describe('--holdout', () => {
+  it('holds out a seeded fraction: disjoint from training, covering the set, the same on every call', () => {
+    const a = holdoutSplit(1000, 0.1)
+    expect(a.holdout.length).to.equal(100)
+    expect(a.train.length).to.equal(900)
+    expect(new Set([...a.train, ...a.holdout]).size).to.equal(1000)
+    expect([...holdoutSplit(1000, 0.1).holdout]).to.deep.equal([...a.holdout])
+    expect(holdoutSplit(1000, 0).holdout.length).to.equal(0)
+    expect(() => holdoutSplit(1000, 1)).to.throw(RangeError)
   })
 })

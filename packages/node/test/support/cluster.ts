@@ -41,7 +41,7 @@ export const plusOne = (weights: NamedTensor[], job: TrainJob): NamedTensor[] =>
 
 /** A trainer with no data and no tfjs: weights are two small tensors; accuracy grows with them. */
 export class FakeTrainer implements Trainer {
-  readonly trainSize = 1000
+  readonly examples = 1000
   readonly behaviour: Behaviour
   private readonly clock: FakeClock
 
@@ -82,7 +82,7 @@ export interface TestPeer {
   logs: LogEntry[]
 }
 
-export const TASK: Task = { model: 'fake', dataset: 'fake', lr: 0.1, batchSize: 10, localEpochs: 1, totalRounds: 5, targetAccuracy: 1, aggregation: 'fedavg', trim: 0.2, byzantine: 1, clip: 1, normBound: 5, evalSamples: 100, partition: 'iid' }
+export const TASK: Task = { model: 'fake', dataset: 'fake', input: '2', classes: 2, inputScale: 1, lr: 0.1, lrSchedule: 'constant', optimizer: 'sgd', proxMu: 0, batchSize: 10, localEpochs: 1, totalRounds: 5, targetAccuracy: 1, aggregation: 'fedavg', trim: 0.2, byzantine: 1, clip: 1, normBound: 5, evalSamples: 100, partition: 'iid' }
 
 export interface Identity { id: string, key: PrivateKey, signer: Signer }
 
@@ -196,7 +196,7 @@ function addFollower (net: TestCluster, claim: { device: 'cpu' | 'gpu', backend:
   })
   const beat = (): void => {
     if (!endpoint.connected) return
-    endpoint.publish({ type: 'heartbeat', v: PROTOCOL_VERSION, term, peer: endpoint.peerId, leader, round: 0, modelHash: null, ...claim, addrs: [], termCert: null, roundCert: null }).catch(() => {})
+    endpoint.publish({ type: 'heartbeat', v: PROTOCOL_VERSION, term, peer: endpoint.peerId, leader, round: 0, modelHash: null, examples: 0, ...claim, addrs: [], termCert: null, roundCert: null }).catch(() => {})
     net.clock.setTimeout(beat, 1000)
   }
   beat()
