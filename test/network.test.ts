@@ -208,3 +208,19 @@ describe('a non-IID partition (--partition dirichlet:0.3)', function () {
     expect(peer.stderr.join('\n')).to.match(/--partition.*"noniid" is not one of iid, dirichlet:<alpha>/)
   })
 })
+
+describe('every strategy at once on Dirichlet(0.3): local momentum, FedProx, FedAdam, a learning-rate schedule', function () {
+  this.timeout(6 * MINUTE)
+  const net = new LocalNetwork()
+  after(async () => { await net.stop() })
+
+  it('trains to one model; every participant computes the server step from the certified state and signs', async () => {
+    const peers = await net.start(3, ['--min-peers', '3', '--rounds', '2', '--local-epochs', '0.1', '--eval-samples', '500', '--partition', 'dirichlet:0.3', '--exit-when-done',
+      '--optimizer', 'momentum', '--lr', '0.02', '--prox-mu', '0.01', '--server-optimizer', 'adam', '--lr-schedule', 'exp:0.9'])
+    const finished = await Promise.all(peers.map(async p => await p.waitFor('training-finished', 4 * MINUTE)))
+    expect(new Set(finished.map(f => f.modelHash)).size).to.equal(1)
+    expect(finished.map(f => f.round)).to.deep.equal([2, 2, 2])
+    expect(peers.flatMap(p => p.events.filter(e => e.event === 'proposal-rejected'))).to.have.length(0)
+    expect(peers.flatMap(p => p.events.filter(e => e.event === 'round-signed')).length).to.be.at.least(2)
+  })
+})

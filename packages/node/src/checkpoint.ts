@@ -100,7 +100,7 @@ export function parseCheckpoint (bytes: Uint8Array, path: string): Checkpoint {
     !bytesOrNull(c.roundCert) || !bytesOrNull(c.termCert)) return fail('unexpected layout')
   if (contentHash(c.model) !== c.modelHash) return fail('model does not match its hash')
   // checkpoints from before the task named its input are of MNIST-shaped sets (MNIST, Fashion-MNIST)
-  const task: Task = { ...{ input: '28x28x1', classes: 10, inputScale: 255, lrSchedule: 'constant', optimizer: 'sgd', proxMu: 0 }, ...c.task }
+  const task: Task = { ...{ input: '28x28x1', classes: 10, inputScale: 255, lrSchedule: 'constant', optimizer: 'sgd', proxMu: 0, serverOptimizer: 'none', serverLr: 1 }, ...c.task }
   return { round: c.round, term: c.term, modelHash: c.modelHash, model: c.model, task, history: c.history, roundCert: c.roundCert, termCert: c.termCert }
 }
 

@@ -3,7 +3,7 @@
 // names the option, never a stack trace.
 import { resolve } from 'node:path'
 import { encodeTensors, OWN_DATA } from '@dml/protocol'
-import { initBackend, registerModelModule, buildModel, getStrategy } from '@dml/trainer'
+import { initBackend, registerModelModule, buildModel, defaultServerLr, getStrategy, type ServerOptimizerName } from '@dml/trainer'
 import { DataDirStore, loadLatestCheckpoint, type Checkpoint } from './checkpoint.ts'
 import type { CheckpointStore } from './replica.ts'
 import { keySigner } from './certificates.ts'
@@ -86,6 +86,8 @@ export async function runNode (argv: string[]): Promise<number> {
     byzantine: o.byzantine as number,
     clip: o.clip as number,
     normBound: o['norm-bound'] as number,
+    serverOptimizer: o['server-optimizer'] as string,
+    serverLr: o['server-lr'] === 0 ? defaultServerLr(o['server-optimizer'] as ServerOptimizerName) : o['server-lr'] as number,
     evalSamples: o['eval-samples'] as number,
     partition: o.partition as string
   }

@@ -420,7 +420,7 @@ export class Coordinator {
       const modelHash = net.blobs.put(bytes, true)
       const result: RoundResult = {
         kind: 'round-result', v: PROTOCOL_VERSION, term: this.term, round, leader: this.deps.self, prevHash: global.hash, modelHash,
-        aggregation: task.aggregation, trim: task.trim, byzantine: task.byzantine, clip: task.clip, normBound: task.normBound,
+        aggregation: task.aggregation, trim: task.trim, byzantine: task.byzantine, clip: task.clip, normBound: task.normBound, serverOptimizer: task.serverOptimizer, serverLr: task.serverLr,
         participants: assignments.map(a => a.peer),
         contributions: updates.map(u => ({ peer: u.peer, hash: u.hash, numSamples: u.numSamples })).sort((a, b) => (a.peer < b.peer ? -1 : 1)),
         termCert: this.deps.termCert.hash

@@ -3,7 +3,7 @@
 // would, and run it on a data set's test examples.
 import { resolve } from 'node:path'
 import { decodeTensors } from '@dml/protocol'
-import { buildModel, evaluate, initBackend, loadDataset, loadModelFiles, loadOwnData, makeBatch, registerModelModule, saveModelFiles, tf, writeWeights, type ImageSet } from '@dml/trainer'
+import { buildModel, evaluate, initBackend, loadDataset, loadModelFiles, loadOwnData, makeBatch, modelPart, registerModelModule, saveModelFiles, tf, writeWeights, type ImageSet } from '@dml/trainer'
 import { loadLatestCheckpoint, type Checkpoint } from './checkpoint.ts'
 import { ConfigError, EVALUATE_OPTIONS, EXPORT_OPTIONS, helpText, parseOptions } from './config.ts'
 import { modelSpec } from './trainer.ts'
@@ -19,7 +19,7 @@ export async function exportCheckpoint (checkpoint: Checkpoint, out: string): Pr
   const spec = modelSpec(task)
   const model = buildModel(task.model, spec)
   try {
-    writeWeights(model, decodeTensors(checkpoint.model))
+    writeWeights(model, modelPart(decodeTensors(checkpoint.model)))
     const last = checkpoint.history.at(-1)
     const metadata: ExportMetadata = { dml: { round: checkpoint.round, modelHash: checkpoint.modelHash, model: task.model, dataset: task.dataset, accuracy: last?.metrics.accuracy ?? null, loss: last?.metrics.loss ?? null, ...spec, inputScale: task.inputScale } }
     await saveModelFiles(model, out, metadata as unknown as Record<string, unknown>)

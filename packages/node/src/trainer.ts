@@ -1,6 +1,6 @@
 // The peer's local trainer: the data set, the current task's model, and this peer's shard.
 // The round engine sees it through the Trainer interface, so unit tests can give it a fake.
-import { buildModel, DataError, evaluate, lrOfRound, parseLrSchedule, type OptimizerName, holdoutSplit, loadDataset, loadOwnData, readWeights, parsePartition, partitionIndices, trainLocal, writeWeights, type Dataset, type Evaluation, type ImageSet, type TrainResult, tf } from '@dml/trainer'
+import { buildModel, DataError, evaluate, lrOfRound, modelPart, parseLrSchedule, withServerState, type OptimizerName, type ServerOptimizerName, holdoutSplit, loadDataset, loadOwnData, readWeights, parsePartition, partitionIndices, trainLocal, writeWeights, type Dataset, type Evaluation, type ImageSet, type TrainResult, tf } from '@dml/trainer'
 import { parseInputShape, type NamedTensor, type Task } from '@dml/protocol'
 
 export interface TrainJob {
@@ -91,10 +91,10 @@ export class LocalTrainer implements Trainer {
     return this.model
   }
 
-  /** Fresh weights of the task's model, for round 0. */
+  /** Fresh weights of the task's model for round 0, with the server optimizer's zero state. */
   async initialWeights (task: Task): Promise<NamedTensor[]> {
     const model = buildModel(task.model, modelSpec(task))
-    const weights = readWeights(model)
+    const weights = withServerState(readWeights(model), task.serverOptimizer as ServerOptimizerName)
     model.dispose()
     return weights
   }
@@ -102,7 +102,7 @@ export class LocalTrainer implements Trainer {
   async train ({ task, weights, shard, round, samples, seed, onProgress, signal }: TrainJob): Promise<TrainResult> {
     const model = await this.modelFor(task)
     const data = this.data!
-    writeWeights(model, weights)
+    writeWeights(model, modelPart(weights))
     return await trainLocal(model, data.train, this.indicesFor(task, shard), {
       samples,
       batchSize: task.batchSize,
@@ -132,7 +132,7 @@ export class LocalTrainer implements Trainer {
 
   async evaluate (task: Task, weights: NamedTensor[], signal?: AbortSignal): Promise<Evaluation> {
     const model = await this.modelFor(task)
-    writeWeights(model, weights)
+    writeWeights(model, modelPart(weights))
     const { evalSet, evalExamples } = this.data!
     return await evaluate(model, evalSet, evalExamples, signal)
   }

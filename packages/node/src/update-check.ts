@@ -1,6 +1,7 @@
 // How the coordinator judges one update before it counts. Each update is judged alone: a bad one
 // is dropped with its reason and the round goes on with the rest.
 import { assertSameShapes, decodeTensors, findNonFinite, type NamedTensor } from '@dml/protocol'
+import { modelPart } from '@dml/trainer'
 
 export type UpdateRejection = 'too-many-samples' | 'malformed' | 'wrong-shape' | 'non-finite'
 
@@ -22,7 +23,7 @@ export function checkUpdate (bytes: Uint8Array, numSamples: number, assigned: nu
     return { ok: false, reason: 'malformed', detail: (err as Error).message }
   }
   try {
-    assertSameShapes(weights, reference)
+    assertSameShapes(weights, modelPart(reference)) // an update is of the model, not the server's state
   } catch (err) {
     return { ok: false, reason: 'wrong-shape', detail: (err as Error).message }
   }

@@ -124,7 +124,7 @@ export class Verifier {
     if (result.term !== p.term || result.round !== p.round || result.leader !== p.leader || result.modelHash !== p.modelHash) fail('its result blob is not the one it proposed')
     if (result.prevHash !== start.modelHash) fail('its result does not start from the round\'s model')
     const ours = this.deps.task()
-    const difference = trainingDifference(ours, { ...ours, aggregation: result.aggregation, trim: result.trim, byzantine: result.byzantine, clip: result.clip, normBound: result.normBound })
+    const difference = trainingDifference(ours, { ...ours, aggregation: result.aggregation, trim: result.trim, byzantine: result.byzantine, clip: result.clip, normBound: result.normBound, serverOptimizer: result.serverOptimizer, serverLr: result.serverLr })
     if (difference !== undefined) fail(`it aggregates with ${difference.field} ${String(difference.theirs)}, this peer with ${String(difference.ours)}`)
     const assigned = start.assignments.map(a => a.peer).sort()
     if (result.participants.length !== assigned.length || [...result.participants].sort().some((peer, i) => peer !== assigned[i])) fail('its participants are not the round\'s')

@@ -14,7 +14,7 @@ async function termCert (term: number, leader: Identity, voters: Identity[], ele
 async function roundCert (leader: Identity, signers: Identity[], participants: string[], term: TermCert, accuracies: number[]): Promise<ReturnType<typeof decodeRoundCert>> {
   const result: RoundResult = {
     kind: 'round-result', v: PROTOCOL_VERSION, term: term.term, round: 7, leader: leader.id, prevHash: HASH, modelHash: HASH,
-    aggregation: 'fedavg', trim: 0.2, byzantine: 1, clip: 1, normBound: 5, participants, contributions: [], termCert: contentHash(encodeTermCert(term))
+    aggregation: 'fedavg', trim: 0.2, byzantine: 1, clip: 1, normBound: 5, serverOptimizer: 'none', serverLr: 1, participants, contributions: [], termCert: contentHash(encodeTermCert(term))
   }
   const bytes = encodeResult(result)
   const resultHash = contentHash(bytes)

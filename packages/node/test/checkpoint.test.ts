@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { contentHash, encodeTensors } from '@dml/protocol'
 import { loadLatestCheckpoint, saveCheckpoint, loadOrCreateIdentity, BlobStore, type Checkpoint } from '@dml/node'
 
-const task = { model: 'mlp', dataset: 'mnist', input: '28x28x1', classes: 10, inputScale: 255, lr: 0.1, lrSchedule: 'constant', optimizer: 'sgd', proxMu: 0, batchSize: 32, localEpochs: 1, totalRounds: 10, targetAccuracy: 1, aggregation: 'fedavg', trim: 0.2, byzantine: 1, clip: 1, normBound: 5, evalSamples: 100, partition: 'iid' }
+const task = { model: 'mlp', dataset: 'mnist', input: '28x28x1', classes: 10, inputScale: 255, lr: 0.1, lrSchedule: 'constant', optimizer: 'sgd', proxMu: 0, batchSize: 32, localEpochs: 1, totalRounds: 10, targetAccuracy: 1, aggregation: 'fedavg', trim: 0.2, byzantine: 1, clip: 1, normBound: 5, serverOptimizer: 'none', serverLr: 1, evalSamples: 100, partition: 'iid' }
 function checkpoint (round: number): Checkpoint {
   const model = encodeTensors([{ name: 'w0', shape: [2], values: Float32Array.from([round, -round]) }])
   return { round, term: 1, modelHash: contentHash(model), model, task, history: [], roundCert: new Uint8Array([round]), termCert: new Uint8Array([1]) }

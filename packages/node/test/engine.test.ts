@@ -3,6 +3,7 @@
 import { expect } from 'chai'
 import { MAX_ROUND_PEERS, type NamedTensor, type RoundStart } from '@dml/protocol'
 import { MAX_FAILURES_IN_A_ROW } from '@dml/node'
+import { modelPart } from '@dml/trainer'
 import { addLiar, addSybil, TASK, TestCluster, type TestPeer } from './support/cluster.ts'
 
 /** Tensors of the given shapes, all zero but the first value. */
@@ -38,6 +39,24 @@ describe('round engine', function () {
     // every peer checkpointed every round
     for (const p of peers) expect(p.checkpoints.map(c => c.round)).to.include.members([1, 2, 3, 4, 5])
   })
+
+  for (const serverOptimizer of ['momentum', 'adam']) {
+    it(`with a server optimizer (${serverOptimizer}), its state travels in the model blob: every participant computes the same step and signs`, async () => {
+      const task = { ...TASK, serverOptimizer, serverLr: serverOptimizer === 'adam' ? 0.01 : 1 }
+      const peers = [0, 1, 2].map(() => net.add({ config: { task } }))
+      await net.until('5 rounds done', () => peers.every(p => p.node.replica.finished))
+      const done = net.roundsDone()
+      expect(done.map(d => d.round)).to.deep.equal([1, 2, 3, 4, 5])
+      expect(new Set(peers.map(p => p.node.replica.global!.hash)).size).to.equal(1)
+      const blob = peers[0].node.replica.global!.weights
+      expect(blob.map(w => w.name)).to.include('server/m/w0')
+      // momentum carries the model further than the updates alone: each update adds 1 to every value
+      const first = modelPart(blob)[1].values[0]
+      if (serverOptimizer === 'momentum') expect(first).to.be.above(5)
+      else expect(first).to.be.above(0)
+      expect(net.events('proposal-rejected')).to.have.length(0)
+    })
+  }
 
   for (const [what, value, reason] of [['NaN', NaN, 'non-finite'], ['Infinity', Infinity, 'non-finite'], ['-Infinity', -Infinity, 'non-finite']] as const) {
     it(`an update holding ${what} is dropped and named; the round closes with the rest`, async () => {

@@ -36,6 +36,9 @@ export interface RoundResult {
   byzantine: number
   clip: number
   normBound: number
+  /** how the aggregate moved the model: none (it is the model), momentum or adam, at serverLr */
+  serverOptimizer: string
+  serverLr: number
   /** the peers assigned work (the round's participants) */
   participants: string[]
   /** the updates that count, sorted by peer */
@@ -123,6 +126,11 @@ export function encodeResult (result: RoundResult): Uint8Array {
   return encodeCbor(result)
 }
 
+function serverOptimizer (value: unknown): string {
+  if (value !== 'none' && value !== 'momentum' && value !== 'adam') fail('serverOptimizer must be none, momentum or adam')
+  return value as string
+}
+
 export function decodeResult (bytes: Uint8Array): RoundResult {
   const o = decodeObj(bytes, 'round-result')
   const result: RoundResult = {
@@ -138,6 +146,8 @@ export function decodeResult (bytes: Uint8Array): RoundResult {
     byzantine: int(o, 'byzantine', 0, MAX_ROUND_PEERS),
     clip: num(o, 'clip', 0, 1e6),
     normBound: num(o, 'normBound', 0, 1e6),
+    serverOptimizer: serverOptimizer(o.serverOptimizer),
+    serverLr: num(o, 'serverLr', 0, 1000),
     participants: list(o, 'participants', MAX_ROUND_PEERS, (p) => peerId(p, 'participant')),
     contributions: list(o, 'contributions', MAX_ROUND_PEERS, (c) => {
       const e = obj(c, 'contribution')

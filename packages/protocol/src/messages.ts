@@ -39,13 +39,16 @@ export interface Task {
   clip: number
   /** updates further from the global model than this many times the round's median distance are dropped (0: never) */
   normBound: number
+  /** how the round's aggregate moves the model: none (FedAvg), momentum (FedAvgM) or adam (FedAdam) */
+  serverOptimizer: string
+  serverLr: number
   evalSamples: number
   /** how the training set is split between a round's peers: iid, dirichlet:<alpha> or shards:<k> */
   partition: string
 }
 
 /** The fields of a task that decide what training computes: peers agree on them or do not work together. */
-export const TRAINING_FIELDS = ['model', 'input', 'classes', 'inputScale', 'lr', 'lrSchedule', 'optimizer', 'proxMu', 'batchSize', 'localEpochs', 'aggregation', 'trim', 'byzantine', 'clip', 'normBound', 'evalSamples'] as const
+export const TRAINING_FIELDS = ['model', 'input', 'classes', 'inputScale', 'lr', 'lrSchedule', 'optimizer', 'proxMu', 'batchSize', 'localEpochs', 'aggregation', 'trim', 'byzantine', 'clip', 'normBound', 'serverOptimizer', 'serverLr', 'evalSamples'] as const
 
 /** Peers that train on one shared data set must also agree on which and how it is split. */
 const SHARED_DATA_FIELDS = ['dataset', 'partition'] as const
@@ -336,6 +339,8 @@ function task (value: unknown): Task {
     byzantine: int(o, 'byzantine', 0, MAX_ROUND_PEERS),
     clip: num(o, 'clip', 0, 1e6),
     normBound: num(o, 'normBound', 0, 1e6),
+    serverOptimizer: oneOf(o, 'serverOptimizer', ['none', 'momentum', 'adam']),
+    serverLr: num(o, 'serverLr', 0, 1000),
     evalSamples: int(o, 'evalSamples', 1),
     partition: partitionSpec(o.partition)
   }

@@ -3,6 +3,7 @@
 // the same inputs in the same order (float64 accumulation, stable sorts): the participants of a
 // round recompute the leader's aggregate and must arrive at the same bytes.
 import type { NamedTensor } from '@dml/protocol'
+import { isServerOptimizer, modelPart, SERVER_OPTIMIZERS, serverStep } from './server-optimizer.ts'
 
 export interface ClientUpdate {
   peer: string
@@ -235,6 +236,9 @@ export interface RoundAggregation extends AggregationParams {
   aggregation: string
   /** see normFilter; 0 turns it off */
   normBound: number
+  /** see serverStep */
+  serverOptimizer: string
+  serverLr: number
 }
 
 /**
@@ -242,8 +246,11 @@ export interface RoundAggregation extends AggregationParams {
  * norm bound, combine the rest with the strategy. The leader proposes it; the participants compute
  * it again from the same updates and sign only if they arrive at the same model.
  */
-export function aggregateRound (updates: ClientUpdate[], global: NamedTensor[], spec: RoundAggregation): { weights: NamedTensor[], dropped: Array<{ peer: string, distance: number, limit: number }> } {
+export function aggregateRound (updates: ClientUpdate[], current: NamedTensor[], spec: RoundAggregation): { weights: NamedTensor[], dropped: Array<{ peer: string, distance: number, limit: number }> } {
   const sorted = [...updates].sort((a, b) => (a.peer < b.peer ? -1 : a.peer > b.peer ? 1 : 0))
+  const global = modelPart(current)
   const { kept, dropped } = normFilter(sorted, global, spec.normBound)
-  return { weights: getStrategy(spec.aggregation).aggregate(kept, global, spec), dropped }
+  const aggregate = getStrategy(spec.aggregation).aggregate(kept, global, spec)
+  if (!isServerOptimizer(spec.serverOptimizer)) throw new AggregationError(`unknown server optimizer "${spec.serverOptimizer}"; choose one of: ${SERVER_OPTIMIZERS.join(', ')}`)
+  return { weights: serverStep(current, aggregate, spec.serverOptimizer, spec.serverLr), dropped }
 }

@@ -1,6 +1,6 @@
 // The contract every aggregation strategy must meet; a new strategy in STRATEGIES runs it too.
 import { expect } from 'chai'
-import { STRATEGIES, AggregationError, DEFAULT_PARAMS, aggregateRound, distance, fedavg, normFilter, type ClientUpdate } from '@dml/trainer'
+import { STRATEGIES, SERVER_OPTIMIZERS, AggregationError, DEFAULT_PARAMS, aggregateRound, defaultServerLr, distance, fedavg, modelPart, normFilter, serverStep, withServerState, type ClientUpdate } from '@dml/trainer'
 import type { NamedTensor } from '@dml/protocol'
 
 const global: NamedTensor[] = [
@@ -35,7 +35,7 @@ for (const strategy of Object.values(STRATEGIES)) {
     })
 
     it('does not depend on the order of the updates, to the last bit once sorted by peer', () => {
-      const spec = { ...DEFAULT_PARAMS, aggregation: strategy.name, normBound: 5 }
+      const spec = { ...DEFAULT_PARAMS, aggregation: strategy.name, normBound: 5, serverOptimizer: 'none', serverLr: 1 }
       const a = aggregateRound([u1, u2, u3], global, spec).weights
       const b = aggregateRound([u3, u1, u2], global, spec).weights
       a.forEach((t, i) => expect([...t.values]).to.deep.equal([...b[i].values]))
@@ -44,7 +44,7 @@ for (const strategy of Object.values(STRATEGIES)) {
     it('stays near the honest updates when one of five is a boosted liar', () => {
       const honest = [update('a', 100, [1, 1, 1, 1], [1, 1, 1]), update('b', 100, [1.1, 1, 0.9, 1], [1, 1.1, 1]), update('c', 100, [0.9, 1, 1.1, 1], [1, 0.9, 1]), update('d', 100, [1, 1.1, 1, 0.9], [1.1, 1, 1])]
       const liar = update('e', 100, [1e6, -1e6, 1e6, -1e6], [1e6, 1e6, 1e6])
-      const spec = { ...DEFAULT_PARAMS, aggregation: strategy.name, normBound: 5 }
+      const spec = { ...DEFAULT_PARAMS, aggregation: strategy.name, normBound: 5, serverOptimizer: 'none', serverLr: 1 }
       const out = aggregateRound([...honest, liar], global, spec).weights
       // every strategy is protected by the norm bound; the robust ones would be without it
       expect(distance(out, honest[0].weights)).to.be.below(1)
@@ -86,5 +86,59 @@ describe('the norm bound', () => {
     expect(dropped[0]).to.include({ peer: 'x', distance: 100 })
     expect(normFilter([...near, far], global, 0).kept).to.have.length(4)
     expect(normFilter([near[0], far], global, 5).kept).to.have.length(2) // too few for a median
+  })
+})
+
+// Server optimizers: the round's aggregate moves the model (and the state in its blob).
+for (const name of SERVER_OPTIMIZERS) {
+  describe(`server optimizer contract: ${name}`, () => {
+    const current = withServerState(global, name)
+    const spec = { ...DEFAULT_PARAMS, aggregation: 'fedavg', normBound: 5, serverOptimizer: name, serverLr: defaultServerLr(name) }
+
+    it('keeps the model\'s tensors first, with their names and shapes, and the state\'s layout', () => {
+      const out = aggregateRound([u1, u2, u3], current, spec).weights
+      expect(out.map(t => [t.name, t.shape])).to.deep.equal(current.map(t => [t.name, t.shape]))
+      expect(modelPart(out).map(t => t.name)).to.deep.equal(['w0', 'w1'])
+    })
+
+    it('leaves the model where it is when the updates do not move it', () => {
+      const still = [update('a', 10, [0, 0, 0, 0], [0, 0, 0]), update('b', 30, [0, 0, 0, 0], [0, 0, 0])]
+      const out = aggregateRound(still, current, spec).weights
+      expect(modelPart(out).flatMap(t => [...t.values])).to.deep.equal([0, 0, 0, 0, 0, 0, 0])
+    })
+
+    it('moves the model towards the aggregate, the same to the last bit on every call, without touching its inputs', () => {
+      const before = structuredClone(current)
+      const a = aggregateRound([u1, u2, u3], current, spec).weights
+      const b = aggregateRound([u3, u2, u1], current, spec).weights
+      expect(a.map(t => [...t.values])).to.deep.equal(b.map(t => [...t.values]))
+      expect(current).to.deep.equal(before)
+      const target = fedavg.aggregate([u1, u2, u3], global, DEFAULT_PARAMS)
+      modelPart(a).forEach((t, i) => t.values.forEach((v, j) => expect(Math.sign(v)).to.equal(Math.sign(target[i].values[j]))))
+    })
+
+    it('refuses a model blob without the state it needs', () => {
+      if (name === 'none') return
+      expect(() => aggregateRound([u1], global, spec)).to.throw(/holds no m moment/)
+    })
+  })
+}
+
+describe('FedAvgM and FedAdam (hand computation)', () => {
+  const delta = [update('a', 1, [1, 1, 1, 1], [-2, -2, -2])]
+  it('FedAvgM: m = 0.9 m + delta, w = w + lr m', () => {
+    const first = serverStep(withServerState(global, 'momentum'), delta[0].weights, 'momentum', 1)
+    expect([...first[0].values]).to.deep.equal([1, 1, 1, 1])
+    // the same pseudo-gradient again: m = 0.9 + 1 = 1.9, w = 1 + 1.9 + 1 (the aggregate is w + delta)
+    const again = serverStep(first, first.slice(0, 2).map(t => ({ ...t, values: t.values.map(v => v + (t.name === 'w0' ? 1 : -2)) })), 'momentum', 1)
+    ;[...again[0].values].forEach(v => expect(v).to.be.closeTo(1 + 1.9, 1e-6))
+    ;[...again[1].values].forEach(v => expect(v).to.be.closeTo(-2 - 3.8, 1e-6))
+  })
+
+  it('FedAdam: the first step is about lr in the direction of the delta, whatever its size', () => {
+    const out = serverStep(withServerState(global, 'adam'), delta[0].weights, 'adam', 0.01)
+    // m = 0.1 d, v = 0.01 d^2: step = lr * 0.1 d / (0.1 |d| + 0.001)
+    ;[...out[0].values].forEach(v => expect(v).to.be.closeTo(0.01 * 0.1 / (0.1 + 0.001), 1e-7))
+    ;[...out[1].values].forEach(v => expect(v).to.be.closeTo(-0.01 * 0.2 / (0.2 + 0.001), 1e-7))
   })
 })

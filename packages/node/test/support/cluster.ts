@@ -5,7 +5,7 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { PrivateKey } from '@libp2p/interface'
 import { DmlNode, keySigner, sleep, type Checkpoint, type CheckpointStore, type Logger, type NodeConfig, type Signer, type Trainer, type TrainJob } from '@dml/node'
-import { TrainingAborted, type Evaluation, type TrainResult } from '@dml/trainer'
+import { modelPart, TrainingAborted, withServerState, type Evaluation, type ServerOptimizerName, type TrainResult } from '@dml/trainer'
 import { FakeClock } from './fake-clock.ts'
 import { MemoryNetwork, type MemoryEndpoint } from './memory-network.ts'
 
@@ -50,8 +50,8 @@ export class FakeTrainer implements Trainer {
     this.behaviour = { trainMs: 2000, train: 'ok', update: plusOne, claim: n => n, evaluate: 'ok', ...behaviour }
   }
 
-  async initialWeights (): Promise<NamedTensor[]> {
-    return [{ name: 'w0', shape: [2, 2], values: new Float32Array(4) }, { name: 'w1', shape: [3], values: new Float32Array(3) }]
+  async initialWeights (task: Task): Promise<NamedTensor[]> {
+    return withServerState([{ name: 'w0', shape: [2, 2], values: new Float32Array(4) }, { name: 'w1', shape: [3], values: new Float32Array(3) }], task.serverOptimizer as ServerOptimizerName)
   }
 
   async train (job: TrainJob): Promise<TrainResult> {
@@ -62,7 +62,7 @@ export class FakeTrainer implements Trainer {
       throw new TrainingAborted((err as Error).message)
     }
     if (b.train === 'throw') throw new Error('unknown model "tiny-net"; known models: mlp (add your own with --model-module)')
-    return { weights: b.update(job.weights, job), loss: 0.5, numSamples: b.claim(job.samples), trainMs: b.trainMs }
+    return { weights: b.update(modelPart(job.weights), job), loss: 0.5, numSamples: b.claim(job.samples), trainMs: b.trainMs }
   }
 
   async evaluate (_task: Task, weights: NamedTensor[], signal?: AbortSignal): Promise<Evaluation> {
@@ -82,7 +82,7 @@ export interface TestPeer {
   logs: LogEntry[]
 }
 
-export const TASK: Task = { model: 'fake', dataset: 'fake', input: '2', classes: 2, inputScale: 1, lr: 0.1, lrSchedule: 'constant', optimizer: 'sgd', proxMu: 0, batchSize: 10, localEpochs: 1, totalRounds: 5, targetAccuracy: 1, aggregation: 'fedavg', trim: 0.2, byzantine: 1, clip: 1, normBound: 5, evalSamples: 100, partition: 'iid' }
+export const TASK: Task = { model: 'fake', dataset: 'fake', input: '2', classes: 2, inputScale: 1, lr: 0.1, lrSchedule: 'constant', optimizer: 'sgd', proxMu: 0, batchSize: 10, localEpochs: 1, totalRounds: 5, targetAccuracy: 1, aggregation: 'fedavg', trim: 0.2, byzantine: 1, clip: 1, normBound: 5, serverOptimizer: 'none', serverLr: 1, evalSamples: 100, partition: 'iid' }
 
 export interface Identity { id: string, key: PrivateKey, signer: Signer }
 
