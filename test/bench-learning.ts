@@ -32,7 +32,7 @@ async function run (strategy: string, partition: string): Promise<Outcome> {
   const started = Date.now()
   try {
     const peers = await net.start(PEERS, ['--model', 'mlp', '--min-peers', String(PEERS), '--rounds', String(MAX_ROUNDS), '--target-accuracy', String(TARGET),
-      '--eval-samples', '5000', '--partition', partition, '--exit-when-done', ...STRATEGIES[strategy]])
+      '--partition', partition, '--exit-when-done', ...STRATEGIES[strategy]])
     for (const p of peers) p.onEvent = (e) => { if (e.event === 'round-done') console.log(`  ${strategy} ${partition} round ${e.round as number}: ${(100 * (e.accuracy as number)).toFixed(2)}% after ${((Date.now() - started) / 1000).toFixed(0)} s`) }
     const codes = await Promise.all(peers.map(async p => await p.exited))
     peers.forEach((p, i) => { if (codes[i] !== 0) console.log(`  ${p.name} exited with ${String(codes[i])}: ${p.stderr.slice(-3).join(' | ')}`) })

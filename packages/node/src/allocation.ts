@@ -18,6 +18,8 @@ export interface AllocationInput {
   workers: WorkerData[]
   /** examples in the shared training set, split between the peers that have none of their own */
   sharedSize: number
+  /** the size of part `index` of `count` of the shared set, where a partition makes parts unequal (else sharedSize / count) */
+  sharedPart?: (index: number, count: number) => number
   localEpochs: number
   batchSize: number
 }
@@ -44,11 +46,12 @@ export function roundParticipants<T extends { peer: string }> (workers: T[], rou
  * more than MAX_SHARE times the median base: one claiming a huge data set, a huge speed or both
  * gets at most that many times a typical peer's work, and so at most that weight.
  */
-export function allocateWork ({ workers, sharedSize, localEpochs, batchSize }: AllocationInput): Assignment[] {
+export function allocateWork ({ workers, sharedSize, sharedPart, localEpochs, batchSize }: AllocationInput): Assignment[] {
   if (workers.length === 0) return []
   const sorted = [...workers].sort((a, b) => (a.peer < b.peer ? -1 : 1))
   const n = sorted.length
-  const bases = sorted.map(w => Math.max(1, Math.round(localEpochs * (w.examples > 0 ? w.examples : sharedSize / n))))
+  const part = sharedPart ?? ((_index: number, count: number) => sharedSize / count)
+  const bases = sorted.map((w, i) => Math.max(1, Math.round(localEpochs * (w.examples > 0 ? w.examples : part(i, n)))))
   const ceiling = MAX_SHARE * [...bases].sort((a, b) => a - b)[n >> 1]
   const known = sorted.filter(w => w.speed > 0)
   const meanSpeed = known.length > 0 ? known.reduce((s, w) => s + w.speed, 0) / known.length : 1

@@ -371,7 +371,7 @@ export class Coordinator {
     const global = replica.global!
     const round = global.round + 1
     const participants = roundParticipants(live, round).map(h => ({ peer: h.peer, speed: h.speed, examples: h.examples }))
-    const assignments = allocateWork({ workers: participants, sharedSize: this.deps.trainer.examples, localEpochs: task.localEpochs, batchSize: task.batchSize })
+    const assignments = allocateWork({ workers: participants, sharedSize: this.deps.trainer.examples, sharedPart: (i, n) => this.deps.trainer.partSize?.(task, i, n) ?? this.deps.trainer.examples / n, localEpochs: task.localEpochs, batchSize: task.batchSize })
     const expected = expectedSeconds(assignments, participants)
     const timeoutMs = expected === undefined ? config.roundTimeoutMs : Math.min(config.roundTimeoutMs, 3000 * expected + 30_000)
     const startedAt = clock.now()

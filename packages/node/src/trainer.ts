@@ -21,6 +21,8 @@ export interface TrainJob {
 export interface Trainer {
   /** examples this peer trains on (its own data, or the whole shared set) */
   readonly examples: number
+  /** examples in part `index` of `count` of the task's shared data set (a partition makes them unequal) */
+  partSize?: (task: Task, index: number, count: number) => number
   initialWeights: (task: Task) => Promise<NamedTensor[]>
   train: (job: TrainJob) => Promise<TrainResult>
   evaluate: (task: Task, weights: NamedTensor[], signal?: AbortSignal) => Promise<Evaluation>
@@ -121,13 +123,34 @@ export class LocalTrainer implements Trainer {
     if (this.source.own !== undefined) return data.trainable
     const key = `${shard[0]}/${shard[1]} ${task.partition}`
     if (this.shard?.key !== key) {
-      const part = partitionIndices(data.train.labels, data.train.numClasses, shard[0], shard[1], parsePartition(task.partition))
-      const trainable = new Set(data.trainable)
-      const indices = data.trainable.length === data.train.count ? part : part.filter(i => trainable.has(i))
+      const indices = this.sharedPart(task, shard[0], shard[1])
       if (indices.length === 0) throw new Error(`partition ${task.partition} gives shard ${key} no examples`)
       this.shard = { key, indices }
     }
     return this.shard.indices
+  }
+
+  private sharedPart (task: Task, index: number, count: number): Uint32Array {
+    const data = this.data!
+    const part = partitionIndices(data.train.labels, data.train.numClasses, index, count, parsePartition(task.partition))
+    if (data.trainable.length === data.train.count) return part
+    const trainable = new Set(data.trainable)
+    return part.filter(i => trainable.has(i))
+  }
+
+  private readonly partSizes = new Map<string, number>()
+
+  /** What a leader weighs a shared-set peer's work by: the size of its part, as it will cut it. */
+  partSize (task: Task, index: number, count: number): number {
+    if (this.data === undefined || this.source.own !== undefined) return this.examples / count
+    const key = `${index}/${count} ${task.partition} ${this.data.key}`
+    let size = this.partSizes.get(key)
+    if (size === undefined) {
+      size = this.sharedPart(task, index, count).length
+      if (this.partSizes.size > 1024) this.partSizes.clear()
+      this.partSizes.set(key, size)
+    }
+    return size
   }
 
   async evaluate (task: Task, weights: NamedTensor[], signal?: AbortSignal): Promise<Evaluation> {

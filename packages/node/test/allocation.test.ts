@@ -43,6 +43,12 @@ describe('work allocation', () => {
     expect(fast.map(x => x.samples)).to.deep.equal([90000, 10000])
   })
 
+  it('weighs the parts of a non-IID partition of a shared set by their sizes', () => {
+    const sizes = [30000, 5000, 25000]
+    const a = allocateWork({ workers: ['a', 'b', 'c'].map(peer => ({ peer, speed: 1000, examples: 0 })), sharedSize: 60000, sharedPart: (i) => sizes[i], localEpochs: 1, batchSize: 32 })
+    expect(a.map(x => x.samples)).to.deep.equal(sizes)
+  })
+
   it('gives a peer claiming a huge data set and speed at most 4x a typical peer\'s work', () => {
     const honest = ['a', 'b', 'c'].map(peer => ({ peer, speed: 1000, examples: 0 }))
     const a = allocateWork({ workers: [...honest, { peer: 'liar', speed: 1e9, examples: 1e9 }], sharedSize: 60000, localEpochs: 1, batchSize: 32 })
