@@ -4,7 +4,7 @@
 // of them, whatever is live. Open network: there is no member list, so a term certificate must be
 // voted by a majority of the peers this node can see now, and any certificate needs at least two
 // distinct signers unless this node is its only signer: one identity can prove nothing to others.
-import { federatedEvaluation, median, resultSigningBytes, roundVoteSigningBytes, voteSigningBytes, type RoundCert, type RoundResult, type TermCert } from '@dml/protocol'
+import { resultSigningBytes, roundEvaluation, roundVoteSigningBytes, voteSigningBytes, type RoundCert, type RoundEvaluation, type RoundResult, type TermCert } from '@dml/protocol'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { PrivateKey } from '@libp2p/interface'
 
@@ -122,11 +122,8 @@ export function isQuorum (voters: string[], policy: QuorumPolicy, view: string[]
 export interface CheckedRound {
   result: RoundResult
   resultHash: string
-  /** the median of what the signers measured: robust to a minority of liars */
-  accuracy: number
-  loss: number
-  /** the signers' evaluations weighted by their examples (see federatedEvaluation) */
-  federated: { accuracy: number, loss: number, samples: number }
+  /** what the signers measured (see roundEvaluation) */
+  evaluation: RoundEvaluation
   signers: string[]
 }
 
@@ -142,5 +139,5 @@ export async function checkRoundCert (cert: RoundCert & { parsed: RoundResult, r
   const needed = quorumOf(policy, participants.size)
   if (signers.length < needed) throw new CertificateError('unproven', `${what}: ${signers.length} of ${participants.size} participants signed, ${needed} needed`)
   checkSolo(signers, participants.size, policy, what)
-  return { result, resultHash: cert.resultHash, accuracy: median(cert.votes.map(v => v.accuracy)), loss: median(cert.votes.map(v => v.loss)), federated: federatedEvaluation(cert.votes), signers }
+  return { result, resultHash: cert.resultHash, evaluation: roundEvaluation(cert.votes), signers }
 }

@@ -7,7 +7,7 @@ import { initBackend, registerModelModule, buildModel, defaultServerLr, getStrat
 import { DataDirStore, loadLatestCheckpoint, type Checkpoint } from './checkpoint.ts'
 import type { CheckpointStore } from './replica.ts'
 import { keySigner } from './certificates.ts'
-import { ConfigError, helpText, NODE_OPTIONS, parseOptions, parseShard, readAllowList, readSwarmKey } from './config.ts'
+import { ConfigError, firstLine, helpText, NODE_OPTIONS, parseOptions, parseShard, readAllowList, readSwarmKey } from './config.ts'
 import { lockDataDir } from './data-dir.ts'
 import { startHost, type DmlHost } from './host.ts'
 import { loadOrCreateIdentity } from './identity.ts'
@@ -239,9 +239,6 @@ function watchBootstrap (net: DmlHost, log: Logger, everyMs: number): NodeJS.Tim
   }, everyMs)
 }
 
-function firstLine (err: unknown): string {
-  return String((err as Error)?.message ?? err).split('\n')[0]
-}
 
 /** Runs a command's main, turning expected errors into one clear line and an exit code. */
 export function main (run: (argv: string[]) => Promise<number>): void {

@@ -10,6 +10,11 @@ import { PARTITION_FORMS, parsePartition } from '@dml/trainer/data'
 import { isOptimizer, LR_SCHEDULE_FORMS, OPTIMIZERS, parseLrSchedule } from '@dml/trainer/local-strategy'
 import { isServerOptimizer, SERVER_OPTIMIZERS } from '@dml/trainer/server-optimizer'
 
+/** The first line of an error's message: what a one-line complaint about an option quotes. */
+export function firstLine (err: unknown): string {
+  return String((err as Error)?.message ?? err).split('\n')[0]
+}
+
 export class ConfigError extends Error {
   override name = 'ConfigError'
 }

@@ -7,7 +7,7 @@
 // logged with its cause and the round tried again; after MAX_FAILURES_IN_A_ROW failures, or no
 // progress for the round's budget plus a grace, it gives up leadership so that the others elect
 // another. A leader never stays a leader that leads nothing.
-import { encodeResult, encodeRoundCert, encodeTensors, findNonFinite, PROTOCOL_VERSION, resultSigningBytes, roundVoteSigningBytes, median, federatedEvaluation, type Heartbeat, type RoundCertVote, type RoundMetrics, type RoundResult, type RoundStart, type RoundVote, type Task, type UpdateReady, type WorkFailed } from '@dml/protocol'
+import { encodeResult, encodeRoundCert, encodeTensors, findNonFinite, PROTOCOL_VERSION, resultSigningBytes, roundVoteSigningBytes, roundEvaluation, type Heartbeat, type RoundCertVote, type RoundMetrics, type RoundResult, type RoundStart, type RoundVote, type Task, type UpdateReady, type WorkFailed } from '@dml/protocol'
 import { aggregateRound, type ClientUpdate } from '@dml/trainer'
 import { allocateWork, expectedSeconds, roundParticipants } from './allocation.ts'
 import { quorumOf, signedBy, type QuorumPolicy, type Signer } from './certificates.ts'
@@ -452,13 +452,8 @@ export class Coordinator {
       const transferMs = Math.max(0, state.lastFetched - state.lastAnnounced) + certifyMs
       const liveNow = this.deps.live()
       const votes = [...state.votes.values()]
-      const federated = federatedEvaluation(votes)
       const metrics: RoundMetrics = {
-        accuracy: median(votes.map(v => v.accuracy)),
-        loss: median(votes.map(v => v.loss)),
-        federatedAccuracy: federated.accuracy,
-        federatedLoss: federated.loss,
-        evaluatedSamples: federated.samples,
+        ...roundEvaluation(votes),
         participants: updates.map(u => u.peer),
         activeNodes: liveNow.length,
         gpuNodes: liveNow.filter(h => h.device === 'gpu').length,

@@ -5,7 +5,7 @@ import { resolve } from 'node:path'
 import { decodeTensors } from '@dml/protocol'
 import { buildModel, evaluate, initBackend, loadDataset, loadModelFiles, loadOwnData, makeBatch, modelPart, registerModelModule, saveModelFiles, tf, writeWeights, type ImageSet } from '@dml/trainer'
 import { loadLatestCheckpoint, type Checkpoint } from './checkpoint.ts'
-import { ConfigError, EVALUATE_OPTIONS, EXPORT_OPTIONS, helpText, parseOptions } from './config.ts'
+import { ConfigError, firstLine, EVALUATE_OPTIONS, EXPORT_OPTIONS, helpText, parseOptions } from './config.ts'
 import { modelSpec } from './trainer.ts'
 
 /** What an export says of where it came from (model.json's userDefinedMetadata). */
@@ -31,7 +31,6 @@ export async function exportCheckpoint (checkpoint: Checkpoint, out: string): Pr
 
 /** The examples to run an export on: --data (all of it), else --dataset's test set. */
 async function examplesFor (o: Record<string, unknown>, meta: Partial<ExportMetadata['dml']>, input: number[]): Promise<{ set: ImageSet, name: string }> {
-  const firstLine = (err: unknown): string => (err as Error).message.split('\n')[0]
   if (o.data !== '') {
     try {
       const set = await loadOwnData(o.data as string, { input, classes: meta.numClasses ?? 10, scale: meta.inputScale ?? 255 })
@@ -73,7 +72,7 @@ async function loadExport (o: Record<string, unknown>): Promise<{ model: tf.Laye
   try {
     loaded = await loadModelFiles(resolve(o.model as string))
   } catch (err) {
-    throw new ConfigError(`--model ${o.model as string}: ${(err as Error).message.split('\n')[0]}`)
+    throw new ConfigError(`--model ${o.model as string}: ${firstLine(err)}`)
   }
   const { model } = loaded
   const input = model.inputs[0].shape.slice(1).map(d => d ?? 0)

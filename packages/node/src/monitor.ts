@@ -39,7 +39,7 @@ export async function runMonitor (argv: string[]): Promise<number> {
   const show = (rd: RoundDone, proven: ProvenRound): void => {
     shownRounds.add(rd.round)
     count++
-    const m = { ...rd.metrics, accuracy: proven.accuracy, loss: proven.loss, federatedAccuracy: proven.federated.accuracy, federatedLoss: proven.federated.loss, evaluatedSamples: proven.federated.samples }
+    const m = { ...rd.metrics, ...proven.evaluation }
     if (json) {
       console.log(JSON.stringify({ event: 'round', round: rd.round, term: rd.term, leader: rd.leader, modelHash: rd.modelHash, finished: rd.finished, certified: true, signers: proven.signers.length, ...m }))
     } else {

@@ -138,8 +138,8 @@ export class Replica {
         if (this.global !== null) assertSameShapes(weights, this.global.weights)
         if (result.round <= this.round) return
         await this.commit({ round: result.round, hash: result.modelHash, weights }, bytes, proven, recordOf(proven, metrics), result.contributions.map(c => c.peer))
-        this.deps.log.info('model-adopted', { round: result.round, modelHash: result.modelHash, accuracy: proven.accuracy, signers: proven.signers.length },
-          `round ${result.round} done: accuracy ${(100 * proven.accuracy).toFixed(2)}%, loss ${proven.loss.toFixed(4)}, signed by ${proven.signers.length} of ${result.participants.length} peers`)
+        this.deps.log.info('model-adopted', { round: result.round, modelHash: result.modelHash, accuracy: proven.evaluation.accuracy, signers: proven.signers.length },
+          `round ${result.round} done: accuracy ${(100 * proven.evaluation.accuracy).toFixed(2)}%, loss ${proven.evaluation.loss.toFixed(4)}, signed by ${proven.signers.length} of ${result.participants.length} peers`)
       } finally {
         this.adopting.delete(certHash)
       }
@@ -210,5 +210,5 @@ function recordOf (proven: ProvenRound, metrics: RoundMetrics | undefined): Roun
     accuracy: 0, loss: 0, federatedAccuracy: 0, federatedLoss: 0, evaluatedSamples: 0, participants: result.contributions.map(c => c.peer), activeNodes: 0, gpuNodes: 0, cpuNodes: 0,
     durationMs: 0, trainMs: 0, transferMs: 0, aggregateMs: 0, evalMs: 0, idleMs: 0, finishedAt: 0
   }
-  return { round: result.round, term: result.term, modelHash: result.modelHash, certHash: contentHash(proven.certBytes), metrics: { ...base, accuracy: proven.accuracy, loss: proven.loss, federatedAccuracy: proven.federated.accuracy, federatedLoss: proven.federated.loss, evaluatedSamples: proven.federated.samples } }
+  return { round: result.round, term: result.term, modelHash: result.modelHash, certHash: contentHash(proven.certBytes), metrics: { ...base, ...proven.evaluation } }
 }

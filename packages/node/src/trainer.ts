@@ -1,6 +1,6 @@
 // The peer's local trainer: the data set, the current task's model, and this peer's shard.
 // The round engine sees it through the Trainer interface, so unit tests can give it a fake.
-import { buildModel, DataError, evaluate, lrOfRound, modelPart, parseLrSchedule, withServerState, type OptimizerName, type ServerOptimizerName, holdoutSplit, loadDataset, loadOwnData, readWeights, parsePartition, partitionIndices, trainLocal, writeWeights, type Dataset, type Evaluation, type ImageSet, type TrainResult, tf } from '@dml/trainer'
+import { buildModel, checkFits, DataError, evaluate, lrOfRound, modelPart, parseLrSchedule, withServerState, type OptimizerName, type ServerOptimizerName, holdoutSplit, loadDataset, loadOwnData, readWeights, parsePartition, partitionIndices, trainLocal, writeWeights, type Evaluation, type ImageSet, type TrainResult, tf } from '@dml/trainer'
 import { parseInputShape, type NamedTensor, type Task } from '@dml/protocol'
 
 export interface TrainJob {
@@ -51,7 +51,8 @@ export class LocalTrainer implements Trainer {
   private data: LoadedData | undefined
   private model: tf.LayersModel | undefined
   private modelKey = ''
-  private shard: { key: string, indices: Uint32Array } | undefined
+  /** parts of the shared set cut so far (this peer's shard, and the parts a leader weighs work by), by index/count and partition */
+  private readonly parts = new Map<string, Uint32Array>()
 
   constructor (source: DataSource) { this.source = source }
 
@@ -68,14 +69,14 @@ export class LocalTrainer implements Trainer {
       this.data = { key, train, trainable: split.train, evalSet: train, evalExamples: split.holdout }
     } else {
       const dataset = await loadDataset(task.dataset)
-      checkDatasetFits(dataset, shape)
-      dataset.train.scale = dataset.test.scale = shape.scale
+      checkFits(dataset.train, shape, 'its training set')
+      checkFits(dataset.test, shape, 'its test set')
       const split = holdoutSplit(dataset.train.count, holdout)
       this.data = holdout > 0
         ? { key, train: dataset.train, trainable: split.train, evalSet: dataset.train, evalExamples: split.holdout }
         : { key, train: dataset.train, trainable: split.train, evalSet: dataset.test, evalExamples: task.evalSamples }
     }
-    this.shard = undefined
+    this.parts.clear()
     return this.data
   }
 
@@ -119,38 +120,34 @@ export class LocalTrainer implements Trainer {
 
   /** Own data: all of it, whatever shard the leader names. A shared set: the shard's part of the partition. */
   private indicesFor (task: Task, shard: [number, number]): Uint32Array {
-    const data = this.data!
-    if (this.source.own !== undefined) return data.trainable
-    const key = `${shard[0]}/${shard[1]} ${task.partition}`
-    if (this.shard?.key !== key) {
-      const indices = this.sharedPart(task, shard[0], shard[1])
-      if (indices.length === 0) throw new Error(`partition ${task.partition} gives shard ${key} no examples`)
-      this.shard = { key, indices }
-    }
-    return this.shard.indices
+    if (this.source.own !== undefined) return this.data!.trainable
+    const indices = this.sharedPart(task, shard[0], shard[1])
+    if (indices.length === 0) throw new Error(`partition ${task.partition} gives shard ${shard[0]}/${shard[1]} no examples`)
+    return indices
   }
 
+  /** Part `index` of `count` of the shared set under the task's partition, its held-out examples left out. */
   private sharedPart (task: Task, index: number, count: number): Uint32Array {
     const data = this.data!
-    const part = partitionIndices(data.train.labels, data.train.numClasses, index, count, parsePartition(task.partition))
-    if (data.trainable.length === data.train.count) return part
-    const trainable = new Set(data.trainable)
-    return part.filter(i => trainable.has(i))
+    const key = `${index}/${count} ${task.partition}`
+    let part = this.parts.get(key)
+    if (part === undefined) {
+      part = partitionIndices(data.train.labels, data.train.numClasses, index, count, parsePartition(task.partition))
+      if (data.trainable.length !== data.train.count) {
+        const trainable = new Set(data.trainable)
+        part = part.filter(i => trainable.has(i))
+      }
+      // a leader asks for every part of every round's peer count: keep about one set's worth
+      if (this.parts.size >= 256) this.parts.clear()
+      this.parts.set(key, part)
+    }
+    return part
   }
 
-  private readonly partSizes = new Map<string, number>()
-
-  /** What a leader weighs a shared-set peer's work by: the size of its part, as it will cut it. */
+  /** What a leader weighs a shared-set peer's work by: the size of its part, as the peer will cut it. */
   partSize (task: Task, index: number, count: number): number {
     if (this.data === undefined || this.source.own !== undefined) return this.examples / count
-    const key = `${index}/${count} ${task.partition} ${this.data.key}`
-    let size = this.partSizes.get(key)
-    if (size === undefined) {
-      size = this.sharedPart(task, index, count).length
-      if (this.partSizes.size > 1024) this.partSizes.clear()
-      this.partSizes.set(key, size)
-    }
-    return size
+    return this.sharedPart(task, index, count).length
   }
 
   async evaluate (task: Task, weights: NamedTensor[], signal?: AbortSignal): Promise<Evaluation> {
@@ -163,13 +160,4 @@ export class LocalTrainer implements Trainer {
 
 export function modelSpec (task: Task): { inputShape: number[], numClasses: number } {
   return { inputShape: parseInputShape(task.input) ?? [], numClasses: task.classes }
-}
-
-/** A shared data set must fit the task as own data must: same example shape, labels among its classes. */
-function checkDatasetFits (dataset: Dataset, shape: { input: number[], classes: number }): void {
-  if (dataset.train.exampleShape.join('x') !== shape.input.join('x')) {
-    throw new DataError(`its examples are ${dataset.train.exampleShape.join('x')}, the task's input is ${shape.input.join('x')} (--input)`)
-  }
-  if (dataset.train.numClasses > shape.classes) throw new DataError(`it has ${dataset.train.numClasses} classes, the task ${shape.classes} (--classes)`)
-  dataset.train.numClasses = dataset.test.numClasses = shape.classes
 }

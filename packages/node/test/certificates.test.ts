@@ -81,7 +81,7 @@ describe('certificates', () => {
     const term = await termCert(5, ids[0], ids.slice(0, 3), names(4))
     const cert = await roundCert(ids[0], ids.slice(0, 3), names(4), term, [0.91, 1, 0.9])
     const checked = await checkRoundCert(cert, term, open)
-    expect(checked.accuracy).to.equal(0.91)
+    expect(checked.evaluation.accuracy).to.equal(0.91)
     expect(checked.signers).to.have.length(3)
     let error: Error | undefined
     try { await checkRoundCert(await roundCert(ids[0], ids.slice(0, 2), names(4), term, [0.9, 0.9]), term, open) } catch (err) { error = err as Error }

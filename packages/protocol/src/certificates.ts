@@ -3,9 +3,9 @@
 // here. Checking the signatures needs the peers' public keys, which the node package has; this
 // module fixes what is signed (domain-separated CBOR) and the shape of each certificate.
 import { CodecError, decodeCbor, describe, encodeCbor } from './codec.ts'
-import { MAX_MEMBERS, MAX_ROUND_PEERS, PROTOCOL_VERSION } from './constants.ts'
+import { MAX_MEMBERS, MAX_ROUND_PEERS, PROTOCOL_VERSION, SERVER_OPTIMIZERS } from './constants.ts'
 import { contentHash } from './hash.ts'
-import { hash, int, list, MessageError, num, obj, peerId, signature, str, type Obj } from './messages.ts'
+import { hash, int, list, MessageError, num, obj, oneOf, peerId, signature, str, type Obj } from './messages.ts'
 
 /** Largest certificate blob accepted: a round of MAX_ROUND_PEERS, with room to spare. */
 export const MAX_CERT_BYTES = 256 * 1024
@@ -126,11 +126,6 @@ export function encodeResult (result: RoundResult): Uint8Array {
   return encodeCbor(result)
 }
 
-function serverOptimizer (value: unknown): string {
-  if (value !== 'none' && value !== 'momentum' && value !== 'adam') fail('serverOptimizer must be none, momentum or adam')
-  return value as string
-}
-
 export function decodeResult (bytes: Uint8Array): RoundResult {
   const o = decodeObj(bytes, 'round-result')
   const result: RoundResult = {
@@ -146,7 +141,7 @@ export function decodeResult (bytes: Uint8Array): RoundResult {
     byzantine: int(o, 'byzantine', 0, MAX_ROUND_PEERS),
     clip: num(o, 'clip', 0, 1e6),
     normBound: num(o, 'normBound', 0, 1e6),
-    serverOptimizer: serverOptimizer(o.serverOptimizer),
+    serverOptimizer: oneOf(o, 'serverOptimizer', SERVER_OPTIMIZERS),
     serverLr: num(o, 'serverLr', 0, 1000),
     participants: list(o, 'participants', MAX_ROUND_PEERS, (p) => peerId(p, 'participant')),
     contributions: list(o, 'contributions', MAX_ROUND_PEERS, (c) => {
@@ -192,6 +187,27 @@ export function median (values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b)
   const mid = sorted.length >> 1
   return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+}
+
+/** What a round's signers measured, as round metrics carry it: the medians and the federated evaluation. */
+export interface RoundEvaluation {
+  /** the median of the signers' evaluations: robust to a minority of liars */
+  accuracy: number
+  loss: number
+  federatedAccuracy: number
+  federatedLoss: number
+  evaluatedSamples: number
+}
+
+export function roundEvaluation (votes: Array<{ accuracy: number, loss: number, samples: number }>): RoundEvaluation {
+  const federated = federatedEvaluation(votes)
+  return {
+    accuracy: median(votes.map(v => v.accuracy)),
+    loss: median(votes.map(v => v.loss)),
+    federatedAccuracy: federated.accuracy,
+    federatedLoss: federated.loss,
+    evaluatedSamples: federated.samples
+  }
 }
 
 /** No signer's evaluation counts for more than this many times the median signer's examples. */

@@ -20,5 +20,9 @@ export const MAX_MEMBERS = 1024
  * bound that keeps a liar from pushing anyone's term to a value it cannot represent.
  */
 export const MAX_TERM_STEP = 64
+/** Local optimizers a task may name (the trainer implements them): its state starts afresh each round. */
+export const LOCAL_OPTIMIZERS = ['sgd', 'momentum', 'adam'] as const
+/** Server optimizers a task and a round result may name: none (FedAvg), momentum (FedAvgM), adam (FedAdam). */
+export const SERVER_OPTIMIZERS = ['none', 'momentum', 'adam'] as const
 /** Largest model blob accepted (a 64M-parameter float32 model). */
 export const MAX_BLOB_BYTES = 256 * 1024 * 1024

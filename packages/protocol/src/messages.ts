@@ -1,7 +1,7 @@
 // Control messages: a discriminated union, CBOR on the gossip control topic. Every field that
 // crosses the wire is checked here; the rest of the system only ever sees validated values.
 import { CodecError, decodeCbor, describe, encodeCbor } from './codec.ts'
-import { MAX_CONTROL_BYTES, MAX_ROUND_PEERS, PROTOCOL_VERSION } from './constants.ts'
+import { LOCAL_OPTIMIZERS, MAX_CONTROL_BYTES, MAX_ROUND_PEERS, PROTOCOL_VERSION, SERVER_OPTIMIZERS } from './constants.ts'
 import { isContentHash } from './hash.ts'
 
 export type Device = 'gpu' | 'cpu'
@@ -307,7 +307,7 @@ function lrSchedule (value: unknown): string {
   return value
 }
 
-function oneOf (o: Record<string, unknown>, key: string, allowed: string[]): string {
+export function oneOf (o: Record<string, unknown>, key: string, allowed: readonly string[]): string {
   const v = o[key]
   if (typeof v !== 'string' || !allowed.includes(v)) fail(`${key} must be one of ${allowed.join(', ')}`)
   return v as string
@@ -328,7 +328,7 @@ function task (value: unknown): Task {
     inputScale: num(o, 'inputScale', 1e-6, 1e9),
     lr: num(o, 'lr', 0, 100),
     lrSchedule: lrSchedule(o.lrSchedule),
-    optimizer: oneOf(o, 'optimizer', ['sgd', 'momentum', 'adam']),
+    optimizer: oneOf(o, 'optimizer', LOCAL_OPTIMIZERS),
     proxMu: num(o, 'proxMu', 0, 1000),
     batchSize: int(o, 'batchSize', 1, 1 << 16),
     localEpochs: num(o, 'localEpochs', 0, 1000),
@@ -339,7 +339,7 @@ function task (value: unknown): Task {
     byzantine: int(o, 'byzantine', 0, MAX_ROUND_PEERS),
     clip: num(o, 'clip', 0, 1e6),
     normBound: num(o, 'normBound', 0, 1e6),
-    serverOptimizer: oneOf(o, 'serverOptimizer', ['none', 'momentum', 'adam']),
+    serverOptimizer: oneOf(o, 'serverOptimizer', SERVER_OPTIMIZERS),
     serverLr: num(o, 'serverLr', 0, 1000),
     evalSamples: int(o, 'evalSamples', 1),
     partition: partitionSpec(o.partition)

@@ -2,8 +2,10 @@
 // towards the round's global model. Peers agree on all three (they are part of the task), and
 // none of it imports TensorFlow.js, so the CLI checks its flags without loading a backend.
 
+import { LOCAL_OPTIMIZERS } from '@dml/protocol'
+
 /** Local optimizers: plain SGD, SGD with momentum 0.9, Adam (0.9, 0.999). Fresh each round. */
-export const OPTIMIZERS = ['sgd', 'momentum', 'adam'] as const
+export const OPTIMIZERS = LOCAL_OPTIMIZERS
 export type OptimizerName = typeof OPTIMIZERS[number]
 
 export function isOptimizer (name: string): name is OptimizerName {

@@ -47,20 +47,24 @@ export async function loadOwnData (path: string, shape: DataShape): Promise<Imag
       throw new DataError(`--data ${path} holds none of the formats dml reads: ${DATA_FORMATS}`)
     }
   }
-  checkFits(set, shape, path)
+  checkFits(set, shape, `--data ${path}`)
   return set
 }
 
-function checkFits (set: ImageSet, shape: DataShape, path: string): void {
+/**
+ * Checks that `set` (named `what` in the error) fits the task: its examples have the task's
+ * shape and its labels are among its classes. Then the set takes the task's classes and scale.
+ */
+export function checkFits (set: ImageSet, shape: DataShape, what: string): void {
   const fmt = (s: number[]): string => s.join('x')
   if (fmt(set.exampleShape) !== fmt(shape.input)) {
-    throw new DataError(`--data ${path}: examples are ${fmt(set.exampleShape)}, the task's input is ${fmt(shape.input)} (--input); every peer's examples must have the task's shape`)
+    throw new DataError(`${what}: examples are ${fmt(set.exampleShape)}, the task's input is ${fmt(shape.input)} (--input); every peer's examples must have the task's shape`)
   }
-  if (set.count === 0) throw new DataError(`--data ${path} holds no examples`)
+  if (set.count === 0) throw new DataError(`${what} holds no examples`)
   let maxLabel = 0
   for (const l of set.labels) maxLabel = Math.max(maxLabel, l)
   if (maxLabel >= shape.classes) {
-    throw new DataError(`--data ${path}: label ${maxLabel} is not one of the task's ${shape.classes} classes 0-${shape.classes - 1} (--classes)`)
+    throw new DataError(`${what}: label ${maxLabel} is not one of the task's ${shape.classes} classes 0-${shape.classes - 1} (--classes)`)
   }
   set.numClasses = shape.classes
   set.scale = shape.scale

@@ -5,9 +5,9 @@
 // certified, fetched and checkpointed with the model, so every peer that checks a round computes
 // the same step from the same state. Workers and exports see the model tensors only (modelPart).
 // Plain float32 arithmetic in a fixed order: the same bits on every peer.
-import type { NamedTensor } from '@dml/protocol'
+import { SERVER_OPTIMIZERS, type NamedTensor } from '@dml/protocol'
 
-export const SERVER_OPTIMIZERS = ['none', 'momentum', 'adam'] as const
+export { SERVER_OPTIMIZERS }
 export type ServerOptimizerName = typeof SERVER_OPTIMIZERS[number]
 
 export function isServerOptimizer (name: string): name is ServerOptimizerName {
