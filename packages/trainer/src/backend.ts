@@ -4,6 +4,7 @@
 // script downloads, so where that failed they are simply absent and we fall through.
 import * as tf from '@tensorflow/tfjs'
 import { registerWasmConvGradient } from './wasm-conv-grad.ts'
+import { registerWasmMatMul } from './wasm-matmul.ts'
 
 export interface BackendChoice {
   /** tfjs backend name: 'tensorflow', 'wasm' or 'cpu' */
@@ -69,10 +70,17 @@ function firstLine (err: unknown): string {
   return String((err as Error)?.message ?? err).split('\n')[0].slice(0, 200)
 }
 
+/** On wasm: the convolution gradients it lacks or runs slowly, and matrix products without transposed operands. */
+export function installKernels (backend: string): void {
+  if (backend !== 'wasm') return
+  registerWasmConvGradient()
+  registerWasmMatMul()
+}
+
 /** Selects and activates a backend for this process; supplies the kernels wasm lacks. */
 export async function initBackend (preference: DevicePreference): Promise<BackendChoice> {
   const choice = await chooseBackend(preference)
-  if (choice.backend === 'wasm') registerWasmConvGradient()
+  installKernels(choice.backend)
   await tf.ready()
   return choice
 }

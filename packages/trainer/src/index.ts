@@ -1,5 +1,6 @@
 export * from './backend.ts'
 export * from './wasm-conv-grad.ts'
+export * from './wasm-matmul.ts'
 export * from './idx.ts'
 export * from './data.ts'
 export * from './models.ts'
