@@ -80,35 +80,62 @@ export async function trainLocal (model: tf.LayersModel, set: ImageSet, shard: U
   if (shard.length === 0) throw new Error('cannot train on an empty shard')
   const started = performance.now()
   const optimizer = makeOptimizer(options.optimizer ?? 'sgd', options.lr)
-  model.compile({ optimizer, loss: 'categoricalCrossentropy' })
   const prox = (options.proxMu ?? 0) > 0 ? proximalStep(model, options.lr * options.proxMu!) : undefined
   const order = new Uint32Array(options.samples)
   for (let filled = 0, pass = 0; filled < order.length; pass++) {
     const perm = shuffled(shard.length, options.seed * 7919 + pass)
     for (let i = 0; i < perm.length && filled < order.length; i++) order[filled++] = shard[perm[i]]
   }
-  let lossSum = 0
+  // the loss stays on the backend between reports: reading it every step would wait for each one
+  let lossSum = tf.scalar(0)
   let batches = 0
+  const variables = model.trainableWeights.map(w => w.read() as tf.Variable)
   const reportEvery = Math.max(1, Math.floor(order.length / options.batchSize / 10))
   let lastYield = performance.now()
-  for (let start = 0; start < order.length; start += options.batchSize) {
-    if (options.signal?.aborted === true) throw new TrainingAborted(`stopped after ${start} of ${order.length} samples: ${String((options.signal.reason as Error)?.message ?? options.signal.reason)}`)
-    const { xs, ys } = makeBatch(set, order.subarray(start, start + options.batchSize))
-    const loss = await model.trainOnBatch(xs, ys) as number
-    tf.dispose([xs, ys])
-    prox?.step()
-    lossSum += loss
-    batches++
-    if (batches % reportEvery === 0) options.onProgress?.(Math.min(start + options.batchSize, order.length), order.length, lossSum / batches)
-    // trainOnBatch only awaits microtasks: give timers and sockets (heartbeats) their turn
-    if (performance.now() - lastYield > 25) {
-      await yieldToEventLoop()
-      lastYield = performance.now()
+  let meanLoss: number
+  try {
+    for (let start = 0; start < order.length; start += options.batchSize) {
+      if (options.signal?.aborted === true) throw new TrainingAborted(`stopped after ${start} of ${order.length} samples: ${String((options.signal.reason as Error)?.message ?? options.signal.reason)}`)
+      const { xs, ys } = makeBatch(set, order.subarray(start, start + options.batchSize))
+      const loss = optimizer.minimize(() => modelLoss(model, xs, ys), true, variables)!
+      tf.dispose([xs, ys])
+      prox?.step()
+      const sum = lossSum.add(loss) as tf.Scalar
+      tf.dispose([lossSum, loss])
+      lossSum = sum
+      batches++
+      if (batches % reportEvery === 0) options.onProgress?.(Math.min(start + options.batchSize, order.length), order.length, (await lossSum.data())[0] / batches)
+      // a step never waits for the backend: give timers and sockets (heartbeats) their turn
+      if (performance.now() - lastYield > 25) {
+        await yieldToEventLoop()
+        lastYield = performance.now()
+      }
     }
+    meanLoss = (await lossSum.data())[0] / batches
+  } finally {
+    tf.dispose(lossSum)
+    prox?.dispose()
+    disposeOptimizer(optimizer)
   }
-  prox?.dispose()
+  return { weights: readWeights(model), loss: meanLoss, numSamples: order.length, trainMs: performance.now() - started }
+}
+
+/** tfjs's MomentumOptimizer.dispose forgets its SGD parent's learning-rate scalar: one tensor a round. */
+function disposeOptimizer (optimizer: tf.Optimizer): void {
   optimizer.dispose()
-  return { weights: readWeights(model), loss: lossSum / batches, numSamples: order.length, trainMs: performance.now() - started }
+  // by class name: tfjs's optimizers answer instanceof by duck typing, so every one is "a MomentumOptimizer"
+  if (optimizer.getClassName() === tf.MomentumOptimizer.className) tf.SGDOptimizer.prototype.dispose.call(optimizer)
+}
+
+/**
+ * What model.trainOnBatch minimises, without its per-step bookkeeping: the mean categorical
+ * cross-entropy of the predicted probabilities (models end in softmax) plus any regularizers.
+ */
+function modelLoss (model: tf.LayersModel, xs: tf.Tensor, ys: tf.Tensor): tf.Scalar {
+  const probs = model.apply(xs, { training: true }) as tf.Tensor
+  const crossEntropy = ys.mul(probs.clipByValue(1e-7, 1 - 1e-7).log()).sum(-1).mean().neg() as tf.Scalar
+  const regularizers = model.calculateLosses()
+  return regularizers.length === 0 ? crossEntropy : tf.addN([crossEntropy, ...regularizers])
 }
 
 /**

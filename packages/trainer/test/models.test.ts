@@ -1,5 +1,5 @@
 import { expect } from 'chai'
-import { buildModel, initBackend, loadDataset, modelNames, readWeights, registerModelModule, shardIndices, trainLocal, evaluate, writeWeights, tf } from '@dml/trainer'
+import { buildModel, initBackend, loadDataset, modelNames, readWeights, registerModelModule, shardIndices, trainLocal, evaluate, writeWeights, makeBatch, TrainingAborted, tf } from '@dml/trainer'
 import { writeFileSync, mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -49,4 +49,40 @@ describe('model registry', () => {
       expect(after.loss).to.be.below(before.loss)
     })
   }
+
+  it('minimises what trainOnBatch does: one SGD step gives the same weights and loss', async () => {
+    const mnist = await loadDataset('mnist')
+    const a = buildModel('mlp', spec)
+    const b = buildModel('mlp', spec)
+    writeWeights(b, readWeights(a))
+    const indices = Uint32Array.from({ length: 32 }, (_, i) => i)
+    const ours = await trainLocal(a, mnist.train, indices, { samples: 32, batchSize: 32, lr: 0.1, seed: 1 })
+    b.compile({ optimizer: tf.train.sgd(0.1), loss: 'categoricalCrossentropy' })
+    const order = Array.from(indices) // one batch holds the whole shard: the order does not matter
+    const { xs, ys } = makeBatch(mnist.train, order)
+    const theirs = await b.trainOnBatch(xs, ys) as number
+    expect(ours.loss).to.be.closeTo(theirs, 1e-4)
+    const wa = readWeights(a); const wb = readWeights(b)
+    for (let i = 0; i < wa.length; i++) {
+      let d = 0
+      for (let j = 0; j < wa[i].values.length; j++) d = Math.max(d, Math.abs(wa[i].values[j] - wb[i].values[j]))
+      expect(d, `weight ${i}`).to.be.below(1e-5)
+    }
+  })
+
+  it('leaves no tensors behind, whether training ends or is stopped', async () => {
+    const mnist = await loadDataset('mnist')
+    const model = buildModel('cnn-small', spec)
+    const shard = shardIndices(mnist.train.count, 0, 60)
+    await trainLocal(model, mnist.train, shard, { samples: 64, batchSize: 32, lr: 0.1, seed: 1, optimizer: 'adam', proxMu: 0.1 })
+    const held = tf.memory().numTensors
+    await trainLocal(model, mnist.train, shard, { samples: 256, batchSize: 32, lr: 0.1, seed: 2, optimizer: 'adam', proxMu: 0.1 })
+    expect(tf.memory().numTensors).to.equal(held)
+    const stop = new AbortController()
+    const stopped = trainLocal(model, mnist.train, shard, { samples: 100_000, batchSize: 32, lr: 0.1, seed: 3, optimizer: 'momentum', signal: stop.signal, onProgress: () => { stop.abort(new Error('test')) } })
+    let caught: unknown
+    try { await stopped } catch (err) { caught = err }
+    expect(caught).to.be.instanceOf(TrainingAborted)
+    expect(tf.memory().numTensors).to.equal(held)
+  })
 })
