@@ -1,0 +1,74 @@
+// npm run bench:throughput (part of npm run bench): training samples per second of one peer,
+// batch 32, per model and backend: dml's local training against plain TensorFlow.js model.fit.
+// Each figure comes from its own process, so the kernels dml installs on wasm (the convolution
+// gradients wasm lacks or runs slowly, matrix products without transposed operands) are
+// measured against tfjs as it ships. tfjs-node rows appear where it loads.
+import { execFileSync } from 'node:child_process'
+import { cpus } from 'node:os'
+import { fileURLToPath } from 'node:url'
+
+const MODELS: Record<string, number> = { mlp: 6400, 'cnn-small': 3200, cnn: 320 }
+const BATCH = 32
+type Runner = 'dml' | 'fit-stock' | 'fit-dml-kernels'
+
+async function measure (backend: string, model: string, runner: Runner, samples: number): Promise<number> {
+  const { CANDIDATES, chooseBackend, installKernels, loadDataset, buildModel, trainLocal, makeBatch, tf } = await import('@dml/trainer')
+  const choice = await chooseBackend('cpu', [CANDIDATES[backend]]) // the backend asked for, not the best installed
+  if (runner !== 'fit-stock') installKernels(choice.backend)
+  await tf.ready()
+  const data = await loadDataset('mnist')
+  const shard = Uint32Array.from({ length: samples }, (_, i) => i)
+  const net = buildModel(model, { inputShape: [28, 28, 1], numClasses: 10 })
+  const warm = BATCH * 4
+  if (runner === 'dml') {
+    await trainLocal(net, data.train, shard, { samples: warm, batchSize: BATCH, lr: 0.05, seed: 1 })
+    const started = performance.now()
+    await trainLocal(net, data.train, shard, { samples, batchSize: BATCH, lr: 0.05, seed: 2 })
+    return samples / (performance.now() - started) * 1000
+  }
+  net.compile({ optimizer: tf.train.sgd(0.05), loss: 'categoricalCrossentropy' })
+  const { xs, ys } = makeBatch(data.train, shard)
+  await net.fit(xs.slice(0, warm), ys.slice(0, warm), { batchSize: BATCH, epochs: 1, verbose: 0 })
+  const started = performance.now()
+  await net.fit(xs, ys, { batchSize: BATCH, epochs: 1, verbose: 0, shuffle: true })
+  return samples / (performance.now() - started) * 1000
+}
+
+const BACKENDS = ['wasm', 'native']
+const RUNNERS: Runner[] = ['dml', 'fit-stock', 'fit-dml-kernels']
+
+if (process.argv[2] === '--one') {
+  const [backend, model, runner] = process.argv.slice(3)
+  try {
+    console.log(JSON.stringify({ rate: await measure(backend, model, runner as Runner, MODELS[model]) }))
+  } catch (err) {
+    console.log(JSON.stringify({ error: String((err as Error).message ?? err).split('\n')[0].slice(0, 120) }))
+  }
+  process.exit(0)
+}
+
+/** One figure, from a fresh process: samples/s, or why it could not be measured. */
+function figure (backend: string, model: string, runner: Runner): { rate?: number, error?: string } {
+  const out = execFileSync(process.execPath, [fileURLToPath(import.meta.url), '--one', backend, model, runner], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
+  return JSON.parse(out.trim().split('\n').pop()!)
+}
+
+const rows: Array<Record<string, unknown>> = []
+console.log(`## Training throughput of one peer (samples/s, batch ${BATCH}), ${cpus().length} cores`)
+console.log('\n| backend | model | dml | tfjs fit, as shipped | tfjs fit, dml\'s kernels | dml / tfjs fit as shipped |')
+console.log('| --- | --- | --- | --- | --- | --- |')
+for (const backend of BACKENDS) {
+  for (const model of Object.keys(MODELS)) {
+    const results = Object.fromEntries(RUNNERS.map(r => [r, figure(backend, model, r)]))
+    if (results.dml.error !== undefined) {
+      console.log(`| ${backend} | ${model} | not measured: ${results.dml.error} | | | |`)
+      if (results.dml.error.includes('no TensorFlow.js backend')) break // not installed: one row says so
+      continue
+    }
+    const cell = (r: { rate?: number, error?: string }): string => r.rate !== undefined ? r.rate.toFixed(0) : `fails: ${r.error ?? ''}`
+    const ratio = results['fit-stock'].rate !== undefined ? `${(results.dml.rate! / results['fit-stock'].rate).toFixed(2)}x` : 'tfjs cannot train it'
+    console.log(`| ${backend} | ${model} | ${cell(results.dml)} | ${cell(results['fit-stock'])} | ${cell(results['fit-dml-kernels'])} | ${ratio} |`)
+    rows.push({ backend, model, ...Object.fromEntries(RUNNERS.map(r => [r, results[r].rate ?? results[r].error])) })
+  }
+}
+console.log(`\n${JSON.stringify({ throughput: rows })}`)
