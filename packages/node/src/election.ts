@@ -1,5 +1,5 @@
 // Leader election: terms and votes, as in Raft, without a log. A peer that has seen no heartbeat
-// of a proven leader for the lease becomes a candidate for the next term (peers with more proven
+// of a proven leader for the lease (on a fresh start, for a shorter first wait) becomes a candidate for the next term (peers with more proven
 // rounds first, in slots, so claims rarely collide) and asks for votes. A voter grants one vote
 // per term, only while it has no live proven leader, only to a candidate that proves at least as
 // many finished rounds, and never for a term beyond reach. A candidate with a quorum of votes
@@ -42,10 +42,17 @@ export class Election {
   private holdOffUntil = 0
   private readonly distrusted = new Map<string, number>()
 
-  constructor (self: string, leaseMs: number, now: number, slotMs = Math.max(200, leaseMs / 5)) {
+  /**
+   * How long a peer that has never heard of any term waits before it stands: a fresh network
+   * need not sit out a whole lease, only long enough to hear an existing leader's heartbeat.
+   */
+  firstWaitMs: number
+
+  constructor (self: string, leaseMs: number, now: number, slotMs = Math.max(200, leaseMs / 5), firstWaitMs = leaseMs) {
     this.self = self
     this.leaseMs = leaseMs
     this.slotMs = slotMs
+    this.firstWaitMs = Math.min(firstWaitMs, leaseMs)
     this.lastLeaderSeen = now
   }
 
@@ -100,7 +107,9 @@ export class Election {
     if (this.candidacy !== null && now - this.candidacy.startedAt < this.leaseMs) return undefined
     const rank = Math.max(0, ranked.indexOf(this.self))
     const waitedFrom = this.candidacy?.startedAt ?? this.lastLeaderSeen
-    if (now - waitedFrom < this.leaseMs + rank * this.slotMs) return undefined
+    // no term known, voted in or heard of (a checkpoint's term counts as heard): a fresh start
+    const fresh = this.term === 0 && this.votedTerm === 0 && this.heardTerm === 0
+    if (now - waitedFrom < (fresh ? this.firstWaitMs : this.leaseMs) + rank * this.slotMs) return undefined
     return this.stand(now)
   }
 

@@ -148,7 +148,8 @@ export class DmlNode implements MessageHandlers {
       this.log.warn('task-failed', { task, error: (err as Error)?.message ?? String(err) }, `${task} failed: ${(err as Error)?.message ?? String(err)}`)
     })
     this.ledger = new Ledger(this.log, () => this.clock.now(), (peer) => { this.net.hangUp(peer) })
-    this.election = new Election(this.peerId, config.leaseMs, this.clock.now())
+    // a fresh peer stands after two heartbeat intervals: time to hear a leader that already exists
+    this.election = new Election(this.peerId, config.leaseMs, this.clock.now(), undefined, 2 * config.heartbeatMs)
     this.membership = new Membership(config.leaseMs)
     this.proofs = new Proofs({ net: this.net, policy: this.policy, transferTimeoutMs: config.transferTimeoutMs, signal: this.lifetime.signal })
     const modelBytes = this.maxBlobBytes

@@ -18,6 +18,29 @@ describe('election', () => {
     expect(e.isLeader).to.equal(false) // not before a quorum voted
   })
 
+  it('on a fresh start a peer stands after the first wait; once any term is known, after the whole lease', () => {
+    const fresh = new Election(A, LEASE, 0, 1000, 2000)
+    expect(fresh.tick(1999, [A])).to.equal(undefined)
+    expect(fresh.tick(2000, [A])).to.equal(1)
+    const second = new Election(B, LEASE, 0, 1000, 2000)
+    expect(second.tick(2999, [A, B])).to.equal(undefined) // ranked second: one slot later
+    expect(second.tick(3000, [A, B])).to.equal(1)
+    // a term heard of (in a heartbeat, or from a checkpoint): an existing network, wait the lease
+    const joiner = new Election(C, LEASE, 0, 1000, 2000)
+    joiner.noteTerm(4)
+    expect(joiner.tick(4999, [C])).to.equal(undefined)
+    expect(joiner.tick(5000, [C])).to.equal(5)
+    // a failed candidacy: the next one waits a whole lease from it
+    expect(fresh.tick(2000 + LEASE - 1, [A])).to.equal(undefined)
+    expect(fresh.tick(2000 + LEASE, [A])).to.equal(2)
+    // a leader followed and lost: the lease, counted from its last heartbeat
+    const follower = new Election(B, LEASE, 0, 1000, 2000)
+    follower.follow(1, A, 100)
+    follower.leaderLost()
+    expect(follower.tick(100 + LEASE - 1, [B])).to.equal(undefined)
+    expect(follower.tick(100 + LEASE, [B])).to.equal(2)
+  })
+
   it('lower-ranked peers wait extra slots, so the best candidate stands first', () => {
     const ranked = rankCandidates([{ peer: C, round: 3 }, { peer: A, round: 2 }, { peer: B, round: 3 }])
     expect(ranked).to.deep.equal([B, C, A])
