@@ -21,7 +21,7 @@ export interface DialerOptions {
   maxPeers: number
 }
 
-export const DEFAULT_DIALER: DialerOptions = { attemptsPerAddr: 3, maxAddrsPerPeer: 4, memoryMs: 3_600_000, minBackoffMs: 1000, maxBackoffMs: 30_000, maxPeers: 1000 }
+export const DEFAULT_DIALER: DialerOptions = { attemptsPerAddr: 3, maxAddrsPerPeer: 4, memoryMs: 3_600_000, minBackoffMs: 250, maxBackoffMs: 30_000, maxPeers: 1000 }
 
 export interface DialerDeps {
   clock: Clock

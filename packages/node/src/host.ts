@@ -20,7 +20,8 @@ import type { MessageHandlers, Network } from './network.ts'
 import { privateNetwork } from './private-network.ts'
 import { DEFAULT_DIALER, Dialer } from './dialer.ts'
 
-const TICK_MS = 1000
+// a bootstrap peer that is still starting is dialed again within a quarter second
+const TICK_MS = 250
 
 export interface HostOptions {
   privateKey: PrivateKey
