@@ -5,3 +5,6 @@ if (major < 22 || (major === 22 && minor < 18)) {
     'Run it through npm (npx dml-node, npm start), which uses the Node 22 that `npm install` put in node_modules/.bin, or install Node 22.')
   process.exit(2)
 }
+// V8 keeps compiled code of dml and its dependencies on disk: later starts skip most compiling
+const { enableCompileCache } = await import('node:module')
+enableCompileCache?.()
