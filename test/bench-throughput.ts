@@ -8,7 +8,7 @@ import { cpus } from 'node:os'
 import { fileURLToPath } from 'node:url'
 
 const MODELS: Record<string, number> = { mlp: 6400, 'cnn-small': 3200, cnn: 320 }
-const BATCH = 32
+const BATCH = Number(process.env.DML_BENCH_BATCH ?? 32)
 type Runner = 'dml' | 'fit-stock' | 'fit-dml-kernels'
 
 async function measure (backend: string, model: string, runner: Runner, samples: number): Promise<number> {

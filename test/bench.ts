@@ -4,6 +4,7 @@ import { cpus } from 'node:os'
 import { LocalNetwork, roundsDone } from './helpers.ts'
 
 const PEERS = 4
+const ONLY = process.env.DML_BENCH_MODELS?.split(',')
 const MODELS = [
   { model: 'mlp', maxRounds: 30 },
   { model: 'cnn-small', maxRounds: 15 }
@@ -43,4 +44,4 @@ async function bench (model: string, maxRounds: number): Promise<void> {
   }
 }
 
-for (const { model, maxRounds } of MODELS) await bench(model, maxRounds)
+for (const { model, maxRounds } of MODELS) if (ONLY === undefined || ONLY.includes(model)) await bench(model, maxRounds)
