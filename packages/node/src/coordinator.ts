@@ -408,14 +408,6 @@ export class Coordinator {
       const bad = findNonFinite(weights)
       if (bad !== undefined) throw new RoundError(`the aggregate holds ${bad.value} at ${bad.tensor}[${bad.index}]`)
 
-      this.enter(state, 'evaluating', timeoutMs)
-      const evalStart = performance.now()
-      const evaluation = await this.deps.trainer.evaluate(task, weights, state.signal)
-      const evalMs = performance.now() - evalStart
-
-      const certifyBudget = config.transferTimeoutMs + Math.max(30_000, 4 * evalMs) + 2 * config.heartbeatMs
-      this.enter(state, 'certifying', certifyBudget)
-      const certifyStart = clock.now()
       const bytes = encodeTensors(weights)
       const modelHash = net.blobs.put(bytes, true)
       const result: RoundResult = {
@@ -428,11 +420,21 @@ export class Coordinator {
       const resultBytes = encodeResult(result)
       const resultHash = net.blobs.put(resultBytes, true)
       let certBytes: Uint8Array
+      let evalMs: number
+      let certifyStart: number
       try {
         const leaderSignature = await this.deps.signer.sign(resultSigningBytes(resultHash))
         state.resultHash = resultHash
-        state.votes.set(this.deps.self, { peer: this.deps.self, accuracy: evaluation.accuracy, loss: evaluation.loss, samples: evaluation.samples, signature: await this.deps.signer.sign(roundVoteSigningBytes(resultHash, evaluation.accuracy, evaluation.loss, evaluation.samples)) })
+        // proposed before our own evaluation: the participants fetch, check and evaluate meanwhile
         await net.publish({ type: 'round-proposal', v: PROTOCOL_VERSION, term: this.term, round, leader: this.deps.self, resultHash, modelHash })
+        this.enter(state, 'evaluating', timeoutMs)
+        const evalStart = performance.now()
+        const evaluation = await this.deps.trainer.evaluate(task, weights, state.signal)
+        evalMs = performance.now() - evalStart
+        const certifyBudget = config.transferTimeoutMs + Math.max(30_000, 4 * evalMs) + 2 * config.heartbeatMs
+        this.enter(state, 'certifying', certifyBudget)
+        certifyStart = clock.now()
+        state.votes.set(this.deps.self, { peer: this.deps.self, accuracy: evaluation.accuracy, loss: evaluation.loss, samples: evaluation.samples, signature: await this.deps.signer.sign(roundVoteSigningBytes(resultHash, evaluation.accuracy, evaluation.loss, evaluation.samples)) })
         await this.collectSignatures(state, certifyStart + certifyBudget)
         certBytes = encodeRoundCert({ kind: 'round-cert', v: PROTOCOL_VERSION, result: resultBytes, leaderSignature, votes: [...state.votes.values()].sort((a, b) => (a.peer < b.peer ? -1 : 1)) })
       } catch (err) {
