@@ -1,7 +1,16 @@
-// npm run bench: 4 peers (separate processes on loopback) train each model until 98% test
-// accuracy; prints wall time and rounds to 97% and 98%, and where each round's time went.
+// npm run bench:speed: 4 peers (separate processes on loopback) train each model until 98% test
+// accuracy; prints wall time and rounds to 97% and 98%, and where each round's time went. Where
+// the reference design's runner is found (../shared/bench/reference/run.sh beside the clone, or
+// DML_REFERENCE), it runs the same job first, and the two are compared as a ratio from one run.
+import { execFileSync } from 'node:child_process'
+import { existsSync } from 'node:fs'
 import { cpus } from 'node:os'
+import { fileURLToPath } from 'node:url'
 import { LocalNetwork, roundsDone } from './helpers.ts'
+
+const REFERENCE = process.env.DML_REFERENCE ?? fileURLToPath(new URL('../../shared/bench/reference/run.sh', import.meta.url))
+/** The reference's target per model: the job the issue compares (mlp to 97%, cnn-small to 98%). */
+const REFERENCE_TARGET: Record<string, number> = { mlp: 0.97, 'cnn-small': 0.98 }
 
 const PEERS = 4
 const ONLY = process.env.DML_BENCH_MODELS?.split(',')
@@ -13,7 +22,21 @@ const extra = process.argv.slice(2)
 
 function seconds (ms: number): string { return (ms / 1000).toFixed(1) }
 
+/** Seconds from launch to the target for the reference design, or why it was not run. */
+function reference (model: string): { seconds?: number, rounds?: number, skipped?: string } {
+  if (!existsSync(REFERENCE)) return { skipped: `no reference runner at ${REFERENCE} (set DML_REFERENCE)` }
+  try {
+    const out = execFileSync('bash', [REFERENCE, model, String(PEERS), String(REFERENCE_TARGET[model]), '1', '0.15'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 1_200_000 })
+    const line = JSON.parse(out.trim().split('\n').pop()!) as { reached: boolean, rounds: number, secondsFromStart: number }
+    return line.reached ? { seconds: line.secondsFromStart, rounds: line.rounds } : { skipped: `the reference did not reach the target in ${line.rounds} rounds` }
+  } catch (err) {
+    return { skipped: `the reference could not run (Python or PyTorch missing?): ${String((err as Error).message).split('\n')[0]}` }
+  }
+}
+
 async function bench (model: string, maxRounds: number): Promise<void> {
+  const ref = reference(model)
+  console.log(ref.skipped !== undefined ? `\n${model}: reference skipped: ${ref.skipped}` : `\n${model}: reference (Flask + PyTorch) reached ${REFERENCE_TARGET[model] * 100}% in ${ref.rounds!} rounds, ${ref.seconds!.toFixed(1)} s from launch`)
   const net = new LocalNetwork()
   const started = Date.now()
   try {
@@ -25,6 +48,11 @@ async function bench (model: string, maxRounds: number): Promise<void> {
     const rounds = peers.flatMap(p => roundsDone(p.events)).sort((a, b) => a.round - b.round)
     const backend = peers[0].events.find(e => e.event === 'backend')
     console.log(`\n## ${model}: ${PEERS} peers, backend ${backend?.backend as string} on ${cpus().length} cores`)
+    const refHit = rounds.find(r => r.accuracy >= REFERENCE_TARGET[model])
+    if (ref.seconds !== undefined && refHit !== undefined) {
+      const ours = (refHit.finishedAt - started) / 1000
+      console.log(`side by side, to ${REFERENCE_TARGET[model] * 100}%: dml ${ours.toFixed(1)} s (${refHit.round} rounds), reference ${ref.seconds.toFixed(1)} s (${ref.rounds!} rounds): dml takes ${(ours / ref.seconds).toFixed(2)}x the reference's time`)
+    }
     for (const target of [0.97, 0.98]) {
       const hit = rounds.find(r => r.accuracy >= target)
       console.log(hit === undefined
