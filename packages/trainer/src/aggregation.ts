@@ -42,7 +42,8 @@ function checkUpdates (updates: ClientUpdate[], global: NamedTensor[]): void {
     if (u.weights.length !== global.length) throw new AggregationError(`update from ${u.peer} has ${u.weights.length} tensors, the model has ${global.length}`)
     u.weights.forEach((w, i) => {
       if (w.values.length !== global[i].values.length) throw new AggregationError(`update from ${u.peer}: tensor ${i} has ${w.values.length} values, expected ${global[i].values.length}`)
-      for (const v of w.values) if (!Number.isFinite(v)) throw new AggregationError(`update from ${u.peer}: tensor ${i} holds a non-finite value`)
+      const values = w.values
+      for (let j = 0; j < values.length; j++) if (!Number.isFinite(values[j])) throw new AggregationError(`update from ${u.peer}: tensor ${i} holds a non-finite value`)
     })
   }
 }
@@ -70,15 +71,18 @@ function medianOf (values: number[]): number {
 /** A weighted mean of `updates` with the given weights (summing to anything positive). */
 function weightedMean (updates: ClientUpdate[], weights: number[], global: NamedTensor[]): NamedTensor[] {
   const total = weights.reduce((a, b) => a + b, 0)
+  const shares = weights.map(w => w / total)
   return global.map((g, i) => {
-    // accumulate in float64: summing many float32 updates loses precision otherwise
-    const acc = new Float64Array(g.values.length)
-    updates.forEach((u, k) => {
-      const share = weights[k] / total
-      const values = u.weights[i].values
-      for (let j = 0; j < acc.length; j++) acc[j] += share * values[j]
-    })
-    return { name: g.name, shape: [...g.shape], values: Float32Array.from(acc) }
+    // accumulate in float64 (summing many float32 updates loses precision otherwise), one
+    // coordinate at a time over the updates in order: one pass over memory, the same sums
+    const columns = updates.map(u => u.weights[i].values)
+    const out = new Float32Array(g.values.length)
+    for (let j = 0; j < out.length; j++) {
+      let acc = 0
+      for (let k = 0; k < columns.length; k++) acc += shares[k] * columns[k][j]
+      out[j] = acc
+    }
+    return { name: g.name, shape: [...g.shape], values: out }
   })
 }
 
@@ -86,9 +90,10 @@ function weightedMean (updates: ClientUpdate[], weights: number[], global: Named
 function coordinatewise (updates: ClientUpdate[], global: NamedTensor[], pick: (sorted: Float64Array) => number): NamedTensor[] {
   const column = new Float64Array(updates.length)
   return global.map((g, i) => {
+    const columns = updates.map(u => u.weights[i].values)
     const out = new Float32Array(g.values.length)
     for (let j = 0; j < out.length; j++) {
-      for (let k = 0; k < updates.length; k++) column[k] = updates[k].weights[i].values[j]
+      for (let k = 0; k < columns.length; k++) column[k] = columns[k][j]
       column.sort()
       out[j] = pick(column)
     }
