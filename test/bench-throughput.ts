@@ -1,5 +1,6 @@
 // npm run bench:throughput (part of npm run bench): training samples per second of one peer,
-// batch 32, per model and backend: dml's local training against plain TensorFlow.js model.fit.
+// batch 32, per model and backend: dml's local training against plain TensorFlow.js model.fit;
+// then how fast each aggregation strategy combines updates.
 // Each figure comes from its own process, so the kernels dml installs on wasm (the convolution
 // gradients wasm lacks or runs slowly, matrix products without transposed operands) are
 // measured against tfjs as it ships. tfjs-node rows appear where it loads.
@@ -53,22 +54,49 @@ function figure (backend: string, model: string, runner: Runner): { rate?: numbe
   return JSON.parse(out.trim().split('\n').pop()!)
 }
 
+// `-- --only training` or `-- --only aggregation` runs one part
+const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : undefined
 const rows: Array<Record<string, unknown>> = []
-console.log(`## Training throughput of one peer (samples/s, batch ${BATCH}), ${cpus().length} cores`)
-console.log('\n| backend | model | dml | tfjs fit, as shipped | tfjs fit, dml\'s kernels | dml / tfjs fit as shipped |')
-console.log('| --- | --- | --- | --- | --- | --- |')
-for (const backend of BACKENDS) {
-  for (const model of Object.keys(MODELS)) {
-    const results = Object.fromEntries(RUNNERS.map(r => [r, figure(backend, model, r)]))
-    if (results.dml.error !== undefined) {
-      console.log(`| ${backend} | ${model} | not measured: ${results.dml.error} | | | |`)
-      if (results.dml.error.includes('no TensorFlow.js backend')) break // not installed: one row says so
-      continue
+if (only !== 'aggregation') {
+  console.log(`## Training throughput of one peer (samples/s, batch ${BATCH}), ${cpus().length} cores`)
+  console.log('\n| backend | model | dml | tfjs fit, as shipped | tfjs fit, dml\'s kernels | dml / tfjs fit as shipped |')
+  console.log('| --- | --- | --- | --- | --- | --- |')
+  for (const backend of BACKENDS) {
+    for (const model of Object.keys(MODELS)) {
+      const results = Object.fromEntries(RUNNERS.map(r => [r, figure(backend, model, r)]))
+      if (results.dml.error !== undefined) {
+        console.log(`| ${backend} | ${model} | not measured: ${results.dml.error} | | | |`)
+        if (results.dml.error.includes('no TensorFlow.js backend')) break // not installed: one row says so
+        continue
+      }
+      const cell = (r: { rate?: number, error?: string }): string => r.rate !== undefined ? r.rate.toFixed(0) : `fails: ${r.error ?? ''}`
+      const ratio = results['fit-stock'].rate !== undefined ? `${(results.dml.rate! / results['fit-stock'].rate).toFixed(2)}x` : 'tfjs cannot train it'
+      console.log(`| ${backend} | ${model} | ${cell(results.dml)} | ${cell(results['fit-stock'])} | ${cell(results['fit-dml-kernels'])} | ${ratio} |`)
+      rows.push({ backend, model, ...Object.fromEntries(RUNNERS.map(r => [r, results[r].rate ?? results[r].error])) })
     }
-    const cell = (r: { rate?: number, error?: string }): string => r.rate !== undefined ? r.rate.toFixed(0) : `fails: ${r.error ?? ''}`
-    const ratio = results['fit-stock'].rate !== undefined ? `${(results.dml.rate! / results['fit-stock'].rate).toFixed(2)}x` : 'tfjs cannot train it'
-    console.log(`| ${backend} | ${model} | ${cell(results.dml)} | ${cell(results['fit-stock'])} | ${cell(results['fit-dml-kernels'])} | ${ratio} |`)
-    rows.push({ backend, model, ...Object.fromEntries(RUNNERS.map(r => [r, results[r].rate ?? results[r].error])) })
-  }
 }
-console.log(`\n${JSON.stringify({ throughput: rows })}`)
+}
+
+// Aggregation: GB/s of update bytes in, per strategy, 4 updates the size of `cnn` (1.66M parameters)
+const { aggregateRound, STRATEGIES } = await import('@dml/trainer')
+const PARAMS = 1_663_370
+const UPDATES = 4
+const random = (seed: number): Float32Array => { let x = seed; return Float32Array.from({ length: PARAMS }, () => { x = (x * 1103515245 + 12345) % 2147483648; return x / 2147483648 - 0.5 }) }
+const current = [{ name: 'w0', shape: [PARAMS], values: random(1) }]
+const updates = Array.from({ length: UPDATES }, (_, i) => ({ peer: `peer${i}`, numSamples: 1000 + i, weights: [{ name: 'w0', shape: [PARAMS], values: random(i + 2) }] }))
+const aggregation: Array<{ strategy: string, gbPerS: number }> = []
+console.log(`\n## Aggregation: ${UPDATES} updates of ${(PARAMS * 4 / 1e6).toFixed(1)} MB (the size of cnn), one core, with the default norm bound check`)
+console.log('\n| strategy | GB/s of updates in | ms per round |')
+console.log('| --- | --- | --- |')
+for (const strategy of only === 'training' ? [] : Object.keys(STRATEGIES)) {
+  const spec = { aggregation: strategy, trim: 0.2, byzantine: 1, clip: 1, normBound: 5, serverOptimizer: 'none', serverLr: 1 }
+  aggregateRound(updates, current, spec)
+  const runs = 5
+  const started = performance.now()
+  for (let i = 0; i < runs; i++) aggregateRound(updates, current, spec)
+  const ms = (performance.now() - started) / runs
+  const gbPerS = UPDATES * PARAMS * 4 / 1e9 / (ms / 1000)
+  aggregation.push({ strategy, gbPerS })
+  console.log(`| ${strategy} | ${gbPerS.toFixed(2)} | ${ms.toFixed(0)} |`)
+}
+console.log(`\n${JSON.stringify({ throughput: rows, aggregation })}`)
