@@ -42,7 +42,13 @@ async function bench (model: string, maxRounds: number): Promise<void> {
   try {
     console.log(`\n${model}: starting ${PEERS} peers`)
     const peers = await net.start(PEERS, ['--model', model, '--min-peers', String(PEERS), '--rounds', String(maxRounds), '--target-accuracy', '0.98', '--exit-when-done', ...extra])
-    for (const p of peers) p.onEvent = (e) => { if (e.event === 'round-done') console.log(`  round ${e.round as number}: ${(100 * e.accuracy).toFixed(2)}% after ${seconds(e.finishedAt - started)} s`) }
+    for (const p of peers) {
+      p.onEvent = (e) => {
+        if (e.event === 'round-done') console.log(`  round ${e.round as number}: ${(100 * e.accuracy).toFixed(2)}% after ${seconds(e.finishedAt - started)} s`)
+        // what cost time besides rounds (retries, elections, peers lost) is worth seeing beside the figures
+        else if (e.level === 'warn' || e.level === 'error') console.log(`  ${p.name} at ${seconds(Date.now() - started)} s: ${String(e.msg)}`)
+      }
+    }
     const codes = await Promise.all(peers.map(async p => await p.exited))
     peers.forEach((p, i) => { if (codes[i] !== 0) console.log(`${p.name} exited with ${String(codes[i])}: ${p.stderr.slice(-5).join(' | ')}`) })
     const rounds = peers.flatMap(p => roundsDone(p.events)).sort((a, b) => a.round - b.round)

@@ -261,8 +261,10 @@ export class Coordinator {
   /** A participant's signature of our proposed result: checked, then counted. */
   onRoundVote (vote: RoundVote): void {
     const state = this.current
-    if (state === null || !this.active || state.phase !== 'certifying' || vote.term !== this.term || vote.round !== state.start.round) return
-    if (vote.resultHash !== state.resultHash || state.votes.has(vote.peer) || !state.start.assignments.some(a => a.peer === vote.peer)) return
+    if (state === null || !this.active || vote.term !== this.term || vote.round !== state.start.round) return
+    // resultHash is set once the result is proposed: votes count from then on, also those of
+    // participants that finish checking before this coordinator has finished its own evaluation
+    if (state.resultHash === null || vote.resultHash !== state.resultHash || state.votes.has(vote.peer) || !state.start.assignments.some(a => a.peer === vote.peer)) return
     this.deps.supervisor.run(`signature of ${short(vote.peer)} for round ${vote.round}`, async () => {
       if (!await signedBy(vote.peer, roundVoteSigningBytes(vote.resultHash, vote.accuracy, vote.loss, vote.samples), vote.signature)) {
         this.deps.offence(vote.peer, 'bad-vote', `its signature of round ${vote.round} does not check out`)

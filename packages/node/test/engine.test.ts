@@ -210,6 +210,18 @@ describe('round engine', function () {
     expect(first.node.status().recovery.resignations).to.equal(1)
   })
 
+  it('a leader that evaluates slowly: the participants\' signatures that come first still count', async () => {
+    const first = net.add({ behaviour: { evaluateMs: 5000 } })
+    net.add()
+    net.add()
+    await net.until('first is leading', () => first.node.isLeading)
+    await net.until('a round done', () => net.roundsDone().length >= 1, 300_000)
+    expect(net.events('round-failed')).to.have.length(0)
+    const done = net.roundsDone()[0]
+    expect(done.node).to.equal(first.id)
+    expect(done.signers).to.equal(3)
+  })
+
   it('evaluation that never returns: the watchdog hands leadership over', async () => {
     const first = net.add({ behaviour: { evaluate: 'hang' } })
     net.add()

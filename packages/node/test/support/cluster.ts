@@ -30,6 +30,8 @@ export interface Behaviour {
   /** the samples the worker claims (default: what it was assigned) */
   claim: (assigned: number) => number
   evaluate: 'ok' | 'throw' | 'hang'
+  /** how long an evaluation takes */
+  evaluateMs: number
 }
 
 /**
@@ -47,7 +49,7 @@ export class FakeTrainer implements Trainer {
 
   constructor (clock: FakeClock, behaviour: Partial<Behaviour> = {}) {
     this.clock = clock
-    this.behaviour = { trainMs: 2000, train: 'ok', update: plusOne, claim: n => n, evaluate: 'ok', ...behaviour }
+    this.behaviour = { trainMs: 2000, train: 'ok', update: plusOne, claim: n => n, evaluate: 'ok', evaluateMs: 0, ...behaviour }
   }
 
   async initialWeights (task: Task): Promise<NamedTensor[]> {
@@ -69,6 +71,7 @@ export class FakeTrainer implements Trainer {
     const b = this.behaviour
     if (b.evaluate === 'throw') throw new Error('the test set is unreadable')
     if (b.evaluate === 'hang') await sleep(this.clock, 1e12, signal)
+    if (b.evaluateMs > 0) await sleep(this.clock, b.evaluateMs, signal)
     return { accuracy: Math.min(0.99, Math.max(0, weights[0].values[0] / 100)), loss: 1, samples: 100 }
   }
 }
