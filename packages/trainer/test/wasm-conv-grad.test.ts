@@ -1,12 +1,8 @@
 // The Conv2D gradients we supply for wasm, checked against the cpu backend's own kernels.
 import { expect } from 'chai'
 import { tf, conv2dFilterGradient, conv2dInputGradient, registerWasmConvGradient, initBackend } from '@dml/trainer'
+import { maxAbsDiff } from './support/compare.ts'
 
-function maxAbsDiff (a: Float32Array | Int32Array | Uint8Array, b: Float32Array | Int32Array | Uint8Array): number {
-  let d = 0
-  for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i] - b[i]))
-  return d
-}
 
 describe('wasm Conv2D gradients', () => {
   before(async () => { await initBackend('cpu') })

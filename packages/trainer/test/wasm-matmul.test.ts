@@ -2,12 +2,8 @@
 // transpose, checked against the cpu backend; and that nothing is left allocated.
 import { expect } from 'chai'
 import { tf, initBackend, registerWasmMatMul } from '@dml/trainer'
+import { maxAbsDiff } from './support/compare.ts'
 
-function maxAbsDiff (a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let d = 0
-  for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i] - b[i]))
-  return d
-}
 
 describe('wasm matrix products with transposed operands', () => {
   before(async () => { await initBackend('cpu') })
