@@ -54,10 +54,9 @@ function figure (backend: string, model: string, runner: Runner): { rate?: numbe
   return JSON.parse(out.trim().split('\n').pop()!)
 }
 
-// `-- --only training` or `-- --only aggregation` runs one part
-const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : undefined
-const rows: Array<Record<string, unknown>> = []
-if (only !== 'aggregation') {
+/** Samples/s per backend and model: dml, tfjs fit as shipped, tfjs fit with dml's kernels. */
+function trainingTable (): Array<Record<string, unknown>> {
+  const rows: Array<Record<string, unknown>> = []
   console.log(`## Training throughput of one peer (samples/s, batch ${BATCH}), ${cpus().length} cores`)
   console.log('\n| backend | model | dml | tfjs fit, as shipped | tfjs fit, dml\'s kernels | dml / tfjs fit as shipped |')
   console.log('| --- | --- | --- | --- | --- | --- |')
@@ -74,29 +73,38 @@ if (only !== 'aggregation') {
       console.log(`| ${backend} | ${model} | ${cell(results.dml)} | ${cell(results['fit-stock'])} | ${cell(results['fit-dml-kernels'])} | ${ratio} |`)
       rows.push({ backend, model, ...Object.fromEntries(RUNNERS.map(r => [r, results[r].rate ?? results[r].error])) })
     }
-}
+  }
+  return rows
 }
 
-// Aggregation: GB/s of update bytes in, per strategy, 4 updates the size of `cnn` (1.66M parameters)
-const { aggregateRound, STRATEGIES } = await import('@dml/trainer')
-const PARAMS = 1_663_370
-const UPDATES = 4
-const random = (seed: number): Float32Array => { let x = seed; return Float32Array.from({ length: PARAMS }, () => { x = (x * 1103515245 + 12345) % 2147483648; return x / 2147483648 - 0.5 }) }
-const current = [{ name: 'w0', shape: [PARAMS], values: random(1) }]
-const updates = Array.from({ length: UPDATES }, (_, i) => ({ peer: `peer${i}`, numSamples: 1000 + i, weights: [{ name: 'w0', shape: [PARAMS], values: random(i + 2) }] }))
-const aggregation: Array<{ strategy: string, gbPerS: number }> = []
-console.log(`\n## Aggregation: ${UPDATES} updates of ${(PARAMS * 4 / 1e6).toFixed(1)} MB (the size of cnn), one core, with the default norm bound check`)
-console.log('\n| strategy | GB/s of updates in | ms per round |')
-console.log('| --- | --- | --- |')
-for (const strategy of only === 'training' ? [] : Object.keys(STRATEGIES)) {
-  const spec = { aggregation: strategy, trim: 0.2, byzantine: 1, clip: 1, normBound: 5, serverOptimizer: 'none', serverLr: 1 }
-  aggregateRound(updates, current, spec)
-  const runs = 5
-  const started = performance.now()
-  for (let i = 0; i < runs; i++) aggregateRound(updates, current, spec)
-  const ms = (performance.now() - started) / runs
-  const gbPerS = UPDATES * PARAMS * 4 / 1e9 / (ms / 1000)
-  aggregation.push({ strategy, gbPerS })
-  console.log(`| ${strategy} | ${gbPerS.toFixed(2)} | ${ms.toFixed(0)} |`)
+/** GB/s of update bytes in, per strategy: 4 updates the size of `cnn` (1.66M parameters) on one core. */
+async function aggregationTable (): Promise<Array<{ strategy: string, gbPerS: number }>> {
+  const { aggregateRound, STRATEGIES } = await import('@dml/trainer')
+  const PARAMS = 1_663_370
+  const UPDATES = 4
+  const random = (seed: number): Float32Array => { let x = seed; return Float32Array.from({ length: PARAMS }, () => { x = (x * 1103515245 + 12345) % 2147483648; return x / 2147483648 - 0.5 }) }
+  const current = [{ name: 'w0', shape: [PARAMS], values: random(1) }]
+  const updates = Array.from({ length: UPDATES }, (_, i) => ({ peer: `peer${i}`, numSamples: 1000 + i, weights: [{ name: 'w0', shape: [PARAMS], values: random(i + 2) }] }))
+  const results: Array<{ strategy: string, gbPerS: number }> = []
+  console.log(`\n## Aggregation: ${UPDATES} updates of ${(PARAMS * 4 / 1e6).toFixed(1)} MB (the size of cnn), one core, with the default norm bound check`)
+  console.log('\n| strategy | GB/s of updates in | ms per round |')
+  console.log('| --- | --- | --- |')
+  for (const strategy of Object.keys(STRATEGIES)) {
+    const spec = { aggregation: strategy, trim: 0.2, byzantine: 1, clip: 1, normBound: 5, serverOptimizer: 'none', serverLr: 1 }
+    aggregateRound(updates, current, spec)
+    const runs = 5
+    const started = performance.now()
+    for (let i = 0; i < runs; i++) aggregateRound(updates, current, spec)
+    const ms = (performance.now() - started) / runs
+    const gbPerS = UPDATES * PARAMS * 4 / 1e9 / (ms / 1000)
+    results.push({ strategy, gbPerS })
+    console.log(`| ${strategy} | ${gbPerS.toFixed(2)} | ${ms.toFixed(0)} |`)
+  }
+  return results
 }
-console.log(`\n${JSON.stringify({ throughput: rows, aggregation })}`)
+
+// `-- --only training` or `-- --only aggregation` runs one part
+const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : undefined
+const throughput = only === 'aggregation' ? [] : trainingTable()
+const aggregation = only === 'training' ? [] : await aggregationTable()
+console.log(`\n${JSON.stringify({ throughput, aggregation })}`)

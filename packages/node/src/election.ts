@@ -1,9 +1,10 @@
 // Leader election: terms and votes, as in Raft, without a log. A peer that has seen no heartbeat
-// of a proven leader for the lease (on a fresh start, for a shorter first wait) becomes a candidate for the next term (peers with more proven
-// rounds first, in slots, so claims rarely collide) and asks for votes. A voter grants one vote
-// per term, only while it has no live proven leader, only to a candidate that proves at least as
-// many finished rounds, and never for a term beyond reach. A candidate with a quorum of votes
-// holds a term certificate that anyone can check; a peer follows only a leader it has proven.
+// of a proven leader for the lease (on a fresh start, for a shorter first wait) becomes a
+// candidate for the next term (peers with more proven rounds first, in slots, so claims rarely
+// collide) and asks for votes. A voter grants one vote per term, only while it has no live
+// proven leader, only to a candidate that proves at least as many finished rounds, and never for
+// a term beyond reach. A candidate with a quorum of votes holds a term certificate that anyone
+// can check; a peer follows only a leader it has proven.
 // Pure logic: time, quorums and proofs are passed in; the node checks signatures and certificates.
 import { MAX_TERM_STEP } from '@dml/protocol'
 
