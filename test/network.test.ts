@@ -224,3 +224,30 @@ describe('every strategy at once on Dirichlet(0.3): local momentum, FedProx, Fed
     expect(peers.flatMap(p => p.events.filter(e => e.event === 'round-signed')).length).to.be.at.least(2)
   })
 })
+
+describe('compressed updates (--compression)', function () {
+  this.timeout(6 * MINUTE)
+  const net = new LocalNetwork()
+  after(async () => { await net.stop() })
+
+  it('a peer sending float32, one float16 and one int8 train one model; the updates are 2x and 4x smaller, and every participant signs', async () => {
+    const common = ['--min-peers', '3', '--rounds', '2', '--local-epochs', '0.1', '--eval-samples', '500', '--exit-when-done']
+    const peers = []
+    for (const compression of ['none', 'fp16', 'int8']) peers.push(await net.add([...common, '--compression', compression]))
+    const finished = await Promise.all(peers.map(async p => await p.waitFor('training-finished', 4 * MINUTE)))
+    expect(new Set(finished.map(f => f.modelHash)).size).to.equal(1)
+    expect(finished.map(f => f.round)).to.deep.equal([2, 2, 2])
+    const all = peers.flatMap(p => p.events)
+    expect(all.filter(e => e.event === 'proposal-rejected' || e.event === 'update-rejected')).to.have.length(0)
+    expect(all.filter(e => e.event === 'round-signed').length).to.be.at.least(2)
+    const [none, fp16, int8] = peers.map(p => p.events.find(e => e.event === 'train-done')!.updateBytes as number)
+    expect(none / fp16).to.be.within(1.95, 2.05)
+    expect(none / int8).to.be.within(3.9, 4.1)
+  })
+
+  it('refuses a compression it does not know, naming the ones it has', async () => {
+    const peer = net.alone('bad-compression', ['--compression', 'zip'])
+    expect(await peer.exited).to.equal(2)
+    expect(peer.stderr.join('\n')).to.match(/--compression.*must be one of none, fp16, int8/)
+  })
+})

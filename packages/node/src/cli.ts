@@ -2,7 +2,7 @@
 // API. Every mistake a user can make here (a flag, a path, an address) ends in one line that
 // names the option, never a stack trace.
 import { resolve } from 'node:path'
-import { encodeTensors, OWN_DATA } from '@dml/protocol'
+import { encodeTensors, OWN_DATA, type Compression } from '@dml/protocol'
 import { initBackend, registerModelModule, buildModel, defaultServerLr, getStrategy, type ServerOptimizerName } from '@dml/trainer'
 import { DataDirStore, loadLatestCheckpoint, type Checkpoint } from './checkpoint.ts'
 import type { CheckpointStore } from './replica.ts'
@@ -134,7 +134,8 @@ export async function runNode (argv: string[]): Promise<number> {
     leaseMs: o['lease-ms'] as number,
     roundTimeoutMs: (o['round-timeout'] as number) * 1000,
     transferTimeoutMs: (o['transfer-timeout'] as number) * 1000,
-    modelBytes
+    modelBytes,
+    compression: o.compression as Compression
   }, { net, trainer, backend, log, store: exportingStore(new DataDirStore(dataDir), o.export as string, log), signer: keySigner(peerId, identity.key), allowed })
   node.counters.checkpointsCorrupt = corruptCheckpoints
   inbox.bind(node)

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 // the data module alone: the monitor reads these options too, and has no use for TensorFlow.js
-import { parseInputShape } from '@dml/protocol'
+import { COMPRESSIONS, isCompression, parseInputShape } from '@dml/protocol'
 import { PARTITION_FORMS, parsePartition } from '@dml/trainer/data'
 import { isOptimizer, LR_SCHEDULE_FORMS, OPTIMIZERS, parseLrSchedule } from '@dml/trainer/local-strategy'
 import { isServerOptimizer, SERVER_OPTIMIZERS } from '@dml/trainer/server-optimizer'
@@ -81,6 +81,7 @@ export const NODE_OPTIONS = {
   'norm-bound': { kind: 'number', default: 5, arg: 'k', help: 'drop updates further from the model than k times the round\'s median distance (0: never)', check: (v: number) => v === 0 || v >= 1 ? undefined : 'must be 0 (off) or at least 1' },
   'server-optimizer': { kind: 'string', default: 'none', arg: 'name', help: 'how the round\'s aggregate moves the model: none (FedAvg), momentum (FedAvgM, 0.9) or adam (FedAdam)', check: (v: string) => isServerOptimizer(v) ? undefined : `must be one of ${SERVER_OPTIMIZERS.join(', ')}` },
   'server-lr': { kind: 'number', default: 0, arg: 'x', help: 'the server optimizer\'s learning rate (0: 1 for none and momentum, 0.01 for adam)', check: (v: number) => v >= 0 && v <= 1000 ? undefined : 'must be from 0 to 1000' },
+  compression: { kind: 'string', default: 'none', arg: 'how', help: 'send updates as float16 (fp16, half the bytes) or int8 (a quarter) differences from the round\'s model; rounding errors carry over to the next round', check: (v: string) => isCompression(v) ? undefined : `must be one of ${COMPRESSIONS.join(', ')}` },
   'min-peers': { kind: 'integer', default: 1, arg: 'n', help: 'updates needed to close a round (the leader waits for this many peers)', check: positive },
   shard: { kind: 'string', default: '', arg: 'i/n', help: 'train on shard i of n of the training set (default: assigned by the coordinator)' },
   partition: { kind: 'string', default: 'iid', arg: 'spec', help: `how the training set is split between a round's peers: ${PARTITION_FORMS}`, check: (v: string) => { try { parsePartition(v) } catch (err) { return (err as Error).message } } },

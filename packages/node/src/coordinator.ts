@@ -241,7 +241,7 @@ export class Coordinator {
     this.deps.supervisor.run(`update of ${short(update.peer)} for round ${update.round}`, async () => {
       try {
         const bytes = await net.fetchBlob(update.hash, [update.peer], { signal: state.signal, timeoutMs: config.transferTimeoutMs, maxBytes: config.modelBytes })
-        const verdict = checkUpdate(bytes, update.numSamples, assigned, replica.global!.weights)
+        const verdict = checkUpdate(bytes, update.numSamples, assigned, replica.global!.weights, replica.global!.hash)
         if (!verdict.ok) {
           this.drop(state, update.peer, verdict.reason, verdict.detail)
           return

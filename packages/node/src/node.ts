@@ -5,7 +5,7 @@
 // votes by the rules (election.ts), and counts what peers do wrong (misbehaviour.ts).
 // Time comes from an injected clock and the network through the Network interface, so the whole
 // engine runs in unit tests on an in-memory network with fake time.
-import { encodeTermCert, MAX_TERM_STEP, OWN_DATA, PROTOCOL_VERSION, trainingDifference, voteSigningBytes, type ControlMessage, type Device, type Heartbeat, type RoundStart, type Task, type TermCert, type UpdateReady, type Vote, type VoteRequest, type WorkFailed } from '@dml/protocol'
+import { encodeTermCert, MAX_TERM_STEP, OWN_DATA, PROTOCOL_VERSION, trainingDifference, voteSigningBytes, type Compression, type ControlMessage, type Device, type Heartbeat, type RoundStart, type Task, type TermCert, type UpdateReady, type Vote, type VoteRequest, type WorkFailed } from '@dml/protocol'
 import type { Checkpoint } from './checkpoint.ts'
 import { CertificateError, coversView, isAllowed, isForgery, isQuorum, signedBy, type QuorumPolicy, type Signer } from './certificates.ts'
 import { Changes, type Clock, isAbort, Supervisor, systemClock } from './clock.ts'
@@ -33,6 +33,8 @@ export interface NodeConfig {
   transferTimeoutMs: number
   /** the size of this task's model blob (every model and update of the task has it): the most a transfer of one may bring */
   modelBytes: number
+  /** --compression: how this peer sends its updates (default none: whole float32 weights) */
+  compression?: Compression
 }
 
 export interface BackendInfo {
@@ -174,6 +176,7 @@ export class DmlNode implements MessageHandlers {
       log: this.log,
       now: () => this.clock.now(),
       shard: config.shard,
+      compression: config.compression ?? 'none',
       task: () => this.task,
       sources: () => this.membership.live(this.clock.now()).map(h => h.peer),
       report: async (message) => { await this.report(message) }

@@ -1,6 +1,6 @@
 // How the coordinator judges one update before it counts. Each update is judged alone: a bad one
 // is dropped with its reason and the round goes on with the rest.
-import { assertSameShapes, decodeTensors, findNonFinite, type NamedTensor } from '@dml/protocol'
+import { assertSameShapes, decodeUpdate, findNonFinite, type NamedTensor } from '@dml/protocol'
 import { modelPart } from '@dml/trainer'
 
 export type UpdateRejection = 'too-many-samples' | 'malformed' | 'wrong-shape' | 'non-finite'
@@ -11,14 +11,14 @@ export type UpdateVerdict =
 
 /**
  * Checks an update blob against what was asked of its peer: at most the `assigned` samples (they
- * weight FedAvg, so a peer must not claim more), a well-formed tensor blob with the model's shapes,
- * and finite values only.
+ * weight FedAvg, so a peer must not claim more), well-formed weights (whole, or a difference from
+ * the round's model `reference`, hash `referenceHash`) with the model's shapes, and finite values only.
  */
-export function checkUpdate (bytes: Uint8Array, numSamples: number, assigned: number, reference: NamedTensor[]): UpdateVerdict {
+export function checkUpdate (bytes: Uint8Array, numSamples: number, assigned: number, reference: NamedTensor[], referenceHash: string): UpdateVerdict {
   if (numSamples > assigned) return { ok: false, reason: 'too-many-samples', detail: `claims ${numSamples} samples, was assigned ${assigned}` }
   let weights: NamedTensor[]
   try {
-    weights = decodeTensors(bytes)
+    weights = decodeUpdate(bytes, modelPart(reference), referenceHash)
   } catch (err) {
     return { ok: false, reason: 'malformed', detail: (err as Error).message }
   }

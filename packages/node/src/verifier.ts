@@ -99,7 +99,7 @@ export class Verifier {
     this.match(result, p, start)
     const assigned = new Map(start.assignments.map(a => [a.peer, a.samples]))
     const updates = await Promise.all(result.contributions.map(async (c): Promise<ClientUpdate> => {
-      const verdict = checkUpdate(await fetch(c.hash, this.deps.modelBytes, [c.peer]), c.numSamples, assigned.get(c.peer)!, previous)
+      const verdict = checkUpdate(await fetch(c.hash, this.deps.modelBytes, [c.peer]), c.numSamples, assigned.get(c.peer)!, previous, start.modelHash)
       if (!verdict.ok) throw new ProposalError(`it counts the update of ${c.peer.slice(-6)}, which is ${verdict.reason}: ${verdict.detail}`)
       return { peer: c.peer, weights: verdict.weights, numSamples: c.numSamples }
     }))

@@ -2,7 +2,8 @@
 // leader: an update, or the reason it could not do the work. One job at a time (the model is
 // shared); a newer round, a new leader or stop() aborts the current job through its signal,
 // which reaches the transfer of the start model and every training batch.
-import { encodeTensors, findNonFinite, PROTOCOL_VERSION, trainingDifference, type Assignment, type RoundStart, type Task, type UpdateReady, type WorkFailed } from '@dml/protocol'
+import { encodeUpdate, findNonFinite, PROTOCOL_VERSION, trainingDifference, type Assignment, type Compression, type NamedTensor, type RoundStart, type Task, type UpdateReady, type WorkFailed } from '@dml/protocol'
+import { modelPart } from '@dml/trainer'
 import { AbortError, isAbort } from './clock.ts'
 import type { Logger } from './log.ts'
 import type { Network } from './network.ts'
@@ -23,6 +24,8 @@ export interface WorkerDeps {
   replica: Replica
   log: Logger
   now: () => number
+  /** --compression: how updates are sent (none: whole float32 weights) */
+  compression: Compression
   /** --shard: train this slice instead of the assigned one */
   shard: [number, number] | null
   /** this peer's own task: it trains only that, whatever a leader asks */
@@ -45,6 +48,8 @@ export class Worker {
   phase: WorkPhase | null = null
   private readonly deps: WorkerDeps
   private job: Job | null = null
+  /** with compression: what rounding has left out of the updates sent so far, owed to the next */
+  private residual: NamedTensor[] | null = null
 
   constructor (deps: WorkerDeps) { this.deps = deps }
 
@@ -112,8 +117,9 @@ export class Worker {
         throw new Error(`training diverged: loss ${result.loss}${bad === undefined ? '' : `, ${bad.tensor}[${bad.index}] = ${bad.value}`}; try a smaller --lr`)
       }
       this.speed = result.numSamples / Math.max(result.trainMs / 1000, 1e-3)
-      const hash = net.blobs.put(encodeTensors(result.weights))
-      log.info('train-done', { round, loss: result.loss, trainMs: result.trainMs, samplesPerSec: this.speed },
+      const update = this.encode(result.weights, modelPart(weights), start.modelHash)
+      const hash = net.blobs.put(update)
+      log.info('train-done', { round, loss: result.loss, trainMs: result.trainMs, samplesPerSec: this.speed, updateBytes: update.byteLength },
         `round ${round}: trained in ${(result.trainMs / 1000).toFixed(1)} s (${Math.round(this.speed)} samples/s), loss ${result.loss.toFixed(4)}`)
       this.phase = { round, state: 'sent', done: assignment.samples, total: assignment.samples }
       await this.send({
@@ -130,6 +136,14 @@ export class Worker {
       log.warn('train-error', { round, error: reason }, `round ${round}: local work failed: ${reason}`)
       await this.send({ type: 'work-failed', v: PROTOCOL_VERSION, term: start.term, round, peer: self, reason })
     }
+  }
+
+  private encode (weights: NamedTensor[], base: NamedTensor[], baseHash: string): Uint8Array {
+    const { compression } = this.deps
+    if (compression === 'none') return encodeUpdate(weights, base, baseHash, compression)
+    const fits = this.residual?.length === weights.length && this.residual.every((r, i) => r.values.length === weights[i].values.length)
+    if (!fits) this.residual = weights.map(w => ({ name: w.name, shape: w.shape, values: new Float32Array(w.values.length) }))
+    return encodeUpdate(weights, base, baseHash, compression, this.residual!)
   }
 
   private async send (message: UpdateReady | WorkFailed): Promise<void> {
