@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { loadDataset, shardIndices } from '@dml/trainer'
 import { DML_NODE_BIN } from '@dml/node/launcher'
 import { pick, writeExamples, type Format } from '../packages/trainer/test/support/write-formats.ts'
-import { getJson, LocalNetwork } from './helpers.ts'
+import { getJson, LocalNetwork, roundsDone } from './helpers.ts'
 
 const MINUTE = 60_000
 const FORMATS: Format[] = ['idx', 'idx.gz', 'csv', 'png']
@@ -47,7 +47,8 @@ describe('peers training on their own data (--data)', function () {
       execFile(process.execPath, [DML_NODE_BIN, 'evaluate', '--model', exported, '--json'], { timeout: 2 * MINUTE }, (err, stdout, stderr) => { if (err !== null) reject(new Error(stderr)); else resolve(stdout) })
     })
     const { accuracy, samples } = JSON.parse(evaluated)
-    console.log(`      MNIST test accuracy ${(100 * accuracy).toFixed(2)}% after ${finished[0].round as number} rounds; federated ${(100 * status.federated.accuracy).toFixed(2)}% after round 1`)
+    const perRound = roundsDone(peers.flatMap(p => p.events)).map(e => `${e.round as number}: ${(100 * (e.accuracy as number)).toFixed(2)}%`).join(', ')
+    console.log(`      MNIST test accuracy ${(100 * accuracy).toFixed(2)}% after ${finished[0].round as number} rounds (by round: ${perRound}); federated ${(100 * status.federated.accuracy).toFixed(2)}% after round 1`)
     expect(samples).to.equal(10000)
     expect(accuracy).to.be.at.least(0.95)
   })

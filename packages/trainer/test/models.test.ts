@@ -70,6 +70,16 @@ describe('model registry', () => {
     }
   })
 
+  it('trains whole batches only: a remainder of a few examples is left out, not stepped on alone', async () => {
+    const mnist = await loadDataset('mnist')
+    const model = buildModel('mlp', spec)
+    const shard = shardIndices(mnist.train.count, 0, 60)
+    const whole = await trainLocal(model, mnist.train, shard, { samples: 100, batchSize: 32, lr: 0.1, seed: 1 })
+    expect(whole.numSamples).to.equal(96)
+    const fewer = await trainLocal(model, mnist.train, shard, { samples: 20, batchSize: 32, lr: 0.1, seed: 1 })
+    expect(fewer.numSamples).to.equal(20) // less than a batch: one batch of them
+  })
+
   it('leaves no tensors behind, whether training ends or is stopped', async () => {
     const mnist = await loadDataset('mnist')
     const model = buildModel('cnn-small', spec)
