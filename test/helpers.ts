@@ -62,3 +62,21 @@ export async function within<T> (promise: Promise<T>, ms: number, what: string):
     clearTimeout(timer)
   }
 }
+
+/**
+ * Prometheus's text format, checked line by line: every sample by its name and labels as written
+ * (`name{a="x"}`). A line that is neither a comment nor a sample fails loudly.
+ */
+export async function scrapeMetrics (url: string): Promise<Map<string, number>> {
+  const res = await fetch(url, { signal: AbortSignal.timeout(10_000) })
+  if (!res.ok) throw new Error(`${url}: HTTP ${res.status}`)
+  if (!(res.headers.get('content-type') ?? '').startsWith('text/plain')) throw new Error(`${url}: content-type ${String(res.headers.get('content-type'))}`)
+  const samples = new Map<string, number>()
+  for (const line of (await res.text()).split('\n')) {
+    if (line === '' || /^# (HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* /.test(line)) continue
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\})?) (-?[0-9.eE+-]+|NaN|[+-]Inf)$/.exec(line)
+    if (m === null) throw new Error(`${url}: not a Prometheus sample line: ${line}`)
+    samples.set(m[1], Number(m[2]))
+  }
+  return samples
+}

@@ -9,7 +9,7 @@ import { encode } from 'cborg'
 import { CONTROL_TOPIC, encodeMessage, PROTOCOL_VERSION } from '@dml/protocol'
 import { startHost } from '@dml/node'
 import type { PeerProcess, LogEvent } from '@dml/node/launcher'
-import { LocalNetwork, getJson } from './helpers.ts'
+import { LocalNetwork, getJson, scrapeMetrics } from './helpers.ts'
 
 const MINUTE = 60_000
 
@@ -50,13 +50,31 @@ describe('a network of three peers on loopback', function () {
     expect(leader.accuracy).to.be.a('number')
     expect(leader.backend.name).to.be.oneOf(['tensorflow', 'wasm', 'cpu'])
     expect(leader.nodes).to.have.length(3)
+    expect(leader.traffic.control.sent).to.be.greaterThan(0)
+    expect(leader.traffic.blobs.received).to.be.greaterThan(0) // the updates
+    expect(leader.traffic.total.received).to.be.at.least(leader.traffic.control.received + leader.traffic.blobs.received)
+
+    // /metrics: Prometheus's text format, its counters moving as rounds finish
+    const leaderPeer = peers[ids.indexOf(leader.peerId)]
+    const metricsUrl = (await leaderPeer.statusUrl()).replace('/api/status', '/metrics')
+    const before = await scrapeMetrics(metricsUrl)
+    await leaderPeer.waitFor(e => e.event === 'round-done' && (e.round as number) >= 2, 3 * MINUTE)
+    const after = await scrapeMetrics(metricsUrl)
+    expect(before.get('dml_is_leader')).to.equal(1)
+    expect(after.get('dml_peers{device="cpu"}')! + after.get('dml_peers{device="gpu"}')!).to.equal(3)
+    expect(after.get('dml_round')).to.be.greaterThan(before.get('dml_round')!)
+    expect(after.get('dml_round_phase_seconds_count{phase="train"}')).to.equal(after.get('dml_round')) // each round observed once
+    expect(after.get('dml_accuracy')).to.be.within(0.5, 1)
+    const meshsub = [...after.keys()].find(k => /^libp2p_data_transfer_bytes_total\{protocol="\/meshsub\/[\d.]+ sent"\}$/.test(k))!
+    expect(after.get(meshsub)).to.be.greaterThan(before.get(meshsub)!)
+    expect(after.get('libp2p_data_transfer_bytes_total{protocol="/dml/blob/1.0.0 received"}')).to.be.greaterThan(before.get('libp2p_data_transfer_bytes_total{protocol="/dml/blob/1.0.0 received"}')!)
+    expect(after.has('process_cpu_seconds_total')).to.equal(true)
 
     // every peer ends training on the same model
     const finished = await Promise.all(peers.map(async p => await p.waitFor('training-finished', 5 * MINUTE)))
     expect(finished.map(f => f.round)).to.deep.equal([3, 3, 3])
     expect(new Set(finished.map(f => f.modelHash)).size).to.equal(1)
 
-    const leaderPeer = peers[ids.indexOf(leader.peerId)]
     const rounds = leaderPeer.events.filter(e => e.event === 'round-done')
     expect(rounds.map(r => r.round)).to.deep.equal([1, 2, 3])
     expect(rounds.every(r => r.participants.length === 3)).to.equal(true)

@@ -16,6 +16,7 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { lateHandlers } from './network.ts'
 import { DmlNode } from './node.ts'
 import { DEFAULT_STATUS_LIMITS, leaderStatusUrl, startStatusServer } from './status.ts'
+import { NodeMetrics } from './metrics.ts'
 import { LocalTrainer, modelSpec } from './trainer.ts'
 import { exportCheckpoint, runEvaluate, runExport, runPredict } from './model-commands.ts'
 
@@ -125,7 +126,8 @@ export async function runNode (argv: string[]): Promise<number> {
   const host = o.host as string
   const port = o.port as number
   const inbox = lateHandlers()
-  const net = await listen(host, port, async () => await startHost({ privateKey: identity.key, host, port, bootstrap: o.bootstrap as string[], mdns: o.mdns as boolean, swarmKey, minTransferRate: 1024 * (o['min-transfer-rate'] as number), maxPeersPerIp: o['max-peers-per-ip'] as number, maxBlobStreams: o['max-blob-streams'] as number, hintDials: o['hint-dials'] as number, transferTimeoutMs: (o['transfer-timeout'] as number) * 1000 }, inbox.handlers))
+  const metrics = new NodeMetrics()
+  const net = await listen(host, port, async () => await startHost({ metrics: metrics.libp2p(), privateKey: identity.key, host, port, bootstrap: o.bootstrap as string[], mdns: o.mdns as boolean, swarmKey, minTransferRate: 1024 * (o['min-transfer-rate'] as number), maxPeersPerIp: o['max-peers-per-ip'] as number, maxBlobStreams: o['max-blob-streams'] as number, hintDials: o['hint-dials'] as number, transferTimeoutMs: (o['transfer-timeout'] as number) * 1000 }, inbox.handlers))
   const node = new DmlNode({
     task,
     minPeers: o['min-peers'] as number,
@@ -145,13 +147,14 @@ export async function runNode (argv: string[]): Promise<number> {
   for (const addr of net.listenAddrs()) log.info('listening', { addr }, `listening on ${addr}`)
 
   const httpPortOption = o['http-port'] as number
-  const status = (): ReturnType<DmlNode['status']> & Record<string, unknown> => {
+  metrics.follow(() => node.status())
+  const status = async (): Promise<ReturnType<DmlNode['status']> & Record<string, unknown>> => {
     const s = node.status()
-    return { ...s, leaderStatusUrl: leaderStatusUrl(s.isLeader ? net.listenAddrs() : s.leaderAddrs, httpPortOption), listenAddrs: net.listenAddrs(), bootstrap: net.bootstrapState(), limits: net.refused() }
+    return { ...s, leaderStatusUrl: leaderStatusUrl(s.isLeader ? net.listenAddrs() : s.leaderAddrs, httpPortOption), listenAddrs: net.listenAddrs(), bootstrap: net.bootstrapState(), limits: net.refused(), traffic: await metrics.traffic() }
   }
   let server
   try {
-    server = await startStatusServer(status, host, httpPortOption, { ...DEFAULT_STATUS_LIMITS, maxConnections: o['status-connections'] as number })
+    server = await startStatusServer(status, host, httpPortOption, { ...DEFAULT_STATUS_LIMITS, maxConnections: o['status-connections'] as number }, { metrics })
   } catch (err) {
     await node.stop()
     await net.stop()
@@ -159,7 +162,7 @@ export async function runNode (argv: string[]): Promise<number> {
   }
   const address = server.address()
   const httpPort = typeof address === 'object' && address !== null ? address.port : httpPortOption
-  log.info('status-api', { port: httpPort }, `status API on http://${host}:${httpPort}/api/status`)
+  log.info('status-api', { port: httpPort }, `status API on http://${host}:${httpPort}/api/status, metrics on /metrics`)
   const lonely = watchBootstrap(net, log, 2 * (o['lease-ms'] as number))
 
   let stopping: Promise<void> | undefined

@@ -12,7 +12,7 @@ import { mdns } from '@libp2p/mdns'
 import { bootstrap } from '@libp2p/bootstrap'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
-import type { PeerId, PrivateKey } from '@libp2p/interface'
+import type { Metrics, PeerId, PrivateKey } from '@libp2p/interface'
 import { BLOB_PROTOCOL, CONTROL_TOPIC, MAX_CONTROL_BYTES, type ControlMessage, decodeMessage, encodeMessage, messageSender, MessageError } from '@dml/protocol'
 import { BlobStore, requestBlob, serveBlob, BlobError } from './blob-transfer.ts'
 import { abortReason, deadlineSignal, systemClock } from './clock.ts'
@@ -42,6 +42,8 @@ export interface HostOptions {
   maxBlobStreams?: number
   /** how long a peer may take to receive a blob we serve it */
   transferTimeoutMs?: number
+  /** libp2p's metrics (bytes per protocol, connections): see metrics.ts */
+  metrics?: (components: any) => Metrics
 }
 
 export interface BootstrapState {
@@ -113,6 +115,7 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
       denyOutboundEncryptedConnection: (peer, conn) => (handlers.banned?.(peer.toString()) ?? false) || tooManyFrom(peer.toString(), conn.remoteAddr)
     },
     peerDiscovery,
+    ...(options.metrics !== undefined ? { metrics: options.metrics } : {}),
     services: {
       identify: identify(),
       pubsub: gossipsub({

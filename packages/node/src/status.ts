@@ -4,7 +4,7 @@
 import { createServer, type Server } from 'node:http'
 import type { NodeStatus } from './node.ts'
 
-export type StatusSource = () => NodeStatus & Record<string, unknown>
+export type StatusSource = () => Promise<NodeStatus & Record<string, unknown>> | (NodeStatus & Record<string, unknown>)
 
 /** The leader's status URL, from the addresses its heartbeats carry (assumes our --http-port). */
 export function leaderStatusUrl (leaderAddrs: string[], httpPort: number): string | null {
@@ -22,12 +22,18 @@ export interface StatusLimits {
 
 export const DEFAULT_STATUS_LIMITS: StatusLimits = { cacheMs: 250, maxConnections: 64 }
 
-export async function startStatusServer (status: StatusSource, host: string, port: number, limits: StatusLimits = DEFAULT_STATUS_LIMITS): Promise<Server> {
-  let cached: { at: number, body: string } | undefined
-  const body = (): string => {
-    const now = Date.now()
-    if (cached === undefined || now - cached.at > limits.cacheMs) cached = { at: now, body: JSON.stringify(status(), null, 2) }
-    return cached.body
+/** What else the server answers besides /api/status: GET /metrics, if given. */
+export interface StatusRoutes {
+  metrics?: { contentType: string, text: () => Promise<string> }
+}
+
+export async function startStatusServer (status: StatusSource, host: string, port: number, limits: StatusLimits = DEFAULT_STATUS_LIMITS, routes: StatusRoutes = {}): Promise<Server> {
+  const statusBody = cachedFor(limits.cacheMs, async () => JSON.stringify(await status(), null, 2))
+  const metricsBody = routes.metrics === undefined ? undefined : cachedFor(limits.cacheMs, async () => await routes.metrics!.text())
+  const answer = async (path: string): Promise<{ code: number, type: string, body: string }> => {
+    if (path === '/api/status') return { code: 200, type: 'application/json', body: await statusBody() }
+    if (path === '/metrics' && metricsBody !== undefined) return { code: 200, type: routes.metrics!.contentType, body: await metricsBody() }
+    return { code: 404, type: 'application/json', body: JSON.stringify({ error: `not found; try GET /api/status${metricsBody === undefined ? '' : ' or /metrics'}` }) }
   }
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0]
@@ -35,12 +41,11 @@ export async function startStatusServer (status: StatusSource, host: string, por
       res.writeHead(405, { allow: 'GET' }).end()
       return
     }
-    if (path === '/api/status') {
-      res.writeHead(200, { 'content-type': 'application/json', 'access-control-allow-origin': '*' })
-      res.end(body())
-      return
-    }
-    res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: 'not found; try GET /api/status' }))
+    answer(path).then(({ code, type, body }) => {
+      res.writeHead(code, { 'content-type': type, 'access-control-allow-origin': '*' }).end(body)
+    }, (err: unknown) => {
+      res.writeHead(500, { 'content-type': 'application/json' }).end(JSON.stringify({ error: String((err as Error).message) }))
+    })
   })
   server.maxConnections = limits.maxConnections
   // a client that opens a connection and says nothing does not keep it
@@ -52,4 +57,18 @@ export async function startStatusServer (status: StatusSource, host: string, por
     server.listen(port, host, () => { server.off('error', reject); resolve() })
   })
   return server
+}
+
+/** `make`'s answer, made again at most every `ms` (and once at a time): a burst of requests costs one. */
+function cachedFor (ms: number, make: () => Promise<string>): () => Promise<string> {
+  let cached: { at: number, body: Promise<string> } | undefined
+  return async () => {
+    const now = Date.now()
+    if (cached === undefined || now - cached.at > ms) {
+      const body = make()
+      cached = { at: now, body }
+      body.catch(() => { if (cached?.body === body) cached = undefined }) // an error is not kept
+    }
+    return await cached.body
+  }
 }
