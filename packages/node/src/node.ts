@@ -90,6 +90,9 @@ export interface NodeStatus {
   history: Array<Record<string, unknown>>
 }
 
+/** Senders whose early round start is kept: a liar can push an honest leader's out, which costs a round's wait, as before. */
+const MAX_EARLY_STARTS = 8
+
 interface ProvenCert { hash: string, bytes: Uint8Array, cert: TermCert }
 
 export class DmlNode implements MessageHandlers {
@@ -107,6 +110,8 @@ export class DmlNode implements MessageHandlers {
   readonly counters = { leaderChanges: 0, checkpointsCorrupt: 0, leadersDistrusted: 0, votesGiven: 0 }
   /** control messages rejected, by reason */
   readonly rejectedMessages: Record<string, number> = {}
+  /** round starts of senders not proven our leader when they came, by sender (see keepEarlyStart) */
+  private readonly earlyStarts = new Map<string, RoundStart>()
   private readonly net: Network
   private readonly trainer: Trainer
   private readonly backend: BackendInfo
@@ -271,7 +276,12 @@ export class DmlNode implements MessageHandlers {
       case 'round-proposal':
       case 'round-done':
         if (message.term < this.election.term) return { reject: 'stale' }
-        if (message.term > this.election.term) return 'ignore' // a leader we have not checked yet
+        if (message.term > this.election.term || this.election.leader === null) {
+          // a leader we have not checked (yet, or again): its round start may beat the heartbeat
+          // that proves it, so the latest one is kept and played once that proof has come
+          if (message.type === 'round-start') this.keepEarlyStart(message, from)
+          return 'ignore'
+        }
         return from === this.election.leader ? 'accept' : { reject: 'not-leader' }
       default:
         return 'accept' // heartbeats, votes, updates, failures and signatures are checked where they are used
@@ -295,6 +305,13 @@ export class DmlNode implements MessageHandlers {
         throw new Error(`unhandled message ${String(never)}`)
       }
     }
+  }
+
+  /** The latest round start of a sender not (yet) proven our leader: a few senders, the newest start each. */
+  private keepEarlyStart (start: RoundStart, from: string): void {
+    this.earlyStarts.delete(from)
+    this.earlyStarts.set(from, start)
+    if (this.earlyStarts.size > MAX_EARLY_STARTS) this.earlyStarts.delete(this.earlyStarts.keys().next().value!)
   }
 
   /** Counts a rejected control message; an offence is held against its sender. */
@@ -487,6 +504,12 @@ export class DmlNode implements MessageHandlers {
       this.lastProgress = now
       this.log.info('leader-followed', { term: proven.cert.term, leader: hb.peer, votes: proven.cert.votes.length }, `following leader ${short(hb.peer)} (term ${proven.cert.term}, ${proven.cert.votes.length} votes)`)
       this.sendHeartbeat() // the leader gives work to the peers that say they follow it
+      const early = this.earlyStarts.get(hb.peer)
+      this.earlyStarts.clear()
+      if (early !== undefined && this.judge(early, hb.peer) === 'accept') {
+        this.log.info('round-start-replayed', { round: early.round, term: early.term }, `round ${early.round}: its start came before the proof of its leader; taking it up now`)
+        this.deliver(early)
+      }
     }
     if (hb.round > this.replica.round && hb.roundCert !== null) this.replica.catchUp(hb.roundCert, this.sources(hb.peer))
   }

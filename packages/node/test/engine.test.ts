@@ -1,7 +1,7 @@
 // The round engine (Coordinator, Worker, Replica, Membership, wired by DmlNode) on an in-memory
 // network with fake time. Every fault ends in a closed round or a handed-over leadership.
 import { expect } from 'chai'
-import { MAX_ROUND_PEERS, type NamedTensor, type RoundStart } from '@dml/protocol'
+import { decodeMessage, MAX_ROUND_PEERS, type NamedTensor, type RoundStart } from '@dml/protocol'
 import { MAX_FAILURES_IN_A_ROW } from '@dml/node'
 import { modelPart } from '@dml/trainer'
 import { addLiar, addSybil, TASK, TestCluster, type TestPeer } from './support/cluster.ts'
@@ -208,6 +208,31 @@ describe('round engine', function () {
     expect(done.node).to.not.equal(first.id)
     expect(done.term).to.be.greaterThan(resigned[0].term as number)
     expect(first.node.status().recovery.resignations).to.equal(1)
+  })
+
+  it('a round start that comes while its leader is not proven to this peer is kept, and trained once it is', async () => {
+    // as when more peers join than voted for the term: the follower drops the leader until its
+    // next heartbeat proves it again, and the leader's next round start can come in between
+    const first = net.add()
+    const second = net.add()
+    net.add()
+    const receive = second.net.receive.bind(second.net)
+    let lost = false
+    second.net.receive = (bytes, from) => {
+      const message = decodeMessage(bytes)
+      if (message.type === 'round-start' && message.round === 2 && !lost) {
+        lost = true
+        second.node.election.leaderLost()
+      }
+      receive(bytes, from)
+    }
+    await net.until('2 rounds done', () => net.roundsDone().length >= 2, 300_000)
+    const [one, two] = net.roundsDone()
+    expect(lost).to.equal(true)
+    expect(one.node).to.equal(first.id)
+    expect(two.participants).to.include(second.id)
+    expect(two.durationMs).to.be.at.most(2 * (one.durationMs as number)) // nobody waited for a lost start
+    expect(second.node.status().misbehaviour.offences).to.deep.equal({})
   })
 
   it('a leader that evaluates slowly: the participants\' signatures that come first still count', async () => {
