@@ -506,7 +506,8 @@ export class DmlNode implements MessageHandlers {
       this.sendHeartbeat() // the leader gives work to the peers that say they follow it
       const early = this.earlyStarts.get(hb.peer)
       this.earlyStarts.clear()
-      if (early !== undefined && this.judge(early, hb.peer) === 'accept') {
+      // a start kept through a long wait may be of a round this peer already holds: not worth training
+      if (early !== undefined && early.round > this.replica.round && this.judge(early, hb.peer) === 'accept') {
         this.log.info('round-start-replayed', { round: early.round, term: early.term }, `round ${early.round}: its start came before the proof of its leader; taking it up now`)
         this.deliver(early)
       }
