@@ -428,7 +428,7 @@ export class Coordinator {
         const leaderSignature = await this.deps.signer.sign(resultSigningBytes(resultHash))
         state.resultHash = resultHash
         // proposed before our own evaluation: the participants fetch, check and evaluate meanwhile
-        await net.publish({ type: 'round-proposal', v: PROTOCOL_VERSION, term: this.term, round, leader: this.deps.self, resultHash, modelHash })
+        await net.publish({ type: 'round-proposal', v: PROTOCOL_VERSION, term: this.term, round, leader: this.deps.self, resultHash, modelHash, signature: leaderSignature })
         this.enter(state, 'evaluating', timeoutMs)
         const evalStart = performance.now()
         const evaluation = await this.deps.trainer.evaluate(task, weights, state.signal)
@@ -436,7 +436,10 @@ export class Coordinator {
         const certifyBudget = config.transferTimeoutMs + Math.max(30_000, 4 * evalMs) + 2 * config.heartbeatMs
         this.enter(state, 'certifying', certifyBudget)
         certifyStart = clock.now()
-        state.votes.set(this.deps.self, { peer: this.deps.self, accuracy: evaluation.accuracy, loss: evaluation.loss, samples: evaluation.samples, signature: await this.deps.signer.sign(roundVoteSigningBytes(resultHash, evaluation.accuracy, evaluation.loss, evaluation.samples)) })
+        const ownVote = { peer: this.deps.self, accuracy: evaluation.accuracy, loss: evaluation.loss, samples: evaluation.samples, signature: await this.deps.signer.sign(roundVoteSigningBytes(resultHash, evaluation.accuracy, evaluation.loss, evaluation.samples)) }
+        state.votes.set(this.deps.self, ownVote)
+        // published like any participant's: with it, the participants can build the certificate themselves
+        await net.publish({ type: 'round-vote', v: PROTOCOL_VERSION, term: this.term, round, resultHash, ...ownVote })
         await this.collectSignatures(state, certifyStart + certifyBudget)
         certBytes = encodeRoundCert({ kind: 'round-cert', v: PROTOCOL_VERSION, result: resultBytes, leaderSignature, votes: [...state.votes.values()].sort((a, b) => (a.peer < b.peer ? -1 : 1)) })
       } catch (err) {

@@ -40,6 +40,11 @@ export class Membership {
     return [...this.members.values()].filter(m => now - m.lastSeen < this.leaseMs).map(m => m.heartbeat)
   }
 
+  /** When `peer` was last heard, while it is a member. */
+  lastSeen (peer: string): number | undefined {
+    return this.members.get(peer)?.lastSeen
+  }
+
   get (peer: string): Heartbeat | undefined {
     return this.members.get(peer)?.heartbeat
   }

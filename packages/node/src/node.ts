@@ -198,7 +198,10 @@ export class DmlNode implements MessageHandlers {
       modelBytes,
       task: () => this.task,
       sources: () => this.membership.live(this.clock.now()).map(h => h.peer),
-      offence: (leader, detail) => { this.ledger.offence(leader, 'bad-proposal', detail) }
+      policy: this.policy,
+      silentFor: (peer) => this.clock.now() - (this.membership.lastSeen(peer) ?? -Infinity),
+      announceGraceMs: 2 * config.heartbeatMs,
+      offence: (peer, reason, detail) => { this.ledger.offence(peer, reason, detail) }
     })
   }
 
@@ -298,7 +301,10 @@ export class DmlNode implements MessageHandlers {
       case 'update-ready': this.coordinator?.onUpdate(message); break
       case 'work-failed': this.coordinator?.onFailure(message); break
       case 'round-proposal': if (message.leader !== this.peerId) this.verifier.onProposal(message); break
-      case 'round-vote': this.coordinator?.onRoundVote(message); break
+      case 'round-vote':
+        this.coordinator?.onRoundVote(message)
+        this.verifier.onRoundVote(message)
+        break
       case 'round-done': this.replica.announce(message, this.sources(message.leader)); break
       default: {
         const never: never = message
@@ -398,6 +404,7 @@ export class DmlNode implements MessageHandlers {
     }
     if (lost.length > 0) this.changes.notify()
     this.coordinator?.checkProgress(now)
+    this.verifier.tick()
     this.checkLeaderProgress(now)
     // a leader whose votes no longer make a majority of the peers it sees (more joined) stands again
     if (this.election.isLeader && this.leaderCert !== null && !coversView(this.leaderCert.cert, this.policy, this.view())) {

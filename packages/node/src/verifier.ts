@@ -4,9 +4,16 @@
 // and its updates, fetched and judged here, aggregated here, must give exactly the leader's model.
 // Then it evaluates the model and signs the result with what it measured. A leader that proposes
 // anything else is named, and its round gets no signature from this peer.
-import { contentHash, decodeResult, MAX_CERT_BYTES, encodeTensors, roundVoteSigningBytes, trainingDifference, type NamedTensor, type RoundProposal, type RoundResult, type RoundStart, type RoundVote, type Task } from '@dml/protocol'
+//
+// The signatures of a round are gossiped to all, and the proposal carries the leader's own. A
+// participant that signed a result and has seen a quorum sign it holds everything its round
+// certificate needs: when the leader falls silent before its announcement of the round reaches
+// this peer, the participant builds the certificate itself and commits the round. A quorum that
+// signed is a round finished, whether or not its leader lived to say so: otherwise the next
+// leader, elected by peers that had not heard, would do the round again with a different model.
+import { contentHash, decodeResult, encodeRoundCert, MAX_CERT_BYTES, encodeTensors, PROTOCOL_VERSION, roundVoteSigningBytes, trainingDifference, type NamedTensor, type RoundCertVote, type RoundProposal, type RoundResult, type RoundStart, type RoundVote, type Task } from '@dml/protocol'
 import { aggregateRound, type ClientUpdate } from '@dml/trainer'
-import type { Signer } from './certificates.ts'
+import { quorumOf, signedBy, type QuorumPolicy, type Signer } from './certificates.ts'
 import { AbortError, type Supervisor } from './clock.ts'
 import type { Logger } from './log.ts'
 import type { Network } from './network.ts'
@@ -33,8 +40,25 @@ export interface VerifierDeps {
   task: () => Task
   /** peers to fetch from after the ones a proposal names */
   sources: () => string[]
-  /** a leader proposed something no honest leader would */
-  offence: (leader: string, detail: string) => void
+  /** who may sign: a round certificate needs quorumOf(policy, participants) signatures */
+  policy: QuorumPolicy
+  /** how long ago `peer` was last heard (Infinity: not at all) */
+  silentFor: (peer: string) => number
+  /** a leader silent this long has not announced its round and may never do so */
+  announceGraceMs: number
+  /** a leader proposed something no honest leader would, or a peer signed with a forged signature */
+  offence: (peer: string, reason: 'bad-proposal' | 'bad-vote', detail: string) => void
+}
+
+/** The result this peer checks or signed, and the signatures of it seen so far. */
+interface Pending {
+  proposal: RoundProposal
+  start: RoundStart
+  resultBytes: Uint8Array | null
+  /** set once this peer has signed: the model it computed is held */
+  signed: boolean
+  votes: Map<string, RoundCertVote>
+  certifying: boolean
 }
 
 const KEPT_ROUNDS = 8
@@ -48,6 +72,7 @@ export class Verifier {
   /** the update hash this peer sent, by term:round */
   private readonly sent = new Map<string, string>()
   private current: AbortController | null = null
+  private pending: Pending | null = null
 
   constructor (deps: VerifierDeps) { this.deps = deps }
 
@@ -66,6 +91,8 @@ export class Verifier {
     this.current?.abort(new AbortError('a newer proposal came'))
     const controller = new AbortController()
     this.current = controller
+    const start = this.starts.get(`${proposal.term}:${proposal.round}`)
+    this.pending = start === undefined ? null : { proposal, start, resultBytes: null, signed: false, votes: new Map(), certifying: false }
     this.deps.supervisor.run(`check the proposal of round ${proposal.round}`, async () => {
       try {
         await this.check(proposal, controller.signal)
@@ -74,9 +101,47 @@ export class Verifier {
         const e = err as Error
         this.deps.log.warn('proposal-rejected', { leader: proposal.leader, round: proposal.round, reason: e.message },
           `round ${proposal.round}: not signing the result of ${proposal.leader.slice(-6)}: ${e.message}`)
-        if (e.name === 'ProposalError') this.deps.offence(proposal.leader, e.message)
+        if (e.name === 'ProposalError') this.deps.offence(proposal.leader, 'bad-proposal', e.message)
       }
     })
+  }
+
+  /** A participant's signature (the leader's too) of the result this peer checks: checked, then kept. */
+  onRoundVote (vote: RoundVote): void {
+    const pending = this.pending
+    if (pending === null || vote.term !== pending.proposal.term || vote.round !== pending.proposal.round || vote.resultHash !== pending.proposal.resultHash) return
+    if (pending.votes.has(vote.peer) || !pending.start.assignments.some(a => a.peer === vote.peer)) return
+    this.deps.supervisor.run(`signature of ${vote.peer.slice(-6)} for round ${vote.round}`, async () => {
+      if (!await signedBy(vote.peer, roundVoteSigningBytes(vote.resultHash, vote.accuracy, vote.loss, vote.samples), vote.signature)) {
+        this.deps.offence(vote.peer, 'bad-vote', `its signature of round ${vote.round} does not check out`)
+        return
+      }
+      pending.votes.set(vote.peer, { peer: vote.peer, accuracy: vote.accuracy, loss: vote.loss, samples: vote.samples, signature: vote.signature })
+    })
+  }
+
+  /**
+   * Called every heartbeat: a result this peer signed, signed by a quorum, whose leader has been
+   * silent for the grace without announcing it, is certified here and committed.
+   */
+  tick (): void {
+    const pending = this.pending
+    const { replica, log } = this.deps
+    if (pending === null || !pending.signed || pending.certifying || pending.resultBytes === null) return
+    const { proposal, start } = pending
+    if (replica.round >= proposal.round) {
+      this.pending = null
+      return
+    }
+    if (pending.votes.size < quorumOf(this.deps.policy, start.assignments.length)) return
+    if (this.deps.silentFor(proposal.leader) < this.deps.announceGraceMs) return
+    pending.certifying = true
+    const votes = [...pending.votes.values()].sort((a, b) => (a.peer < b.peer ? -1 : 1))
+    const certBytes = encodeRoundCert({ kind: 'round-cert', v: PROTOCOL_VERSION, result: pending.resultBytes, leaderSignature: proposal.signature, votes })
+    const certHash = this.deps.net.blobs.put(certBytes)
+    log.warn('round-self-certified', { round: proposal.round, term: proposal.term, leader: proposal.leader, certHash, signers: votes.length },
+      `round ${proposal.round}: ${votes.length} of ${start.assignments.length} participants signed it, and its leader ${proposal.leader.slice(-6)} fell silent without announcing it: certifying it here`)
+    replica.catchUp(certHash, [proposal.leader, ...this.deps.sources()])
   }
 
   stop (): void {
@@ -95,7 +160,8 @@ export class Verifier {
     const fetch = async (hash: string, maxBytes: number, first: string[] = []): Promise<Uint8Array> =>
       await net.fetchBlob(hash, [...first, ...from], { signal, timeoutMs: this.deps.transferTimeoutMs, maxBytes })
     const previous = await replica.weights(start.modelHash, from, signal)
-    const result = decodeResult(await fetch(p.resultHash, MAX_CERT_BYTES))
+    const resultBytes = await fetch(p.resultHash, MAX_CERT_BYTES)
+    const result = decodeResult(resultBytes)
     this.match(result, p, start)
     const assigned = new Map(start.assignments.map(a => [a.peer, a.samples]))
     const updates = await Promise.all(result.contributions.map(async (c): Promise<ClientUpdate> => {
@@ -113,6 +179,11 @@ export class Verifier {
     const signature = await signer.sign(roundVoteSigningBytes(p.resultHash, evaluation.accuracy, evaluation.loss, evaluation.samples))
     const vote: RoundVote = { type: 'round-vote', v: p.v, term: p.term, round: p.round, peer: self, resultHash: p.resultHash, accuracy: evaluation.accuracy, loss: evaluation.loss, samples: evaluation.samples, signature }
     await net.publish(vote)
+    if (this.pending?.proposal === p) {
+      this.pending.resultBytes = resultBytes
+      this.pending.signed = true
+      this.pending.votes.set(self, { peer: self, accuracy: vote.accuracy, loss: vote.loss, samples: vote.samples, signature })
+    }
     this.signed++
     log.info('round-signed', { round: p.round, term: p.term, accuracy: evaluation.accuracy, loss: evaluation.loss },
       `round ${p.round}: checked and signed the result (accuracy ${(100 * evaluation.accuracy).toFixed(2)}% here)`)

@@ -38,6 +38,8 @@ describe('round engine', function () {
     expect(peers.filter(p => p.node.status().isLeader)).to.have.length(1)
     // every peer checkpointed every round
     for (const p of peers) expect(p.checkpoints.map(c => c.round)).to.include.members([1, 2, 3, 4, 5])
+    // a live leader's announcement comes first: nobody certifies a round on its own
+    expect(net.events('round-self-certified')).to.have.length(0)
   })
 
   for (const serverOptimizer of ['momentum', 'adam']) {
@@ -233,6 +235,27 @@ describe('round engine', function () {
     expect(two.participants).to.include(second.id)
     expect(two.durationMs).to.be.at.most(2 * (one.durationMs as number)) // nobody waited for a lost start
     expect(second.node.status().misbehaviour.offences).to.deep.equal({})
+  })
+
+  it('a leader that dies as it announces a certified round: the round stands, as certified, and training goes on from it', async () => {
+    // the participants saw a quorum sign the result; the announcement (and the certificate) died with the leader
+    const peers = [net.add(), net.add(), net.add()]
+    await net.until('a leader', () => net.leader() !== undefined)
+    const leader = net.leader()!
+    const publish = leader.net.publish.bind(leader.net)
+    leader.net.publish = async (message) => {
+      if (message.type === 'round-done' && message.round === 2) leader.net.disconnect()
+      await publish(message)
+    }
+    const rest = peers.filter(p => p !== leader)
+    await net.until('round 3 done without the old leader', () => rest.every(p => p.node.replica.round >= 3), 300_000)
+    const announced = net.events('round-done', e => e.node === leader.id && e.round === 2)
+    expect(announced).to.have.length(1)
+    for (const p of rest) {
+      expect(p.node.replica.history.find(r => r.round === 2)?.modelHash).to.equal(announced[0].modelHash)
+    }
+    expect(net.events('round-done', e => e.round === 2)).to.have.length(1) // nobody did round 2 again
+    expect(net.events('round-self-certified').length).to.be.at.least(1)
   })
 
   it('a leader that evaluates slowly: the participants\' signatures that come first still count', async () => {

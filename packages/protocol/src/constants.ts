@@ -1,5 +1,5 @@
 /** 2: leaders and rounds are proven by certificates (votes, signatures of a round's participants). */
-export const PROTOCOL_VERSION = 3
+export const PROTOCOL_VERSION = 4
 /** gossipsub topic for every control message. */
 export const CONTROL_TOPIC = '/dml/1/control'
 /** libp2p stream protocol that serves blobs (models and updates) by content hash. */

@@ -167,7 +167,9 @@ export interface WorkFailed {
 /**
  * The leader's result of a round, before it counts: `resultHash` names a RoundResult blob (what
  * went into the new model). Participants check it, compute the model themselves, evaluate it, and
- * sign (RoundVote); only with a quorum of signatures is the round done.
+ * sign (RoundVote); only with a quorum of signatures is the round done. `signature` is the
+ * leader's over the result, as in the round certificate: with it and the votes, which are gossiped
+ * to all, every participant can build the certificate should the leader's announcement not come.
  */
 export interface RoundProposal {
   type: 'round-proposal'
@@ -177,6 +179,7 @@ export interface RoundProposal {
   leader: string
   resultHash: string
   modelHash: string
+  signature: Uint8Array
 }
 
 /** A participant's signature of a round result, with what it measured of the new model. */
@@ -431,7 +434,7 @@ export function validateMessage (value: unknown): ControlMessage {
     case 'work-failed':
       return { type, ...common, round: int(o, 'round', 1), peer: peerId(o.peer, 'peer'), reason: str(o, 'reason', MAX_REASON_LENGTH) }
     case 'round-proposal':
-      return { type, ...common, ...fromLeader(), resultHash: hash(o, 'resultHash') }
+      return { type, ...common, ...fromLeader(), resultHash: hash(o, 'resultHash'), signature: signature(o, 'signature') }
     case 'round-vote':
       return {
         type,
