@@ -5,7 +5,7 @@
 // votes by the rules (election.ts), and counts what peers do wrong (misbehaviour.ts).
 // Time comes from an injected clock and the network through the Network interface, so the whole
 // engine runs in unit tests on an in-memory network with fake time.
-import { encodeTermCert, MAX_TERM_STEP, OWN_DATA, PROTOCOL_VERSION, trainingDifference, voteSigningBytes, type Compression, type ControlMessage, type Device, type Heartbeat, type RoundStart, type Task, type TermCert, type UpdateReady, type Vote, type VoteRequest, type WorkFailed } from '@dml/protocol'
+import { encodeTermCert, MAX_TERM_STEP, OWN_DATA, PROTOCOL_VERSION, trainingDifference, voteSigningBytes, type Compression, type ControlMessage, type Device, type Heartbeat, type RoundStart, type Task, type TermCert, type UpdateReady, type Vote, type VoteRequest, type WorkFailed, type WorkProgress } from '@dml/protocol'
 import type { Checkpoint } from './checkpoint.ts'
 import { CertificateError, coversView, isAllowed, isForgery, isQuorum, signedBy, type QuorumPolicy, type Signer } from './certificates.ts'
 import { Changes, type Clock, isAbort, Supervisor, systemClock } from './clock.ts'
@@ -15,6 +15,7 @@ import type { Logger } from './log.ts'
 import { Membership } from './membership.ts'
 import { Ledger, OFFENCES } from './misbehaviour.ts'
 import type { MessageHandlers, Network, Verdict } from './network.ts'
+import { roundProgress, type RoundProgress } from './progress.ts'
 import { Proofs } from './proofs.ts'
 import { Replica, type CheckpointStore } from './replica.ts'
 import type { Trainer } from './trainer.ts'
@@ -67,7 +68,10 @@ export interface NodeStatus {
   state: 'electing' | 'waiting-for-peers' | 'training' | 'finished'
   round: number
   totalRounds: number
+  /** finished rounds, and the current one's share done, over the rounds to train */
   progress: number
+  /** the round in progress: examples trained of those assigned, across the peers, and ETAs */
+  roundProgress: RoundProgress | null
   currentRound: RoundSnapshot | WorkPhase | null
   accuracy: number | null
   loss: number | null
@@ -78,7 +82,7 @@ export interface NodeStatus {
   gpuNodes: number
   cpuNodes: number
   /** `proven`: its update counted in a certified round lately (see proven.ts), so it counts in quorums */
-  nodes: Array<{ peerId: string, device: Device, backend: string, round: number, samplesPerSec: number, examples: number, isLeader: boolean, proven: boolean }>
+  nodes: Array<{ peerId: string, device: Device, backend: string, round: number, samplesPerSec: number, examples: number, isLeader: boolean, proven: boolean, work: WorkProgress | null, lastSeenMs: number }>
   backend: { name: string, device: Device, source: string, warning: string | null }
   task: Task
   permissioned: boolean
@@ -368,8 +372,15 @@ export class DmlNode implements MessageHandlers {
       examples: this.task.dataset === OWN_DATA ? this.trainer.examples : 0,
       addrs: this.net.listenAddrs().slice(0, 16),
       termCert: this.election.isLeader ? this.leaderCert?.hash ?? null : null,
-      roundCert: this.replica.cert?.hash ?? null
+      roundCert: this.replica.cert?.hash ?? null,
+      work: this.work()
     }
+  }
+
+  /** What this peer's worker is doing, as its heartbeat says it. */
+  private work (): WorkProgress | null {
+    const phase = this.worker.phase
+    return phase === null ? null : { round: phase.round, done: Math.min(phase.done, phase.total), total: phase.total }
   }
 
   private sendHeartbeat (): void {
@@ -732,6 +743,9 @@ export class DmlNode implements MessageHandlers {
     const last = this.replica.history.at(-1)
     const leader = this.election.leader
     const totalRounds = this.task.totalRounds
+    const now = this.clock.now()
+    const working = [{ peer: this.peerId, speed: this.worker.speed, work: this.work() }, ...live.map(h => ({ peer: h.peer, speed: h.speed, work: h.work }))]
+    const current = this.replica.finished ? null : roundProgress(this.replica.round + 1, working, Math.max(0, totalRounds - this.replica.round - 1), this.replica.history.map(r => r.metrics.durationMs).filter(ms => ms > 0))
     return {
       peerId: this.peerId,
       isLeader: this.election.isLeader,
@@ -741,7 +755,8 @@ export class DmlNode implements MessageHandlers {
       state: this.replica.finished ? 'finished' : leader === null ? 'electing' : live.length < this.config.minPeers ? 'waiting-for-peers' : 'training',
       round: this.replica.round,
       totalRounds,
-      progress: Math.min(1, this.replica.round / totalRounds),
+      progress: this.replica.finished ? 1 : Math.min(1, (this.replica.round + (current?.fraction ?? 0)) / totalRounds),
+      roundProgress: current,
       currentRound: this.coordinator?.snapshot() ?? (this.worker.phase === null ? null : { ...this.worker.phase }),
       accuracy: last?.metrics.accuracy ?? null,
       loss: last?.metrics.loss ?? null,
@@ -750,7 +765,7 @@ export class DmlNode implements MessageHandlers {
       activeNodes: live.length,
       gpuNodes: live.filter(h => h.device === 'gpu').length,
       cpuNodes: live.filter(h => h.device === 'cpu').length,
-      nodes: live.map(h => ({ peerId: h.peer, device: h.device, backend: h.backend, round: h.round, samplesPerSec: Math.round(h.speed), examples: h.examples, isLeader: h.peer === leader, proven: this.replica.proven.has(h.peer) })),
+      nodes: live.map(h => ({ peerId: h.peer, device: h.device, backend: h.backend, round: h.round, samplesPerSec: Math.round(h.speed), examples: h.examples, isLeader: h.peer === leader, proven: this.replica.proven.has(h.peer), work: h.work, lastSeenMs: now - (this.membership.lastSeen(h.peer) ?? now) })),
       backend: { name: this.backend.backend, device: this.backend.device, source: this.backend.source, warning: this.backend.warning ?? null },
       task: { ...this.task },
       permissioned: this.policy.allowed !== undefined,

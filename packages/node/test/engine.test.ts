@@ -38,6 +38,8 @@ describe('round engine', function () {
     expect(peers.filter(p => p.node.status().isLeader)).to.have.length(1)
     // every peer checkpointed every round
     for (const p of peers) expect(p.checkpoints.map(c => c.round)).to.include.members([1, 2, 3, 4, 5])
+    // a finished run: every round done, nothing in progress
+    expect(peers[0].node.status()).to.deep.include({ progress: 1, roundProgress: null })
     // a live leader's announcement comes first: nobody certifies a round on its own
     expect(net.events('round-self-certified')).to.have.length(0)
   })
@@ -235,6 +237,19 @@ describe('round engine', function () {
     expect(two.participants).to.include(second.id)
     expect(two.durationMs).to.be.at.most(2 * (one.durationMs as number)) // nobody waited for a lost start
     expect(second.node.status().misbehaviour.offences).to.deep.equal({})
+  })
+
+  it('the status shows the round in progress: examples trained of those assigned, over every peer, and an ETA', async () => {
+    const peers = [net.add(), net.add(), net.add()]
+    await net.until('round 1 done', () => peers.every(p => p.node.replica.round >= 1))
+    await net.until('round 2 half trained', () => (peers[0].node.status().roundProgress?.fraction ?? 0) >= 0.45)
+    const status = peers[0].node.status()
+    const progress = status.roundProgress!
+    expect(progress.round).to.equal(2)
+    expect(progress.done).to.be.at.most(progress.total)
+    expect(status.progress).to.be.above(1 / 5).and.below(2 / 5)
+    expect(status.nodes.every(n => n.work !== null && n.work.round === 2)).to.equal(true)
+    expect(progress.trainingEtaSeconds).to.be.a('number')
   })
 
   it('a leader that dies as it announces a certified round: the round stands, as certified, and training goes on from it', async () => {

@@ -92,6 +92,14 @@ export interface Heartbeat {
   termCert: string | null
   /** the blob hash of the certificate of `round` (null at round 0) */
   roundCert: string | null
+  /** the work this peer is doing for a round: examples trained of those assigned (for progress and ETAs only) */
+  work: WorkProgress | null
+}
+
+export interface WorkProgress {
+  round: number
+  done: number
+  total: number
 }
 
 /** A candidate asks for votes for `term`, showing the rounds it can prove. */
@@ -270,6 +278,10 @@ export function hash (o: Obj, key: string): string {
   if (!isContentHash(o[key])) fail(`${key} must be a hex SHA-256`)
   return o[key] as string
 }
+function workProgress (o: Obj): WorkProgress {
+  const total = int(o, 'total')
+  return { round: int(o, 'round', 1), done: int(o, 'done', 0, total), total }
+}
 function hashOrNull (o: Obj, key: string): string | null {
   return o[key] === null ? null : hash(o, key)
 }
@@ -404,7 +416,8 @@ export function validateMessage (value: unknown): ControlMessage {
         examples: int(o, 'examples', 0),
         addrs: list(o, 'addrs', 32, (a) => { if (typeof a !== 'string' || a.length > 512 || !a.startsWith('/')) fail('addrs must be multiaddr strings'); return a }),
         termCert: hashOrNull(o, 'termCert'),
-        roundCert: hashOrNull(o, 'roundCert')
+        roundCert: hashOrNull(o, 'roundCert'),
+        work: o.work === null ? null : workProgress(obj(o.work, 'work'))
       }
     case 'vote-request':
       return { type, ...common, term: int(o, 'term', 1), candidate: peerId(o.candidate, 'candidate'), round: int(o, 'round'), roundCert: hashOrNull(o, 'roundCert') }

@@ -9,8 +9,8 @@ export const SIG = new Uint8Array(64).fill(7)
 export const metrics = { accuracy: 0.9, loss: 0.3, federatedAccuracy: 0.9, federatedLoss: 0.3, evaluatedSamples: 1000, participants: [PEER, OTHER], activeNodes: 2, gpuNodes: 0, cpuNodes: 2, durationMs: 10, trainMs: 5, transferMs: 1, aggregateMs: 1, evalMs: 1, idleMs: 2, finishedAt: 1 }
 
 export const SAMPLES: ControlMessage[] = [
-  { type: 'heartbeat', v: 4, term: 3, peer: PEER, leader: OTHER, round: 2, modelHash: HASH, device: 'cpu', backend: 'wasm', speed: 1500.5, examples: 600, addrs: ['/ip4/127.0.0.1/tcp/4001'], termCert: null, roundCert: HASH },
-  { type: 'heartbeat', v: 4, term: 0, peer: PEER, leader: PEER, round: 0, modelHash: null, device: 'gpu', backend: 'tensorflow', speed: 0, examples: 0, addrs: [], termCert: HASH, roundCert: null },
+  { type: 'heartbeat', v: 4, term: 3, peer: PEER, leader: OTHER, round: 2, modelHash: HASH, device: 'cpu', backend: 'wasm', speed: 1500.5, examples: 600, addrs: ['/ip4/127.0.0.1/tcp/4001'], termCert: null, roundCert: HASH, work: { round: 3, done: 640, total: 1200 } },
+  { type: 'heartbeat', v: 4, term: 0, peer: PEER, leader: PEER, round: 0, modelHash: null, device: 'gpu', backend: 'tensorflow', speed: 0, examples: 0, addrs: [], termCert: HASH, roundCert: null, work: null },
   { type: 'round-start', v: 4, term: 3, round: 4, leader: PEER, modelHash: HASH, deadline: 1e12, task, assignments: [{ peer: PEER, samples: 100, shard: [0, 2] }, { peer: OTHER, samples: 120, shard: [1, 2] }] },
   { type: 'update-ready', v: 4, term: 3, round: 4, peer: OTHER, hash: HASH, numSamples: 120, metrics: { loss: 0.2, trainMs: 900, samplesPerSec: 133 } },
   { type: 'round-proposal', v: 4, term: 3, round: 4, leader: PEER, resultHash: HASH, modelHash: HASH, signature: SIG },

@@ -59,7 +59,10 @@ export class FakeTrainer implements Trainer {
   async train (job: TrainJob): Promise<TrainResult> {
     const b = this.behaviour
     try {
-      await sleep(this.clock, b.train === 'hang' ? 1e12 : b.trainMs, job.signal)
+      // half way, it says so, as local training reports its progress
+      await sleep(this.clock, b.train === 'hang' ? 1e12 : b.trainMs / 2, job.signal)
+      job.onProgress(Math.floor(job.samples / 2), job.samples, 0.5)
+      await sleep(this.clock, b.trainMs / 2, job.signal)
     } catch (err) {
       throw new TrainingAborted((err as Error).message)
     }
@@ -199,7 +202,7 @@ function addFollower (net: TestCluster, claim: { device: 'cpu' | 'gpu', backend:
   })
   const beat = (): void => {
     if (!endpoint.connected) return
-    endpoint.publish({ type: 'heartbeat', v: PROTOCOL_VERSION, term, peer: endpoint.peerId, leader, round: 0, modelHash: null, examples: 0, ...claim, addrs: [], termCert: null, roundCert: null }).catch(() => {})
+    endpoint.publish({ type: 'heartbeat', v: PROTOCOL_VERSION, term, peer: endpoint.peerId, leader, round: 0, modelHash: null, examples: 0, ...claim, addrs: [], termCert: null, roundCert: null, work: null }).catch(() => {})
     net.clock.setTimeout(beat, 1000)
   }
   beat()
