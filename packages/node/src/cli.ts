@@ -11,7 +11,7 @@ import { ConfigError, firstLine, helpText, NODE_OPTIONS, parseOptions, parseShar
 import { lockDataDir } from './data-dir.ts'
 import { startHost, type DmlHost } from './host.ts'
 import { loadOrCreateIdentity } from './identity.ts'
-import { createLogger, type Logger } from './log.ts'
+import { createLogger, recordingTo, RecentEvents, type Logger } from './log.ts'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { lateHandlers } from './network.ts'
 import { DmlNode } from './node.ts'
@@ -35,7 +35,8 @@ export async function runNode (argv: string[]): Promise<number> {
     return 0
   }
   if (o.gpu === true && o.cpu === true) throw new ConfigError('--gpu and --cpu contradict each other; pass one')
-  const log = createLogger(o['json-logs'] as boolean, '[dml]')
+  const recent = new RecentEvents()
+  const log = recordingTo(createLogger(o['json-logs'] as boolean, '[dml]'), recent)
   // the last resort: a stray rejection inside a network library must not take the peer down silently
   process.on('unhandledRejection', (err) => {
     log.warn('unhandled-rejection', { error: String(err) }, `unhandled rejection: ${(err as Error)?.stack ?? String(err)}`)
@@ -150,7 +151,7 @@ export async function runNode (argv: string[]): Promise<number> {
   metrics.follow(() => node.status())
   const status = async (): Promise<ReturnType<DmlNode['status']> & Record<string, unknown>> => {
     const s = node.status()
-    return { ...s, leaderStatusUrl: leaderStatusUrl(s.isLeader ? net.listenAddrs() : s.leaderAddrs, httpPortOption), listenAddrs: net.listenAddrs(), bootstrap: net.bootstrapState(), limits: net.refused(), traffic: await metrics.traffic() }
+    return { ...s, leaderStatusUrl: leaderStatusUrl(s.isLeader ? net.listenAddrs() : s.leaderAddrs, httpPortOption), listenAddrs: net.listenAddrs(), bootstrap: net.bootstrapState(), limits: net.refused(), traffic: await metrics.traffic(), events: recent.list() }
   }
   let server
   try {
@@ -162,7 +163,7 @@ export async function runNode (argv: string[]): Promise<number> {
   }
   const address = server.address()
   const httpPort = typeof address === 'object' && address !== null ? address.port : httpPortOption
-  log.info('status-api', { port: httpPort }, `status API on http://${host}:${httpPort}/api/status, metrics on /metrics`)
+  log.info('status-api', { port: httpPort }, `dashboard on http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${httpPort}/ (status API on /api/status, metrics on /metrics)`)
   const lonely = watchBootstrap(net, log, 2 * (o['lease-ms'] as number))
 
   let stopping: Promise<void> | undefined

@@ -19,3 +19,39 @@ export function createLogger (json: boolean, tag: string, out: NodeJS.WritableSt
     warn: (event, fields, text) => { write('warn', event, fields, text) }
   }
 }
+
+export interface RecentEvent {
+  ts: number
+  level: 'info' | 'warn'
+  event: string
+  msg: string
+}
+
+/** Events a person watching a run wants to see: elections, peers coming and going, rounds; and every warning. */
+const NOTABLE = new Set(['election-started', 'leader-elected', 'leader-followed', 're-election', 'peer-joined', 'peer-benched', 'round-start', 'round-done', 'model-adopted', 'training-finished', 'waiting-for-peers'])
+
+/** The latest notable events, for the status API and the dashboard. */
+export class RecentEvents {
+  private readonly events: RecentEvent[] = []
+  private readonly size: number
+
+  constructor (size = 50) { this.size = size }
+
+  add (event: RecentEvent): void {
+    if (event.level !== 'warn' && !NOTABLE.has(event.event)) return
+    this.events.push(event)
+    if (this.events.length > this.size) this.events.shift()
+  }
+
+  list (): RecentEvent[] {
+    return [...this.events]
+  }
+}
+
+/** `log`, also keeping its notable events in `recent`. */
+export function recordingTo (log: Logger, recent: RecentEvents): Logger {
+  return {
+    info: (event, fields, text) => { recent.add({ ts: Date.now(), level: 'info', event, msg: text }); log.info(event, fields, text) },
+    warn: (event, fields, text) => { recent.add({ ts: Date.now(), level: 'warn', event, msg: text }); log.warn(event, fields, text) }
+  }
+}

@@ -1,7 +1,11 @@
-// HTTP status API: GET /api/status on every peer. The leader's answer is the network's state;
-// a follower answers with its own view and says where the leader is. The server reads a snapshot
-// (a plain copy the engine makes on request), never the engine's fields.
-import { createServer, type Server } from 'node:http'
+// HTTP status API on every peer: GET /api/status (JSON), /api/events (the same, pushed as
+// server-sent events whenever it changes), /metrics (Prometheus) and the dashboard at /. The
+// leader's answer is the network's state; a follower answers with its own view and says where
+// the leader is. The server reads a snapshot (a plain copy the engine makes on request), never
+// the engine's fields.
+import { readFileSync } from 'node:fs'
+import { createServer, type ServerResponse, type Server } from 'node:http'
+import { createRequire } from 'node:module'
 import type { NodeStatus } from './node.ts'
 
 export type StatusSource = () => Promise<NodeStatus & Record<string, unknown>> | (NodeStatus & Record<string, unknown>)
@@ -16,29 +20,61 @@ export function leaderStatusUrl (leaderAddrs: string[], httpPort: number): strin
 export interface StatusLimits {
   /** how long one snapshot answers every request (a snapshot copies the history: not per request) */
   cacheMs: number
-  /** connections served at once; more are refused until some close */
+  /** connections served at once (live dashboards included); more are refused until some close */
   maxConnections: number
+  /** how often the event stream looks for a change */
+  pushMs: number
 }
 
-export const DEFAULT_STATUS_LIMITS: StatusLimits = { cacheMs: 250, maxConnections: 64 }
+export const DEFAULT_STATUS_LIMITS: StatusLimits = { cacheMs: 250, maxConnections: 64, pushMs: 1000 }
 
 /** What else the server answers besides /api/status: GET /metrics, if given. */
 export interface StatusRoutes {
   metrics?: { contentType: string, text: () => Promise<string> }
 }
 
+/** The dashboard's files, read once: its own, and uPlot's from its npm package (no CDN: it works offline). */
+function dashboardFiles (): Map<string, { type: string, body: Buffer }> {
+  const own = (name: string): Buffer => readFileSync(new URL(`./dashboard/${name}`, import.meta.url))
+  const vendor = (path: string): Buffer => readFileSync(createRequire(import.meta.url).resolve(path))
+  return new Map([
+    ['/', { type: 'text/html; charset=utf-8', body: own('index.html') }],
+    ['/dashboard.js', { type: 'text/javascript; charset=utf-8', body: own('dashboard.js') }],
+    ['/dashboard.css', { type: 'text/css; charset=utf-8', body: own('dashboard.css') }],
+    ['/vendor/uplot.js', { type: 'text/javascript; charset=utf-8', body: vendor('uplot/dist/uPlot.iife.min.js') }],
+    ['/vendor/uplot.css', { type: 'text/css; charset=utf-8', body: vendor('uplot/dist/uPlot.min.css') }]
+  ])
+}
+
+/** A keep-alive comment this often on a quiet event stream, so proxies and browsers keep it open. */
+const EVENT_STREAM_PING_MS = 15_000
+
 export async function startStatusServer (status: StatusSource, host: string, port: number, limits: StatusLimits = DEFAULT_STATUS_LIMITS, routes: StatusRoutes = {}): Promise<Server> {
-  const statusBody = cachedFor(limits.cacheMs, async () => JSON.stringify(await status(), null, 2))
+  const snapshot = cachedFor(limits.cacheMs, async () => JSON.stringify(await status()))
   const metricsBody = routes.metrics === undefined ? undefined : cachedFor(limits.cacheMs, async () => await routes.metrics!.text())
-  const answer = async (path: string): Promise<{ code: number, type: string, body: string }> => {
-    if (path === '/api/status') return { code: 200, type: 'application/json', body: await statusBody() }
+  const files = dashboardFiles()
+  const streams = new Set<ServerResponse>()
+  /** what each event stream was last sent, and when */
+  const last = new Map<ServerResponse, { body: string, at: number }>()
+  const answer = async (path: string): Promise<{ code: number, type: string, body: string | Buffer }> => {
+    if (path === '/api/status') return { code: 200, type: 'application/json', body: JSON.stringify(JSON.parse(await snapshot()), null, 2) }
     if (path === '/metrics' && metricsBody !== undefined) return { code: 200, type: routes.metrics!.contentType, body: await metricsBody() }
-    return { code: 404, type: 'application/json', body: JSON.stringify({ error: `not found; try GET /api/status${metricsBody === undefined ? '' : ' or /metrics'}` }) }
+    const file = files.get(path)
+    if (file !== undefined) return { code: 200, type: file.type, body: file.body }
+    return { code: 404, type: 'application/json', body: JSON.stringify({ error: `not found; try / (the dashboard), GET /api/status, /api/events${metricsBody === undefined ? '' : ' or /metrics'}` }) }
   }
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0]
     if (req.method !== 'GET') {
       res.writeHead(405, { allow: 'GET' }).end()
+      return
+    }
+    if (path === '/api/events') {
+      res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', 'access-control-allow-origin': '*' })
+      res.write('retry: 2000\n\n')
+      streams.add(res)
+      res.on('close', () => { streams.delete(res); last.delete(res) })
+      push().catch(() => {}) // the newcomer gets the state now; a failure is retried by the next push
       return
     }
     answer(path).then(({ code, type, body }) => {
@@ -47,6 +83,38 @@ export async function startStatusServer (status: StatusSource, host: string, por
       res.writeHead(500, { 'content-type': 'application/json' }).end(JSON.stringify({ error: String((err as Error).message) }))
     })
   })
+  // the event stream: each client gets the snapshot whenever it differs from what it last got
+  let pushing = false
+  const push = async (): Promise<void> => {
+    if (streams.size === 0 || pushing) return
+    pushing = true
+    try {
+      const body = await snapshot()
+      const now = Date.now()
+      for (const res of streams) {
+        const sent = last.get(res)
+        if (sent?.body === body) {
+          if (now - sent.at >= EVENT_STREAM_PING_MS) { res.write(': ping\n\n'); sent.at = now }
+          continue
+        }
+        res.write(`event: status\ndata: ${body}\n\n`)
+        last.set(res, { body, at: now })
+      }
+    } finally {
+      pushing = false
+    }
+  }
+  const pusher = setInterval(() => { push().catch(() => {}) }, limits.pushMs)
+  pusher.unref()
+  server.on('close', () => {
+    clearInterval(pusher)
+  })
+  // closing the server ends the event streams too, which would otherwise keep it open
+  const close = server.close.bind(server)
+  server.close = (callback?: (err?: Error) => void) => {
+    for (const res of streams) res.end()
+    return close(callback)
+  }
   server.maxConnections = limits.maxConnections
   // a client that opens a connection and says nothing does not keep it
   server.headersTimeout = 5000

@@ -1,0 +1,93 @@
+/// <reference lib="dom" />
+// The web dashboard, in a real browser (Debian's Chromium, headless, driven by playwright-core)
+// against three real peers: the chart, the peer table and the leader, live as rounds finish and
+// when the leader is killed. It saves a screenshot.
+import { expect } from 'chai'
+import { existsSync, mkdirSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { chromium, type Browser, type Page } from 'playwright-core'
+import { LocalNetwork, getJson } from './helpers.ts'
+
+const MINUTE = 60_000
+const CHROMIUM = process.env.DML_CHROMIUM ?? '/usr/bin/chromium'
+// no sandbox as root; nothing that reaches for the internet (this machine has none)
+const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync']
+
+/** Waits in the page until `predicate` holds, failing loudly with what the page shows. */
+async function until (page: Page, what: string, predicate: () => boolean, timeoutMs: number): Promise<void> {
+  try {
+    await page.waitForFunction(predicate, undefined, { timeout: timeoutMs, polling: 250 })
+  } catch (err) {
+    const shown = await page.evaluate(() => document.body.innerText.slice(0, 1500)).catch(() => '(page gone)')
+    throw new Error(`dashboard: not within ${timeoutMs} ms: ${what} (${(err as Error).message.split('\n')[0]})\n--- the page shows:\n${shown}`)
+  }
+}
+
+describe('the web dashboard', function () {
+  this.timeout(8 * MINUTE)
+  const net = new LocalNetwork()
+  let browser: Browser | undefined
+  before(function () {
+    if (!existsSync(CHROMIUM)) {
+      console.log(`    (skipped: no Chromium at ${CHROMIUM}; apt-get install chromium, or set DML_CHROMIUM)`)
+      this.skip()
+    }
+  })
+  after(async () => {
+    await browser?.close()
+    await net.stop()
+  })
+
+  it('shows the chart, the peers and the leader, live: a round finishing, and a new leader when the leader is killed', async () => {
+    const peers = await net.start(3, ['--min-peers', '2', '--rounds', '30', '--local-epochs', '0.2'])
+    await Promise.any(peers.map(async p => await p.waitFor('round-done', 3 * MINUTE)))
+    const statuses = await Promise.all(peers.map(async p => await getJson(await p.statusUrl())))
+    const leader = statuses.find(s => s.isLeader)
+    expect(leader, 'a leader').to.not.equal(undefined)
+    // the dashboard of a follower, which lives through the leader's death
+    const follower = peers[statuses.findIndex(s => !s.isLeader)]
+    const base = (await follower.statusUrl()).replace('/api/status', '')
+
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS })
+    const page = await browser.newPage({ viewport: { width: 1100, height: 1000 } })
+    const requests: string[] = []
+    page.on('request', r => { requests.push(r.url()) })
+    const errors: string[] = []
+    page.on('pageerror', e => { errors.push(e.message) })
+    await page.goto(`${base}/`)
+
+    await until(page, 'live, with a chart of at least one round', () =>
+      document.getElementById('connection')!.classList.contains('live') &&
+      document.querySelector('#chart canvas') !== null &&
+      Number(document.getElementById('chart')!.dataset.rounds) >= 1, 30_000)
+    await until(page, 'three peers in the table', () => document.querySelectorAll('#peers tbody tr').length === 3, 30_000)
+    expect(await page.getAttribute('#leader', 'data-peer')).to.equal(leader.peerId)
+    expect(await page.locator('#peers tbody tr.leader').getAttribute('data-peer')).to.equal(leader.peerId)
+    expect(await page.locator('#events li').count()).to.be.greaterThan(0)
+
+    // a round finishing reaches the chart without a reload; the round's progress shows while it trains
+    const plotted = Number(await page.getAttribute('#chart', 'data-rounds'))
+    await until(page, 'a round in training', () => /round \d+: \d+% trained/.test(document.getElementById('progress-text')!.textContent!), 2 * MINUTE)
+    await page.waitForFunction((n) => Number(document.getElementById('chart')!.dataset.rounds) > n, plotted, { timeout: 2 * MINUTE, polling: 250 })
+
+    // the leader dies: the dashboard names the new one
+    peers[statuses.indexOf(leader)].kill('SIGKILL')
+    await page.waitForFunction((old) => {
+      const now = document.getElementById('leader')!.dataset.peer
+      return now !== undefined && now !== '' && now !== old
+    }, leader.peerId, { timeout: 2 * MINUTE, polling: 250 })
+    await until(page, 'two peers in the table', () => document.querySelectorAll('#peers tbody tr').length === 2, MINUTE)
+    expect(await page.locator('#events li[data-event="leader-lost"]').count()).to.be.greaterThan(0)
+
+    const dir = process.env.DML_TEST_ARTIFACTS ?? tmpdir()
+    mkdirSync(dir, { recursive: true })
+    const shot = join(dir, 'dml-dashboard.png')
+    await page.screenshot({ path: shot, fullPage: true })
+    console.log(`    screenshot: ${shot}`)
+
+    expect(errors, 'errors in the page').to.deep.equal([])
+    // offline: every file the page loaded came from the peer itself
+    expect(requests.filter(u => !u.startsWith(base))).to.deep.equal([])
+  })
+})
