@@ -25,7 +25,7 @@ async function once (): Promise<{ elected: number, roundStart: number }> {
   const peers: PeerProcess[] = []
   try {
     const first = join(dir, 'peer1')
-    const id = execFileSync(process.execPath, [DML_NODE_BIN, '--print-peer-id', '--data-dir', first], { encoding: 'utf8' }).trim()
+    const id = execFileSync(process.execPath, [DML_NODE_BIN, 'keygen', '--data-dir', first], { encoding: 'utf8' }).trim()
     const port = await freePort()
     const common = ['--host', '127.0.0.1', '--no-mdns', '--http-port', '0', '--model', 'mlp', '--min-peers', String(PEERS)]
     const launched = Date.now()

@@ -2,7 +2,7 @@
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { EventProcess, PeerProcess, DML_MONITOR_BIN, type LogEvent } from '@dml/node/launcher'
+import { EventProcess, PeerProcess, DML_MONITOR_BIN, DML_NODE_BIN, type LogEvent } from '@dml/node/launcher'
 
 export class LocalNetwork {
   readonly dir = mkdtempSync(join(tmpdir(), 'dml-test-'))
@@ -27,6 +27,13 @@ export class LocalNetwork {
     const peer = new PeerProcess(name, ['--host', '127.0.0.1', '--port', '0', '--no-mdns', '--http-port', '0', '--data-dir', join(this.dir, name), ...args])
     this.others.push(peer)
     return peer
+  }
+
+  /** Runs a dml-node subcommand (keygen, export, ...) as it is typed. */
+  command (name: string, args: string[]): EventProcess {
+    const process_ = new EventProcess(name, process.execPath, [DML_NODE_BIN, ...args])
+    this.others.push(process_)
+    return process_
   }
 
   async monitor (args: string[]): Promise<EventProcess> {

@@ -92,7 +92,7 @@ describe('attacks by one lying member', function () {
           // the honest peers' ids: each prints its own from its data directory
           const ids: string[] = [attackerId]
           for (let i = 0; i < HONEST; i++) {
-            const p = net.alone(`id${i + 1}`, ['--data-dir', join(net.dir, `peer${i + 1}`), '--print-peer-id'])
+            const p = net.command(`id${i + 1}`, ['keygen', '--data-dir', join(net.dir, `peer${i + 1}`)])
             await p.exited
             ids.push(String(p.events.find(e => e.event === 'text')?.msg))
           }

@@ -1,13 +1,15 @@
 // The dml-node command: parse options, pick a backend, start the host, the engine and the status
 // API. Every mistake a user can make here (a flag, a path, an address) ends in one line that
 // names the option, never a stack trace.
+import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
+import yargs, { type Argv } from 'yargs'
 import { encodeTensors, OWN_DATA, type Compression } from '@dml/protocol'
 import { initBackend, registerModelModule, buildModel, defaultServerLr, getStrategy, type ServerOptimizerName } from '@dml/trainer'
 import { DataDirStore, loadLatestCheckpoint, type Checkpoint } from './checkpoint.ts'
 import type { CheckpointStore } from './replica.ts'
 import { keySigner } from './certificates.ts'
-import { ConfigError, firstLine, helpText, NODE_OPTIONS, parseOptions, parseShard, readAllowList, readSwarmKey } from './config.ts'
+import { ConfigError, declareOptions, EVALUATE_OPTIONS, EXPORT_OPTIONS, firstLine, helpText, KEYGEN_OPTIONS, levenshtein, NODE_OPTIONS, parseOptions, parseShard, readAllowList, readSwarmKey } from './config.ts'
 import { lockDataDir } from './data-dir.ts'
 import { startHost, type DmlHost } from './host.ts'
 import { loadOrCreateIdentity } from './identity.ts'
@@ -20,18 +22,91 @@ import { NodeMetrics } from './metrics.ts'
 import { LocalTrainer, modelSpec } from './trainer.ts'
 import { exportCheckpoint, runEvaluate, runExport, runPredict } from './model-commands.ts'
 
-const SUMMARY = 'A dml peer: finds other peers (mDNS, --bootstrap), elects a coordinator, and trains the model with them.\n' +
-  'Also: dml-node export|evaluate|predict --help, for the trained model.'
+const SUMMARY = 'A dml peer: finds other peers (mDNS, --bootstrap), elects a coordinator, and trains one model with them.'
 
-/** `dml-node <command>`: what to do with the trained model */
-const MODEL_COMMANDS = { export: runExport, evaluate: runEvaluate, predict: runPredict }
+/** dml's version, from the package it is installed from. */
+function version (): string {
+  return (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version
+}
+
+interface Command {
+  summary: string
+  /** the options it takes (for completion) */
+  specs: Record<string, unknown>
+  run: (argv: string[]) => Promise<number>
+}
+
+/** `dml-node <command>`; `start` when none is named. */
+const COMMANDS: Record<string, Command> = {
+  start: { summary: 'start a peer and train with the others (the default command)', specs: NODE_OPTIONS, run: runStart },
+  keygen: { summary: 'create this peer\'s identity in --data-dir if it has none, and print its peer id', specs: KEYGEN_OPTIONS, run: runKeygen },
+  export: { summary: 'write the newest checkpoint\'s model in TensorFlow.js\'s layers format', specs: EXPORT_OPTIONS, run: runExport },
+  evaluate: { summary: 'measure an exported model\'s accuracy on test examples', specs: EVALUATE_OPTIONS, run: runEvaluate },
+  predict: { summary: 'print an exported model\'s predictions for test examples', specs: EVALUATE_OPTIONS, run: runPredict },
+  completion: { summary: 'print a bash/zsh completion script (dml-node completion >> ~/.bashrc)', specs: {}, run: runCompletion }
+}
+
+const EXAMPLES: Array<[string, string]> = [
+  ['dml-node', 'train with the peers this one finds on the LAN (mDNS)'],
+  ['dml-node --bootstrap /ip4/10.0.0.5/tcp/4001/p2p/12D3...', 'join a network through one of its peers'],
+  ['dml-node --gpu --model cnn --rounds 50', 'train the CNN on an NVIDIA GPU'],
+  ['DML_DATA=./my-images dml-node', 'train on this peer\'s own examples, set in the environment'],
+  ['dml-node export --out ./model', 'write the trained model for TensorFlow.js']
+]
 
 export async function runNode (argv: string[]): Promise<number> {
-  const command = MODEL_COMMANDS[argv[0] as keyof typeof MODEL_COMMANDS]
-  if (command !== undefined) return await command(argv.slice(1))
-  const o = parseOptions(argv, NODE_OPTIONS)
+  const [first] = argv
+  if (first === '--version' || first === '-v') {
+    console.log(version())
+    return 0
+  }
+  if (first === '--get-yargs-completions') {
+    await completionParser(argv).parseAsync()
+    return 0
+  }
+  const name = first === undefined || first.startsWith('-') ? 'start' : first
+  if (!Object.hasOwn(COMMANDS, name)) {
+    const names = Object.keys(COMMANDS)
+    const close = names.find(n => levenshtein(n, name) <= 2)
+    throw new ConfigError(`unknown command "${name}"${close === undefined ? '' : `; did you mean ${close}?`} (commands: ${names.join(', ')}; options start with --)`)
+  }
+  return await COMMANDS[name].run(first === name ? argv.slice(1) : argv)
+}
+
+/** The whole command line for yargs's shell completion: the commands and each one's flags. */
+function completionParser (argv: string[]): Argv {
+  let y = yargs(argv).scriptName('dml-node').completion('completion', false).help(false).version(false)
+  for (const [name, command] of Object.entries(COMMANDS)) {
+    y = y.command(name === 'start' ? ['start', '$0'] : name, command.summary, (sub: Argv) => declareOptions(sub, command.specs as Parameters<typeof declareOptions>[1]))
+  }
+  return y
+}
+
+async function runCompletion (argv: string[]): Promise<number> {
+  const o = parseOptions(argv, {}, process.env)
   if (o.help === true) {
-    console.log(helpText('dml-node', SUMMARY, NODE_OPTIONS))
+    console.log(await helpText('dml-node completion', 'Prints a completion script for bash and zsh: add it to ~/.bashrc or ~/.zshrc, or source it.', {}))
+    return 0
+  }
+  completionParser([]).showCompletionScript()
+  return 0
+}
+
+async function runKeygen (argv: string[]): Promise<number> {
+  const o = parseOptions(argv, KEYGEN_OPTIONS, process.env)
+  if (o.help === true) {
+    console.log(await helpText('dml-node keygen', 'Creates this peer\'s identity (identity.key in --data-dir) if it has none, and prints its peer id: what --allow-peers lists and /p2p/ addresses name.', KEYGEN_OPTIONS))
+    return 0
+  }
+  const { key } = await loadOrCreateIdentity(resolve(o['data-dir'] as string))
+  console.log(peerIdFromPrivateKey(key).toString())
+  return 0
+}
+
+async function runStart (argv: string[]): Promise<number> {
+  const o = parseOptions(argv, NODE_OPTIONS, process.env)
+  if (o.help === true) {
+    console.log(await helpText('dml-node', SUMMARY, NODE_OPTIONS, { commands: Object.entries(COMMANDS).map(([name, c]) => [name, c.summary]), examples: EXAMPLES }))
     return 0
   }
   if (o.gpu === true && o.cpu === true) throw new ConfigError('--gpu and --cpu contradict each other; pass one')
@@ -42,11 +117,6 @@ export async function runNode (argv: string[]): Promise<number> {
     log.warn('unhandled-rejection', { error: String(err) }, `unhandled rejection: ${(err as Error)?.stack ?? String(err)}`)
   })
   const dataDir = resolve(o['data-dir'] as string)
-  if (o['print-peer-id'] === true) {
-    const { key } = await loadOrCreateIdentity(dataDir)
-    console.log(peerIdFromPrivateKey(key).toString())
-    return 0
-  }
   const lock = lockDataDir(dataDir)
   if (o['model-module'] !== '') {
     const path = o['model-module'] as string

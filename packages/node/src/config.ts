@@ -1,9 +1,13 @@
-// Command-line flags and the config file. One table describes every option: its flag, type,
-// default and help. Flags override the config file, which overrides the defaults. An unknown
-// flag or key, or a bad value, is an error that names the option and, for a typo, the right one.
+// Command-line flags, environment variables and the config file. One table describes every
+// option: its flag, type, default and help; the flag is parsed by yargs, the variable is DML_ and
+// the flag's name in capitals (--local-epochs: DML_LOCAL_EPOCHS), the config file's key is the
+// flag's name. Flags override variables, which override the config file, which overrides the
+// defaults. An unknown flag or key, or a bad value, is an error that names the option and, for a
+// typo, the right one.
 import { readFileSync } from 'node:fs'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
+import yargs, { type Argv } from 'yargs'
 // the data module alone: the monitor reads these options too, and has no use for TensorFlow.js
 import { COMPRESSIONS, isCompression, parseInputShape } from '@dml/protocol'
 import { PARTITION_FORMS, parsePartition } from '@dml/trainer/data'
@@ -94,7 +98,6 @@ export const NODE_OPTIONS = {
   mdns: { kind: 'boolean', default: true, help: 'discover peers on the LAN by mDNS' },
   'swarm-key': { kind: 'string', default: '', arg: 'file', help: 'private network: only peers with this libp2p swarm key file can connect' },
   'allow-peers': { kind: 'string', default: '', arg: 'file', help: 'permissioned network: only the peer ids in this file (one per line) take part; quorums are majorities of them' },
-  'print-peer-id': { kind: 'boolean', default: false, help: 'print the peer id of the identity in --data-dir (creating it if needed) and exit' },
   gpu: { kind: 'boolean', default: false, help: 'train with @tensorflow/tfjs-node-gpu (falls back to the CPU, saying so)' },
   cpu: { kind: 'boolean', default: false, help: 'never use the GPU' },
   'heartbeat-ms': { kind: 'integer', default: 1000, arg: 'ms', help: 'heartbeat interval', check: positive },
@@ -108,8 +111,7 @@ export const NODE_OPTIONS = {
   'min-transfer-rate': { kind: 'integer', default: 64, arg: 'KiB/s', help: 'a peer that sends a model or update slower than this (after 5 s) is left for the next one (0: no minimum)', check: (v: number) => v >= 0 ? undefined : 'must be 0 or more' },
   export: { kind: 'string', default: '', arg: 'dir', help: 'after every finished round, write the model in TensorFlow.js\'s layers format (model.json + weights.bin) here' },
   'exit-when-done': { kind: 'boolean', default: false, help: 'exit once training has finished' },
-  'json-logs': { kind: 'boolean', default: false, help: 'log one JSON object per line' },
-  help: { kind: 'boolean', default: false, help: 'show this help' }
+  'json-logs': { kind: 'boolean', default: false, help: 'log one JSON object per line' }
 } satisfies Record<string, OptionSpec>
 
 export const MONITOR_OPTIONS = {
@@ -120,16 +122,19 @@ export const MONITOR_OPTIONS = {
   'swarm-key': NODE_OPTIONS['swarm-key'],
   'allow-peers': NODE_OPTIONS['allow-peers'],
   json: { kind: 'boolean', default: false, help: 'print one JSON object per line' },
-  rounds: { kind: 'integer', default: 0, arg: 'n', help: 'exit after seeing this many rounds (0: run until training finishes)' },
-  help: NODE_OPTIONS.help
+  rounds: { kind: 'integer', default: 0, arg: 'n', help: 'exit after seeing this many rounds (0: run until training finishes)' }
+} satisfies Record<string, OptionSpec>
+
+/** `dml-node keygen`: this peer's identity. */
+export const KEYGEN_OPTIONS = {
+  'data-dir': NODE_OPTIONS['data-dir']
 } satisfies Record<string, OptionSpec>
 
 /** `dml-node export`: the newest checkpoint's model in TensorFlow.js's layers format. */
 export const EXPORT_OPTIONS = {
   'data-dir': NODE_OPTIONS['data-dir'],
   out: { kind: 'string', default: '', arg: 'dir', help: 'where to write model.json and weights.bin (required)' },
-  'model-module': NODE_OPTIONS['model-module'],
-  help: NODE_OPTIONS.help
+  'model-module': NODE_OPTIONS['model-module']
 } satisfies Record<string, OptionSpec>
 
 /** `dml-node evaluate` and `dml-node predict`: an exported model on a data set's test examples. */
@@ -138,13 +143,12 @@ export const EVALUATE_OPTIONS = {
   dataset: { ...NODE_OPTIONS.dataset, help: 'run on the test set of this data set: mnist, or idx:<dir>' },
   data: { ...NODE_OPTIONS.data, help: 'run on these examples instead (the formats of dml-node --data)' },
   samples: { kind: 'integer', default: 10000, arg: 'n', help: 'the first n examples', check: positive },
-  json: { kind: 'boolean', default: false, help: 'print JSON' },
-  help: NODE_OPTIONS.help
+  json: { kind: 'boolean', default: false, help: 'print JSON' }
 } satisfies Record<string, OptionSpec>
 
 export type Options = Record<string, unknown>
 
-function levenshtein (a: string, b: string): number {
+export function levenshtein (a: string, b: string): number {
   const row = Array.from({ length: b.length + 1 }, (_, i) => i)
   for (let i = 1; i <= a.length; i++) {
     let prev = row[0]; row[0] = i
@@ -162,8 +166,9 @@ function unknown (name: string, specs: Record<string, OptionSpec>, where: string
   return new ConfigError(`unknown ${where} --${name}${hint}`)
 }
 
-function convert (name: string, spec: OptionSpec, raw: unknown): unknown {
-  const bad = (why: string): ConfigError => new ConfigError(`--${name} ${why} (got ${JSON.stringify(raw)})`)
+/** What an option's value is called in a message: the flag, or the variable it came from. */
+function convert (name: string, spec: OptionSpec, raw: unknown, where = `--${name}`): unknown {
+  const bad = (why: string): ConfigError => new ConfigError(`${where} ${why} (got ${JSON.stringify(raw)})`)
   let value: unknown
   switch (spec.kind) {
     case 'string':
@@ -191,37 +196,107 @@ function convert (name: string, spec: OptionSpec, raw: unknown): unknown {
   return value
 }
 
-/** Parses argv against `specs`; reads --config when the specs have it. */
-export function parseOptions (argv: string[], specs: Record<string, OptionSpec>): Options {
-  const fromFlags: Options = {}
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]
-    if (!arg.startsWith('--') || arg === '--') throw new ConfigError(`unexpected argument "${arg}"; options start with --, see --help`)
-    let name = arg.slice(2)
-    let inline: string | undefined
-    const eq = name.indexOf('=')
-    if (eq >= 0) { inline = name.slice(eq + 1); name = name.slice(0, eq) }
-    let negated = false
-    // own properties only: "constructor" or "toString" must be unknown flags, not Object's
-    const known = (n: string): boolean => Object.hasOwn(specs, n)
-    if (!known(name) && name.startsWith('no-') && known(name.slice(3)) && specs[name.slice(3)].kind === 'boolean') { negated = true; name = name.slice(3) }
-    if (!known(name)) throw unknown(name, specs, 'flag')
-    const spec = specs[name]
-    let raw: unknown
-    if (spec.kind === 'boolean') {
-      if (inline !== undefined) throw new ConfigError(`--${name} is a switch and takes no value`)
-      raw = !negated
-    } else {
-      raw = inline ?? argv[++i]
-      if (raw === undefined || (inline === undefined && String(raw).startsWith('--'))) throw new ConfigError(`--${name} needs a value: --${name} <${spec.arg ?? 'value'}>`)
-    }
-    const value = convert(name, spec, raw)
-    fromFlags[name] = spec.kind === 'list' ? [...(fromFlags[name] as string[] ?? []), ...(value as string[])] : value
+/** The environment variable of option `name`: DML_ and the name in capitals (--local-epochs: DML_LOCAL_EPOCHS). */
+export function envName (name: string): string {
+  return `DML_${name.toUpperCase().replace(/-/g, '_')}`
+}
+
+/** A variable's text as the option's raw value: lists split at commas or spaces, switches from true/false (1/0, yes/no). */
+function fromEnv (name: string, spec: OptionSpec, text: string): unknown {
+  if (spec.kind === 'list') return text.split(/[\s,]+/).filter(v => v !== '')
+  if (spec.kind !== 'boolean') return text
+  const t = text.trim().toLowerCase()
+  if (['1', 'true', 'yes', 'on'].includes(t)) return true
+  if (['0', 'false', 'no', 'off', ''].includes(t)) return false
+  throw new ConfigError(`${envName(name)} (--${name}) is a switch: true or false (got ${JSON.stringify(text)})`)
+}
+
+/** How yargs reads flags for convert(): values stay strings, names stay as written, repeats make lists. */
+const PARSER_CONFIGURATION = {
+  'camel-case-expansion': false,
+  'dot-notation': false,
+  'parse-numbers': false,
+  'parse-positional-numbers': false,
+  'duplicate-arguments-array': true,
+  'strip-aliased': true,
+  'boolean-negation': true
+} as const
+
+/** Declares the options of `specs` on a yargs instance (with their help, the default and the variable). */
+export function declareOptions (y: Argv, specs: Record<string, OptionSpec>): Argv {
+  for (const [name, spec] of Object.entries(specs)) {
+    const def = spec.kind === 'boolean' ? (spec.default === true ? 'on; --no-' + name + ' turns it off' : undefined)
+      : Array.isArray(spec.default) || spec.default === '' ? undefined : String(spec.default)
+    y = y.option(name, {
+      type: spec.kind === 'boolean' ? 'boolean' : 'string',
+      requiresArg: spec.kind !== 'boolean',
+      describe: `${spec.help}${def === undefined ? '' : ` (default: ${def})`} [${envName(name)}]`
+    })
   }
+  return y
+}
+
+/** The flag yargs names in an error, as the user typed it (`--name`, `--no-name`, `-x`), if it was typed as a flag. */
+function typed (name: string, argv: string[]): string | undefined {
+  return ['--', '--no-', '-'].map(dashes => `${dashes}${name}`).find(flag => argv.some(a => a === flag || a.startsWith(`${flag}=`)))
+}
+
+/** yargs's complaint about argv, as a ConfigError that names the option (and, for a typo, the right one). */
+function parseError (message: string, argv: string[], specs: Record<string, OptionSpec>): ConfigError {
+  const unknownArg = /^Unknown arguments?: (.+)$/.exec(message)
+  if (unknownArg !== null) {
+    const name = unknownArg[1].split(', ')[0]
+    const flag = typed(name, argv)
+    if (flag === undefined) return new ConfigError(`unexpected argument "${name}"; options start with --, see --help`)
+    return flag.startsWith('--') ? unknown(name, specs, 'flag') : new ConfigError(`unknown flag ${flag}; flags start with --, see --help`)
+  }
+  const noValue = /^Not enough arguments following: (.+)$/.exec(message)
+  if (noValue !== null && Object.hasOwn(specs, noValue[1])) return new ConfigError(`--${noValue[1]} needs a value: --${noValue[1]} <${specs[noValue[1]].arg ?? 'value'}>`)
+  return new ConfigError(message)
+}
+
+/**
+ * Parses argv against `specs` (flags by yargs, strictly), then takes each option from its flag, its
+ * variable in `env`, the --config file (when the specs have one), or its default, in that order.
+ * `help` is true when -h or --help was given.
+ */
+export function parseOptions (argv: string[], specs: Record<string, OptionSpec>, env: Record<string, string | undefined> = {}): Options {
+  // yargs reads --switch=anything-but-true as false: a switch given a value must say true or false
+  for (const arg of argv) {
+    const m = /^--([^=]+)=(.*)$/.exec(arg)
+    if (m !== null && Object.hasOwn(specs, m[1]) && specs[m[1]].kind === 'boolean' && m[2] !== 'true' && m[2] !== 'false') {
+      throw new ConfigError(`--${m[1]} is a switch: --${m[1]} or --no-${m[1]} (got ${JSON.stringify(m[2])})`)
+    }
+  }
+  let parsed: Record<string, unknown>
+  try {
+    parsed = declareOptions(yargs(argv).help(false).version(false), specs)
+      .option('help', { alias: 'h', type: 'boolean' })
+      .parserConfiguration(PARSER_CONFIGURATION)
+      .strict().exitProcess(false)
+      .fail((message: string | null, err: Error | null) => { throw parseError(message ?? err?.message ?? 'cannot parse the command line', argv, specs) })
+      .parseSync() as Record<string, unknown>
+  } catch (err) {
+    if (err instanceof ConfigError) throw err
+    throw new ConfigError(firstLine(err))
+  }
+  const fromFlags: Options = {}
+  for (const [name, spec] of Object.entries(specs)) {
+    const raw = parsed[name]
+    if (raw === undefined) continue
+    // a flag given twice: a list takes both, anything else the last
+    fromFlags[name] = convert(name, spec, spec.kind !== 'list' && Array.isArray(raw) ? raw.at(-1) : raw)
+  }
+  const fromEnvironment: Options = {}
+  for (const [name, spec] of Object.entries(specs)) {
+    const text = env[envName(name)]
+    if (text !== undefined && fromFlags[name] === undefined) fromEnvironment[name] = convert(name, spec, fromEnv(name, spec, text), `${envName(name)} (--${name})`)
+  }
+  const configPath = fromFlags.config ?? fromEnvironment.config
   let fromFile: Options = {}
-  if (typeof fromFlags.config === 'string' && fromFlags.config !== '') fromFile = readConfigFile(fromFlags.config, specs)
-  const options: Options = {}
-  for (const [name, spec] of Object.entries(specs)) options[name] = fromFlags[name] ?? fromFile[name] ?? spec.default
+  if (typeof configPath === 'string' && configPath !== '') fromFile = readConfigFile(configPath, specs)
+  const options: Options = { help: parsed.help === true }
+  for (const [name, spec] of Object.entries(specs)) options[name] = fromFlags[name] ?? fromEnvironment[name] ?? fromFile[name] ?? spec.default
   return options
 }
 
@@ -248,21 +323,34 @@ export function parseConfigText (text: string, path: string, specs: Record<strin
   for (const [key, raw] of Object.entries(parsed)) {
     // accept camelCase keys too: {"localEpochs": 2} is --local-epochs 2
     const name = key.replace(/[A-Z]/g, c => `-${c.toLowerCase()}`)
-    if (!Object.hasOwn(specs, name) || name === 'config' || name === 'help') throw unknown(name, specs, `key in ${path}:`)
+    if (!Object.hasOwn(specs, name) || name === 'config') throw unknown(name, specs, `key in ${path}:`)
     out[name] = convert(name, specs[name], raw)
   }
   return out
 }
 
-export function helpText (command: string, summary: string, specs: Record<string, OptionSpec>): string {
-  const lines = [`Usage: ${command} [options]`, '', summary, '', 'Options:']
-  for (const [name, spec] of Object.entries(specs)) {
-    const flag = spec.kind === 'boolean' ? `--${name}` : `--${name} <${spec.arg ?? 'value'}>`
-    const def = spec.kind === 'boolean' ? (spec.default === true ? ' (on; --no-' + name + ' turns it off)' : '')
-      : (Array.isArray(spec.default) ? '' : spec.default === '' ? '' : ` (default: ${String(spec.default)})`)
-    lines.push(`  ${flag.padEnd(28)} ${spec.help}${def}`)
-  }
-  return lines.join('\n')
+/** yargs 17.7+ has usageConfiguration; @types/yargs does not know it yet */
+type WithUsageConfiguration = Argv & { usageConfiguration: (config: { 'hide-types': boolean }) => Argv }
+
+export interface HelpExtras {
+  /** subcommands to list, name and summary */
+  commands?: Array<[string, string]>
+  /** command lines to show, with what each does */
+  examples?: Array<[string, string]>
+}
+
+/** The help of `command` (by yargs): usage, summary, commands, options with defaults and variables, examples. */
+export async function helpText (command: string, summary: string, specs: Record<string, OptionSpec>, extras: HelpExtras = {}): Promise<string> {
+  let y = (declareOptions(yargs([]).scriptName(command), specs) as WithUsageConfiguration)
+    .usageConfiguration({ 'hide-types': true }) // values are strings that the table checks, not yargs's types
+    .usage(`Usage: ${command}${extras.commands === undefined ? '' : ' [command]'} [options]\n\n${summary}`)
+    .help('help').alias('h', 'help').version(false)
+    .wrap(Math.min(120, process.stdout.columns ?? 100))
+  if (extras.commands !== undefined) y = y.option('version', { alias: 'v', type: 'boolean', describe: 'print dml\'s version' })
+  for (const [name, what] of extras.commands ?? []) y = y.command(name, what)
+  for (const [line, what] of extras.examples ?? []) y = y.example(line, what)
+  y = y.epilog(`Every option can also be set in the environment (the name in [brackets]; flags win) or in a JSON file named by --config${Object.hasOwn(specs, 'config') ? '' : ' of dml-node'}.`)
+  return await y.getHelp()
 }
 
 /** Parses "i/n" as a shard. */

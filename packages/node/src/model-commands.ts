@@ -49,9 +49,9 @@ async function examplesFor (o: Record<string, unknown>, meta: Partial<ExportMeta
 }
 
 export async function runExport (argv: string[]): Promise<number> {
-  const o = parseOptions(argv, EXPORT_OPTIONS)
+  const o = parseOptions(argv, EXPORT_OPTIONS, process.env)
   if (o.help === true) {
-    console.log(helpText('dml-node export', 'Writes the newest checkpoint\'s model in TensorFlow.js\'s layers format (model.json + weights.bin).', EXPORT_OPTIONS))
+    console.log(await helpText('dml-node export', 'Writes the newest checkpoint\'s model in TensorFlow.js\'s layers format (model.json + weights.bin).', EXPORT_OPTIONS))
     return 0
   }
   if (o.out === '') throw new ConfigError('--out <dir> is required: where to write model.json and weights.bin')
@@ -84,9 +84,9 @@ async function loadExport (o: Record<string, unknown>): Promise<{ model: tf.Laye
 }
 
 export async function runEvaluate (argv: string[]): Promise<number> {
-  const o = parseOptions(argv, EVALUATE_OPTIONS)
+  const o = parseOptions(argv, EVALUATE_OPTIONS, process.env)
   if (o.help === true) {
-    console.log(helpText('dml-node evaluate', 'Loads an exported model and measures its accuracy and loss on a data set\'s first test examples.', EVALUATE_OPTIONS))
+    console.log(await helpText('dml-node evaluate', 'Loads an exported model and measures its accuracy and loss on a data set\'s first test examples.', EVALUATE_OPTIONS))
     return 0
   }
   const { model, set, name, samples } = await loadExport(o)
@@ -97,9 +97,9 @@ export async function runEvaluate (argv: string[]): Promise<number> {
 }
 
 export async function runPredict (argv: string[]): Promise<number> {
-  const o = parseOptions(argv, { ...EVALUATE_OPTIONS, samples: { ...EVALUATE_OPTIONS.samples, default: 10 } })
+  const o = parseOptions(argv, { ...EVALUATE_OPTIONS, samples: { ...EVALUATE_OPTIONS.samples, default: 10 } }, process.env)
   if (o.help === true) {
-    console.log(helpText('dml-node predict', 'Loads an exported model and prints its prediction for each of a data set\'s first test examples, beside the true label.', EVALUATE_OPTIONS))
+    console.log(await helpText('dml-node predict', 'Loads an exported model and prints its prediction for each of a data set\'s first test examples, beside the true label.', EVALUATE_OPTIONS))
     return 0
   }
   const { model, set, samples } = await loadExport(o)

@@ -17,7 +17,7 @@ const SUMMARY = 'Follows dml training live: joins the network as a passive peer 
 export async function runMonitor (argv: string[]): Promise<number> {
   const o = parseOptions(argv, MONITOR_OPTIONS)
   if (o.help === true) {
-    console.log(helpText('dml-monitor', SUMMARY, MONITOR_OPTIONS))
+    console.log(await helpText('dml-monitor', SUMMARY, MONITOR_OPTIONS))
     return 0
   }
   const json = o.json === true

@@ -1,8 +1,8 @@
 import { expect } from 'chai'
-import { writeFileSync, mkdtempSync } from 'node:fs'
+import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { ConfigError, NODE_OPTIONS, parseOptions, parseShard, helpText } from '@dml/node'
+import { ConfigError, envName, NODE_OPTIONS, parseOptions, parseShard, helpText } from '@dml/node'
 
 const ID = '12D3KooWN5i3tb5gETU8rZRMgMyvn34rGfgjzCgRSXzt89tLbNKM'
 
@@ -67,9 +67,33 @@ describe('options', () => {
     expect(() => parseOptions(['--config', path], NODE_OPTIONS)).to.throw(ConfigError, 'cannot read config file')
   })
 
-  it('lists every option with its default in --help', () => {
-    const help = helpText('dml-node', 'x', NODE_OPTIONS)
-    for (const name of Object.keys(NODE_OPTIONS)) expect(help).to.include(`--${name}`)
+  it('lists every option with its default and its variable in --help', async () => {
+    const help = await helpText('dml-node', 'x', NODE_OPTIONS)
+    for (const name of Object.keys(NODE_OPTIONS)) expect(help).to.include(`--${name}`).and.to.include(envName(name))
     expect(help).to.include('(default: 5000)')
+    expect(parseOptions(['-h'], NODE_OPTIONS).help).to.equal(true)
+    expect(parseOptions(['--help'], NODE_OPTIONS).help).to.equal(true)
+  })
+
+  it('takes every option from a DML_ variable too: flags win over it, it wins over the config file', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dml-config-'))
+    const path = join(dir, 'dml.json')
+    writeFileSync(path, JSON.stringify({ rounds: 5, model: 'cnn' }))
+    const env = { DML_ROUNDS: '7', DML_LOCAL_EPOCHS: '0.5', DML_MDNS: 'false', DML_BOOTSTRAP: `/ip4/1.2.3.4/tcp/1/p2p/${ID}, /ip4/5.6.7.8/tcp/2/p2p/${ID}`, DML_CONFIG: path, DML_UNRELATED: 'x' }
+    const o = parseOptions(['--lr', '0.2'], NODE_OPTIONS, env)
+    expect(o).to.include({ rounds: 7, 'local-epochs': 0.5, mdns: false, model: 'cnn', lr: 0.2 })
+    expect(o.bootstrap).to.have.length(2)
+    expect(parseOptions(['--rounds', '9'], NODE_OPTIONS, env).rounds).to.equal(9)
+    expect(() => parseOptions([], NODE_OPTIONS, { DML_ROUNDS: 'many' })).to.throw(ConfigError, 'DML_ROUNDS (--rounds) must be a number (got "many")')
+    expect(() => parseOptions([], NODE_OPTIONS, { DML_GPU: 'maybe' })).to.throw(ConfigError, 'DML_GPU (--gpu) is a switch')
+  })
+
+  it('the README\'s options table has every option (the table in the code is the one source)', () => {
+    const readme = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8')
+    const section = readme.slice(readme.indexOf('\n## Options'), readme.indexOf('\n## ', readme.indexOf('\n## Options') + 1))
+    const rows = section.split('\n').filter(l => l.startsWith('| `--'))
+    const documented = new Set(rows.flatMap(row => [...row.split(' | ')[0].matchAll(/--(?:no-)?([a-z-]+)/g)].map(m => m[1])))
+    expect([...Object.keys(NODE_OPTIONS)].filter(name => !documented.has(name)), 'options missing from the README').to.deep.equal([])
+    expect([...documented].filter(name => !Object.hasOwn(NODE_OPTIONS, name)), 'README rows of no option').to.deep.equal([])
   })
 })
