@@ -23,6 +23,8 @@ const common = ['--host', '127.0.0.1', '--port', '0', '--no-mdns', '--min-peers'
 const SHOWN = new Set(['started', 'backend', 'status-api', 'leader-elected', 'round-start', 'train-done', 'round-done', 'model-adopted', 'peer-lost', 'training-finished', 'round-retry', 'gpu-unavailable'])
 
 function show (event, peer) {
+  // one peer's training progress, so a round is not 30 silent seconds
+  if (event.event === 'train-progress' && peer === peers[0]) console.log(`${peer.name}  ${event.msg}`)
   if (SHOWN.has(event.event) || event.level === 'warn') console.log(`${peer.name}  ${event.msg ?? event.event}`)
 }
 

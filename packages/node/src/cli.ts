@@ -13,7 +13,7 @@ import { ConfigError, declareOptions, EVALUATE_OPTIONS, EXPORT_OPTIONS, firstLin
 import { lockDataDir } from './data-dir.ts'
 import { startHost, type DmlHost } from './host.ts'
 import { loadOrCreateIdentity } from './identity.ts'
-import { createLogger, recordingTo, RecentEvents, type Logger } from './log.ts'
+import { createLogger, recordingTo, RecentEvents, type Logger, type LogLevel } from './log.ts'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { lateHandlers } from './network.ts'
 import { DmlNode } from './node.ts'
@@ -111,7 +111,7 @@ async function runStart (argv: string[]): Promise<number> {
   }
   if (o.gpu === true && o.cpu === true) throw new ConfigError('--gpu and --cpu contradict each other; pass one')
   const recent = new RecentEvents()
-  const log = recordingTo(createLogger(o['json-logs'] as boolean, '[dml]'), recent)
+  const log = recordingTo(createLogger(o['json-logs'] as boolean, '[dml]', process.stdout, o['log-level'] as LogLevel), recent)
   // the last resort: a stray rejection inside a network library must not take the peer down silently
   process.on('unhandledRejection', (err) => {
     log.warn('unhandled-rejection', { error: String(err) }, `unhandled rejection: ${(err as Error)?.stack ?? String(err)}`)
@@ -133,7 +133,7 @@ async function runStart (argv: string[]): Promise<number> {
   const swarmKey = o['swarm-key'] === '' ? undefined : readSwarmKey(o['swarm-key'] as string)
   const allowed = o['allow-peers'] === '' ? undefined : readAllowList(o['allow-peers'] as string)
 
-  const backend = await initBackend(o.gpu === true ? 'gpu' : o.cpu === true ? 'cpu' : 'auto')
+  const backend = await initBackend(o.gpu === true ? 'gpu' : o.cpu === true ? 'cpu' : 'auto', { nativeLogs: o['log-level'] === 'debug' })
   if (backend.warning !== undefined) log.warn('gpu-unavailable', { warning: backend.warning }, backend.warning)
   log.info('backend', { backend: backend.backend, device: backend.device, source: backend.source }, `TensorFlow.js backend: ${backend.backend} on ${backend.device} (${backend.source})`)
 

@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import yargs, { type Argv } from 'yargs'
+import { LOG_LEVELS } from './log.ts'
 // the data module alone: the monitor reads these options too, and has no use for TensorFlow.js
 import { COMPRESSIONS, isCompression, parseInputShape } from '@dml/protocol'
 import { PARTITION_FORMS, parsePartition } from '@dml/trainer/data'
@@ -111,7 +112,8 @@ export const NODE_OPTIONS = {
   'min-transfer-rate': { kind: 'integer', default: 64, arg: 'KiB/s', help: 'a peer that sends a model or update slower than this (after 5 s) is left for the next one (0: no minimum)', check: (v: number) => v >= 0 ? undefined : 'must be 0 or more' },
   export: { kind: 'string', default: '', arg: 'dir', help: 'after every finished round, write the model in TensorFlow.js\'s layers format (model.json + weights.bin) here' },
   'exit-when-done': { kind: 'boolean', default: false, help: 'exit once training has finished' },
-  'json-logs': { kind: 'boolean', default: false, help: 'log one JSON object per line' }
+  'json-logs': { kind: 'boolean', default: false, help: 'log one JSON object per line' },
+  'log-level': { kind: 'string', default: 'info', arg: 'level', help: 'info; warn (warnings only); or debug (also TensorFlow\'s native log lines, quiet otherwise)', check: (v: string) => (LOG_LEVELS as readonly string[]).includes(v) ? undefined : `must be one of ${LOG_LEVELS.join(', ')}` }
 } satisfies Record<string, OptionSpec>
 
 export const MONITOR_OPTIONS = {

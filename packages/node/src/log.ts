@@ -5,8 +5,16 @@ export interface Logger {
   warn: (event: string, fields: Record<string, unknown>, text: string) => void
 }
 
-export function createLogger (json: boolean, tag: string, out: NodeJS.WritableStream = process.stdout): Logger {
-  const write = (level: string, event: string, fields: Record<string, unknown>, text: string): void => {
+export const LOG_LEVELS = ['debug', 'info', 'warn'] as const
+export type LogLevel = typeof LOG_LEVELS[number]
+
+/** A logger writing to `out`; at level `warn` it says warnings only (debug differs from info in TensorFlow's native lines, not here). */
+export function createLogger (json: boolean, tag: string, out: NodeJS.WritableStream = process.stdout, level: LogLevel = 'info'): Logger {
+  const write = (level_: string, event: string, fields: Record<string, unknown>, text: string): void => {
+    if (level === 'warn' && level_ !== 'warn') return
+    writeLine(level_, event, fields, text)
+  }
+  const writeLine = (level: string, event: string, fields: Record<string, unknown>, text: string): void => {
     if (json) {
       out.write(JSON.stringify({ ts: Date.now(), level, event, ...fields, msg: text }) + '\n')
     } else {

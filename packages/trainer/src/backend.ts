@@ -77,8 +77,13 @@ export function installKernels (backend: string): void {
   registerWasmMatMul()
 }
 
-/** Selects and activates a backend for this process; supplies the kernels wasm lacks. */
-export async function initBackend (preference: DevicePreference): Promise<BackendChoice> {
+/**
+ * Selects and activates a backend for this process; supplies the kernels wasm lacks. TensorFlow's
+ * native start-up lines (tfjs-node) are kept quiet unless `nativeLogs` (or TF_CPP_MIN_LOG_LEVEL
+ * says otherwise): libtensorflow reads the variable when it logs, so it is set before the load.
+ */
+export async function initBackend (preference: DevicePreference, { nativeLogs = false }: { nativeLogs?: boolean } = {}): Promise<BackendChoice> {
+  process.env.TF_CPP_MIN_LOG_LEVEL ??= nativeLogs ? '0' : '2'
   const choice = await chooseBackend(preference)
   installKernels(choice.backend)
   await tf.ready()
