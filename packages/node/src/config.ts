@@ -124,6 +124,7 @@ export const MONITOR_OPTIONS = {
   'swarm-key': NODE_OPTIONS['swarm-key'],
   'allow-peers': NODE_OPTIONS['allow-peers'],
   json: { kind: 'boolean', default: false, help: 'print one JSON object per line' },
+  lines: { kind: 'boolean', default: false, help: 'print a line per event even on a terminal (where the default is a live view redrawn in place)' },
   rounds: { kind: 'integer', default: 0, arg: 'n', help: 'exit after seeing this many rounds (0: run until training finishes)' }
 } satisfies Record<string, OptionSpec>
 

@@ -11,6 +11,7 @@ import { helpText, MONITOR_OPTIONS, parseOptions, readAllowList, readSwarmKey } 
 import { startHost } from './host.ts'
 import { Proofs, type ProvenRound } from './proofs.ts'
 import { ProvenPeers } from './proven.ts'
+import { linesView, terminalView } from './monitor-view.ts'
 
 const SUMMARY = 'Follows dml training live: joins the network as a passive peer and prints every finished round.'
 
@@ -21,6 +22,7 @@ export async function runMonitor (argv: string[]): Promise<number> {
     return 0
   }
   const json = o.json === true
+  const view = !json && o.lines !== true && process.stdout.isTTY ? terminalView() : linesView(json)
   const maxRounds = o.rounds as number
   const peers = new Map<string, { hb: Heartbeat, seen: number }>()
   /** rounds shown, and certificates already looked at (a forged one must not hide the real round) */
@@ -30,7 +32,7 @@ export async function runMonitor (argv: string[]): Promise<number> {
   const done = new Promise<void>(resolve => { resolveDone = resolve })
   let count = 0
   const lifetime = new AbortController()
-  const supervisor = new Supervisor((task, err) => { console.error(`${task} failed: ${(err as Error)?.message ?? String(err)}`) })
+  const supervisor = new Supervisor((task, err) => { view.warn(`${task} failed: ${(err as Error)?.message ?? String(err)}`) })
   const allowed = o['allow-peers'] === '' ? undefined : readAllowList(o['allow-peers'] as string)
   let proofs: Proofs | undefined
   /** who counts in a leader's quorum, as for a peer (proven.ts): learnt from the certified rounds */
@@ -39,16 +41,16 @@ export async function runMonitor (argv: string[]): Promise<number> {
   const show = (rd: RoundDone, proven: ProvenRound): void => {
     shownRounds.add(rd.round)
     count++
-    const m = { ...rd.metrics, ...proven.evaluation }
-    if (json) {
-      console.log(JSON.stringify({ event: 'round', round: rd.round, term: rd.term, leader: rd.leader, modelHash: rd.modelHash, finished: rd.finished, certified: true, signers: proven.signers.length, ...m }))
-    } else {
-      console.log(`round ${String(rd.round).padStart(3)}  accuracy ${(100 * m.accuracy).toFixed(2).padStart(6)}%  loss ${m.loss.toFixed(4)}  federated ${(100 * m.federatedAccuracy).toFixed(2)}% on ${m.evaluatedSamples}  ` +
-        `peers ${m.participants.length}/${m.activeNodes} (gpu ${m.gpuNodes}, cpu ${m.cpuNodes})  ${(m.durationMs / 1000).toFixed(1)} s  ` +
-        `[train ${(m.trainMs / 1000).toFixed(1)} s, transfer ${(m.transferMs / 1000).toFixed(1)} s, eval ${(m.evalMs / 1000).toFixed(1)} s]  leader ${rd.leader.slice(-6)} term ${rd.term}  signed by ${proven.signers.length}`)
-      if (rd.finished) console.log(`training finished at round ${rd.round} with accuracy ${(100 * m.accuracy).toFixed(2)}%`)
-    }
+    view.round({ round: rd.round, term: rd.term, leader: rd.leader, modelHash: rd.modelHash, finished: rd.finished, signers: proven.signers.length, evaluation: proven.evaluation, metrics: rd.metrics, before: false })
     if (rd.finished || (maxRounds > 0 && count >= maxRounds)) resolveDone?.()
+  }
+
+  /** The newest round when this monitor joined, from the leader's certificate of it: shown, not counted. */
+  const showJoined = (proven: ProvenRound): void => {
+    const { result } = proven
+    if (shownRounds.size > 0 || shownRounds.has(result.round)) return
+    shownRounds.add(result.round)
+    view.round({ round: result.round, term: result.term, leader: result.leader, modelHash: result.modelHash, finished: false, signers: proven.signers.length, evaluation: proven.evaluation, before: true })
   }
 
   const onRoundDone = (rd: RoundDone): void => {
@@ -65,7 +67,7 @@ export async function runMonitor (argv: string[]): Promise<number> {
         // forged, or genuine but proving nothing to this monitor (one peer alone), or out of reach
         checked.delete(rd.certHash) // a certificate that could not be fetched may be fetched later
         if (isForgery(err)) checked.add(rd.certHash)
-        console.error(`ignored the round-done of ${rd.leader.slice(-6)} for round ${rd.round}: ${(err as Error).message}`)
+        view.warn(`ignored the round-done of ${rd.leader.slice(-6)} for round ${rd.round}: ${(err as Error).message}`)
       }
     })
   }
@@ -84,15 +86,17 @@ export async function runMonitor (argv: string[]): Promise<number> {
     supervisor.run(`check the leader ${hb.peer.slice(-6)}`, async () => {
       try {
         const { cert } = await check.term(termCert, [hb.peer, ...peers.keys()])
+        let joined: ProvenRound | undefined
         if (!provenPeers.any && hb.roundCert !== null) {
-          const round = await check.round(hb.roundCert, [hb.peer, ...peers.keys()])
-          provenPeers.sawRound(round.result)
+          joined = await check.round(hb.roundCert, [hb.peer, ...peers.keys()])
+          provenPeers.sawRound(joined.result)
         }
-        const view = provenPeers.counted([...peers.values()].filter(p => Date.now() - p.seen < 10_000).map(p => p.hb.peer))
-        if (cert.leader !== hb.peer || cert.term !== hb.term || !coversView(cert, { self: host.peerId, allowed }, view)) throw new CertificateError('unproven', 'too few of the peers in view voted for it')
+        const inView = provenPeers.counted([...peers.values()].filter(p => Date.now() - p.seen < 10_000).map(p => p.hb.peer))
+        if (cert.leader !== hb.peer || cert.term !== hb.term || !coversView(cert, { self: host.peerId, allowed }, inView)) throw new CertificateError('unproven', 'too few of the peers in view voted for it')
         provenLeaders.set(hb.peer, hb.term)
+        if (joined !== undefined && joined.result.round === hb.round) showJoined(joined)
       } catch (err) {
-        if (!saidUnproven.has(hb.peer)) console.error(`not following ${hb.peer.slice(-6)} as leader of term ${hb.term}: ${(err as Error).message}`)
+        if (!saidUnproven.has(hb.peer)) view.warn(`not following ${hb.peer.slice(-6)} as leader of term ${hb.term}: ${(err as Error).message}`)
         saidUnproven.add(hb.peer)
       } finally {
         checkingLeaders.delete(termCert)
@@ -111,10 +115,9 @@ export async function runMonitor (argv: string[]): Promise<number> {
       const isNew = !peers.has(message.peer)
       peers.set(message.peer, { hb: message, seen: Date.now() })
       host.dialAddrs(message.peer, message.addrs)
-      if (isNew && !json) console.log(`peer ${message.peer.slice(-6)} seen (${message.device}, ${message.backend}, round ${message.round}${message.leader === message.peer ? ', leader' : ''})`)
+      view.heartbeat(message, isNew)
     } else if (message.type === 'round-start') {
-      if (json) console.log(JSON.stringify({ event: 'round-start', round: message.round, term: message.term, peers: message.assignments.length }))
-      else console.log(`round ${String(message.round).padStart(3)}  started with ${message.assignments.length} peers`)
+      view.roundStart(message)
     } else if (message.type === 'round-done') {
       onRoundDone(message)
     }
@@ -129,9 +132,9 @@ export async function runMonitor (argv: string[]): Promise<number> {
     swarmKey: o['swarm-key'] === '' ? undefined : readSwarmKey(o['swarm-key'] as string)
   }, { judge, deliver, rejected: () => {}, subscribed: () => {} })
   proofs = new Proofs({ net: host, policy: { self: host.peerId, allowed }, transferTimeoutMs: 30_000, signal: lifetime.signal })
-  if (json) console.log(JSON.stringify({ event: 'monitor-started', peerId: host.peerId }))
-  else console.log(`monitor ${host.peerId} listening; waiting for rounds (Ctrl-C to stop)`)
+  view.started(host.peerId)
   const stop = async (): Promise<void> => {
+    view.stop()
     lifetime.abort()
     await supervisor.drain()
     await host.stop()

@@ -1,18 +1,51 @@
 /// <reference lib="dom" />
-// The web dashboard, in a real browser (Debian's Chromium, headless, driven by playwright-core)
-// against three real peers: the chart, the peer table and the leader, live as rounds finish and
-// when the leader is killed. It saves a screenshot.
+// What a person watching a run sees, against three real peers: the web dashboard in a real
+// browser (Debian's Chromium, headless, driven by playwright-core), live as rounds finish and when
+// the leader is killed, with a screenshot saved; and dml-monitor's terminal view in a
+// pseudo-terminal (util-linux's script).
 import { expect } from 'chai'
-import { existsSync, mkdirSync } from 'node:fs'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { chromium, type Browser, type Page } from 'playwright-core'
+import { DML_MONITOR_BIN } from '@dml/node/launcher'
 import { LocalNetwork, getJson } from './helpers.ts'
 
 const MINUTE = 60_000
 const CHROMIUM = process.env.DML_CHROMIUM ?? '/usr/bin/chromium'
 // no sandbox as root; nothing that reaches for the internet (this machine has none)
 const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync']
+
+/** dml-monitor in a pseudo-terminal: what it draws, as the screen's text (escape sequences removed). */
+class MonitorInTerminal {
+  readonly child: ChildProcess
+  private output = ''
+
+  constructor (bootstrap: string) {
+    const command = [process.execPath, DML_MONITOR_BIN, '--host', '127.0.0.1', '--no-mdns', '--bootstrap', bootstrap].join(' ')
+    this.child = spawn('script', ['-qfec', command, '/dev/null'], { detached: true, env: { ...process.env, TERM: 'xterm', COLUMNS: '120', LINES: '40' } })
+    this.child.stdout!.on('data', (chunk: Buffer) => { this.output += chunk.toString() })
+  }
+
+  /** The last screen drawn. */
+  screen (): string {
+    return this.output.slice(this.output.lastIndexOf('\x1b[H')).replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '')
+  }
+
+  async until (what: string, test: (screen: string) => boolean, timeoutMs: number): Promise<string> {
+    const started = Date.now()
+    while (!test(this.screen())) {
+      if (Date.now() - started > timeoutMs) throw new Error(`monitor: not within ${timeoutMs} ms: ${what}\n--- the screen:\n${this.screen()}`)
+      await new Promise(resolve => setTimeout(resolve, 250)) // polls the captured output: the event is a redraw we cannot hook
+    }
+    return this.screen()
+  }
+
+  stop (): void {
+    if (this.child.pid !== undefined && this.child.exitCode === null) process.kill(-this.child.pid, 'SIGKILL')
+  }
+}
 
 /** Waits in the page until `predicate` holds, failing loudly with what the page shows. */
 async function until (page: Page, what: string, predicate: () => boolean, timeoutMs: number): Promise<void> {
@@ -24,10 +57,11 @@ async function until (page: Page, what: string, predicate: () => boolean, timeou
   }
 }
 
-describe('the web dashboard', function () {
+describe('watching a run: the dashboard and the monitor', function () {
   this.timeout(8 * MINUTE)
   const net = new LocalNetwork()
   let browser: Browser | undefined
+  let monitor: MonitorInTerminal | undefined
   before(function () {
     if (!existsSync(CHROMIUM)) {
       console.log(`    (skipped: no Chromium at ${CHROMIUM}; apt-get install chromium, or set DML_CHROMIUM)`)
@@ -35,11 +69,12 @@ describe('the web dashboard', function () {
     }
   })
   after(async () => {
+    monitor?.stop()
     await browser?.close()
     await net.stop()
   })
 
-  it('shows the chart, the peers and the leader, live: a round finishing, and a new leader when the leader is killed', async () => {
+  it('the dashboard shows the chart, the peers and the leader, live through a round and the leader\'s death; the monitor\'s terminal view the leader, the round, its progress and the peers', async () => {
     const peers = await net.start(3, ['--min-peers', '2', '--rounds', '30', '--local-epochs', '0.2'])
     await Promise.any(peers.map(async p => await p.waitFor('round-done', 3 * MINUTE)))
     const statuses = await Promise.all(peers.map(async p => await getJson(await p.statusUrl())))
@@ -71,6 +106,15 @@ describe('the web dashboard', function () {
     await until(page, 'a round in training', () => /round \d+: \d+% trained/.test(document.getElementById('progress-text')!.textContent!), 2 * MINUTE)
     await page.waitForFunction((n) => Number(document.getElementById('chart')!.dataset.rounds) > n, plotted, { timeout: 2 * MINUTE, polling: 250 })
 
+    // the monitor, joining late, on a terminal: the screen, with the round finished before it joined
+    monitor = new MonitorInTerminal(await peers[0].multiaddr('127.0.0.1'))
+    const screen = await monitor.until('the leader, the round, its progress and three peers', s =>
+      s.includes(`leader ${leader.peerId.slice(-6) as string} (term ${leader.term as number})`) &&
+      /round \d+ of 30/.test(s) && /round \d+ {2}(█|░)+ +\d+% {2}ETA/.test(s) &&
+      statuses.every(st => s.includes(`${st.peerId.slice(-6) as string}${st.isLeader === true ? ' ★' : '  '}  cpu`)), 2 * MINUTE)
+    expect(screen).to.match(/round \d+ done: accuracy [\d.]+%, signed by \d+ \(before this monitor joined\)/)
+    expect(screen).to.match(/accuracy {2}[▁▂▃▄▅▆▇█]+ {2}[\d.]+% \(round \d+/)
+
     // the leader dies: the dashboard names the new one
     peers[statuses.indexOf(leader)].kill('SIGKILL')
     await page.waitForFunction((old) => {
@@ -84,7 +128,8 @@ describe('the web dashboard', function () {
     mkdirSync(dir, { recursive: true })
     const shot = join(dir, 'dml-dashboard.png')
     await page.screenshot({ path: shot, fullPage: true })
-    console.log(`    screenshot: ${shot}`)
+    writeFileSync(join(dir, 'dml-monitor.txt'), monitor.screen())
+    console.log(`    screenshot: ${shot}; the monitor's last screen: ${join(dir, 'dml-monitor.txt')}`)
 
     expect(errors, 'errors in the page').to.deep.equal([])
     // offline: every file the page loaded came from the peer itself
