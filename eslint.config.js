@@ -2,7 +2,7 @@
 import tseslint from 'typescript-eslint'
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', '**/node_modules/**'] },
+  { ignores: ['node_modules/**', '**/node_modules/**', 'dist/**'] },
   {
     files: ['**/*.ts'],
     languageOptions: {

@@ -2,7 +2,8 @@
 const [major, minor] = process.versions.node.split('.').map(Number)
 if (major < 22 || (major === 22 && minor < 18)) {
   console.error(`dml needs Node.js 22.18 or newer; this is ${process.version}.\n` +
-    'Run it through npm (npx dml-node, npm start), which uses the Node 22 that `npm install` put in node_modules/.bin, or install Node 22.')
+    'In a clone of dml, run it through npm (npx dml-node, npm start): it uses the Node 22 that `npm install` put in node_modules/.bin.\n' +
+    'Elsewhere, install Node 22 (https://nodejs.org, or `nvm install 22`).')
   process.exit(2)
 }
 // V8 keeps compiled code of dml and its dependencies on disk: later starts skip most compiling

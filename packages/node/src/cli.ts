@@ -24,9 +24,17 @@ import { exportCheckpoint, runEvaluate, runExport, runPredict } from './model-co
 
 const SUMMARY = 'A dml peer: finds other peers (mDNS, --bootstrap), elects a coordinator, and trains one model with them.'
 
-/** dml's version, from the package it is installed from. */
+/** dml's version: from the nearest package.json named dml above this module (the clone's root, or the installed package's). */
 function version (): string {
-  return (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version
+  for (let dir = new URL('.', import.meta.url); ; dir = new URL('..', dir)) {
+    try {
+      const manifest = JSON.parse(readFileSync(new URL('package.json', dir), 'utf8')) as { name?: string, version: string }
+      if (manifest.name === 'dml') return manifest.version
+    } catch {
+      // no package.json here: look further up
+    }
+    if (dir.pathname === '/') return 'unknown'
+  }
 }
 
 interface Command {
