@@ -50,14 +50,18 @@ function dashboardFiles (): Map<string, { type: string, body: Buffer }> {
 const EVENT_STREAM_PING_MS = 15_000
 
 export async function startStatusServer (status: StatusSource, host: string, port: number, limits: StatusLimits = DEFAULT_STATUS_LIMITS, routes: StatusRoutes = {}): Promise<Server> {
-  const snapshot = cachedFor(limits.cacheMs, async () => JSON.stringify(await status()))
+  // one snapshot, in the two forms served: pretty for /api/status, one line for the event stream
+  const snapshot = cachedFor(limits.cacheMs, async () => {
+    const s = await status()
+    return { pretty: JSON.stringify(s, null, 2), line: JSON.stringify(s) }
+  })
   const metricsBody = routes.metrics === undefined ? undefined : cachedFor(limits.cacheMs, async () => await routes.metrics!.text())
   const files = dashboardFiles()
   const streams = new Set<ServerResponse>()
   /** what each event stream was last sent, and when */
   const last = new Map<ServerResponse, { body: string, at: number }>()
   const answer = async (path: string): Promise<{ code: number, type: string, body: string | Buffer }> => {
-    if (path === '/api/status') return { code: 200, type: 'application/json', body: JSON.stringify(JSON.parse(await snapshot()), null, 2) }
+    if (path === '/api/status') return { code: 200, type: 'application/json', body: (await snapshot()).pretty }
     if (path === '/metrics' && metricsBody !== undefined) return { code: 200, type: routes.metrics!.contentType, body: await metricsBody() }
     const file = files.get(path)
     if (file !== undefined) return { code: 200, type: file.type, body: file.body }
@@ -89,7 +93,7 @@ export async function startStatusServer (status: StatusSource, host: string, por
     if (streams.size === 0 || pushing) return
     pushing = true
     try {
-      const body = await snapshot()
+      const body = (await snapshot()).line
       const now = Date.now()
       for (const res of streams) {
         const sent = last.get(res)
@@ -128,8 +132,8 @@ export async function startStatusServer (status: StatusSource, host: string, por
 }
 
 /** `make`'s answer, made again at most every `ms` (and once at a time): a burst of requests costs one. */
-function cachedFor (ms: number, make: () => Promise<string>): () => Promise<string> {
-  let cached: { at: number, body: Promise<string> } | undefined
+function cachedFor<T> (ms: number, make: () => Promise<T>): () => Promise<T> {
+  let cached: { at: number, body: Promise<T> } | undefined
   return async () => {
     const now = Date.now()
     if (cached === undefined || now - cached.at > ms) {
