@@ -124,7 +124,7 @@ function weightedMean (updates: ClientUpdate[], weights: number[], global: Named
         }
       }
     }
-    return { name: g.name, shape: [...g.shape], values: Float32Array.from(acc) }
+    return { name: g.name, shape: [...g.shape], values: new Float32Array(acc) }
   })
 }
 
