@@ -48,6 +48,8 @@ function dashboardFiles (): Map<string, { type: string, body: Buffer }> {
 
 /** A keep-alive comment this often on a quiet event stream, so proxies and browsers keep it open. */
 const EVENT_STREAM_PING_MS = 15_000
+/** An event stream whose client has left this much unread is closed: a client that never reads costs no memory. */
+const EVENT_STREAM_MAX_UNREAD = 1 << 20
 
 export async function startStatusServer (status: StatusSource, host: string, port: number, limits: StatusLimits = DEFAULT_STATUS_LIMITS, routes: StatusRoutes = {}): Promise<Server> {
   // one snapshot, in the two forms served: pretty for /api/status, one line for the event stream
@@ -96,6 +98,10 @@ export async function startStatusServer (status: StatusSource, host: string, por
       const body = (await snapshot()).line
       const now = Date.now()
       for (const res of streams) {
+        if (res.writableLength > EVENT_STREAM_MAX_UNREAD) {
+          res.destroy() // the browser's EventSource reconnects by itself, and starts from the state of then
+          continue
+        }
         const sent = last.get(res)
         if (sent?.body === body) {
           if (now - sent.at >= EVENT_STREAM_PING_MS) { res.write(': ping\n\n'); sent.at = now }
