@@ -22,9 +22,15 @@ export interface RoundProgress {
   trainingEtaSeconds: number | null
 }
 
-/** How far `round` is, from the peers' work reports; null when nobody reports work on it. */
+/**
+ * How far `round` is, from the peers' work reports; null when nobody reports work on it. A peer
+ * named twice counts once, by its first report (a peer hears its own heartbeats, and puts its
+ * worker's fresher account first).
+ */
 export function roundProgress (round: number, peers: PeerWork[], roundsLeftAfter: number, recentRoundMs: number[]): RoundProgress | null {
-  const working = peers.filter(p => p.work !== null && p.work.round === round)
+  const once = new Map<string, PeerWork>()
+  for (const p of peers) if (!once.has(p.peer)) once.set(p.peer, p)
+  const working = [...once.values()].filter(p => p.work !== null && p.work.round === round)
   if (working.length === 0) return null
   let done = 0
   let total = 0

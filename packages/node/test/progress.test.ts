@@ -21,6 +21,15 @@ describe('round progress', () => {
     expect(unknown.trainingEtaSeconds).to.equal(null)
   })
 
+  it('a peer named twice (its own heartbeat beside its worker\'s account) counts once, by the first', () => {
+    const p = roundProgress(1, [
+      { peer: 'self', speed: 100, work: { round: 1, done: 600, total: 1000 } },
+      { peer: 'self', speed: 100, work: { round: 1, done: 400, total: 1000 } },
+      { peer: 'b', speed: 100, work: { round: 1, done: 0, total: 1000 } }
+    ], 0, [])
+    expect(p).to.deep.include({ done: 600, total: 2000, etaSeconds: 10 })
+  })
+
   it('nobody working on the round: no progress to show', () => {
     expect(roundProgress(2, [{ peer: 'a', speed: 5, work: null }], 0, [])).to.equal(null)
   })
