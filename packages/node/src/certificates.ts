@@ -4,7 +4,7 @@
 // of them, whatever is live. Open network: there is no member list, so a term certificate must be
 // voted by a majority of the peers this node can see now, and any certificate needs at least two
 // distinct signers unless this node is its only signer: one identity can prove nothing to others.
-import { resultSigningBytes, roundEvaluation, roundVoteSigningBytes, voteSigningBytes, type RoundCert, type RoundEvaluation, type RoundResult, type TermCert } from '@dml/protocol'
+import { resultSigningBytes, roundEvaluation, roundVoteSigningBytes, voteSigningBytes, type RoundCert, type RoundCertVote, type RoundEvaluation, type RoundResult, type RoundVote, type TermCert } from '@dml/protocol'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { PrivateKey } from '@libp2p/interface'
 
@@ -45,6 +45,12 @@ export async function signedBy (peer: string, bytes: Uint8Array, signature: Uint
   } catch {
     return false
   }
+}
+
+/** A participant's round-vote as a certificate's vote, if its signature checks out (undefined: forged). */
+export async function certVoteOf (vote: RoundVote): Promise<RoundCertVote | undefined> {
+  if (!await signedBy(vote.peer, roundVoteSigningBytes(vote.resultHash, vote.accuracy, vote.loss, vote.samples), vote.signature)) return undefined
+  return { peer: vote.peer, accuracy: vote.accuracy, loss: vote.loss, samples: vote.samples, signature: vote.signature }
 }
 
 export interface QuorumPolicy {

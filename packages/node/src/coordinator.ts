@@ -10,7 +10,7 @@
 import { encodeResult, encodeRoundCert, encodeTensors, findNonFinite, PROTOCOL_VERSION, resultSigningBytes, roundVoteSigningBytes, roundEvaluation, type Heartbeat, type RoundCertVote, type RoundMetrics, type RoundResult, type RoundStart, type RoundVote, type Task, type UpdateReady, type WorkFailed } from '@dml/protocol'
 import { aggregateRound, type ClientUpdate } from '@dml/trainer'
 import { allocateWork, expectedSeconds, roundParticipants } from './allocation.ts'
-import { quorumOf, signedBy, type QuorumPolicy, type Signer } from './certificates.ts'
+import { certVoteOf, quorumOf, type QuorumPolicy, type Signer } from './certificates.ts'
 import { AbortError, abortReason, type Changes, type Clock, sleep, type Supervisor } from './clock.ts'
 import type { Logger } from './log.ts'
 import type { Network } from './network.ts'
@@ -266,11 +266,12 @@ export class Coordinator {
     // participants that finish checking before this coordinator has finished its own evaluation
     if (state.resultHash === null || vote.resultHash !== state.resultHash || state.votes.has(vote.peer) || !state.start.assignments.some(a => a.peer === vote.peer)) return
     this.deps.supervisor.run(`signature of ${short(vote.peer)} for round ${vote.round}`, async () => {
-      if (!await signedBy(vote.peer, roundVoteSigningBytes(vote.resultHash, vote.accuracy, vote.loss, vote.samples), vote.signature)) {
+      const checked = await certVoteOf(vote)
+      if (checked === undefined) {
         this.deps.offence(vote.peer, 'bad-vote', `its signature of round ${vote.round} does not check out`)
         return
       }
-      state.votes.set(vote.peer, { peer: vote.peer, accuracy: vote.accuracy, loss: vote.loss, samples: vote.samples, signature: vote.signature })
+      state.votes.set(vote.peer, checked)
       this.deps.changes.notify()
     })
   }

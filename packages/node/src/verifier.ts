@@ -13,7 +13,7 @@
 // leader, elected by peers that had not heard, would do the round again with a different model.
 import { contentHash, decodeResult, encodeRoundCert, MAX_CERT_BYTES, encodeTensors, PROTOCOL_VERSION, roundVoteSigningBytes, trainingDifference, type NamedTensor, type RoundCertVote, type RoundProposal, type RoundResult, type RoundStart, type RoundVote, type Task } from '@dml/protocol'
 import { aggregateRound, type ClientUpdate } from '@dml/trainer'
-import { quorumOf, signedBy, type QuorumPolicy, type Signer } from './certificates.ts'
+import { certVoteOf, quorumOf, type QuorumPolicy, type Signer } from './certificates.ts'
 import { AbortError, type Supervisor } from './clock.ts'
 import type { Logger } from './log.ts'
 import type { Network } from './network.ts'
@@ -54,9 +54,8 @@ export interface VerifierDeps {
 interface Pending {
   proposal: RoundProposal
   start: RoundStart
+  /** set once this peer has signed it (and holds the model it computed) */
   resultBytes: Uint8Array | null
-  /** set once this peer has signed: the model it computed is held */
-  signed: boolean
   votes: Map<string, RoundCertVote>
   certifying: boolean
 }
@@ -92,7 +91,7 @@ export class Verifier {
     const controller = new AbortController()
     this.current = controller
     const start = this.starts.get(`${proposal.term}:${proposal.round}`)
-    this.pending = start === undefined ? null : { proposal, start, resultBytes: null, signed: false, votes: new Map(), certifying: false }
+    this.pending = start === undefined ? null : { proposal, start, resultBytes: null, votes: new Map(), certifying: false }
     this.deps.supervisor.run(`check the proposal of round ${proposal.round}`, async () => {
       try {
         await this.check(proposal, controller.signal)
@@ -112,11 +111,12 @@ export class Verifier {
     if (pending === null || vote.term !== pending.proposal.term || vote.round !== pending.proposal.round || vote.resultHash !== pending.proposal.resultHash) return
     if (pending.votes.has(vote.peer) || !pending.start.assignments.some(a => a.peer === vote.peer)) return
     this.deps.supervisor.run(`signature of ${vote.peer.slice(-6)} for round ${vote.round}`, async () => {
-      if (!await signedBy(vote.peer, roundVoteSigningBytes(vote.resultHash, vote.accuracy, vote.loss, vote.samples), vote.signature)) {
+      const checked = await certVoteOf(vote)
+      if (checked === undefined) {
         this.deps.offence(vote.peer, 'bad-vote', `its signature of round ${vote.round} does not check out`)
         return
       }
-      pending.votes.set(vote.peer, { peer: vote.peer, accuracy: vote.accuracy, loss: vote.loss, samples: vote.samples, signature: vote.signature })
+      pending.votes.set(vote.peer, checked)
     })
   }
 
@@ -127,7 +127,7 @@ export class Verifier {
   tick (): void {
     const pending = this.pending
     const { replica, log } = this.deps
-    if (pending === null || !pending.signed || pending.certifying || pending.resultBytes === null) return
+    if (pending === null || pending.certifying || pending.resultBytes === null) return
     const { proposal, start } = pending
     if (replica.round >= proposal.round) {
       this.pending = null
@@ -181,7 +181,6 @@ export class Verifier {
     await net.publish(vote)
     if (this.pending?.proposal === p) {
       this.pending.resultBytes = resultBytes
-      this.pending.signed = true
       this.pending.votes.set(self, { peer: self, accuracy: vote.accuracy, loss: vote.loss, samples: vote.samples, signature })
     }
     this.signed++
