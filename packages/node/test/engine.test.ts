@@ -273,6 +273,19 @@ describe('round engine', function () {
     expect(net.events('round-self-certified').length).to.be.at.least(1)
   })
 
+  it('a participant whose round signature is forged: the leader and the other participants name it, and rounds go on with the rest', async () => {
+    const peers = [net.add(), net.add(), net.add()]
+    await net.until('a leader', () => net.leader() !== undefined)
+    const liar = peers.find(p => p !== net.leader())!
+    const publish = liar.net.publish.bind(liar.net)
+    liar.net.publish = async (message) => {
+      await publish(message.type === 'round-vote' ? { ...message, signature: new Uint8Array(64).fill(7) } : message)
+    }
+    await net.until('2 rounds done', () => net.roundsDone().length >= 2, 300_000)
+    for (const p of peers.filter(p => p !== liar)) expect(p.node.status().misbehaviour.offences['bad-vote'], p === net.leader() ? 'the leader' : 'the other participant').to.be.at.least(1)
+    expect(net.roundsDone().every(d => (d.signers as number) === 2)).to.equal(true)
+  })
+
   it('a leader that evaluates slowly: the participants\' signatures that come first still count', async () => {
     const first = net.add({ behaviour: { evaluateMs: 5000 } })
     net.add()
