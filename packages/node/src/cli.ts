@@ -9,7 +9,7 @@ import { initBackend, registerModelModule, buildModel, defaultServerLr, getStrat
 import { DataDirStore, loadLatestCheckpoint, type Checkpoint } from './checkpoint.ts'
 import type { CheckpointStore } from './replica.ts'
 import { keySigner } from './certificates.ts'
-import { ConfigError, declareOptions, EVALUATE_OPTIONS, EXPORT_OPTIONS, firstLine, helpText, KEYGEN_OPTIONS, levenshtein, NODE_OPTIONS, parseOptions, parseShard, readAllowList, readSwarmKey } from './config.ts'
+import { ConfigError, declareOptions, EVALUATE_OPTIONS, EXPORT_OPTIONS, firstLine, helpText, KEYGEN_OPTIONS, levenshtein, NODE_OPTIONS, parseOptions, parseShard, readAllowList, readSwarmKey, type OptionSpec } from './config.ts'
 import { lockDataDir } from './data-dir.ts'
 import { startHost, type DmlHost } from './host.ts'
 import { loadOrCreateIdentity } from './identity.ts'
@@ -40,7 +40,7 @@ function version (): string {
 interface Command {
   summary: string
   /** the options it takes (for completion) */
-  specs: Record<string, unknown>
+  specs: Record<string, OptionSpec>
   run: (argv: string[]) => Promise<number>
 }
 
@@ -85,7 +85,7 @@ export async function runNode (argv: string[]): Promise<number> {
 function completionParser (argv: string[]): Argv {
   let y = yargs(argv).scriptName('dml-node').completion('completion', false).help(false).version(false)
   for (const [name, command] of Object.entries(COMMANDS)) {
-    y = y.command(name === 'start' ? ['start', '$0'] : name, command.summary, (sub: Argv) => declareOptions(sub, command.specs as Parameters<typeof declareOptions>[1]))
+    y = y.command(name === 'start' ? ['start', '$0'] : name, command.summary, (sub: Argv) => declareOptions(sub, command.specs))
   }
   return y
 }

@@ -26,7 +26,7 @@ export class ConfigError extends Error {
 
 type Kind = 'string' | 'number' | 'integer' | 'boolean' | 'list'
 
-interface OptionSpec {
+export interface OptionSpec {
   kind: Kind
   default: unknown
   help: string

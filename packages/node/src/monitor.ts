@@ -48,7 +48,7 @@ export async function runMonitor (argv: string[]): Promise<number> {
   /** The newest round when this monitor joined, from the leader's certificate of it: shown, not counted. */
   const showJoined = (proven: ProvenRound): void => {
     const { result } = proven
-    if (shownRounds.size > 0 || shownRounds.has(result.round)) return
+    if (shownRounds.size > 0) return // a round-done came first: it says more
     shownRounds.add(result.round)
     view.round({ round: result.round, term: result.term, leader: result.leader, modelHash: result.modelHash, finished: false, signers: proven.signers.length, evaluation: proven.evaluation, before: true })
   }
