@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs'
 import type { NamedTensor } from '@dml/protocol'
 import type { ImageSet } from './data.ts'
 import { shuffled } from './data.ts'
+import { denseStack } from './dense-stack.ts'
 import type { OptimizerName } from './local-strategy.ts'
 
 /** The model's weights as named tensors; names are positional so every peer agrees on them. */
@@ -83,7 +84,10 @@ export async function trainLocal (model: tf.LayersModel, set: ImageSet, shard: U
   if (shard.length === 0) throw new Error('cannot train on an empty shard')
   const started = performance.now()
   const optimizer = makeOptimizer(options.optimizer ?? 'sgd', options.lr)
-  const prox = (options.proxMu ?? 0) > 0 ? proximalStep(model, options.lr * options.proxMu!) : undefined
+  // a stack of dense layers trains in its own layout (dense-stack.ts); other models through layers
+  const stack = denseStack(model)
+  const variables = stack?.variables ?? model.trainableWeights.map(w => w.read() as tf.Variable)
+  const prox = (options.proxMu ?? 0) > 0 ? proximalStep(variables, options.lr * options.proxMu!) : undefined
   const order = new Uint32Array(options.samples < options.batchSize ? options.samples : options.samples - options.samples % options.batchSize)
   for (let filled = 0, pass = 0; filled < order.length; pass++) {
     const perm = shuffled(shard.length, options.seed * 7919 + pass)
@@ -92,7 +96,6 @@ export async function trainLocal (model: tf.LayersModel, set: ImageSet, shard: U
   // the loss stays on the backend between reports: reading it every step would wait for each one
   let lossSum = tf.scalar(0)
   let batches = 0
-  const variables = model.trainableWeights.map(w => w.read() as tf.Variable)
   const reportEvery = Math.max(1, Math.floor(order.length / options.batchSize / 10))
   let lastYield = performance.now()
   let meanLoss: number
@@ -100,7 +103,7 @@ export async function trainLocal (model: tf.LayersModel, set: ImageSet, shard: U
     for (let start = 0; start < order.length; start += options.batchSize) {
       if (options.signal?.aborted === true) throw new TrainingAborted(`stopped after ${start} of ${order.length} samples: ${String((options.signal.reason as Error)?.message ?? options.signal.reason)}`)
       const { xs, ys } = makeBatch(set, order.subarray(start, start + options.batchSize))
-      const loss = optimizer.minimize(() => modelLoss(model, xs, ys), true, variables)!
+      const loss = stack !== undefined ? stack.step(xs, ys, optimizer) : optimizer.minimize(() => modelLoss(model, xs, ys), true, variables)!
       tf.dispose([xs, ys])
       prox?.step()
       const sum = lossSum.add(loss) as tf.Scalar
@@ -115,9 +118,11 @@ export async function trainLocal (model: tf.LayersModel, set: ImageSet, shard: U
       }
     }
     meanLoss = (await lossSum.data())[0] / batches
+    stack?.writeBack()
   } finally {
     tf.dispose(lossSum)
     prox?.dispose()
+    stack?.dispose()
     disposeOptimizer(optimizer)
   }
   return { weights: readWeights(model), loss: meanLoss, numSamples: order.length, trainMs: performance.now() - started }
@@ -146,13 +151,12 @@ function modelLoss (model: tf.LayersModel, xs: tf.Tensor, ys: tf.Tensor): tf.Sca
  * w <- w - rate (w - start). With SGD this is exactly the step on the sum of the two losses;
  * with momentum or Adam it is the decoupled form (as AdamW decouples weight decay).
  */
-function proximalStep (model: tf.LayersModel, rate: number): { step: () => void, dispose: () => void } {
-  const variables = model.trainableWeights
-  const start = variables.map(v => tf.keep(v.read().clone()))
+function proximalStep (variables: tf.Variable[], rate: number): { step: () => void, dispose: () => void } {
+  const start = variables.map(v => tf.keep(v.clone()))
   return {
     step: () => {
       tf.tidy(() => {
-        variables.forEach((v, i) => { v.write(v.read().sub(v.read().sub(start[i]).mul(rate))) })
+        variables.forEach((v, i) => { v.assign(v.sub(v.sub(start[i]).mul(rate))) })
       })
     },
     dispose: () => { tf.dispose(start) }
