@@ -5,6 +5,7 @@
 import * as tf from '@tensorflow/tfjs'
 import { registerWasmConvGradient } from './wasm-conv-grad.ts'
 import { registerWasmMatMul } from './wasm-matmul.ts'
+import { registerWasmMaxPoolGrad } from './wasm-maxpool-grad.ts'
 
 export interface BackendChoice {
   /** tfjs backend name: 'tensorflow', 'wasm' or 'cpu' */
@@ -70,11 +71,12 @@ function firstLine (err: unknown): string {
   return String((err as Error)?.message ?? err).split('\n')[0].slice(0, 200)
 }
 
-/** On wasm: the convolution gradients it lacks or runs slowly, and matrix products without transposed operands. */
+/** On wasm: the convolution gradients it lacks or runs slowly, matrix products without transposed operands, a faster max-pooling gradient. */
 export function installKernels (backend: string): void {
   if (backend !== 'wasm') return
   registerWasmConvGradient()
   registerWasmMatMul()
+  registerWasmMaxPoolGrad()
 }
 
 /**

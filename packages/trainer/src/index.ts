@@ -1,6 +1,7 @@
 export * from './backend.ts'
 export * from './wasm-conv-grad.ts'
 export * from './wasm-matmul.ts'
+export * from './wasm-maxpool-grad.ts'
 export * from './idx.ts'
 export * from './data.ts'
 export * from './models.ts'
