@@ -49,6 +49,14 @@ export class Election {
    */
   firstWaitMs: number
 
+  /**
+   * The peers (self included) a round needs (--min-peers). On a fresh network, once a peer sees
+   * that many, all fresh, nothing is left to wait for: the first-ranked stands at once. With 1
+   * (start with whoever is there) the first wait stays, so that peers starting together are all
+   * heard before anyone stands, and a newcomer to a running network hears its leader first.
+   */
+  roundPeers = 1
+
   constructor (self: string, leaseMs: number, now: number, slotMs = Math.max(200, leaseMs / 5), firstWaitMs = leaseMs) {
     this.self = self
     this.leaseMs = leaseMs
@@ -108,10 +116,15 @@ export class Election {
     if (this.candidacy !== null && now - this.candidacy.startedAt < this.leaseMs) return undefined
     const rank = Math.max(0, ranked.indexOf(this.self))
     const waitedFrom = this.candidacy?.startedAt ?? this.lastLeaderSeen
-    // no term known, voted in or heard of (a checkpoint's term counts as heard): a fresh start
-    const fresh = this.term === 0 && this.votedTerm === 0 && this.heardTerm === 0
+    const fresh = this.fresh
+    if (fresh && rank === 0 && this.roundPeers >= 2 && ranked.length >= this.roundPeers) return this.stand(now)
     if (now - waitedFrom < (fresh ? this.firstWaitMs : this.leaseMs) + rank * this.slotMs) return undefined
     return this.stand(now)
+  }
+
+  /** No term known, voted in or heard of (a checkpoint's term counts as heard): a fresh start. */
+  get fresh (): boolean {
+    return this.term === 0 && this.votedTerm === 0 && this.heardTerm === 0
   }
 
   /** Stands for the next term now, voting for itself. */

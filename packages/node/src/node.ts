@@ -161,6 +161,7 @@ export class DmlNode implements MessageHandlers {
     this.ledger = new Ledger(this.log, () => this.clock.now(), (peer) => { this.net.hangUp(peer) })
     // a fresh peer stands after two heartbeat intervals: time to hear a leader that already exists
     this.election = new Election(this.peerId, config.leaseMs, this.clock.now(), undefined, 2 * config.heartbeatMs)
+    this.election.roundPeers = config.minPeers
     this.membership = new Membership(config.leaseMs)
     this.proofs = new Proofs({ net: this.net, policy: this.policy, transferTimeoutMs: config.transferTimeoutMs, signal: this.lifetime.signal })
     const modelBytes = this.maxBlobBytes
@@ -423,13 +424,17 @@ export class DmlNode implements MessageHandlers {
       this.endTerm('standing again')
       this.stand(this.election.stand(now))
     }
+    this.considerStanding(now)
+    this.sendHeartbeat()
+    this.timer = this.clock.setTimeout(() => { this.tick() }, this.config.heartbeatMs)
+  }
+
+  private considerStanding (now: number): void {
     const counted = new Set(this.view())
     const ranked = rankCandidates(this.live().filter(h => counted.has(h.peer)).map(h => ({ peer: h.peer, round: h.round })))
     if (!counted.has(this.peerId)) ranked.push(this.peerId) // a newcomer stands last
     const term = this.election.tick(now, ranked)
     if (term !== undefined) this.stand(term)
-    this.sendHeartbeat()
-    this.timer = this.clock.setTimeout(() => { this.tick() }, this.config.heartbeatMs)
   }
 
   private onHeartbeat (hb: Heartbeat): void {
@@ -450,6 +455,8 @@ export class DmlNode implements MessageHandlers {
       this.election.leaderLost()
       this.worker.abandon(`the leader of term ${this.election.term} gave up`)
     }
+    // on a fresh network, the peer that completes the set a round needs may let the first-ranked stand now
+    if (this.election.fresh) this.considerStanding(now)
   }
 
   /** A leadership claim: follow it once its term certificate checks out; catch up with a proven leader. */

@@ -41,6 +41,32 @@ describe('election', () => {
     expect(follower.tick(100 + LEASE, [B])).to.equal(2)
   })
 
+  it('on a fresh network that holds the peers a round needs, the first-ranked stands at once, and only it', () => {
+    const make = (self: string): Election => {
+      const e = new Election(self, LEASE, 0, 1000, 2000)
+      e.roundPeers = 3
+      return e
+    }
+    expect(make(A).tick(10, [A, B])).to.equal(undefined) // two of three: wait
+    expect(make(A).tick(10, [A, B, C])).to.equal(1) // all three, A ranked first
+    expect(make(B).tick(10, [A, B, C])).to.equal(undefined) // B waits its slot, for A's request
+    expect(make(B).tick(2999, [A, B, C])).to.equal(undefined)
+    expect(make(B).tick(3000, [A, B, C])).to.equal(1)
+    // a term heard of: not a fresh network, the lease as before
+    const joiner = make(A)
+    joiner.noteTerm(2)
+    expect(joiner.tick(10, [A, B, C])).to.equal(undefined)
+    // a failed quick candidacy: the next one waits a lease from it, like any other
+    const failed = make(A)
+    expect(failed.tick(10, [A, B, C])).to.equal(1)
+    expect(failed.tick(20, [A, B, C])).to.equal(undefined)
+    expect(failed.tick(10 + LEASE, [A, B, C])).to.equal(2)
+    // --min-peers 1: peers starting together are all heard first
+    const single = new Election(A, LEASE, 0, 1000, 2000)
+    expect(single.tick(10, [A, B, C])).to.equal(undefined)
+    expect(single.tick(2000, [A, B, C])).to.equal(1)
+  })
+
   it('lower-ranked peers wait extra slots, so the best candidate stands first', () => {
     const ranked = rankCandidates([{ peer: C, round: 3 }, { peer: A, round: 2 }, { peer: B, round: 3 }])
     expect(ranked).to.deep.equal([B, C, A])
