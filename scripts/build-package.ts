@@ -24,7 +24,8 @@ for (const ws of workspaces) {
 rmSync(out, { recursive: true, force: true })
 mkdirSync(out, { recursive: true })
 await build({
-  entryPoints: { 'dml-node': join(root, 'bin/dml-node.js'), 'dml-monitor': join(root, 'bin/dml-monitor.js') },
+  // the training threads' entry sits beside dml-node.js, where threads.ts looks for it
+  entryPoints: { 'dml-node': join(root, 'bin/dml-node.js'), 'dml-monitor': join(root, 'bin/dml-monitor.js'), 'training-thread': join(root, 'packages/trainer/src/training-thread.ts') },
   outdir: out,
   outExtension: { '.js': '.js' },
   bundle: true,

@@ -208,6 +208,31 @@ describe('--gpu on a machine without the GPU build', function () {
   })
 })
 
+describe('training threads (--threads)', function () {
+  this.timeout(3 * MINUTE)
+  const net = new LocalNetwork()
+  after(async () => { await net.stop() })
+
+  it('two peers, one training on two threads: their rounds finish on one model, and status says how many threads', async () => {
+    const peers = [await net.add(['--threads', '2', '--min-peers', '2', '--rounds', '2', '--local-epochs', '0.2', '--exit-when-done'])]
+    peers.push(await net.add(['--min-peers', '2', '--rounds', '2', '--local-epochs', '0.2', '--exit-when-done']))
+    const started = await peers[0].waitFor('threads', MINUTE)
+    expect(started.threads).to.equal(2)
+    const status = await getJson(await peers[0].statusUrl())
+    expect(status.backend.threads).to.equal(2)
+    const finished = await Promise.all(peers.map(async p => await p.waitFor('training-finished', 2 * MINUTE)))
+    expect(new Set(finished.map(f => f.modelHash)).size).to.equal(1)
+    expect(finished[0].accuracy).to.be.above(0.85)
+    expect(peers[1].events.some(e => e.event === 'threads')).to.equal(false) // the launcher's one thread
+  })
+
+  it('refuses a thread count out of range, naming the flag', async () => {
+    const peer = net.alone('bad-threads', ['--threads', '-1'])
+    expect(await peer.exited).to.equal(2)
+    expect(peer.stderr.join('\n')).to.match(/--threads.*must be from 0 \(one per core\) to 256/)
+  })
+})
+
 describe('a non-IID partition (--partition dirichlet:0.3)', function () {
   this.timeout(6 * MINUTE)
   const net = new LocalNetwork()

@@ -33,5 +33,11 @@ describe('the packed package', function () {
     expect((await run(process.execPath, [bin, '--version'], { cwd: home })).stdout.trim()).to.equal(VERSION)
     expect((await run(process.execPath, [bin, 'keygen', '--data-dir', join(home, 'id')], { cwd: home })).stdout.trim()).to.match(/^12D3KooW\w+$/)
     expect((await run(process.execPath, [join(home, 'node_modules', '.bin', 'dml-monitor'), '--help'], { cwd: home })).stdout).to.include('Usage: dml-monitor')
+    // a short training on two threads: the bundle finds its training threads' entry and MNIST
+    const trained = await run(process.execPath, [bin, '--data-dir', join(home, 'train'), '--host', '127.0.0.1', '--port', '0', '--http-port', '0', '--no-mdns',
+      '--threads', '2', '--rounds', '1', '--local-epochs', '0.05', '--eval-samples', '500', '--exit-when-done', '--json-logs'], { cwd: home, maxBuffer: 1 << 24 })
+    const events = trained.stdout.trim().split('\n').map(line => JSON.parse(line) as { event: string, threads?: number, accuracy?: number })
+    expect(events.find(e => e.event === 'threads')?.threads).to.equal(2)
+    expect(events.find(e => e.event === 'training-finished')?.accuracy).to.be.above(0.5)
   })
 })

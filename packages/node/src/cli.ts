@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import yargs, { type Argv } from 'yargs'
 import { encodeTensors, OWN_DATA, type Compression } from '@dml/protocol'
-import { initBackend, registerModelModule, buildModel, defaultServerLr, getStrategy, type ServerOptimizerName } from '@dml/trainer'
+import { backendKey, defaultThreads, initBackend, registerModelModule, buildModel, defaultServerLr, getStrategy, TrainingThreads, type ServerOptimizerName } from '@dml/trainer'
 import { DataDirStore, loadLatestCheckpoint, type Checkpoint } from './checkpoint.ts'
 import type { CheckpointStore } from './replica.ts'
 import { keySigner } from './certificates.ts'
@@ -126,6 +126,8 @@ async function runStart (argv: string[]): Promise<number> {
   })
   const dataDir = resolve(o['data-dir'] as string)
   const lock = lockDataDir(dataDir)
+  // training threads load the same modules: by absolute path, whatever their working directory
+  const modelModules = o['model-module'] === '' ? [] : [resolve(o['model-module'] as string)]
   if (o['model-module'] !== '') {
     const path = o['model-module'] as string
     let names: string[]
@@ -173,7 +175,10 @@ async function runStart (argv: string[]): Promise<number> {
   }
   // fail now, not at the first round, on a data set that can't be read or a model that does not fit it
   const holdout = o.holdout === '' ? (ownData === undefined ? 0 : 0.1) : Number(o.holdout)
-  const trainer = new LocalTrainer({ own: ownData, holdout })
+  const threads = o.threads === 0 ? defaultThreads(backend.backend) : o.threads as number
+  const trainer = new LocalTrainer({ own: ownData, holdout }, new TrainingThreads(threads, backendKey(backend), modelModules, (err) => {
+    log.warn('threads-failed', { error: firstLine(err) }, `training threads could not start (${firstLine(err)}); training on this thread alone`)
+  }))
   try {
     await trainer.load(task)
   } catch (err) {
@@ -221,6 +226,12 @@ async function runStart (argv: string[]): Promise<number> {
   node.counters.checkpointsCorrupt = corruptCheckpoints
   inbox.bind(node)
   node.start(checkpoint)
+  // the training threads load TensorFlow.js while the peers find each other; the first round waits for them
+  if (threads > 1) {
+    trainer.startThreads().then(
+      (started) => { if (started) log.info('threads', { threads }, `training on ${threads} threads`) },
+      (err: unknown) => { log.warn('threads-failed', { error: firstLine(err) }, `training threads: ${firstLine(err)}`) })
+  }
   log.info('started', { peerId: node.peerId, addrs: net.listenAddrs(), identityCreated: identity.created, dataDir },
     `peer ${node.peerId} ${identity.created ? '(new identity)' : '(identity from ' + dataDir + ')'}`)
   for (const addr of net.listenAddrs()) log.info('listening', { addr }, `listening on ${addr}`)
@@ -251,6 +262,7 @@ async function runStart (argv: string[]): Promise<number> {
       server.close()
       await node.stop()
       await net.stop()
+      await trainer.close()
       lock.release()
     })()
     await stopping

@@ -105,8 +105,13 @@ export class EventProcess {
 
 /** A dml-node started with --json-logs. */
 export class PeerProcess extends EventProcess {
+  /**
+   * Peers launched here share one machine's cores, so each trains on one thread unless `args`
+   * say otherwise (--threads): a peer's default of a thread per core is for a machine of its own.
+   */
   constructor (name: string, args: string[], options: { onEvent?: (e: LogEvent, p: EventProcess) => void, wrap?: string[] } = {}) {
-    super(name, process.execPath, [DML_NODE_BIN, '--json-logs', ...args], options)
+    const threads = args.some(a => a === '--threads' || a.startsWith('--threads=')) ? [] : ['--threads', '1']
+    super(name, process.execPath, [DML_NODE_BIN, '--json-logs', ...threads, ...args], options)
   }
 
   async peerId (timeoutMs = 60_000): Promise<string> {

@@ -83,7 +83,7 @@ export interface NodeStatus {
   cpuNodes: number
   /** `proven`: its update counted in a certified round lately (see proven.ts), so it counts in quorums */
   nodes: Array<{ peerId: string, device: Device, backend: string, round: number, samplesPerSec: number, examples: number, isLeader: boolean, proven: boolean, work: WorkProgress | null, lastSeenMs: number }>
-  backend: { name: string, device: Device, source: string, warning: string | null }
+  backend: { name: string, device: Device, source: string, warning: string | null, threads: number }
   task: Task
   permissioned: boolean
   recovery: Record<string, number>
@@ -773,7 +773,7 @@ export class DmlNode implements MessageHandlers {
       gpuNodes: live.filter(h => h.device === 'gpu').length,
       cpuNodes: live.filter(h => h.device === 'cpu').length,
       nodes: live.map(h => ({ peerId: h.peer, device: h.device, backend: h.backend, round: h.round, samplesPerSec: Math.round(h.speed), examples: h.examples, isLeader: h.peer === leader, proven: this.replica.proven.has(h.peer), work: h.work, lastSeenMs: now - (this.membership.lastSeen(h.peer) ?? now) })),
-      backend: { name: this.backend.backend, device: this.backend.device, source: this.backend.source, warning: this.backend.warning ?? null },
+      backend: { name: this.backend.backend, device: this.backend.device, source: this.backend.source, warning: this.backend.warning ?? null, threads: this.trainer.threads ?? 1 },
       task: { ...this.task },
       permissioned: this.policy.allowed !== undefined,
       recovery: {

@@ -1,6 +1,6 @@
 // The peer's local trainer: the data set, the current task's model, and this peer's shard.
 // The round engine sees it through the Trainer interface, so unit tests can give it a fake.
-import { buildModel, checkFits, DataError, evaluate, lrOfRound, modelPart, parseLrSchedule, withServerState, type OptimizerName, type ServerOptimizerName, holdoutSplit, loadDataset, loadOwnData, readWeights, parsePartition, partitionIndices, trainLocal, writeWeights, type Evaluation, type ImageSet, type TrainResult, tf } from '@dml/trainer'
+import { buildModel, checkFits, DataError, evaluate, lrOfRound, modelPart, parseLrSchedule, withServerState, type OptimizerName, type ServerOptimizerName, holdoutSplit, loadDataset, loadOwnData, readWeights, parsePartition, partitionIndices, TrainingThreads, writeWeights, type Evaluation, type ImageSet, type TrainResult, tf } from '@dml/trainer'
 import { parseInputShape, type NamedTensor, type Task } from '@dml/protocol'
 
 export interface TrainJob {
@@ -23,6 +23,8 @@ export interface Trainer {
   readonly examples: number
   /** examples in part `index` of `count` of the task's shared data set (a partition makes them unequal) */
   partSize?: (task: Task, index: number, count: number) => number
+  /** threads that train now (--threads; 1 if the others could not start) */
+  readonly threads?: number
   initialWeights: (task: Task) => Promise<NamedTensor[]>
   train: (job: TrainJob) => Promise<TrainResult>
   evaluate: (task: Task, weights: NamedTensor[], signal?: AbortSignal) => Promise<Evaluation>
@@ -54,7 +56,20 @@ export class LocalTrainer implements Trainer {
   /** parts of the shared set cut so far (this peer's shard, and the parts a leader weighs work by), by index/count and partition */
   private readonly parts = new Map<string, Uint32Array>()
 
-  constructor (source: DataSource) { this.source = source }
+  private readonly pool: TrainingThreads
+
+  /** `threads`: how local training is split over threads (default: this one alone). */
+  constructor (source: DataSource, threads = new TrainingThreads(1, 'cpu')) {
+    this.source = source
+    this.pool = threads
+  }
+
+  get threads (): number { return this.pool.active }
+
+  /** Starts the training threads now rather than at the first round; false if this thread trains alone. */
+  async startThreads (): Promise<boolean> { return await this.pool.start() }
+
+  async close (): Promise<void> { await this.pool.close() }
 
   /** Loads this peer's data for the task, checked against the task's input shape and classes. */
   async load (task: Task): Promise<LoadedData> {
@@ -106,7 +121,7 @@ export class LocalTrainer implements Trainer {
     const model = await this.modelFor(task)
     const data = this.data!
     writeWeights(model, modelPart(weights))
-    return await trainLocal(model, data.train, this.indicesFor(task, shard), {
+    return await this.pool.train(model, task.model, modelSpec(task), data.train, this.indicesFor(task, shard), {
       samples,
       batchSize: task.batchSize,
       lr: lrOfRound(task.lr, parseLrSchedule(task.lrSchedule), round),

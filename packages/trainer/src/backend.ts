@@ -67,6 +67,13 @@ export async function chooseBackend (
   throw new Error(`no TensorFlow.js backend could be loaded:\n  ${failures.join('\n  ')}`)
 }
 
+/** The key in CANDIDATES of a chosen backend: what training threads load to use the same one. */
+export function backendKey (choice: Pick<BackendChoice, 'source'>): string {
+  const key = Object.keys(CANDIDATES).find(k => CANDIDATES[k].source === choice.source)
+  if (key === undefined) throw new Error(`no backend candidate is ${choice.source}`)
+  return key
+}
+
 function firstLine (err: unknown): string {
   return String((err as Error)?.message ?? err).split('\n')[0].slice(0, 200)
 }

@@ -1,0 +1,273 @@
+// Local training on every core. TensorFlow.js's wasm backend runs one thread under Node, so a
+// peer on an N-core machine would use one core. Here the peer's work of a round is split between
+// this thread and N - 1 worker threads (training-thread.ts), each with its own backend and its own
+// copy of the model: every part starts from the round's model, trains on its own share of the
+// peer's examples, and the parts are averaged, weighted by the examples each trained on (as
+// FedAvg averages peers). The data set is shared with the threads once, not copied per round.
+import { availableParallelism } from 'node:os'
+import { Worker } from 'node:worker_threads'
+import type { NamedTensor } from '@dml/protocol'
+import type { ImageSet } from './data.ts'
+import type { ModelSpec } from './models.ts'
+import { readWeights, trainLocal, TrainingAborted, writeWeights, type TrainOptions, type TrainResult } from './train.ts'
+import type { LayersModel } from '@tensorflow/tfjs'
+
+/** What a training thread is told. */
+export type ToThread =
+  | { type: 'init', backend: string, modelModules: string[] }
+  | { type: 'data', id: number, set: ImageSet }
+  | { type: 'train', job: number, model: string, spec: ModelSpec, weights: NamedTensor[], data: number, shard: Uint32Array, options: ThreadTrainOptions }
+  | { type: 'abort', job: number, reason: string }
+
+/** What a training thread answers. */
+export type FromThread =
+  | { type: 'ready' }
+  | { type: 'init-failed', error: string }
+  | { type: 'progress', job: number, done: number, total: number, loss: number }
+  | { type: 'done', job: number, result: TrainResult }
+  | { type: 'failed', job: number, error: string, aborted: boolean }
+
+export type ThreadTrainOptions = Omit<TrainOptions, 'onProgress' | 'signal'>
+
+/** The threads a peer trains with by default: one per core on wasm and the cpu backend; TensorFlow's native build threads its own operations. */
+export function defaultThreads (backend: string, cores = availableParallelism()): number {
+  return backend === 'wasm' || backend === 'cpu' ? Math.max(1, cores) : 1
+}
+
+interface Job {
+  resolve: (result: TrainResult) => void
+  reject: (err: Error) => void
+  onProgress: (done: number, total: number, loss: number) => void
+}
+
+/** One worker thread and what it has been given. */
+class TrainingThread {
+  readonly worker: Worker
+  readonly ready: Promise<void>
+  private readonly jobs = new Map<number, Job>()
+  private readonly sets = new WeakMap<ImageSet, number>()
+  private nextJob = 1
+  private nextSet = 1
+  dead: Error | undefined
+
+  constructor (backend: string, modelModules: string[]) {
+    const here = import.meta.url
+    // beside this file: training-thread.ts in a checkout, training-thread.js in the built package
+    this.worker = new Worker(new URL(here.endsWith('.ts') ? './training-thread.ts' : './training-thread.js', here))
+    this.worker.unref()
+    this.ready = new Promise((resolve, reject) => {
+      const onMessage = (message: FromThread): void => {
+        if (message.type === 'ready') resolve()
+        else if (message.type === 'init-failed') reject(new Error(`a training thread could not start: ${message.error}`))
+        else this.answer(message)
+      }
+      this.worker.on('message', onMessage)
+      this.worker.on('error', (err) => { this.fail(err); reject(err) })
+      this.worker.on('exit', (code) => { const err = new Error(`a training thread exited (code ${code})`); this.fail(err); reject(err) })
+    })
+    this.ready.catch(() => {}) // the caller awaits it; a thread that dies later fails its jobs instead
+    this.post({ type: 'init', backend, modelModules })
+  }
+
+  private post (message: ToThread): void {
+    this.worker.postMessage(message)
+  }
+
+  private answer (message: FromThread): void {
+    if (message.type === 'ready' || message.type === 'init-failed') return
+    const job = this.jobs.get(message.job)
+    if (job === undefined) return
+    if (message.type === 'progress') {
+      job.onProgress(message.done, message.total, message.loss)
+      return
+    }
+    this.jobs.delete(message.job)
+    if (message.type === 'done') job.resolve(message.result)
+    else job.reject(message.aborted ? new TrainingAborted(message.error) : new Error(`a training thread failed: ${message.error}`))
+  }
+
+  private fail (err: Error): void {
+    this.dead ??= err
+    for (const job of this.jobs.values()) job.reject(err)
+    this.jobs.clear()
+  }
+
+  /** The data set, sent once: its arrays must live in shared memory (shareImageSet). */
+  private dataId (set: ImageSet): number {
+    let id = this.sets.get(set)
+    if (id === undefined) {
+      id = this.nextSet++
+      this.sets.set(set, id)
+      this.post({ type: 'data', id, set })
+    }
+    return id
+  }
+
+  async train (model: string, spec: ModelSpec, weights: NamedTensor[], set: ImageSet, shard: Uint32Array, options: TrainOptions): Promise<TrainResult> {
+    await this.ready
+    if (this.dead !== undefined) throw this.dead
+    const job = this.nextJob++
+    const { onProgress, signal, ...plain } = options
+    const result = new Promise<TrainResult>((resolve, reject) => {
+      this.jobs.set(job, { resolve, reject, onProgress: onProgress ?? (() => {}) })
+    })
+    const abort = (): void => { this.post({ type: 'abort', job, reason: String((signal?.reason as Error)?.message ?? signal?.reason) }) }
+    signal?.addEventListener('abort', abort, { once: true })
+    this.post({ type: 'train', job, model, spec, weights, data: this.dataId(set), shard, options: plain })
+    try {
+      return await result
+    } finally {
+      signal?.removeEventListener('abort', abort)
+    }
+  }
+
+  async close (): Promise<void> {
+    await this.worker.terminate()
+  }
+}
+
+const shared = new WeakMap<ImageSet, ImageSet>()
+
+/** The same data set with its arrays in shared memory, made once per set: threads read it in place. */
+export function shareImageSet (set: ImageSet): ImageSet {
+  if (set.images.buffer instanceof SharedArrayBuffer) return set
+  let copy = shared.get(set)
+  if (copy === undefined) {
+    const images = set.images instanceof Float32Array
+      ? new Float32Array(new SharedArrayBuffer(set.images.byteLength))
+      : new Uint8Array(new SharedArrayBuffer(set.images.byteLength))
+    images.set(set.images)
+    const labels = new Uint8Array(new SharedArrayBuffer(set.labels.byteLength))
+    labels.set(set.labels)
+    copy = { ...set, images, labels }
+    shared.set(set, copy)
+  }
+  return copy
+}
+
+/**
+ * A peer's training threads: `threads` in all, this one included. With one, training is
+ * trainLocal on this thread, as it always was.
+ */
+export class TrainingThreads {
+  readonly threads: number
+  private readonly workers: TrainingThread[] = []
+  private readonly backend: string
+  private readonly modelModules: string[]
+  /** why the worker threads could not start: training stays on this thread */
+  private broken: Error | undefined
+
+  private readonly onFallBack: (err: Error) => void
+
+  /**
+   * `backend`: the key of the backend candidate the threads load (CANDIDATES), the one this peer
+   * chose. `onFallBack` hears why, if the worker threads cannot start and this thread trains alone.
+   */
+  constructor (threads: number, backend: string, modelModules: string[] = [], onFallBack: (err: Error) => void = () => {}) {
+    if (!Number.isInteger(threads) || threads < 1) throw new RangeError(`threads must be a whole number from 1, got ${threads}`)
+    this.threads = threads
+    this.backend = backend
+    this.modelModules = modelModules
+    this.onFallBack = onFallBack
+  }
+
+  /** The threads that train now: all asked for, or 1 once they could not start. */
+  get active (): number { return this.broken === undefined ? this.threads : 1 }
+
+  private async fallBack (err: Error): Promise<void> {
+    this.broken = err
+    this.onFallBack(err)
+    await this.close()
+  }
+
+  /** Starts the worker threads now (they load TensorFlow.js and their backend), rather than at the first round. False: one thread (asked for, or they could not start). */
+  async start (): Promise<boolean> {
+    if (this.threads === 1 || this.broken !== undefined) return false
+    try {
+      await Promise.all(this.pool(this.threads).map(async w => await w.ready))
+      return true
+    } catch (err) {
+      await this.fallBack(err as Error)
+      return false
+    }
+  }
+
+  /** Workers, live ones reused and dead ones replaced. */
+  private pool (count: number): TrainingThread[] {
+    for (let i = 0; i < count; i++) {
+      if (this.workers[i] === undefined || this.workers[i].dead !== undefined) {
+        void this.workers[i]?.close()
+        this.workers[i] = new TrainingThread(this.backend, this.modelModules)
+      }
+    }
+    return this.workers.slice(0, count)
+  }
+
+  /**
+   * Trains `model` (holding the round's weights) on `options.samples` examples of `shard`, split
+   * between the threads: part 0 here, on `model`, the others in the workers on models built by
+   * `name` and `spec`. `model` ends up holding the average, and the result is the average's.
+   */
+  async train (model: LayersModel, name: string, spec: ModelSpec, set: ImageSet, shard: Uint32Array, options: TrainOptions): Promise<TrainResult> {
+    const batches = Math.floor(options.samples / options.batchSize)
+    const parts = this.broken !== undefined ? 1 : Math.max(1, Math.min(this.threads, batches, shard.length))
+    if (parts === 1) return await trainLocal(model, set, shard, options)
+    const started = performance.now()
+    const start = readWeights(model)
+    const sharedSet = shareImageSet(set)
+    // whole batches for every part; each part draws from its own interleaved share of the shard
+    const samples = Array.from({ length: parts }, (_, i) => (Math.floor(batches / parts) + (i < batches % parts ? 1 : 0)) * options.batchSize)
+    const shards = Array.from({ length: parts }, (_, i) => shard.filter((_, j) => j % parts === i))
+    const progress = samples.map(() => ({ done: 0, loss: 0 }))
+    const total = samples.reduce((a, b) => a + b, 0)
+    const report = (i: number) => (done: number, _total: number, loss: number): void => {
+      progress[i] = { done, loss }
+      const doneAll = progress.reduce((a, p) => a + p.done, 0)
+      options.onProgress?.(doneAll, total, progress.reduce((a, p) => a + p.loss * p.done, 0) / Math.max(1, doneAll))
+    }
+    // one failed part stops the others: its error is the round's
+    const stop = new AbortController()
+    const signal = options.signal === undefined ? stop.signal : AbortSignal.any([options.signal, stop.signal])
+    const partOptions = (i: number): TrainOptions => ({ ...options, samples: samples[i], seed: options.seed * parts + i, onProgress: report(i), signal })
+    const workers = this.pool(parts)
+    try {
+      await Promise.all(workers.map(async w => await w.ready))
+    } catch (err) {
+      // threads that cannot even start will not start next round either: this thread trains alone from now on
+      await this.fallBack(err as Error)
+      return await trainLocal(model, set, shard, options)
+    }
+    const results = await Promise.allSettled(workers.map(async (w, i) => await w.train(name, spec, start, sharedSet, shards[i], partOptions(i)))
+      .map(async p => await p.catch((err: unknown) => { stop.abort(err); throw err })))
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')
+    if (failed !== undefined) {
+      // the first cause, not an abort it caused in the other parts
+      const cause = results.find((r): r is PromiseRejectedResult => r.status === 'rejected' && !(r.reason instanceof TrainingAborted)) ?? failed
+      throw cause.reason
+    }
+    const trained = results.map(r => (r as PromiseFulfilledResult<TrainResult>).value)
+    const weights = averageWeights(trained)
+    writeWeights(model, weights)
+    const numSamples = trained.reduce((a, r) => a + r.numSamples, 0)
+    return { weights, loss: trained.reduce((a, r) => a + r.loss * r.numSamples, 0) / numSamples, numSamples, trainMs: performance.now() - started }
+  }
+
+  async close (): Promise<void> {
+    await Promise.all(this.workers.map(async w => await w.close()))
+    this.workers.length = 0
+  }
+}
+
+/** The mean of the parts' weights, weighted by the examples each trained on, summed in float64. */
+export function averageWeights (parts: Array<Pick<TrainResult, 'weights' | 'numSamples'>>): NamedTensor[] {
+  const total = parts.reduce((a, p) => a + p.numSamples, 0)
+  return parts[0].weights.map((w, t) => {
+    const sum = new Float64Array(w.values.length)
+    for (const part of parts) {
+      const values = part.weights[t].values
+      const weight = part.numSamples / total
+      for (let i = 0; i < sum.length; i++) sum[i] += weight * values[i]
+    }
+    return { name: w.name, shape: [...w.shape], values: Float32Array.from(sum) }
+  })
+}
