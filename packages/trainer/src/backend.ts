@@ -2,7 +2,7 @@
 // --gpu is asked for, then tfjs-node), then the wasm backend, then tfjs's pure-JS cpu backend.
 // The native packages are optional dependencies: they need libtensorflow, which their install
 // script downloads, so where that failed they are simply absent and we fall through.
-import * as tf from '@tensorflow/tfjs'
+import * as tf from './tf.ts'
 import { registerWasmConvGradient } from './wasm-conv-grad.ts'
 import { registerWasmMatMul } from './wasm-matmul.ts'
 import { registerWasmMaxPoolGrad } from './wasm-maxpool-grad.ts'

@@ -8,7 +8,7 @@
 // - The gradients are written out (softmax with cross-entropy, relu, the products), about 45
 //   operations a step, instead of the layers API's taped graph with its per-step bookkeeping.
 // The loss and its gradient are those of `modelLoss` in train.ts; the step is checked against it.
-import * as tf from '@tensorflow/tfjs'
+import * as tf from './tf.ts'
 
 interface DenseLayer {
   /** the kernel, transposed: [out, in] */

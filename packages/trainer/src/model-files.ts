@@ -1,7 +1,7 @@
 // The trained model out, in TensorFlow.js's layers format: model.json (topology, weights manifest,
 // metadata) and weights.bin. tf.loadLayersModel reads it over http in a browser or in Node, from
 // file:// with tfjs-node, and with loadModelFiles here (no tfjs-node needed).
-import * as tf from '@tensorflow/tfjs'
+import * as tf from './tf.ts'
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { basename, join } from 'node:path'
 
@@ -34,7 +34,7 @@ export async function saveModelFiles (model: tf.LayersModel, dir: string, metada
     await writeAtomic(join(dir, WEIGHTS_BIN), artifacts.weightData === undefined ? new Uint8Array(0) : concat(artifacts.weightData))
     await writeAtomic(join(dir, MODEL_JSON), JSON.stringify({
       format: 'layers-model',
-      generatedBy: `TensorFlow.js tfjs-layers v${tf.version.tfjs}`,
+      generatedBy: `TensorFlow.js tfjs-layers v${tf.version_layers}`,
       convertedBy: null,
       modelTopology: artifacts.modelTopology,
       weightsManifest: [{ paths: [WEIGHTS_BIN], weights: artifacts.weightSpecs ?? [] }],

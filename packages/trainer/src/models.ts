@@ -1,6 +1,6 @@
 // The model registry. A model is built from its name on every peer, so only names travel on
 // the wire; code is only ever loaded from a module path the local user passed on the command line.
-import * as tf from '@tensorflow/tfjs'
+import * as tf from './tf.ts'
 import { pathToFileURL } from 'node:url'
 import { resolve } from 'node:path'
 

@@ -10,7 +10,7 @@ import type { NamedTensor } from '@dml/protocol'
 import type { ImageSet } from './data.ts'
 import type { ModelSpec } from './models.ts'
 import { readWeights, trainLocal, TrainingAborted, writeWeights, type TrainOptions, type TrainResult } from './train.ts'
-import type { LayersModel } from '@tensorflow/tfjs'
+import type { LayersModel } from './tf.ts'
 
 /** What a training thread is told. */
 export type ToThread =

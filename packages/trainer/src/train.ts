@@ -1,5 +1,5 @@
 // Local training and evaluation of a registry model on uint8 image data.
-import * as tf from '@tensorflow/tfjs'
+import * as tf from './tf.ts'
 import type { NamedTensor } from '@dml/protocol'
 import type { ImageSet } from './data.ts'
 import { shuffled } from './data.ts'

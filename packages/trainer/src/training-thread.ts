@@ -1,13 +1,13 @@
 // A worker thread of TrainingThreads (threads.ts): its own TensorFlow.js backend and models,
 // training one part of a peer's round at a time on the data set the peer shares with it.
 import { parentPort } from 'node:worker_threads'
-import type { LayersModel } from '@tensorflow/tfjs'
+import type { LayersModel } from './tf.ts'
 import { CANDIDATES, chooseBackend, installKernels } from './backend.ts'
 import type { ImageSet } from './data.ts'
 import { buildModel, registerModelModule } from './models.ts'
 import { trainLocal, TrainingAborted, writeWeights } from './train.ts'
 import type { FromThread, ToThread } from './threads.ts'
-import tf from './tf.ts'
+import * as tf from './tf.ts'
 
 const port = parentPort!
 const sets = new Map<number, ImageSet>()

@@ -8,7 +8,7 @@
 // (half a second a batch for the 'cnn' model's second layer). At stride 1 the input gradient is
 // itself a forward convolution: of dy, padded by the kernel size less the forward padding, with
 // the filter turned 180 degrees and its channel axes swapped.
-import * as tf from '@tensorflow/tfjs'
+import * as tf from './tf.ts'
 
 type Pad = 'valid' | 'same' | number | tf.backend_util.ExplicitPadding
 

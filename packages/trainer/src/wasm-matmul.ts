@@ -2,7 +2,7 @@
 // one transposed (its transposeA / transposeB flags), which is what every backward pass of a
 // dense layer asks for. On wasm we transpose such an operand first, with wasm's own Transpose
 // kernel, and multiply the plain operands: same result, a fraction of the time.
-import * as tf from '@tensorflow/tfjs'
+import * as tf from './tf.ts'
 
 type KernelArgs = Parameters<tf.KernelFunc>[0]
 type Transposes = { transposeA: boolean, transposeB: boolean }

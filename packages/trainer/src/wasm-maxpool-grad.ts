@@ -3,7 +3,7 @@
 // JavaScript over the wasm heap, takes a tenth of that: for each pooling window it finds the
 // first strict maximum, in row-major window order, and adds the window's gradient there. That is
 // what tfjs's cpu backend does, ties and padding included; the tests compare the two.
-import * as tf from '@tensorflow/tfjs'
+import * as tf from './tf.ts'
 
 type KernelArgs = Parameters<tf.KernelFunc>[0]
 
