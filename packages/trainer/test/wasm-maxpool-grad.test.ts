@@ -11,6 +11,7 @@ describe('wasm MaxPoolGrad', () => {
   const cases: Array<[string, Shape4, number, number, 'same' | 'valid']> = [
     ['2x2 stride 2 valid (the built-in CNNs)', [3, 12, 12, 4], 2, 2, 'valid'],
     ['2x2 stride 2 valid, odd size (a row and a column left out)', [2, 9, 9, 3], 2, 2, 'valid'],
+    ['2x2 stride 2 same, odd size (the last windows padded)', [2, 9, 7, 3], 2, 2, 'same'],
     ['3x3 stride 2 same (overlapping windows, padding)', [2, 11, 11, 3], 3, 2, 'same'],
     ['3x3 stride 1 same', [2, 7, 7, 2], 3, 1, 'same']
   ]
