@@ -1,9 +1,10 @@
 // Local training on every core. TensorFlow.js's wasm backend runs one thread under Node, so a
 // peer on an N-core machine would use one core. Here the peer's work of a round is split between
-// this thread and N - 1 worker threads (training-thread.ts), each with its own backend and its own
-// copy of the model: every part starts from the round's model, trains on its own share of the
-// peer's examples, and the parts are averaged, weighted by the examples each trained on (as
-// FedAvg averages peers). The data set is shared with the threads once, not copied per round.
+// N worker threads (training-thread.ts), each with its own backend and its own copy of the model:
+// every part starts from the round's model, trains on its own share of the peer's examples, and
+// the parts are averaged, weighted by the examples each trained on (as FedAvg averages peers).
+// This thread trains nothing meanwhile, so heartbeats and transfers keep their time. The data
+// set is shared with the threads once, not copied per round.
 import { availableParallelism } from 'node:os'
 import { Worker } from 'node:worker_threads'
 import type { NamedTensor } from '@dml/protocol'
@@ -196,7 +197,8 @@ export class TrainingThreads {
   private pool (count: number): TrainingThread[] {
     for (let i = 0; i < count; i++) {
       if (this.workers[i] === undefined || this.workers[i].dead !== undefined) {
-        void this.workers[i]?.close()
+        // a dead thread's end: terminating it again has nothing to report
+        this.workers[i]?.close().catch(() => {})
         this.workers[i] = new TrainingThread(this.backend, this.modelModules)
       }
     }
@@ -205,8 +207,8 @@ export class TrainingThreads {
 
   /**
    * Trains `model` (holding the round's weights) on `options.samples` examples of `shard`, split
-   * between the threads: part 0 here, on `model`, the others in the workers on models built by
-   * `name` and `spec`. `model` ends up holding the average, and the result is the average's.
+   * between the worker threads, each on its own model built by `name` and `spec`. `model` ends up
+   * holding the average, and the result is the average's. With one thread, trainLocal on `model`.
    */
   async train (model: LayersModel, name: string, spec: ModelSpec, set: ImageSet, shard: Uint32Array, options: TrainOptions): Promise<TrainResult> {
     const batches = Math.floor(options.samples / options.batchSize)
