@@ -215,6 +215,7 @@ async function runStart (argv: string[]): Promise<number> {
   const node = new DmlNode({
     task,
     minPeers: o['min-peers'] as number,
+    expectsPeers: (o.bootstrap as string[]).length > 0,
     shard,
     heartbeatMs: o['heartbeat-ms'] as number,
     leaseMs: o['lease-ms'] as number,

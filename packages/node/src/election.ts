@@ -57,6 +57,15 @@ export class Election {
    */
   roundPeers = 1
 
+  /**
+   * Whether this peer was told of others to join (--bootstrap): then a network exists or is
+   * forming, and a fresh peer that has heard no one yet does not stand alone: not at all when a
+   * round needs others (it could lead nothing), else only after the whole lease. Under load (16
+   * processes starting on 2 cores, bootstrap connections taking 20 s) peers that stood before
+   * hearing anyone each elected themselves alone, and every one of those terms had to be undone.
+   */
+  expectsPeers = false
+
   constructor (self: string, leaseMs: number, now: number, slotMs = Math.max(200, leaseMs / 5), firstWaitMs = leaseMs) {
     this.self = self
     this.leaseMs = leaseMs
@@ -118,7 +127,10 @@ export class Election {
     const waitedFrom = this.candidacy?.startedAt ?? this.lastLeaderSeen
     const fresh = this.fresh
     if (fresh && rank === 0 && this.roundPeers >= 2 && ranked.length >= this.roundPeers) return this.stand(now)
-    if (now - waitedFrom < (fresh ? this.firstWaitMs : this.leaseMs) + rank * this.slotMs) return undefined
+    const joiningAlone = fresh && this.expectsPeers && ranked.length < 2
+    if (joiningAlone && this.roundPeers >= 2) return undefined
+    const wait = fresh && !joiningAlone ? this.firstWaitMs : this.leaseMs
+    if (now - waitedFrom < wait + rank * this.slotMs) return undefined
     return this.stand(now)
   }
 

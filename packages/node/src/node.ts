@@ -25,6 +25,8 @@ import { Worker, type WorkPhase } from './worker.ts'
 export interface NodeConfig {
   task: Task
   minPeers: number
+  /** --bootstrap was given: others exist to be heard before a fresh peer stands (see Election.expectsPeers) */
+  expectsPeers?: boolean
   /** --shard: train this slice instead of the assigned one */
   shard: [number, number] | null
   heartbeatMs: number
@@ -162,6 +164,7 @@ export class DmlNode implements MessageHandlers {
     // a fresh peer stands after two heartbeat intervals: time to hear a leader that already exists
     this.election = new Election(this.peerId, config.leaseMs, this.clock.now(), undefined, 2 * config.heartbeatMs)
     this.election.roundPeers = config.minPeers
+    this.election.expectsPeers = config.expectsPeers ?? false
     this.membership = new Membership(config.leaseMs)
     this.proofs = new Proofs({ net: this.net, policy: this.policy, transferTimeoutMs: config.transferTimeoutMs, signal: this.lifetime.signal })
     const modelBytes = this.maxBlobBytes

@@ -67,6 +67,24 @@ describe('election', () => {
     expect(single.tick(2000, [A, B, C])).to.equal(1)
   })
 
+  it('a fresh peer told of others (--bootstrap) does not stand alone: never when a round needs others, else not before a whole lease', () => {
+    const joining = new Election(A, LEASE, 0, 1000, 2000)
+    joining.expectsPeers = true
+    joining.roundPeers = 3
+    expect(joining.tick(2000, [A])).to.equal(undefined)
+    expect(joining.tick(10 * LEASE, [A])).to.equal(undefined) // it could lead nothing alone
+    expect(joining.tick(10 * LEASE, [A, B])).to.equal(1) // someone answered: the usual waits
+    const single = new Election(A, LEASE, 0, 1000, 2000)
+    single.expectsPeers = true // --min-peers 1: it may train alone, once a whole lease shows nobody is there
+    expect(single.tick(2000, [A])).to.equal(undefined)
+    expect(single.tick(LEASE - 1, [A])).to.equal(undefined)
+    expect(single.tick(LEASE, [A])).to.equal(1)
+    const heard = new Election(A, LEASE, 0, 1000, 2000)
+    heard.expectsPeers = true
+    expect(heard.tick(1999, [A, B])).to.equal(undefined)
+    expect(heard.tick(2000, [A, B])).to.equal(1)
+  })
+
   it('lower-ranked peers wait extra slots, so the best candidate stands first', () => {
     const ranked = rankCandidates([{ peer: C, round: 3 }, { peer: A, round: 2 }, { peer: B, round: 3 }])
     expect(ranked).to.deep.equal([B, C, A])
