@@ -101,7 +101,7 @@ function medianOf (values: number[]): number {
 }
 
 /** A weighted mean of `updates` with the given weights (summing to anything positive). */
-function weightedMean (updates: ClientUpdate[], weights: number[], global: NamedTensor[]): NamedTensor[] {
+export function weightedMean (updates: Array<Pick<ClientUpdate, 'weights'>>, weights: number[], global: NamedTensor[]): NamedTensor[] {
   const total = weights.reduce((a, b) => a + b, 0)
   const shares = weights.map(w => w / total)
   return global.map((g, i) => {

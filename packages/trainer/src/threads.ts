@@ -8,6 +8,7 @@
 import { availableParallelism } from 'node:os'
 import { Worker } from 'node:worker_threads'
 import type { NamedTensor } from '@dml/protocol'
+import { weightedMean } from './aggregation.ts'
 import type { ImageSet } from './data.ts'
 import type { ModelSpec } from './models.ts'
 import { readWeights, trainLocal, TrainingAborted, writeWeights, type TrainOptions, type TrainResult } from './train.ts'
@@ -260,16 +261,7 @@ export class TrainingThreads {
   }
 }
 
-/** The mean of the parts' weights, weighted by the examples each trained on, summed in float64. */
+/** The mean of the parts' weights, weighted by the examples each trained on: FedAvg's weighted mean, in float64. */
 export function averageWeights (parts: Array<Pick<TrainResult, 'weights' | 'numSamples'>>): NamedTensor[] {
-  const total = parts.reduce((a, p) => a + p.numSamples, 0)
-  return parts[0].weights.map((w, t) => {
-    const sum = new Float64Array(w.values.length)
-    for (const part of parts) {
-      const values = part.weights[t].values
-      const weight = part.numSamples / total
-      for (let i = 0; i < sum.length; i++) sum[i] += weight * values[i]
-    }
-    return { name: w.name, shape: [...w.shape], values: Float32Array.from(sum) }
-  })
+  return weightedMean(parts, parts.map(p => p.numSamples), parts[0].weights)
 }
