@@ -108,8 +108,8 @@ export class PeerProcess extends EventProcess {
   /**
    * Peers launched here share one machine's cores, so each trains on one thread unless `args`
    * say otherwise (--threads): a peer's default of a thread per core is for a machine of its own.
+   * `bin`: the dml-node to run, this checkout's by default (the built package's, for one).
    */
-  /** `bin`: the dml-node to run, this checkout's by default (the built package's, for one) */
   constructor (name: string, args: string[], options: { onEvent?: (e: LogEvent, p: EventProcess) => void, wrap?: string[], bin?: string } = {}) {
     const threads = args.some(a => a === '--threads' || a.startsWith('--threads=')) ? [] : ['--threads', '1']
     super(name, process.execPath, [options.bin ?? DML_NODE_BIN, '--json-logs', ...threads, ...args], options)
