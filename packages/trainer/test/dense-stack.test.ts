@@ -61,16 +61,4 @@ describe('dense stack: the mlp\'s training step', () => {
       for (const [i, w] of a.weights.entries()) expect(maxAbsDiff(w.values, b.weights[i].values), `weight ${i}`).to.be.below(1e-4)
     })
   }
-
-  it('leaves no tensors or variables behind', async () => {
-    const mnist = await loadDataset('mnist')
-    const model = buildModel('mlp', spec)
-    const shard = shardIndices(mnist.train.count, 0, 60)
-    await trainLocal(model, mnist.train, shard, { samples: 64, batchSize: 32, lr: 0.1, seed: 1, optimizer: 'adam', proxMu: 0.1 })
-    const held = tf.memory().numTensors
-    const variables = Object.keys(tf.engine().registeredVariables).length
-    await trainLocal(model, mnist.train, shard, { samples: 256, batchSize: 32, lr: 0.1, seed: 2, optimizer: 'momentum', proxMu: 0.1 })
-    expect(tf.memory().numTensors).to.equal(held)
-    expect(Object.keys(tf.engine().registeredVariables).length).to.equal(variables)
-  })
 })

@@ -80,19 +80,27 @@ describe('model registry', () => {
     expect(fewer.numSamples).to.equal(20) // less than a batch: one batch of them
   })
 
-  it('leaves no tensors behind, whether training ends or is stopped', async () => {
-    const mnist = await loadDataset('mnist')
-    const model = buildModel('cnn-small', spec)
-    const shard = shardIndices(mnist.train.count, 0, 60)
-    await trainLocal(model, mnist.train, shard, { samples: 64, batchSize: 32, lr: 0.1, seed: 1, optimizer: 'adam', proxMu: 0.1 })
-    const held = tf.memory().numTensors
-    await trainLocal(model, mnist.train, shard, { samples: 256, batchSize: 32, lr: 0.1, seed: 2, optimizer: 'adam', proxMu: 0.1 })
-    expect(tf.memory().numTensors).to.equal(held)
-    const stop = new AbortController()
-    const stopped = trainLocal(model, mnist.train, shard, { samples: 100_000, batchSize: 32, lr: 0.1, seed: 3, optimizer: 'momentum', signal: stop.signal, onProgress: () => { stop.abort(new Error('test')) } })
-    let caught: unknown
-    try { await stopped } catch (err) { caught = err }
-    expect(caught).to.be.instanceOf(TrainingAborted)
-    expect(tf.memory().numTensors).to.equal(held)
-  })
+  // cnn-small trains through the layers API, the mlp as a dense stack (dense-stack.ts)
+  for (const name of ['cnn-small', 'mlp']) {
+    it(`leaves no tensors or variables behind, whether training ends or is stopped: ${name}`, async () => {
+      const mnist = await loadDataset('mnist')
+      const model = buildModel(name, spec)
+      const shard = shardIndices(mnist.train.count, 0, 60)
+      await trainLocal(model, mnist.train, shard, { samples: 64, batchSize: 32, lr: 0.1, seed: 1, optimizer: 'adam', proxMu: 0.1 })
+      const held = tf.memory().numTensors
+      const variables = Object.keys(tf.engine().registeredVariables).length
+      await trainLocal(model, mnist.train, shard, { samples: 256, batchSize: 32, lr: 0.1, seed: 2, optimizer: 'adam', proxMu: 0.1 })
+      expect(tf.memory().numTensors).to.equal(held)
+      await trainLocal(model, mnist.train, shard, { samples: 256, batchSize: 32, lr: 0.1, seed: 2, optimizer: 'momentum', proxMu: 0.1 })
+      expect(tf.memory().numTensors).to.equal(held)
+      expect(Object.keys(tf.engine().registeredVariables).length).to.equal(variables)
+      const stop = new AbortController()
+      const stopped = trainLocal(model, mnist.train, shard, { samples: 100_000, batchSize: 32, lr: 0.1, seed: 3, optimizer: 'momentum', signal: stop.signal, onProgress: () => { stop.abort(new Error('test')) } })
+      let caught: unknown
+      try { await stopped } catch (err) { caught = err }
+      expect(caught).to.be.instanceOf(TrainingAborted)
+      expect(tf.memory().numTensors).to.equal(held)
+      expect(Object.keys(tf.engine().registeredVariables).length).to.equal(variables)
+    })
+  }
 })
