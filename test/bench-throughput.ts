@@ -3,7 +3,8 @@
 // then how fast each aggregation strategy combines updates.
 // Each figure comes from its own process, so the kernels dml installs on wasm (the convolution
 // gradients wasm lacks or runs slowly, matrix products without transposed operands) are
-// measured against tfjs as it ships. tfjs-node rows appear where it loads.
+// measured against tfjs as it ships. tfjs-node rows appear where it loads; there "as shipped" means
+// TensorFlow's own thread pools, where dml runs one thread an operation (backend.ts).
 import { execFileSync } from 'node:child_process'
 import { cpus } from 'node:os'
 import { fileURLToPath } from 'node:url'
@@ -65,9 +66,22 @@ if (process.argv[2] === '--one') {
   process.exit(0)
 }
 
+/** `taskset -c 0` where it runs: dml on one thread is measured on one core, literally. */
+const ONE_CORE = ((): string[] => {
+  try {
+    execFileSync('taskset', ['-c', '0', 'true'], { stdio: 'ignore' })
+    return ['taskset', '-c', '0']
+  } catch {
+    return []
+  }
+})()
+
 /** One figure, from a fresh process: samples/s, or why it could not be measured. */
 function figure (backend: string, model: string, runner: Runner): { rate?: number, error?: string } {
-  const out = execFileSync(process.execPath, [fileURLToPath(import.meta.url), '--one', backend, model, runner], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
+  const command = [...(runner === 'dml' ? ONE_CORE : []), process.execPath, fileURLToPath(import.meta.url), '--one', backend, model, runner]
+  // tfjs as shipped: TensorFlow's own thread pools at their defaults (0), not dml's one thread an operation
+  const env = runner === 'fit-stock' ? { ...process.env, TF_NUM_INTRAOP_THREADS: '0', TF_NUM_INTEROP_THREADS: '0' } : process.env
+  const out = execFileSync(command[0], command.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], env })
   return JSON.parse(out.trim().split('\n').pop()!)
 }
 
@@ -76,20 +90,23 @@ function trainingTable (): Array<Record<string, unknown>> {
   const rows: Array<Record<string, unknown>> = []
   console.log(`## Training throughput of one peer (samples/s, batch ${BATCH}), ${cpus().length} cores`)
   const cores = cpus().length
-  console.log(`\n| backend | model | dml, 1 thread | tfjs fit, as shipped | tfjs fit, dml's kernels | dml / tfjs fit as shipped | dml, ${cores} threads | ${cores} threads / 1 (goal ${(0.85 * cores).toFixed(2)}) |`)
-  console.log('| --- | --- | --- | --- | --- | --- | --- | --- |')
+  const oneCore = ONE_CORE.length > 0 ? '1 thread on 1 core' : '1 thread'
+  console.log(`\n| backend | model | tfjs fit, as shipped | tfjs fit, dml's kernels | dml, ${oneCore} | dml, ${cores} threads (default) | dml 1 thread / fit as shipped | dml ${cores} threads / fit as shipped | ${cores} threads / 1 (goal ${(0.85 * cores).toFixed(2)}) |`)
+  console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- |')
   for (const backend of BACKENDS) {
     for (const model of Object.keys(MODELS)) {
       const results = Object.fromEntries(RUNNERS.map(r => [r, figure(backend, model, r)]))
       if (results.dml.error !== undefined) {
-        console.log(`| ${backend} | ${model} | not measured: ${results.dml.error} | | | | | |`)
+        console.log(`| ${backend} | ${model} | not measured: ${results.dml.error} | | | | | | |`)
         if (results.dml.error.includes('no TensorFlow.js backend')) break // not installed: one row says so
         continue
       }
       const cell = (r: { rate?: number, error?: string }): string => r.rate !== undefined ? r.rate.toFixed(0) : `fails: ${r.error ?? ''}`
-      const ratio = results['fit-stock'].rate !== undefined ? `${(results.dml.rate! / results['fit-stock'].rate).toFixed(2)}x` : 'tfjs cannot train it'
-      const everyCore = results['dml-every-core'].rate !== undefined ? `${(results['dml-every-core'].rate / results.dml.rate!).toFixed(2)}x` : ''
-      console.log(`| ${backend} | ${model} | ${cell(results.dml)} | ${cell(results['fit-stock'])} | ${cell(results['fit-dml-kernels'])} | ${ratio} | ${cell(results['dml-every-core'])} | ${everyCore} |`)
+      const everyCore = results['dml-every-core'].rate
+      const fit = results['fit-stock'].rate
+      const overFit = (rate: number | undefined): string => fit === undefined ? 'tfjs cannot train it' : rate === undefined ? '' : `${(rate / fit).toFixed(2)}x`
+      const scaling = everyCore !== undefined ? `${(everyCore / results.dml.rate!).toFixed(2)}x` : ''
+      console.log(`| ${backend} | ${model} | ${cell(results['fit-stock'])} | ${cell(results['fit-dml-kernels'])} | ${cell(results.dml)} | ${cell(results['dml-every-core'])} | ${overFit(results.dml.rate)} | ${overFit(everyCore)} | ${scaling} |`)
       rows.push({ backend, model, ...Object.fromEntries(RUNNERS.map(r => [r, results[r].rate ?? results[r].error])) })
     }
   }

@@ -175,7 +175,7 @@ async function runStart (argv: string[]): Promise<number> {
   }
   // fail now, not at the first round, on a data set that can't be read or a model that does not fit it
   const holdout = o.holdout === '' ? (ownData === undefined ? 0 : 0.1) : Number(o.holdout)
-  const threads = o.threads === 0 ? defaultThreads(backend.backend) : o.threads as number
+  const threads = o.threads === 0 ? defaultThreads(backend.device) : o.threads as number
   const trainer = new LocalTrainer({ own: ownData, holdout }, new TrainingThreads(threads, backendKey(backend), modelModules, (err) => {
     log.warn('threads-failed', { error: firstLine(err) }, `training threads could not start (${firstLine(err)}); training on this thread alone`)
   }))

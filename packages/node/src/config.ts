@@ -101,7 +101,7 @@ export const NODE_OPTIONS = {
   'allow-peers': { kind: 'string', default: '', arg: 'file', help: 'permissioned network: only the peer ids in this file (one per line) take part; quorums are majorities of them' },
   gpu: { kind: 'boolean', default: false, help: 'train with @tensorflow/tfjs-node-gpu (falls back to the CPU, saying so)' },
   cpu: { kind: 'boolean', default: false, help: 'never use the GPU' },
-  threads: { kind: 'integer', default: 0, arg: 'n', help: 'threads that train (0: one per core on the wasm and cpu backends, 1 on tfjs-node, whose operations use every core)', check: (v: number) => v >= 0 && v <= 256 ? undefined : 'must be from 0 (one per core) to 256' },
+  threads: { kind: 'integer', default: 0, arg: 'n', help: 'threads that train (0: one per core; 1 with a GPU)', check: (v: number) => v >= 0 && v <= 256 ? undefined : 'must be from 0 (one per core) to 256' },
   'heartbeat-ms': { kind: 'integer', default: 1000, arg: 'ms', help: 'heartbeat interval', check: positive },
   'lease-ms': { kind: 'integer', default: 5000, arg: 'ms', help: 'a leader or peer silent this long is considered gone', check: positive },
   'round-timeout': { kind: 'integer', default: 600, arg: 's', help: 'longest a round may wait for updates, in seconds', check: positive },

@@ -1,12 +1,15 @@
 // A faster training step for models that are a stack of dense layers (the built-in `mlp`, and
-// user models of that shape). Why it is faster, on wasm above all:
+// user models of that shape). The gradients are written out (softmax with cross-entropy, relu, the
+// products): about 30-45 operations a step, instead of the layers API's taped graph with its
+// per-step bookkeeping. That matters most where each operation costs tens of microseconds of
+// JavaScript and binding (tfjs-node: 70 kernels a step through this file's first version, 46 now).
+// The layout follows the backend:
 // - wasm multiplies with XNNPACK, which first packs the right operand and caches the packing by
-//   tensor. Through the layers API the right operand is the kernel, which changes every step, so
-//   every step re-packed every kernel (about 1.3 ms of the mlp's 8 ms). Here each kernel is kept
-//   transposed, [out, in], as the left operand; activations flow transposed, [features, batch],
-//   and only they are packed: a few thousand values instead of 157,000.
-// - The gradients are written out (softmax with cross-entropy, relu, the products), about 45
-//   operations a step, instead of the layers API's taped graph with its per-step bookkeeping.
+//   tensor. With the kernel on the right, as the layers API has it, every step re-packed every
+//   kernel (about 1.3 ms of the mlp's 8 ms). On wasm each kernel is kept transposed, [out, in], as
+//   the left operand; activations flow transposed, [features, batch], and only they are packed.
+// - Elsewhere kernels keep the model's layout, [in, out]: tfjs-node multiplies transposed operands
+//   at no cost, and each explicit transpose would be one more operation.
 // The loss and its gradient are those of `modelLoss` in train.ts; the step is checked against it.
 import * as tf from './tf.ts'
 
@@ -51,13 +54,12 @@ export function denseStack (model: tf.LayersModel): DenseStack | undefined {
     }
   }
   const id = ++stacksMade
+  const transposed = tf.getBackend() === 'wasm'
   const layers: DenseLayer[] = dense.map((layer, i) => {
     const [kernel, bias] = layer.getWeights()
-    const transposed = kernel.transpose()
-    const variable = tf.variable(transposed, true, `dml-dense-stack-${id}-kernel-${i}`)
-    transposed.dispose() // the variable holds its own reference to the data
+    // each variable holds its own copy: the model's weights are not touched until writeBack
     return {
-      kernel: variable,
+      kernel: tf.tidy(() => tf.variable(transposed ? kernel.transpose() : kernel, true, `dml-dense-stack-${id}-kernel-${i}`)),
       bias: bias === undefined ? undefined : tf.variable(bias, true, `dml-dense-stack-${id}-bias-${i}`),
       relu: layer.getConfig().activation === 'relu'
     }
@@ -68,28 +70,34 @@ export function denseStack (model: tf.LayersModel): DenseStack | undefined {
     return tf.tidy(() => {
       const n = xs.shape[0]
       const x = xs.reshape([n, -1]) as tf.Tensor2D
-      // forward, transposed: the input of each layer ([in, n]) is kept for the backward pass
+      // forward; the input of each layer is kept for the backward pass
       const inputs: tf.Tensor2D[] = []
-      let activation = x.transpose() as tf.Tensor2D
+      let activation = transposed ? x.transpose() as tf.Tensor2D : x
       for (const [i, layer] of layers.entries()) {
         inputs.push(activation)
-        let z: tf.Tensor2D = tf.matMul(layer.kernel as tf.Tensor2D, activation)
-        if (layer.bias !== undefined) z = tf.add(z, layer.bias.reshape([-1, 1]))
+        const kernel = layer.kernel as tf.Tensor2D
+        let z: tf.Tensor2D = transposed ? tf.matMul(kernel, activation) : tf.matMul(activation, kernel)
+        // on wasm the bias is added as a column to [out, batch]
+        if (layer.bias !== undefined) z = tf.add<tf.Tensor2D>(z, transposed ? layer.bias.reshape([-1, 1]) : layer.bias)
         activation = i < layers.length - 1 && layer.relu ? tf.relu(z) : z
       }
-      const probs = tf.softmax(activation.transpose())
+      const probs = tf.softmax(transposed ? activation.transpose() : activation)
       const loss = tf.neg(tf.div(tf.sum(tf.mul(ys, tf.log(tf.clipByValue(probs, 1e-7, 1 - 1e-7)))), n)) as tf.Scalar
       // backward: d(loss)/d(logits) of softmax with cross-entropy is (probs - ys) / n
-      let delta = tf.div(tf.sub(probs, ys), n).transpose() as tf.Tensor2D // [out, n]
+      let delta = tf.div(tf.sub(probs, ys), n) as tf.Tensor2D
+      if (transposed) delta = delta.transpose()
       const gradients: tf.NamedTensorMap = {}
       for (let i = layers.length - 1; i >= 0; i--) {
         const layer = layers[i]
-        gradients[layer.kernel.name] = tf.matMul(delta, i === 0 ? x : inputs[i].transpose() as tf.Tensor2D)
-        if (layer.bias !== undefined) gradients[layer.bias.name] = tf.sum(delta, 1)
+        const kernel = layer.kernel as tf.Tensor2D
+        // on wasm the first layer's input is x itself, untransposed: no transpose needed there
+        gradients[layer.kernel.name] = !transposed ? tf.matMul(inputs[i], delta, true, false) : i === 0 ? tf.matMul(delta, x) : tf.matMul(delta, inputs[i], false, true)
+        if (layer.bias !== undefined) gradients[layer.bias.name] = tf.sum(delta, transposed ? 1 : 0)
         if (i === 0) break
-        delta = tf.matMul(layer.kernel.transpose() as tf.Tensor2D, delta)
-        // inputs[i] is the previous layer's output: relu passes the gradient where it is positive
-        if (layers[i - 1].relu) delta = tf.mul(delta, tf.step(inputs[i]))
+        delta = transposed ? tf.matMul(kernel, delta, true, false) : tf.matMul(delta, kernel, false, true)
+        // inputs[i] is the previous layer's relu output, never negative: its step (or sign) is
+        // relu's derivative. tf.step is four kernels on tfjs-node, sign one; on wasm step is cheaper
+        if (layers[i - 1].relu) delta = tf.mul(delta, transposed ? tf.step(inputs[i]) : tf.sign(inputs[i]))
       }
       optimizer.applyGradients(gradients)
       return loss
@@ -97,9 +105,12 @@ export function denseStack (model: tf.LayersModel): DenseStack | undefined {
   }
 
   function writeBack (): void {
-    const kernels = layers.map(l => tf.tidy(() => l.kernel.transpose()))
-    model.setWeights(layers.flatMap((l, i) => l.bias === undefined ? [kernels[i]] : [kernels[i], l.bias]))
-    tf.dispose(kernels)
+    const weights = tf.tidy(() => layers.flatMap(l => {
+      const kernel = transposed ? l.kernel.transpose() : l.kernel.clone()
+      return l.bias === undefined ? [kernel] : [kernel, l.bias.clone()]
+    }))
+    model.setWeights(weights)
+    tf.dispose(weights)
   }
 
   return { variables, step, writeBack, dispose: () => { tf.dispose(variables) } }

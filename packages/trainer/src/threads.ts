@@ -31,9 +31,12 @@ export type FromThread =
 
 export type ThreadTrainOptions = Omit<TrainOptions, 'onProgress' | 'signal'>
 
-/** The threads a peer trains with by default: one per core on wasm and the cpu backend; TensorFlow's native build threads its own operations. */
-export function defaultThreads (backend: string, cores = availableParallelism()): number {
-  return backend === 'wasm' || backend === 'cpu' ? Math.max(1, cores) : 1
+/**
+ * The threads a peer trains with by default: one per core on every CPU backend (tfjs-node's own
+ * operations run on one thread each, see backend.ts); one on a GPU, which is a single device.
+ */
+export function defaultThreads (device: 'gpu' | 'cpu', cores = availableParallelism()): number {
+  return device === 'cpu' ? Math.max(1, cores) : 1
 }
 
 interface Job {

@@ -1,5 +1,5 @@
 import { expect } from 'chai'
-import { candidateOrder, chooseBackend, type BackendCandidate } from '@dml/trainer'
+import { candidateOrder, chooseBackend, oneThreadPerOperation, type BackendCandidate } from '@dml/trainer'
 
 function fake (source: string, backend: string, device: 'gpu' | 'cpu', works: boolean): BackendCandidate {
   return { source, backend, device, load: async () => { if (!works) throw new Error(`Cannot find package '${source}'`) } }
@@ -38,6 +38,15 @@ describe('backend selection', () => {
     } catch (err) {
       expect((err as Error).message).to.match(/no TensorFlow.js backend.*\n.*a.*\n.*b/)
     }
+  })
+
+  it('runs tfjs-node\'s operations on one thread each, unless the user set TensorFlow\'s thread variables', () => {
+    const unset: Record<string, string | undefined> = {}
+    oneThreadPerOperation(unset)
+    expect(unset).to.deep.equal({ TF_NUM_INTRAOP_THREADS: '1', TF_NUM_INTEROP_THREADS: '1' })
+    const set = { TF_NUM_INTRAOP_THREADS: '4', TF_NUM_INTEROP_THREADS: '2' }
+    oneThreadPerOperation(set)
+    expect(set).to.deep.equal({ TF_NUM_INTRAOP_THREADS: '4', TF_NUM_INTEROP_THREADS: '2' })
   })
 
   it('picks wasm on this machine, where tfjs-node is not installed', async () => {

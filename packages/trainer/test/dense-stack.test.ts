@@ -6,17 +6,18 @@ import { maxAbsDiff } from './support/compare.ts'
 
 const spec = { inputShape: [28, 28, 1], numClasses: 10 }
 
-/** The mlp with a linear Activation layer in front: the same function, which the dense stack does not take. */
-function mlpThroughLayers (): tf.LayersModel {
-  return tf.sequential({
-    layers: [
-      tf.layers.activation({ activation: 'linear', inputShape: spec.inputShape }),
-      tf.layers.flatten(),
-      tf.layers.dense({ units: 200, activation: 'relu' }),
-      tf.layers.dense({ units: 200, activation: 'relu' }),
-      tf.layers.dense({ units: 10, activation: 'softmax' })
-    ]
-  })
+type DenseConfig = Parameters<typeof tf.layers.dense>[0]
+const MLP: DenseConfig[] = [{ units: 200, activation: 'relu' }, { units: 200, activation: 'relu' }, { units: 10, activation: 'softmax' }]
+/** A hidden layer without a bias and one without an activation. */
+const ODD: DenseConfig[] = [{ units: 64, activation: 'relu', useBias: false }, { units: 32, activation: 'linear' }, { units: 10, activation: 'softmax' }]
+
+/**
+ * Flatten and dense layers; `throughLayers` puts a linear Activation layer in front: the same
+ * function, which the dense stack does not take.
+ */
+function denseModel (dense: DenseConfig[], throughLayers: boolean): tf.LayersModel {
+  const front = throughLayers ? [tf.layers.activation({ activation: 'linear', inputShape: spec.inputShape }), tf.layers.flatten()] : [tf.layers.flatten({ inputShape: spec.inputShape })]
+  return tf.sequential({ layers: [...front, ...dense.map(config => tf.layers.dense(config))] })
 }
 
 function takes (layers: tf.layers.Layer[]): boolean {
@@ -37,7 +38,7 @@ describe('dense stack: the mlp\'s training step', () => {
 
   it('leaves every other model to the layers API', () => {
     expect(denseStack(buildModel('cnn-small', spec))).to.equal(undefined)
-    expect(denseStack(mlpThroughLayers())).to.equal(undefined)
+    expect(denseStack(denseModel(MLP, true))).to.equal(undefined)
     const dense = (config: Record<string, unknown>): tf.layers.Layer => tf.layers.dense({ units: 3, ...config })
     expect(takes([dense({ inputShape: [16], activation: 'tanh' }), dense({ activation: 'softmax' })]), 'tanh').to.equal(false)
     expect(takes([dense({ inputShape: [16], activation: 'relu' }), dense({ activation: 'sigmoid' })]), 'sigmoid output').to.equal(false)
@@ -47,18 +48,37 @@ describe('dense stack: the mlp\'s training step', () => {
     expect(takes([frozen, dense({ activation: 'softmax' })]), 'frozen').to.equal(false)
   })
 
-  for (const [optimizer, proxMu] of [['sgd', 0], ['sgd', 0.5], ['momentum', 0], ['adam', 0.1]] as Array<[OptimizerName, number]>) {
-    it(`trains as the layers API does: ${optimizer}${proxMu > 0 ? ` with FedProx mu ${proxMu}` : ''}, 20 steps`, async () => {
-      const mnist = await loadDataset('mnist')
-      const fast = buildModel('mlp', spec)
-      const slow = mlpThroughLayers()
-      writeWeights(slow, readWeights(fast))
-      const shard = shardIndices(mnist.train.count, 1, 60)
-      const options = { samples: 640, batchSize: 32, lr: optimizer === 'adam' ? 0.001 : 0.1, seed: 3, optimizer, proxMu }
-      const a = await trainLocal(fast, mnist.train, shard, options)
-      const b = await trainLocal(slow, mnist.train, shard, options)
-      expect(a.loss).to.be.closeTo(b.loss, 1e-4)
-      for (const [i, w] of a.weights.entries()) expect(maxAbsDiff(w.values, b.weights[i].values), `weight ${i}`).to.be.below(1e-4)
+  // two layouts (dense-stack.ts): kernels transposed on wasm, the model's own elsewhere (cpu here)
+  for (const backend of ['wasm', 'cpu']) {
+    describe(`on ${backend}`, () => {
+      let previous: string
+      before(async () => {
+        previous = tf.getBackend()
+        await tf.setBackend(backend)
+      })
+      after(async () => { await tf.setBackend(previous) })
+
+      const cases: Array<[string, DenseConfig[], OptimizerName, number]> = [
+        ['mlp', MLP, 'sgd', 0], ['mlp', MLP, 'sgd', 0.5], ['mlp', MLP, 'momentum', 0], ['mlp', MLP, 'adam', 0.1],
+        ['a bias-less relu layer and a linear one', ODD, 'sgd', 0]
+      ]
+      for (const [name, dense, optimizer, proxMu] of cases) {
+        it(`trains as the layers API does: ${name}, ${optimizer}${proxMu > 0 ? ` with FedProx mu ${proxMu}` : ''}, 20 steps`, async () => {
+          const mnist = await loadDataset('mnist')
+          const fast = denseModel(dense, false)
+          const slow = denseModel(dense, true)
+          const stack = denseStack(fast)
+          expect(stack, 'the dense stack takes it').to.not.equal(undefined)
+          stack?.dispose()
+          writeWeights(slow, readWeights(fast))
+          const shard = shardIndices(mnist.train.count, 1, 60)
+          const options = { samples: 640, batchSize: 32, lr: optimizer === 'adam' ? 0.001 : 0.1, seed: 3, optimizer, proxMu }
+          const a = await trainLocal(fast, mnist.train, shard, options)
+          const b = await trainLocal(slow, mnist.train, shard, options)
+          expect(a.loss).to.be.closeTo(b.loss, 1e-4)
+          for (const [i, w] of a.weights.entries()) expect(maxAbsDiff(w.values, b.weights[i].values), `weight ${i}`).to.be.below(1e-4)
+        })
+      }
     })
   }
 })

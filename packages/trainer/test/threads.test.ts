@@ -23,11 +23,11 @@ describe('training threads', function () {
   })
   after(async () => { await Promise.all(pools.map(async p => await p.close())) })
 
-  it('one per core on wasm and the cpu backend; one on TensorFlow\'s native build, which threads its own operations', () => {
-    expect(defaultThreads('wasm', 8)).to.equal(8)
+  it('one per core on every CPU backend, one on a GPU', () => {
+    expect(defaultThreads('cpu', 8)).to.equal(8)
     expect(defaultThreads('cpu', 2)).to.equal(2)
-    expect(defaultThreads('tensorflow', 8)).to.equal(1)
-    expect(defaultThreads('wasm', 0)).to.equal(1)
+    expect(defaultThreads('gpu', 8)).to.equal(1)
+    expect(defaultThreads('cpu', 0)).to.equal(1)
     expect(() => new TrainingThreads(0, 'wasm')).to.throw(/from 1/)
   })
 
