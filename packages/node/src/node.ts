@@ -497,7 +497,14 @@ export class DmlNode implements MessageHandlers {
         }
         this.followProven({ hash: termCert, ...proven }, hb, provesMoreRounds)
       } catch (err) {
-        this.onProofFailure(hb.peer, 'its leadership claim', err)
+        // on a fresh network the first peer up may elect itself on its own vote before it hears
+        // anyone; such a certificate proves nothing to the others (an election with their votes
+        // follows), but it is how an honest start looks, not a suspicion
+        if (err instanceof CertificateError && err.kind === 'unproven' && !this.replica.proven.any && hb.round === 0) {
+          this.sayEvery(`fresh-leader:${hb.peer}`, 30_000, () => { this.log.info('leader-unproven', { peer: hb.peer, term: hb.term }, `${short(hb.peer)} leads term ${hb.term} on its own vote alone, which proves nothing to this peer yet`) })
+        } else {
+          this.onProofFailure(hb.peer, 'its leadership claim', err)
+        }
       } finally {
         this.checking.delete(`leader:${hb.peer}`)
       }
