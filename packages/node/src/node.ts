@@ -492,22 +492,33 @@ export class DmlNode implements MessageHandlers {
         }
         if (hb.term < this.election.term && !provesMoreRounds) return
         if (!coversView(proven.cert, this.policy, this.view())) {
-          this.ledger.note(hb.peer, 'unproven-leader', `claims term ${hb.term}, but too few of the peers this node sees voted for it`)
+          if (this.freshStart(hb)) this.sayFreshLeader(hb, `elected by ${proven.cert.votes.length} votes, too few of the ${this.view().length} peers this node sees`)
+          else this.ledger.note(hb.peer, 'unproven-leader', `claims term ${hb.term}, but too few of the peers this node sees voted for it`)
           return
         }
         this.followProven({ hash: termCert, ...proven }, hb, provesMoreRounds)
       } catch (err) {
-        // on a fresh network the first peer up may elect itself on its own vote before it hears
-        // anyone; such a certificate proves nothing to the others (an election with their votes
-        // follows), but it is how an honest start looks, not a suspicion
-        if (err instanceof CertificateError && err.kind === 'unproven' && !this.replica.proven.any && hb.round === 0) {
-          this.sayEvery(`fresh-leader:${hb.peer}`, 30_000, () => { this.log.info('leader-unproven', { peer: hb.peer, term: hb.term }, `${short(hb.peer)} leads term ${hb.term} on its own vote alone, which proves nothing to this peer yet`) })
-        } else {
-          this.onProofFailure(hb.peer, 'its leadership claim', err)
-        }
+        if (err instanceof CertificateError && err.kind === 'unproven' && this.freshStart(hb)) this.sayFreshLeader(hb, 'elected on too few votes to prove anything to this peer')
+        else this.onProofFailure(hb.peer, 'its leadership claim', err)
       } finally {
         this.checking.delete(`leader:${hb.peer}`)
       }
+    })
+  }
+
+  /**
+   * Nothing proven yet and no round finished: a fresh network. There the first peer up may elect
+   * itself on its own vote before it hears anyone, and a leader may be elected by fewer peers than
+   * another sees as they come up. Such a claim proves nothing to this peer (an election with more
+   * votes follows), but it is how an honest start looks, not a suspicion.
+   */
+  private freshStart (hb: Heartbeat): boolean {
+    return !this.replica.proven.any && hb.round === 0 && this.replica.round === 0
+  }
+
+  private sayFreshLeader (hb: Heartbeat, why: string): void {
+    this.sayEvery(`fresh-leader:${hb.peer}`, 30_000, () => {
+      this.log.info('leader-unproven', { peer: hb.peer, term: hb.term, why }, `${short(hb.peer)} leads term ${hb.term}, ${why}; not following it yet`)
     })
   }
 
