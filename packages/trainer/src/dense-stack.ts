@@ -14,7 +14,7 @@
 import * as tf from './tf.ts'
 
 interface DenseLayer {
-  /** the kernel, transposed: [out, in] */
+  /** the kernel: [out, in] on wasm, [in, out] (the model's layout) elsewhere */
   kernel: tf.Variable
   /** the bias, [out], if the layer has one */
   bias?: tf.Variable
@@ -57,7 +57,8 @@ export function denseStack (model: tf.LayersModel): DenseStack | undefined {
   const transposed = tf.getBackend() === 'wasm'
   const layers: DenseLayer[] = dense.map((layer, i) => {
     const [kernel, bias] = layer.getWeights()
-    // each variable holds its own copy: the model's weights are not touched until writeBack
+    // the variables start from the model's values; steps assign them new data, so the model's
+    // weights stay as they are until writeBack
     return {
       kernel: tf.tidy(() => tf.variable(transposed ? kernel.transpose() : kernel, true, `dml-dense-stack-${id}-kernel-${i}`)),
       bias: bias === undefined ? undefined : tf.variable(bias, true, `dml-dense-stack-${id}-bias-${i}`),
