@@ -26,12 +26,13 @@ async function snapshot (peers: PeerProcess[]): Promise<Snapshot[]> {
 async function run (size: number): Promise<Row> {
   const net = new LocalNetwork()
   const launched = Date.now()
+  let peers: PeerProcess[] = []
   try {
     // little local work and evaluation: the bench is about the network, not training; every peer
     // is on 127.0.0.1, so no bound on peers per address. Rounds start once half the peers follow
     // the leader (the others join the next round): with all of them required, one peer that
     // elected itself alone early (under 32 processes on 2 cores) held every round back
-    const peers = await net.start(size, ['--min-peers', String(Math.ceil(size / 2)), '--rounds', String(ROUNDS), '--local-epochs', '0.02', '--eval-samples', '200', '--round-timeout', '120', '--max-peers-per-ip', '0', ...LEASE])
+    peers = await net.start(size, ['--min-peers', String(Math.ceil(size / 2)), '--rounds', String(ROUNDS), '--local-epochs', '0.02', '--eval-samples', '200', '--round-timeout', '120', '--max-peers-per-ip', '0', ...LEASE])
     const first = await Promise.any(peers.map(async p => await p.waitFor('round-done', 10 * MINUTE)))
     const startSeconds = (first.ts as number - launched) / 1000 - (first.durationMs as number) / 1000
     // every peer holds round 1 before the first snapshot
@@ -40,7 +41,6 @@ async function run (size: number): Promise<Row> {
     const startedAt = Date.now()
     await Promise.all(peers.map(async p => await p.waitFor('training-finished', 20 * MINUTE)))
     const after = await snapshot(peers)
-    if (process.env.DML_BENCH_EVENTS !== undefined) writeFileSync(`${process.env.DML_BENCH_EVENTS}-${size}.json`, JSON.stringify(peers.map(p => p.events)))
     const leader = after.findIndex(s => s.isLeader)
     const rounds = Math.max(1, after[leader].round - before[leader].round)
     const delta = (i: number, pick: (t: Traffic) => number): number => (pick(after[i].traffic) - pick(before[i].traffic)) / rounds
@@ -58,18 +58,32 @@ async function run (size: number): Promise<Row> {
       startSeconds
     }
   } finally {
+    // written whether the size finished or not: the events say why not
+    if (process.env.DML_BENCH_EVENTS !== undefined) writeFileSync(`${process.env.DML_BENCH_EVENTS}-${size}.json`, JSON.stringify(peers.map(p => p.events)))
     await net.stop()
   }
 }
 
 const kb = (bytes: number): string => (bytes / 1024).toFixed(1)
-const rows: Row[] = []
+const rows: Array<Row | { peers: number, failed: string }> = []
 for (const size of SIZES) {
-  const row = await run(size)
+  let row: Row
+  try {
+    row = await run(size)
+  } catch (err) {
+    // a size that does not finish is a figure too: say why and go on to the next
+    const why = err instanceof AggregateError ? `${(err.errors[0] as Error).message.split(';')[0]} (every peer)` : String((err as Error).message ?? err).split('\n')[0]
+    rows.push({ peers: size, failed: why })
+    console.log(`${size} peers: ${why}`)
+    continue
+  }
   rows.push(row)
   console.log(`${size} peers: ${row.secondsPerRound.toFixed(1)} s a round; control in per peer ${kb(row.controlIn)} KiB a round (most ${kb(row.controlInMax)}); leader in: control ${kb(row.leaderControlIn)} KiB, blobs ${kb(row.leaderBlobsIn)} KiB a round; a follower's blobs in ${kb(row.followerBlobsIn)} KiB a round`)
 }
 console.log(`\n## Scale: ${ROUNDS} rounds of mlp with little local work (--local-epochs 0.02), ${cpus().length} cores, one machine; bytes on the wire per round, rounds 2-${ROUNDS}`)
 console.log('\n| peers | first round starts | s / round | control in / peer | (most) | control out / peer | leader control in | leader blobs in | follower blobs in |')
 console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- |')
-for (const r of rows) console.log(`| ${r.peers} | ${r.startSeconds.toFixed(1)} s | ${r.secondsPerRound.toFixed(1)} | ${kb(r.controlIn)} KiB | ${kb(r.controlInMax)} KiB | ${kb(r.controlOut)} KiB | ${kb(r.leaderControlIn)} KiB | ${kb(r.leaderBlobsIn)} KiB | ${kb(r.followerBlobsIn)} KiB |`)
+for (const r of rows) {
+  if ('failed' in r) console.log(`| ${r.peers} | ${r.failed} | | | | | | | |`)
+  else console.log(`| ${r.peers} | ${r.startSeconds.toFixed(1)} s | ${r.secondsPerRound.toFixed(1)} | ${kb(r.controlIn)} KiB | ${kb(r.controlInMax)} KiB | ${kb(r.controlOut)} KiB | ${kb(r.leaderControlIn)} KiB | ${kb(r.leaderBlobsIn)} KiB | ${kb(r.followerBlobsIn)} KiB |`)
+}
