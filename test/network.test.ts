@@ -301,21 +301,25 @@ describe('compressed updates (--compression)', function () {
   })
 })
 
-// Known bug, kept as a pending test until it is fixed. A certificate signed by one peer proves
-// nothing to another, so a newcomer cannot follow a leader whose rounds it certified alone; and
-// that leader, whose proven view is itself, never stands again for the newcomer's vote. A first
-// peer that trains alone (--min-peers 1, the default) therefore locks every later peer out.
+// A certificate signed by one peer proves nothing to another. A first peer that trained alone
+// (--min-peers 1, the default) once locked every later peer out: the newcomer could not follow a
+// leader whose rounds it had certified alone, and that leader, whose proven view was itself, never
+// stood again for the newcomer's vote. Now it stands again and keeps the newcomer's vote in its
+// term certificate, and the newcomer follows on that certificate, counting the rounds as none.
 describe('a network whose rounds one peer certified alone', function () {
   this.timeout(5 * MINUTE)
   const net = new LocalNetwork()
   after(async () => { await net.stop() })
 
-  it.skip('takes a second peer into its rounds', async () => {
+  it('takes a second peer into its rounds, which then proves them', async () => {
     const tiny = ['--model-module', join(fileURLToPath(new URL('./fixtures', import.meta.url)), 'tiny-models.js'), '--model', 'tiny-net', '--rounds', '1000', '--local-epochs', '0.05', '--eval-samples', '500']
     const [first] = await net.start(1, tiny)
     await first.waitFor(e => e.event === 'round-done' && (e.round as number) >= 3, 2 * MINUTE)
     const second = await net.add(tiny)
     const id = await second.peerId()
-    await first.waitFor(e => e.event === 'round-done' && (e.participants as string[]).includes(id), MINUTE)
+    const joint = await first.waitFor(e => e.event === 'round-done' && (e.participants as string[]).includes(id), MINUTE)
+    // the round both trained is certified by both: the newcomer holds it as proven
+    await second.waitFor(e => e.event === 'model-adopted' && (e.round as number) >= (joint.round as number), MINUTE)
+    expect(second.events.some(e => e.event === 'misbehaviour')).to.equal(false)
   })
 })

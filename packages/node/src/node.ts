@@ -142,6 +142,8 @@ export class DmlNode implements MessageHandlers {
   private timer: unknown
   private running = false
   private readonly lastSaid = new Map<string, number>()
+  /** when this leader, elected alone, last stood again for the votes of peers that joined */
+  private stoodAloneAt = -Infinity
 
   constructor (config: NodeConfig, deps: NodeDeps) {
     this.config = config
@@ -267,6 +269,15 @@ export class DmlNode implements MessageHandlers {
   /** The peers that count in a quorum now: live, and proven (see proven.ts), this one included only once proven. */
   private view (): string[] {
     return this.replica.proven.counted(this.live().map(h => h.peer))
+  }
+
+  /**
+   * An open network whose only proven peer is this one (it certified its rounds alone), with
+   * other peers live. Certificates it signs alone prove nothing to them: it stands again for their
+   * votes, and keeps their votes in the certificate beside its own.
+   */
+  private isAloneAmong (view: string[], others: string[]): boolean {
+    return this.policy.allowed === undefined && view.length <= 1 && others.length > 0 && this.replica.proven.any
   }
 
   // ---- what the network hands us ----------------------------------------------------------
@@ -426,6 +437,13 @@ export class DmlNode implements MessageHandlers {
       this.log.info('re-election', { term: this.election.term }, `more peers than voted for term ${this.election.term}: standing again`)
       this.endTerm('standing again')
       this.stand(this.election.stand(now))
+    } else if (this.election.isLeader && this.leaderCert !== null && this.leaderCert.cert.votes.length < 2 && now - this.stoodAloneAt >= this.config.leaseMs &&
+      this.isAloneAmong(this.view(), this.live().map(h => h.peer).filter(p => p !== this.peerId))) {
+      // elected by its own vote, its rounds its own: a peer that joined cannot follow it until it votes
+      this.stoodAloneAt = now
+      this.log.info('re-election', { term: this.election.term }, `elected alone in term ${this.election.term}, and another peer is here: standing again for its vote`)
+      this.endTerm('standing again')
+      this.stand(this.election.stand(now))
     }
     this.considerStanding(now)
     this.sendHeartbeat()
@@ -486,9 +504,15 @@ export class DmlNode implements MessageHandlers {
         // for a newcomer that knows of no proven peers yet, who they are
         let provesMoreRounds = false
         if (hb.roundCert !== null && (!this.replica.proven.any || (hb.term < this.election.term && claimsMoreRounds))) {
-          const round = await this.proofs.round(hb.roundCert, this.sources(hb.peer))
-          if (!this.replica.proven.any) this.replica.proven.sawRound(round.result)
-          provesMoreRounds = round.result.round > this.replica.round
+          try {
+            const round = await this.proofs.round(hb.roundCert, this.sources(hb.peer))
+            if (!this.replica.proven.any) this.replica.proven.sawRound(round.result)
+            provesMoreRounds = round.result.round > this.replica.round
+          } catch (err) {
+            if (!(err instanceof CertificateError) || err.kind !== 'unproven') throw err
+            // genuine but signed by too few for this peer (a peer's rounds certified alone): they
+            // count as no rounds, and its term certificate, checked above and below, decides
+          }
         }
         if (hb.term < this.election.term && !provesMoreRounds) return
         if (!coversView(proven.cert, this.policy, this.view())) {
@@ -631,8 +655,13 @@ export class DmlNode implements MessageHandlers {
 
   private countVote (term: number, voter: string, signature: Uint8Array): void {
     const view = this.view()
-    if (!this.election.addVote(term, voter, signature, voters => isQuorum(voters, this.policy, view), this.clock.now())) return
-    const members = this.policy.allowed ?? new Set(view)
+    // alone in its view (its rounds certified by itself) while others are live: a certificate of
+    // one signer proves nothing to them, so it waits for a live peer's vote and keeps it
+    const others = this.live().map(h => h.peer).filter(p => p !== this.peerId)
+    const alone = this.isAloneAmong(view, others)
+    const quorum = (voters: string[]): boolean => isQuorum(voters, this.policy, view) && (!alone || voters.some(v => others.includes(v)))
+    if (!this.election.addVote(term, voter, signature, quorum, this.clock.now())) return
+    const members = this.policy.allowed ?? new Set(alone ? [...view, ...others.filter(p => this.election.candidacy!.votes.has(p))] : view)
     const votes = [...this.election.candidacy!.votes].filter(([v]) => members.has(v)).map(([v, s]) => ({ voter: v, signature: s }))
     this.election.candidacy = null
     const cert: TermCert = { kind: 'term-cert', v: PROTOCOL_VERSION, term, leader: this.peerId, electorate: [...members], votes }
