@@ -101,6 +101,9 @@ const MAX_EARLY_STARTS = 8
 
 interface ProvenCert { hash: string, bytes: Uint8Array, cert: TermCert }
 
+/** A leader elected alone stands again for peers that joined at most once in this many leases (and once a round). */
+const JOINERS_EVERY_LEASES = 10
+
 export class DmlNode implements MessageHandlers {
   readonly peerId: string
   readonly config: NodeConfig
@@ -142,8 +145,11 @@ export class DmlNode implements MessageHandlers {
   private timer: unknown
   private running = false
   private readonly lastSaid = new Map<string, number>()
-  /** when this leader, elected alone, last stood again for the votes of peers that joined */
+  /** when this leader, elected alone, last stood again for the votes of peers that joined, and at which round */
   private stoodAloneAt = -Infinity
+  private stoodAloneRound = -1
+  /** the term of that candidacy: it waits for a live peer's vote (a later one does not) */
+  private joinersTerm: number | null = null
 
   constructor (config: NodeConfig, deps: NodeDeps) {
     this.config = config
@@ -437,13 +443,18 @@ export class DmlNode implements MessageHandlers {
       this.log.info('re-election', { term: this.election.term }, `more peers than voted for term ${this.election.term}: standing again`)
       this.endTerm('standing again')
       this.stand(this.election.stand(now))
-    } else if (this.election.isLeader && this.leaderCert !== null && this.leaderCert.cert.votes.length < 2 && now - this.stoodAloneAt >= this.config.leaseMs &&
+    } else if (this.election.isLeader && this.leaderCert !== null && this.leaderCert.cert.votes.length < 2 && now - this.stoodAloneAt >= JOINERS_EVERY_LEASES * this.config.leaseMs && this.replica.round > this.stoodAloneRound &&
       this.isAloneAmong(this.view(), this.live().map(h => h.peer).filter(p => p !== this.peerId))) {
-      // elected by its own vote, its rounds its own: a peer that joined cannot follow it until it votes
+      // elected by its own vote, its rounds its own: a peer that joined cannot follow it until it
+      // votes. Rarely, and once a round at most: each time ends the round in progress and costs
+      // up to a lease without a leader if no joiner votes
       this.stoodAloneAt = now
+      this.stoodAloneRound = this.replica.round
       this.log.info('re-election', { term: this.election.term }, `elected alone in term ${this.election.term}, and another peer is here: standing again for its vote`)
       this.endTerm('standing again')
-      this.stand(this.election.stand(now))
+      const term = this.election.stand(now)
+      this.joinersTerm = term
+      this.stand(term)
     }
     this.considerStanding(now)
     this.sendHeartbeat()
@@ -659,7 +670,10 @@ export class DmlNode implements MessageHandlers {
     // one signer proves nothing to them, so it waits for a live peer's vote and keeps it
     const others = this.live().map(h => h.peer).filter(p => p !== this.peerId)
     const alone = this.isAloneAmong(view, others)
-    const quorum = (voters: string[]): boolean => isQuorum(voters, this.policy, view) && (!alone || voters.some(v => others.includes(v)))
+    // only the candidacy that stood for the joiners waits for one of their votes: if none comes
+    // within its lease (a peer that never votes), the next candidacy is a quorum of one again
+    const waitsForJoiner = alone && term === this.joinersTerm
+    const quorum = (voters: string[]): boolean => isQuorum(voters, this.policy, view) && (!waitsForJoiner || voters.some(v => others.includes(v)))
     if (!this.election.addVote(term, voter, signature, quorum, this.clock.now())) return
     const members = this.policy.allowed ?? new Set(alone ? [...view, ...others.filter(p => this.election.candidacy!.votes.has(p))] : view)
     const votes = [...this.election.candidacy!.votes].filter(([v]) => members.has(v)).map(([v, s]) => ({ voter: v, signature: s }))

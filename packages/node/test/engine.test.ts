@@ -342,6 +342,32 @@ describe('round engine', function () {
     expect(net.roundsDone()).to.have.length(2)
   })
 
+  it('a leader that trained alone takes in a peer that joins: it stands again for its vote, and the joiner trains and signs', async () => {
+    const long = { config: { task: { ...TASK, totalRounds: 40 } } }
+    const first = net.add(long)
+    await net.until('round 2 done', () => net.roundsDone().length >= 2)
+    const joiner = net.add(long)
+    await net.until('a round with the joiner', () => net.roundsDone().some(d => (d.participants as string[]).includes(joiner.id)), 300_000)
+    const joint = net.roundsDone().find(d => (d.participants as string[]).includes(joiner.id))!
+    await net.until('the joiner holds that round', () => (joiner.node.replica.round) >= (joint.round as number))
+    expect(net.leader()).to.equal(first)
+    expect(net.events('re-election')).to.have.length(1)
+    expect(net.events('misbehaviour')).to.have.length(0)
+  })
+
+  it('a peer that joins a leader that trained alone and never votes: the leader stands for it at most once in ten leases and once a round, and trains on', async () => {
+    const long = { config: { task: { ...TASK, totalRounds: 40 } } }
+    const first = net.add(long)
+    await net.until('round 2 done', () => net.roundsDone().length >= 2)
+    addSybil(net)
+    const from = net.clock.now()
+    await net.until('training finished', () => first.node.replica.finished, 3_000_000)
+    const leases = (net.clock.now() - from) / 5000
+    const rounds = net.roundsDone().length
+    expect(net.events('re-election').length).to.be.within(1, Math.min(Math.ceil(leases / 10), rounds))
+    expect(net.roundsDone().map(d => d.round)).to.include(40)
+  })
+
   it('rounds do not pile listeners on the term\'s signal', async () => {
     // count, per signal, the abort listeners added and not removed while 40 rounds run
     const held = new Map<AbortSignal, number>()
