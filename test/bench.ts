@@ -1,7 +1,8 @@
 // npm run bench:speed: 4 peers (separate processes on loopback) train each model until 98% test
-// accuracy (cnn, when asked for by DML_BENCH_MODELS=cnn, for two rounds); prints wall time and rounds to 97% and 98%, and where each round's time went. Where
-// the reference design's runner is found (../shared/bench/reference/run.sh beside the clone, or
-// DML_REFERENCE), it runs the same job first, and the two are compared as a ratio from one run.
+// accuracy (cnn, when asked for by DML_BENCH_MODELS=cnn, for two rounds); prints wall time and
+// rounds to 97% and 98%, and where each round's time went. Where the reference design's runner
+// is found (../shared/bench/reference/run.sh beside the clone, or DML_REFERENCE), it runs the
+// same job first, and the two are compared as a ratio from one run.
 import { execFileSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { cpus } from 'node:os'

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { LogEvent, PeerProcess } from '@dml/node/launcher'
-import { LocalNetwork, getJson, within } from './helpers.ts'
+import { LocalNetwork, TINY_NET_ARGS, getJson, within } from './helpers.ts'
 
 const MINUTE = 60_000
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
@@ -123,8 +123,7 @@ describe('a worker started with other options', function () {
   it('is named by the leader with its reason, and the others finish rounds without waiting for it', async () => {
     // --min-peers 2: the two train every round together (with 1, the first may finish rounds
     // alone before it hears the second, which then joins a round or two later)
-    const tiny = ['--model-module', join(FIXTURES, 'tiny-models.js'), '--model', 'tiny-net', '--rounds', '1000', '--local-epochs', '0.05', '--eval-samples', '500']
-    const [a, b] = await net.start(2, [...tiny, '--min-peers', '2'])
+    const [a, b] = await net.start(2, [...TINY_NET_ARGS, '--min-peers', '2'])
     const first = await Promise.any([a, b].map(async p => await p.waitFor('round-done', 2 * MINUTE)))
     const leader = [a, b].find(p => p.events.includes(first))!
     // started with the default model, without the module that defines tiny-net: it cannot do the work

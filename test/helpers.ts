@@ -2,7 +2,11 @@
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { EventProcess, PeerProcess, DML_MONITOR_BIN, DML_NODE_BIN, type LogEvent } from '@dml/node/launcher'
+
+/** A model that trains in a tenth of a second a round (test/fixtures/tiny-models.js), for 1000 rounds: a network that is always training. */
+export const TINY_NET_ARGS = ['--model-module', fileURLToPath(new URL('./fixtures/tiny-models.js', import.meta.url)), '--model', 'tiny-net', '--rounds', '1000', '--local-epochs', '0.05', '--eval-samples', '500']
 
 export class LocalNetwork {
   readonly dir = mkdtempSync(join(tmpdir(), 'dml-test-'))

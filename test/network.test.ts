@@ -4,13 +4,12 @@ import { randomBytes } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createRequire } from 'node:module'
-import { fileURLToPath } from 'node:url'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { encode } from 'cborg'
 import { CONTROL_TOPIC, encodeMessage, PROTOCOL_VERSION } from '@dml/protocol'
 import { startHost } from '@dml/node'
 import type { PeerProcess, LogEvent } from '@dml/node/launcher'
-import { LocalNetwork, getJson, scrapeMetrics } from './helpers.ts'
+import { LocalNetwork, TINY_NET_ARGS, getJson, scrapeMetrics } from './helpers.ts'
 
 const MINUTE = 60_000
 
@@ -312,10 +311,9 @@ describe('a network whose rounds one peer certified alone', function () {
   after(async () => { await net.stop() })
 
   it('takes a second peer into its rounds, which then proves them', async () => {
-    const tiny = ['--model-module', join(fileURLToPath(new URL('./fixtures', import.meta.url)), 'tiny-models.js'), '--model', 'tiny-net', '--rounds', '1000', '--local-epochs', '0.05', '--eval-samples', '500']
-    const [first] = await net.start(1, tiny)
+    const [first] = await net.start(1, TINY_NET_ARGS)
     await first.waitFor(e => e.event === 'round-done' && (e.round as number) >= 3, 2 * MINUTE)
-    const second = await net.add(tiny)
+    const second = await net.add(TINY_NET_ARGS)
     const id = await second.peerId()
     const joint = await first.waitFor(e => e.event === 'round-done' && (e.participants as string[]).includes(id), MINUTE)
     // the round both trained is certified by both: the newcomer holds it as proven

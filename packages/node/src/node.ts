@@ -286,6 +286,11 @@ export class DmlNode implements MessageHandlers {
     return this.policy.allowed === undefined && view.length <= 1 && others.length > 0 && this.replica.proven.any
   }
 
+  /** The live peers other than this one. */
+  private othersLive (): string[] {
+    return this.live().map(h => h.peer).filter(p => p !== this.peerId)
+  }
+
   // ---- what the network hands us ----------------------------------------------------------
 
   judge (message: ControlMessage, from: string): Verdict {
@@ -444,7 +449,7 @@ export class DmlNode implements MessageHandlers {
       this.endTerm('standing again')
       this.stand(this.election.stand(now))
     } else if (this.election.isLeader && this.leaderCert !== null && this.leaderCert.cert.votes.length < 2 && now - this.stoodAloneAt >= JOINERS_EVERY_LEASES * this.config.leaseMs && this.replica.round > this.stoodAloneRound &&
-      this.isAloneAmong(this.view(), this.live().map(h => h.peer).filter(p => p !== this.peerId))) {
+      this.isAloneAmong(this.view(), this.othersLive())) {
       // elected by its own vote, its rounds its own: a peer that joined cannot follow it until it
       // votes. Rarely, and once a round at most: each time ends the round in progress and costs
       // up to a lease without a leader if no joiner votes
@@ -668,7 +673,7 @@ export class DmlNode implements MessageHandlers {
     const view = this.view()
     // alone in its view (its rounds certified by itself) while others are live: a certificate of
     // one signer proves nothing to them, so it waits for a live peer's vote and keeps it
-    const others = this.live().map(h => h.peer).filter(p => p !== this.peerId)
+    const others = this.othersLive()
     const alone = this.isAloneAmong(view, others)
     // only the candidacy that stood for the joiners waits for one of their votes: if none comes
     // within its lease (a peer that never votes), the next candidacy is a quorum of one again
