@@ -20,6 +20,11 @@ describe('the packed package', function () {
   it('installs from its tarball into an empty directory and runs dml-node there', async () => {
     const dist = join(dir, 'dist')
     await run(process.execPath, [join(ROOT, 'scripts', 'build-package.ts'), dist])
+    // libp2p is bundled (one file to load at start), its licence carried beside the bundle
+    const manifest = JSON.parse(readFileSync(join(dist, 'package.json'), 'utf8')) as { dependencies: Record<string, string> }
+    expect(manifest.dependencies).to.not.have.property('libp2p')
+    expect(manifest.dependencies).to.have.property('@tensorflow/tfjs-core')
+    expect(readFileSync(join(dist, 'THIRD-PARTY-LICENSES.md'), 'utf8')).to.match(/^## libp2p \d/m)
     // the npm on PATH, as a user would type it (it may run on an older Node: installing needs none newer)
     const npm = async (args: string[], cwd: string): Promise<string> => (await run('npm', args, { cwd, maxBuffer: 1 << 24 })).stdout
     await npm(['pack', dist, '--pack-destination', dir], ROOT)
