@@ -188,8 +188,8 @@ async function runStart (argv: string[]): Promise<number> {
     ownData === undefined ? `data set ${task.dataset}${holdout > 0 ? `, ${100 * holdout}% of it held out to evaluate on` : ''}` : `own data: ${trainer.examples} examples to train on, ${100 * holdout}% held out to evaluate on`)
   let modelBytes: number
   try {
-    buildModel(task.model, modelSpec(task)).dispose()
-    // every model and update of this task has this size: the most a transfer of one may bring
+    // builds the model once: every model and update of this task has this size, the most a
+    // transfer of one may bring
     modelBytes = encodeTensors(await trainer.initialWeights(task)).byteLength
   } catch (err) {
     throw new ConfigError(`--model ${task.model}: ${firstLine(err)}`)
