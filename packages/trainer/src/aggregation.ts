@@ -105,27 +105,41 @@ export function weightedMean (updates: Array<Pick<ClientUpdate, 'weights'>>, wei
   const total = weights.reduce((a, b) => a + b, 0)
   const shares = weights.map(w => w / total)
   return global.map((g, i) => {
-    // accumulated in float64 (summing many float32 updates loses precision otherwise), each
-    // coordinate's terms added in the updates' order; four updates per pass over memory
+    // Each coordinate's terms are added in the updates' order, in float64 (summing many float32
+    // updates loses precision otherwise), so that every peer gets the same bits. Up to four
+    // updates: one pass, straight into the result. More: four a pass, the sums kept in float64.
+    const columns = updates.map(u => u.weights[i].values)
     const n = g.values.length
-    const acc = new Float64Array(n)
-    for (let k = 0; k < updates.length; k += 4) {
-      const c = updates.slice(k, k + 4).map(u => u.weights[i].values)
-      const s = shares.slice(k, k + 4)
-      if (c.length === 4) {
-        const [c0, c1, c2, c3] = c
-        const [s0, s1, s2, s3] = s
-        for (let j = 0; j < n; j++) acc[j] = (((acc[j] + s0 * c0[j]) + s1 * c1[j]) + s2 * c2[j]) + s3 * c3[j]
+    if (columns.length <= 4) return { name: g.name, shape: [...g.shape], values: sumOfFew(n, columns, shares) }
+    const sums = new Float64Array(n)
+    for (let k = 0; k < columns.length; k += 4) {
+      if (columns.length - k >= 4) {
+        const c0 = columns[k]; const c1 = columns[k + 1]; const c2 = columns[k + 2]; const c3 = columns[k + 3]
+        const s0 = shares[k]; const s1 = shares[k + 1]; const s2 = shares[k + 2]; const s3 = shares[k + 3]
+        for (let j = 0; j < n; j++) sums[j] = (((sums[j] + s0 * c0[j]) + s1 * c1[j]) + s2 * c2[j]) + s3 * c3[j]
       } else {
-        for (let m = 0; m < c.length; m++) {
-          const cm = c[m]
-          const sm = s[m]
-          for (let j = 0; j < n; j++) acc[j] += sm * cm[j]
+        for (let m = k; m < columns.length; m++) {
+          const c = columns[m]; const share = shares[m]
+          for (let j = 0; j < n; j++) sums[j] += share * c[j]
         }
       }
     }
-    return { name: g.name, shape: [...g.shape], values: new Float32Array(acc) }
+    return { name: g.name, shape: [...g.shape], values: new Float32Array(sums) }
   })
+}
+
+/** The weighted sum of one to four columns, added in order from 0 as weightedMean's passes do. */
+function sumOfFew (n: number, columns: Float32Array[], shares: number[]): Float32Array {
+  const out = new Float32Array(n)
+  const [c0, c1, c2, c3] = columns
+  const [s0, s1, s2, s3] = shares
+  switch (columns.length) {
+    case 1: for (let j = 0; j < n; j++) out[j] = 0 + s0 * c0[j]; break
+    case 2: for (let j = 0; j < n; j++) out[j] = (0 + s0 * c0[j]) + s1 * c1[j]; break
+    case 3: for (let j = 0; j < n; j++) out[j] = ((0 + s0 * c0[j]) + s1 * c1[j]) + s2 * c2[j]; break
+    default: for (let j = 0; j < n; j++) out[j] = (((0 + s0 * c0[j]) + s1 * c1[j]) + s2 * c2[j]) + s3 * c3[j]
+  }
+  return out
 }
 
 /** Per coordinate: sort the updates' values and combine them with `pick` (median, trimmed mean). */

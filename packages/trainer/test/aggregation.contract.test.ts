@@ -1,6 +1,6 @@
 // The contract every aggregation strategy must meet; a new strategy in STRATEGIES runs it too.
 import { expect } from 'chai'
-import { STRATEGIES, SERVER_OPTIMIZERS, AggregationError, DEFAULT_PARAMS, aggregateRound, defaultServerLr, distance, fedavg, modelPart, normFilter, serverStep, withServerState, type ClientUpdate } from '@dml/trainer'
+import { STRATEGIES, SERVER_OPTIMIZERS, AggregationError, DEFAULT_PARAMS, aggregateRound, defaultServerLr, distance, fedavg, modelPart, normFilter, serverStep, weightedMean, withServerState, type ClientUpdate } from '@dml/trainer'
 import type { NamedTensor } from '@dml/protocol'
 
 const global: NamedTensor[] = [
@@ -73,6 +73,26 @@ describe('FedAvg', () => {
     const expected0 = [(100 * 1 + 300 * 5 + 200 * 2) / 600, (100 * 2 + 300 * 6 + 200 * 2) / 600, (100 * 3 + 300 * 7 + 200 * 2) / 600, (100 * 4 + 300 * 8 + 200 * 2) / 600]
     ;[...out[0].values].forEach((v, i) => expect(v).to.be.closeTo(expected0[i], 1e-5))
     ;[...out[1].values].forEach(v => expect(v).to.be.closeTo(1400 / 600, 1e-5))
+  })
+
+  it('adds every coordinate\'s terms in the updates\' order in float64, to the last bit, for 1 to 9 updates', () => {
+    // what other peers recompute to check an aggregate: one order of additions, one rounding
+    let x = 7
+    const random = (): number => { x = (x * 1103515245 + 12345) % 2147483648; return (x / 2147483648 - 0.5) * 10 ** ((x % 7) - 3) }
+    const size = 1001
+    const model: NamedTensor[] = [{ name: 'w', shape: [size], values: new Float32Array(size) }]
+    for (let count = 1; count <= 9; count++) {
+      const updates = Array.from({ length: count }, () => ({ weights: [{ name: 'w', shape: [size], values: Float32Array.from({ length: size }, (_, j) => j === 0 ? -0 : random()) }] }))
+      const weights = updates.map((_, k) => 10 + 7 * k)
+      const total = weights.reduce((a, b) => a + b, 0)
+      const expected = new Float32Array(size)
+      for (let j = 0; j < size; j++) {
+        let sum = 0
+        updates.forEach((u, k) => { sum += (weights[k] / total) * u.weights[0].values[j] })
+        expected[j] = sum
+      }
+      expect(Buffer.from(weightedMean(updates, weights, model)[0].values.buffer).equals(Buffer.from(expected.buffer)), `${count} updates`).to.equal(true)
+    }
   })
 })
 
