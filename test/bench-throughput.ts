@@ -122,7 +122,16 @@ async function aggregationTable (): Promise<Array<{ strategy: string, gbPerS: nu
   const current = [{ name: 'w0', shape: [PARAMS], values: random(1) }]
   const updates = Array.from({ length: UPDATES }, (_, i) => ({ peer: `peer${i}`, numSamples: 1000 + i, weights: [{ name: 'w0', shape: [PARAMS], values: random(i + 2) }] }))
   const results: Array<{ strategy: string, gbPerS: number }> = []
+  // A strategy's result is fresh memory, which the operating system hands over page by page as it
+  // is first written: on some virtual machines that alone takes longer than the arithmetic.
+  const firstTouch = [0, 1, 2, 3, 4].map(() => {
+    const started = performance.now()
+    const fresh = new Float32Array(PARAMS)
+    for (let j = 0; j < PARAMS; j += 1024) fresh[j] = 1
+    return performance.now() - started
+  }).sort((a, b) => a - b)[2]
   console.log(`\n## Aggregation: ${UPDATES} updates of ${(PARAMS * 4 / 1e6).toFixed(1)} MB (the size of cnn), one core, with the default norm bound check`)
+  console.log(`\nWriting a fresh model-sized array takes ${firstTouch.toFixed(1)} ms here (the memory's first touch, median of 5), part of every round below.`)
   console.log('\n| strategy | GB/s of updates in | ms per round |')
   console.log('| --- | --- | --- |')
   for (const strategy of Object.keys(STRATEGIES)) {
