@@ -3,39 +3,23 @@
 // beforehand and its identity is made beforehand, so the others can bootstrap from it at once.
 // Twice: as this checkout runs (TypeScript stripped as it loads) and as users run it, the built
 // package (npm run package's bundle; its dependencies are this checkout's node_modules).
-import { execFileSync } from 'node:child_process'
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
-import { createServer } from 'node:net'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
-import { DML_NODE_BIN, PeerProcess } from '@dml/node/launcher'
+import { DML_NODE_BIN, type PeerProcess } from '@dml/node/launcher'
+import { buildPackage, launchTogether } from './helpers.ts'
 
 const PEERS = 4
 const RUNS = 3
 
-async function freePort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  const port = (server.address() as { port: number }).port
-  await new Promise(resolve => server.close(resolve))
-  return port
-}
-
 /** Milliseconds from launch to the leader's first round-start (and to its election). */
 async function once (bin: string): Promise<{ elected: number, roundStart: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'dml-start-'))
-  const peers: PeerProcess[] = []
+  let peers: PeerProcess[] = []
   try {
-    const first = join(dir, 'peer1')
-    const id = execFileSync(process.execPath, [bin, 'keygen', '--data-dir', first], { encoding: 'utf8' }).trim()
-    const port = await freePort()
-    const common = ['--host', '127.0.0.1', '--no-mdns', '--http-port', '0', '--model', 'mlp', '--min-peers', String(PEERS)]
-    const launched = Date.now()
-    peers.push(new PeerProcess('peer1', [...common, '--port', String(port), '--data-dir', first], { bin }))
-    for (let i = 2; i <= PEERS; i++) {
-      peers.push(new PeerProcess(`peer${i}`, [...common, '--port', '0', '--data-dir', join(dir, `peer${i}`), '--bootstrap', `/ip4/127.0.0.1/tcp/${port}/p2p/${id}`], { bin }))
-    }
+    const network = await launchTogether(dir, PEERS, ['--model', 'mlp', '--min-peers', String(PEERS)], bin)
+    peers = network.peers
+    const launched = network.launched
     const at = async (event: string): Promise<number> => {
       const seen = await Promise.any(peers.map(async p => await p.waitFor(event, 60_000)))
       return (seen.ts as number) - launched
@@ -49,13 +33,8 @@ async function once (bin: string): Promise<{ elected: number, roundStart: number
   }
 }
 
-const root = fileURLToPath(new URL('..', import.meta.url))
-// inside the checkout, so that the bundle finds its dependencies in node_modules
-const cache = join(root, 'node_modules', '.cache')
-mkdirSync(cache, { recursive: true })
-const packaged = mkdtempSync(join(cache, 'dml-bench-package-'))
-execFileSync(process.execPath, [join(root, 'scripts', 'build-package.ts'), packaged], { stdio: 'ignore' })
-const forms = [{ name: 'the checkout (bin/dml-node.js)', bin: DML_NODE_BIN }, { name: 'the built package (dml-node.js)', bin: join(packaged, 'dml-node.js') }]
+const packaged = buildPackage()
+const forms = [{ name: 'the checkout (bin/dml-node.js)', bin: DML_NODE_BIN }, { name: 'the built package (dml-node.js)', bin: packaged.bin }]
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
 const results: Record<string, Array<{ elected: number, roundStart: number }>> = {}
 try {
@@ -64,7 +43,7 @@ try {
     for (const form of forms) (results[form.name] ??= []).push(await once(form.bin))
   }
 } finally {
-  rmSync(packaged, { recursive: true, force: true })
+  packaged.remove()
 }
 console.log(`## Start: ${PEERS} peers launched together, fresh data directories, ${RUNS} runs`)
 console.log('\n| run from | a leader elected (median) | the first round\'s start (median) | runs (first round) |')

@@ -1,5 +1,7 @@
 // System-test helpers: real dml-node processes on loopback, stopped after each test.
-import { mkdtempSync, rmSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -90,4 +92,43 @@ export async function scrapeMetrics (url: string): Promise<Map<string, number>> 
     samples.set(m[1], Number(m[2]))
   }
   return samples
+}
+
+/**
+ * The package users install (npm run package's bundle), built inside this checkout so that it
+ * finds its dependencies in node_modules: its dml-node.js, and how to remove it.
+ */
+export function buildPackage (): { bin: string, remove: () => void } {
+  const root = fileURLToPath(new URL('..', import.meta.url))
+  const cache = join(root, 'node_modules', '.cache')
+  mkdirSync(cache, { recursive: true })
+  const dir = mkdtempSync(join(cache, 'dml-bench-package-'))
+  execFileSync(process.execPath, [join(root, 'scripts', 'build-package.ts'), dir], { stdio: 'ignore' })
+  return { bin: join(dir, 'dml-node.js'), remove: () => { rmSync(dir, { recursive: true, force: true }) } }
+}
+
+async function freePort (): Promise<number> {
+  const server = createServer()
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  const port = (server.address() as { port: number }).port
+  await new Promise(resolve => server.close(resolve))
+  return port
+}
+
+/**
+ * Launches `count` peers at the same moment in `dir`, as machines that know their bootstrap
+ * address beforehand are started: the first on a port chosen beforehand with an identity made
+ * beforehand, the others bootstrapping from it at once. `launched`: when they were.
+ */
+export async function launchTogether (dir: string, count: number, args: string[], bin = DML_NODE_BIN): Promise<{ peers: PeerProcess[], launched: number }> {
+  const first = join(dir, 'peer1')
+  const id = execFileSync(process.execPath, [bin, 'keygen', '--data-dir', first], { encoding: 'utf8' }).trim()
+  const port = await freePort()
+  const common = ['--host', '127.0.0.1', '--no-mdns', '--http-port', '0', ...args]
+  const launched = Date.now()
+  const peers = [new PeerProcess('peer1', [...common, '--port', String(port), '--data-dir', first], { bin })]
+  for (let i = 2; i <= count; i++) {
+    peers.push(new PeerProcess(`peer${i}`, [...common, '--port', '0', '--data-dir', join(dir, `peer${i}`), '--bootstrap', `/ip4/127.0.0.1/tcp/${port}/p2p/${id}`], { bin }))
+  }
+  return { peers, launched }
 }
