@@ -80,7 +80,7 @@ describe('a network of three peers on loopback', function () {
     expect(rounds.every(r => r.participants.length === 3)).to.equal(true)
     const accuracy = rounds.map(r => r.accuracy as number)
     // it learned: far above chance from the first round, past 90% by the third. No order between
-    // rounds is asserted: at lr 0.15 one round's accuracy swings by a point or two (CI saw 90.1%
+    // rounds is asserted: one round's accuracy swings by a point or two (at lr 0.15 CI saw 90.1%
     // at round 1, then 89.2% at round 3)
     expect(Math.min(...accuracy)).to.be.greaterThan(0.8)
     expect(Math.max(...accuracy)).to.be.greaterThan(0.9)

@@ -25,7 +25,7 @@ const SCHEDULE: Record<number, Action> = {
   18: { restart: true }
 }
 
-/** The rounds compared: one round's accuracy swings by a few points (SGD at lr 0.15; a fault-free round once fell 3.4 points), the best of the last few does not. */
+/** The rounds compared: one round's accuracy swings by a few points (SGD; a fault-free round once fell 3.4 points), the best of the last few does not. */
 const COMPARED = 5
 
 /** The best certified accuracy of the last COMPARED rounds. */

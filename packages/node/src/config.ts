@@ -75,7 +75,7 @@ export const NODE_OPTIONS = {
   'target-accuracy': { kind: 'number', default: 1, arg: 'x', help: 'stop once test accuracy reaches this (0-1; 1 means run every round)', check: fraction },
   'local-epochs': { kind: 'number', default: 1, arg: 'e', help: 'local passes over a peer\'s shard per round (fractions allowed)', check: positive },
   'batch-size': { kind: 'integer', default: 32, arg: 'n', help: 'local mini-batch size (whole batches only: assigned samples are rounded down to a multiple)', check: positive },
-  lr: { kind: 'number', default: 0.15, arg: 'x', help: 'local learning rate (of round 1, with --lr-schedule)', check: positive },
+  lr: { kind: 'number', default: 0.3, arg: 'x', help: 'local learning rate (of round 1, with --lr-schedule)', check: positive },
   'lr-schedule': { kind: 'string', default: 'constant', arg: 'spec', help: `the local learning rate over rounds: ${LR_SCHEDULE_FORMS}`, check: (v: string) => { try { parseLrSchedule(v) } catch (err) { return (err as Error).message } } },
   optimizer: { kind: 'string', default: 'sgd', arg: 'name', help: 'local optimizer: sgd, momentum (0.9) or adam; its state starts afresh every round', check: (v: string) => isOptimizer(v) ? undefined : `must be one of ${OPTIMIZERS.join(', ')}` },
   'prox-mu': { kind: 'number', default: 0, arg: 'mu', help: 'FedProx: pull local training towards the round\'s model with weight mu (0: off; try 0.01 on non-IID data)', check: (v: number) => v >= 0 && v <= 1000 ? undefined : 'must be from 0 to 1000' },
