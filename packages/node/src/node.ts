@@ -144,6 +144,8 @@ export class DmlNode implements MessageHandlers {
   private progressRound = 0
   private timer: unknown
   private running = false
+  /** on its way out (drain): it serves what others still need and stands for no term */
+  private leaving = false
   private readonly lastSaid = new Map<string, number>()
   /** when this leader, elected alone, last stood again for the votes of peers that joined, and at which round */
   private stoodAloneAt = -Infinity
@@ -255,6 +257,7 @@ export class DmlNode implements MessageHandlers {
 
   /** Waits (up to `ms`) until every live peer holds our model, so leaving loses nothing. */
   async drain (ms: number): Promise<void> {
+    this.leaving = true
     const until = this.clock.now() + ms
     while (this.clock.now() < until && this.membership.live(this.clock.now()).some(h => h.round < this.replica.round)) {
       await this.changes.wait(Math.min(250, until - this.clock.now()))
@@ -467,6 +470,9 @@ export class DmlNode implements MessageHandlers {
   }
 
   private considerStanding (now: number): void {
+    // a leaving peer could lead nothing: when a finished network's leader leaves first, the others
+    // used to elect one of themselves on their way out
+    if (this.leaving) return
     const counted = new Set(this.view())
     const ranked = rankCandidates(this.live().filter(h => counted.has(h.peer)).map(h => ({ peer: h.peer, round: h.round })))
     if (!counted.has(this.peerId)) ranked.push(this.peerId) // a newcomer stands last

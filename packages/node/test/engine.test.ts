@@ -335,6 +335,23 @@ describe('round engine', function () {
     expect(leader.node.status().state).to.equal('finished')
   })
 
+  it('a finished network whose leader leaves first: the others, on their way out too, elect no one', async () => {
+    const task = { ...TASK, totalRounds: 2 }
+    const peers = [0, 1, 2].map(() => net.add({ config: { task } }))
+    await net.until('finished', () => peers.every(p => p.node.replica.finished))
+    const leader = net.leader()!
+    // as --exit-when-done does: each waits until the live peers hold its model, then leaves
+    let drained = false
+    const draining = Promise.all(peers.filter(p => p !== leader).map(async p => { await p.node.drain(15_000) })).then(() => { drained = true })
+    await net.until('the others drained', () => drained)
+    await draining
+    const left = net.clock.now()
+    leader.net.disconnect()
+    await net.clock.advance(60_000)
+    expect(net.events('leader-lost', e => e.ts >= left)).to.have.length.above(0)
+    expect(net.events('election-started', e => e.ts >= left)).to.have.length(0)
+  })
+
   it('a peer alone says that its rounds prove nothing to others, and goes on', async () => {
     const alone = net.add({ config: { task: { ...TASK, totalRounds: 2 } } })
     await net.until('finished', () => alone.node.replica.finished)
