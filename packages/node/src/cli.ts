@@ -245,7 +245,14 @@ async function runStart (argv: string[]): Promise<number> {
   }
   let server
   try {
-    server = await startStatusServer(status, host, httpPortOption, { ...DEFAULT_STATUS_LIMITS, maxConnections: o['status-connections'] as number }, { metrics })
+    let saidAt = -Infinity
+    const onError = (err: Error): void => {
+      // a failing snapshot fails every request and every push: said once a minute
+      if (Date.now() - saidAt < 60_000) return
+      saidAt = Date.now()
+      log.warn('status-failed', { error: err.message }, `the status API could not make its answer: ${err.message}`)
+    }
+    server = await startStatusServer(status, host, httpPortOption, { ...DEFAULT_STATUS_LIMITS, maxConnections: o['status-connections'] as number }, { metrics, onError })
   } catch (err) {
     await node.stop()
     await net.stop()

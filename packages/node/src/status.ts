@@ -28,9 +28,11 @@ export interface StatusLimits {
 
 export const DEFAULT_STATUS_LIMITS: StatusLimits = { cacheMs: 250, maxConnections: 64, pushMs: 1000 }
 
-/** What else the server answers besides /api/status: GET /metrics, if given. */
-export interface StatusRoutes {
+export interface StatusServerOptions {
+  /** GET /metrics, if given */
   metrics?: { contentType: string, text: () => Promise<string> }
+  /** told of a snapshot or metrics that could not be made (the request got a 500; a push is retried) */
+  onError?: (err: Error) => void
 }
 
 /** The dashboard's files, read once: its own, and uPlot's from its npm package (no CDN: it works offline). */
@@ -51,20 +53,22 @@ const EVENT_STREAM_PING_MS = 15_000
 /** An event stream whose client has left this much unread is closed: a client that never reads costs no memory. */
 const EVENT_STREAM_MAX_UNREAD = 1 << 20
 
-export async function startStatusServer (status: StatusSource, host: string, port: number, limits: StatusLimits = DEFAULT_STATUS_LIMITS, routes: StatusRoutes = {}): Promise<Server> {
+export async function startStatusServer (status: StatusSource, host: string, port: number, limits: StatusLimits = DEFAULT_STATUS_LIMITS, options: StatusServerOptions = {}): Promise<Server> {
   // one snapshot, in the two forms served: pretty for /api/status, one line for the event stream
   const snapshot = cachedFor(limits.cacheMs, async () => {
     const s = await status()
     return { pretty: JSON.stringify(s, null, 2), line: JSON.stringify(s) }
   })
-  const metricsBody = routes.metrics === undefined ? undefined : cachedFor(limits.cacheMs, async () => await routes.metrics!.text())
+  const metrics = options.metrics
+  const metricsBody = metrics === undefined ? undefined : cachedFor(limits.cacheMs, async () => await metrics.text())
+  const failed = (err: unknown): void => { options.onError?.(err instanceof Error ? err : new Error(String(err))) }
   const files = dashboardFiles()
   const streams = new Set<ServerResponse>()
   /** what each event stream was last sent, and when */
   const last = new Map<ServerResponse, { body: string, at: number }>()
   const answer = async (path: string): Promise<{ code: number, type: string, body: string | Buffer }> => {
     if (path === '/api/status') return { code: 200, type: 'application/json', body: (await snapshot()).pretty }
-    if (path === '/metrics' && metricsBody !== undefined) return { code: 200, type: routes.metrics!.contentType, body: await metricsBody() }
+    if (path === '/metrics' && metrics !== undefined && metricsBody !== undefined) return { code: 200, type: metrics.contentType, body: await metricsBody() }
     const file = files.get(path)
     if (file !== undefined) return { code: 200, type: file.type, body: file.body }
     return { code: 404, type: 'application/json', body: JSON.stringify({ error: `not found; try / (the dashboard), GET /api/status, /api/events${metricsBody === undefined ? '' : ' or /metrics'}` }) }
@@ -80,12 +84,13 @@ export async function startStatusServer (status: StatusSource, host: string, por
       res.write('retry: 2000\n\n')
       streams.add(res)
       res.on('close', () => { streams.delete(res); last.delete(res) })
-      push().catch(() => {}) // the newcomer gets the state now; a failure is retried by the next push
+      push().catch(failed) // the newcomer gets the state now; a failure is retried by the next push
       return
     }
     answer(path).then(({ code, type, body }) => {
       res.writeHead(code, { 'content-type': type, 'access-control-allow-origin': '*' }).end(body)
     }, (err: unknown) => {
+      failed(err)
       res.writeHead(500, { 'content-type': 'application/json' }).end(JSON.stringify({ error: String((err as Error).message) }))
     })
   })
@@ -114,7 +119,7 @@ export async function startStatusServer (status: StatusSource, host: string, por
       pushing = false
     }
   }
-  const pusher = setInterval(() => { push().catch(() => {}) }, limits.pushMs)
+  const pusher = setInterval(() => { push().catch(failed) }, limits.pushMs)
   pusher.unref()
   server.on('close', () => {
     clearInterval(pusher)

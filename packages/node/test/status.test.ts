@@ -28,6 +28,33 @@ describe('status server', () => {
     }
   })
 
+  it('a status that cannot be made is a 500 with the reason, and is told to the server\'s owner, also from the event stream', async () => {
+    const told: string[] = []
+    let toldThrice = (): void => {}
+    const thrice = new Promise<void>((resolve, reject) => {
+      toldThrice = resolve
+      setTimeout(() => { reject(new Error(`failures told ${told.length} times in 10 s, not 3`)) }, 10_000).unref()
+    })
+    const failing = (): never => { throw new Error('the snapshot broke') }
+    const onError = (err: Error): void => { if (told.push(err.message) === 3) toldThrice() }
+    const server = await startStatusServer(failing, '127.0.0.1', 0, { ...DEFAULT_STATUS_LIMITS, cacheMs: 0, pushMs: 20 }, { onError })
+    try {
+      const { port } = server.address() as { port: number }
+      const res = await fetch(`http://127.0.0.1:${port}/api/status`)
+      expect(res.status).to.equal(500)
+      expect(await res.json()).to.deep.equal({ error: 'the snapshot broke' })
+      expect(told).to.deep.equal(['the snapshot broke'])
+      // a dashboard's stream: its pushes fail too, each one told
+      const events = await fetch(`http://127.0.0.1:${port}/api/events`)
+      const reader = events.body!.getReader()
+      await reader.read() // the stream's first line: the server has taken it in
+      await thrice
+      await reader.cancel()
+    } finally {
+      server.close()
+    }
+  })
+
   it('a client that never reads its event stream is cut off once 1 MiB waits for it', async function () {
     this.timeout(30_000)
     const server = await startStatusServer(changing(256 * 1024), '127.0.0.1', 0, { ...DEFAULT_STATUS_LIMITS, cacheMs: 0, pushMs: 5 })
