@@ -2,6 +2,7 @@
 // --gpu is asked for, then tfjs-node), then the wasm backend, then tfjs's pure-JS cpu backend.
 // The native packages are optional dependencies: they need libtensorflow, which their install
 // script downloads, so where that failed they are simply absent and we fall through.
+import { createRequire } from 'node:module'
 import * as tf from './tf.ts'
 import { registerWasmConvGradient } from './wasm-conv-grad.ts'
 import { registerWasmMatMul } from './wasm-matmul.ts'
@@ -25,18 +26,22 @@ export interface BackendCandidate {
   load: () => Promise<unknown>
 }
 
+// CommonJS packages, required: imported as ES modules, Node would first scan them for the names
+// they export (see tf.ts)
+const requireBackend = createRequire(import.meta.url)
+
 export const CANDIDATES: Record<string, BackendCandidate> = {
-  gpu: { source: '@tensorflow/tfjs-node-gpu', backend: 'tensorflow', device: 'gpu', load: async () => await import('@tensorflow/tfjs-node-gpu' as string) },
+  gpu: { source: '@tensorflow/tfjs-node-gpu', backend: 'tensorflow', device: 'gpu', load: async () => requireBackend('@tensorflow/tfjs-node-gpu') },
   native: {
     source: '@tensorflow/tfjs-node',
     backend: 'tensorflow',
     device: 'cpu',
     load: async () => {
       oneThreadPerOperation()
-      return await import('@tensorflow/tfjs-node' as string)
+      return requireBackend('@tensorflow/tfjs-node')
     }
   },
-  wasm: { source: '@tensorflow/tfjs-backend-wasm', backend: 'wasm', device: 'cpu', load: async () => await import('@tensorflow/tfjs-backend-wasm') },
+  wasm: { source: '@tensorflow/tfjs-backend-wasm', backend: 'wasm', device: 'cpu', load: async () => requireBackend('@tensorflow/tfjs-backend-wasm') },
   cpu: { source: '@tensorflow/tfjs (cpu)', backend: 'cpu', device: 'cpu', load: async () => undefined }
 }
 

@@ -1,6 +1,7 @@
 // The trained model out, in TensorFlow.js's layers format: model.json (topology, weights manifest,
 // metadata) and weights.bin. tf.loadLayersModel reads it over http in a browser or in Node, from
 // file:// with tfjs-node, and with loadModelFiles here (no tfjs-node needed).
+import type { io } from '@tensorflow/tfjs-core'
 import * as tf from './tf.ts'
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { basename, join } from 'node:path'
@@ -46,7 +47,7 @@ export async function saveModelFiles (model: tf.LayersModel, dir: string, metada
 
 /** Reads a model written by saveModelFiles (or any layers-format model.json with its weight files beside it). */
 export async function loadModelFiles (dir: string): Promise<{ model: tf.LayersModel, metadata: Record<string, unknown> }> {
-  const json = JSON.parse(await readFile(join(dir, MODEL_JSON), 'utf8')) as { modelTopology?: object, weightsManifest?: Array<{ paths: string[], weights: tf.io.WeightsManifestEntry[] }>, userDefinedMetadata?: Record<string, unknown> }
+  const json = JSON.parse(await readFile(join(dir, MODEL_JSON), 'utf8')) as { modelTopology?: object, weightsManifest?: Array<{ paths: string[], weights: io.WeightsManifestEntry[] }>, userDefinedMetadata?: Record<string, unknown> }
   if (json.modelTopology === undefined || !Array.isArray(json.weightsManifest)) throw new Error(`${join(dir, MODEL_JSON)} is not a TensorFlow.js layers model (no modelTopology or weightsManifest)`)
   const buffers: ArrayBuffer[] = []
   for (const group of json.weightsManifest) {

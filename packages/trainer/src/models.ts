@@ -9,7 +9,7 @@ export interface ModelSpec {
   numClasses: number
 }
 
-export type ModelFactory = (tfjs: typeof tf, spec: ModelSpec) => tf.LayersModel
+export type ModelFactory = (tfjs: typeof tf.wholeTfjs, spec: ModelSpec) => tf.LayersModel
 
 const registry = new Map<string, ModelFactory>()
 
@@ -25,7 +25,7 @@ export function modelNames (): string[] {
 export function buildModel (name: string, spec: ModelSpec): tf.LayersModel {
   const factory = registry.get(name)
   if (factory === undefined) throw new Error(`unknown model "${name}"; known models: ${modelNames().join(', ')} (add your own with --model-module)`)
-  const model = factory(tf, spec)
+  const model = factory(tf.wholeTfjs, spec)
   const out = model.outputs[0].shape
   if (out[out.length - 1] !== spec.numClasses) throw new Error(`model "${name}" outputs ${String(out[out.length - 1])} classes, the data set has ${spec.numClasses}`)
   return model

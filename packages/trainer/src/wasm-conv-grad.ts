@@ -8,9 +8,10 @@
 // (half a second a batch for the 'cnn' model's second layer). At stride 1 the input gradient is
 // itself a forward convolution: of dy, padded by the kernel size less the forward padding, with
 // the filter turned 180 degrees and its channel axes swapped.
+import type { backend_util } from '@tensorflow/tfjs-core'
 import * as tf from './tf.ts'
 
-type Pad = 'valid' | 'same' | number | tf.backend_util.ExplicitPadding
+type Pad = 'valid' | 'same' | number | backend_util.ExplicitPadding
 
 export function conv2dFilterGradient (
   x: tf.Tensor4D, dy: tf.Tensor4D, filterShape: [number, number, number, number],

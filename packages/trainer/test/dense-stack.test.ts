@@ -35,7 +35,7 @@ function seededWeights (model: tf.LayersModel, seed: number): void {
   }))
 }
 
-function takes (layers: tf.layers.Layer[]): boolean {
+function takes (layers: Array<InstanceType<typeof tf.layers.Layer>>): boolean {
   const model = tf.sequential({ layers })
   const stack = denseStack(model)
   stack?.dispose()
@@ -54,7 +54,7 @@ describe('dense stack: the mlp\'s training step', () => {
   it('leaves every other model to the layers API', () => {
     expect(denseStack(buildModel('cnn-small', spec))).to.equal(undefined)
     expect(denseStack(denseModel(MLP, true))).to.equal(undefined)
-    const dense = (config: Record<string, unknown>): tf.layers.Layer => tf.layers.dense({ units: 3, ...config })
+    const dense = (config: Record<string, unknown>): InstanceType<typeof tf.layers.Layer> => tf.layers.dense({ units: 3, ...config })
     expect(takes([dense({ inputShape: [16], activation: 'tanh' }), dense({ activation: 'softmax' })]), 'tanh').to.equal(false)
     expect(takes([dense({ inputShape: [16], activation: 'relu' }), dense({ activation: 'sigmoid' })]), 'sigmoid output').to.equal(false)
     expect(takes([dense({ inputShape: [16], kernelRegularizer: 'l1l2' }), dense({ activation: 'softmax' })]), 'regularizer').to.equal(false)
