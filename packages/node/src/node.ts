@@ -686,7 +686,11 @@ export class DmlNode implements MessageHandlers {
     const waitsForJoiner = alone && term === this.joinersTerm
     const quorum = (voters: string[]): boolean => isQuorum(voters, this.policy, view) && (!waitsForJoiner || voters.some(v => others.includes(v)))
     if (!this.election.addVote(term, voter, signature, quorum, this.clock.now())) return
-    const members = this.policy.allowed ?? new Set(alone ? [...view, ...others.filter(p => this.election.candidacy!.votes.has(p))] : view)
+    // A candidate is in its own electorate, proven or not: a term certificate whose leader is not
+    // in its electorate is a forgery to every peer. A newcomer whose turn to stand came first (32
+    // peers on two cores) was elected by the proven peers' votes alone, then named and banned by
+    // them. Its quorum is still of the proven peers; its own vote is added beside theirs.
+    const members = this.policy.allowed ?? new Set([this.peerId, ...(alone ? [...view, ...others.filter(p => this.election.candidacy!.votes.has(p))] : view)])
     const votes = [...this.election.candidacy!.votes].filter(([v]) => members.has(v)).map(([v, s]) => ({ voter: v, signature: s }))
     this.election.candidacy = null
     const cert: TermCert = { kind: 'term-cert', v: PROTOCOL_VERSION, term, leader: this.peerId, electorate: [...members], votes }
