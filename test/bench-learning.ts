@@ -3,7 +3,7 @@
 // FedAvg with local SGD and with local momentum, FedProx, FedAvgM and FedAdam.
 // `-- --only fedavg,fedadam` runs some strategies; `-- --partitions dirichlet:0.3` some partitions.
 import { cpus } from 'node:os'
-import { LocalNetwork, roundsDone } from './helpers.ts'
+import { finishedRounds, LocalNetwork } from './helpers.ts'
 
 const PEERS = 4
 const TARGET = 0.97
@@ -36,7 +36,7 @@ async function run (strategy: string, partition: string): Promise<Outcome> {
     for (const p of peers) p.onEvent = (e) => { if (e.event === 'round-done') console.log(`  ${strategy} ${partition} round ${e.round as number}: ${(100 * (e.accuracy as number)).toFixed(2)}% after ${((Date.now() - started) / 1000).toFixed(0)} s`) }
     const codes = await Promise.all(peers.map(async p => await p.exited))
     peers.forEach((p, i) => { if (codes[i] !== 0) console.log(`  ${p.name} exited with ${String(codes[i])}: ${p.stderr.slice(-3).join(' | ')}`) })
-    const rounds = [...new Map(peers.flatMap(p => roundsDone(p.events)).map(r => [r.round, r])).values()].sort((a, b) => a.round - b.round)
+    const rounds = finishedRounds(peers)
     const hit = rounds.find(r => r.accuracy >= TARGET)
     return { rounds: hit?.round ?? null, seconds: hit === undefined ? null : (hit.finishedAt - started) / 1000, best: Math.max(0, ...rounds.map(r => r.accuracy)), ran: rounds.length }
   } finally {

@@ -3,23 +3,17 @@
 // beforehand and its identity is made beforehand, so the others can bootstrap from it at once.
 // Twice: as this checkout runs (TypeScript stripped as it loads) and as users run it, the built
 // package (npm run package's bundle; its dependencies are this checkout's node_modules).
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { DML_NODE_BIN, type PeerProcess } from '@dml/node/launcher'
-import { buildPackage, launchTogether } from './helpers.ts'
+import { DML_NODE_BIN } from '@dml/node/launcher'
+import { buildPackage, LocalNetwork } from './helpers.ts'
 
 const PEERS = 4
 const RUNS = 3
 
 /** Milliseconds from launch to the leader's first round-start (and to its election). */
 async function once (bin: string): Promise<{ elected: number, roundStart: number }> {
-  const dir = mkdtempSync(join(tmpdir(), 'dml-start-'))
-  let peers: PeerProcess[] = []
+  const net = new LocalNetwork()
   try {
-    const network = await launchTogether(dir, PEERS, ['--model', 'mlp', '--min-peers', String(PEERS)], bin)
-    peers = network.peers
-    const launched = network.launched
+    const { peers, launched } = await net.startTogether(PEERS, ['--model', 'mlp', '--min-peers', String(PEERS)], bin)
     const at = async (event: string): Promise<number> => {
       const seen = await Promise.any(peers.map(async p => await p.waitFor(event, 60_000)))
       return (seen.ts as number) - launched
@@ -27,9 +21,7 @@ async function once (bin: string): Promise<{ elected: number, roundStart: number
     const [elected, roundStart] = await Promise.all([at('leader-elected'), at('round-start')])
     return { elected, roundStart }
   } finally {
-    for (const p of peers) p.kill('SIGKILL')
-    await Promise.all(peers.map(async p => await p.exited))
-    rmSync(dir, { recursive: true, force: true })
+    await net.stop()
   }
 }
 

@@ -8,13 +8,12 @@
 // lr 0.15, batch 32, one local epoch), compared with the reference on the same; and with its own
 // defaults, compared with the reference's best setting. All as ratios from one run.
 import { execFileSync } from 'node:child_process'
-import { existsSync, mkdtempSync, rmSync } from 'node:fs'
-import { cpus, tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { existsSync } from 'node:fs'
+import { cpus } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { NODE_OPTIONS } from '@dml/node'
 import type { LogEvent, PeerProcess } from '@dml/node/launcher'
-import { buildPackage, launchTogether, roundsDone } from './helpers.ts'
+import { buildPackage, finishedRounds, LocalNetwork } from './helpers.ts'
 
 const REFERENCE = process.env.DML_REFERENCE ?? fileURLToPath(new URL('../../shared/bench/reference/run.sh', import.meta.url))
 /** The reference's target per model: the job the issue compares (mlp to 97%, cnn-small to 98%). */
@@ -54,25 +53,21 @@ function reference (model: string, epochs: number, lr: number): ReferenceRun {
 
 /** dml's run of a model: every peer's finished rounds, from launch. */
 async function runDml (bin: string, model: string, maxRounds: number, args: string[]): Promise<{ rounds: LogEvent[], launched: number, peers: PeerProcess[] }> {
-  const dir = mkdtempSync(join(tmpdir(), 'dml-bench-'))
-  let peers: PeerProcess[] = []
+  const net = new LocalNetwork()
   try {
-    const network = await launchTogether(dir, PEERS, ['--model', model, '--min-peers', String(PEERS), '--rounds', String(maxRounds), '--target-accuracy', '0.98', '--exit-when-done', ...args], bin)
-    peers = network.peers
+    const { peers, launched } = await net.startTogether(PEERS, ['--model', model, '--min-peers', String(PEERS), '--rounds', String(maxRounds), '--target-accuracy', '0.98', '--exit-when-done', ...args], bin)
     for (const p of peers) {
       p.onEvent = (e) => {
-        if (e.event === 'round-done') console.log(`  round ${e.round as number}: ${(100 * e.accuracy).toFixed(2)}% after ${seconds(e.finishedAt - network.launched)} s`)
+        if (e.event === 'round-done') console.log(`  round ${e.round as number}: ${(100 * e.accuracy).toFixed(2)}% after ${seconds(e.finishedAt - launched)} s`)
         // what cost time besides rounds (retries, elections, peers lost) is worth seeing beside the figures
-        else if (e.level === 'warn' || e.level === 'error') console.log(`  ${p.name} at ${seconds(Date.now() - network.launched)} s: ${String(e.msg)}`)
+        else if (e.level === 'warn' || e.level === 'error') console.log(`  ${p.name} at ${seconds(Date.now() - launched)} s: ${String(e.msg)}`)
       }
     }
     const codes = await Promise.all(peers.map(async p => await p.exited))
     peers.forEach((p, i) => { if (codes[i] !== 0) console.log(`${p.name} exited with ${String(codes[i])}: ${p.stderr.slice(-5).join(' | ')}`) })
-    return { rounds: [...new Map(peers.flatMap(p => roundsDone(p.events)).map(r => [r.round, r])).values()].sort((a, b) => a.round - b.round), launched: network.launched, peers }
+    return { rounds: finishedRounds(peers), launched, peers }
   } finally {
-    for (const p of peers) p.kill('SIGKILL')
-    await Promise.all(peers.map(async p => await p.exited))
-    rmSync(dir, { recursive: true, force: true })
+    await net.stop()
   }
 }
 

@@ -28,6 +28,25 @@ export class LocalNetwork {
     return peer
   }
 
+  /**
+   * Starts `count` peers at the same moment, as machines that know their bootstrap address
+   * beforehand are started: the first on a port chosen beforehand with an identity made
+   * beforehand, the others bootstrapping from it at once. `launched`: when they were. `bin`: the
+   * dml-node to run (the built package's, for one).
+   */
+  async startTogether (count: number, args: string[], bin = DML_NODE_BIN): Promise<{ peers: PeerProcess[], launched: number }> {
+    const first = join(this.dir, 'peer1')
+    const id = execFileSync(process.execPath, [bin, 'keygen', '--data-dir', first], { encoding: 'utf8' }).trim()
+    const port = await freePort()
+    const common = ['--host', '127.0.0.1', '--no-mdns', '--http-port', '0', ...args]
+    const launched = Date.now()
+    this.peers.push(new PeerProcess('peer1', [...common, '--port', String(port), '--data-dir', first], { bin }))
+    for (let i = 2; i <= count; i++) {
+      this.peers.push(new PeerProcess(`peer${i}`, [...common, '--port', '0', '--data-dir', join(this.dir, `peer${i}`), '--bootstrap', `/ip4/127.0.0.1/tcp/${port}/p2p/${id}`], { bin }))
+    }
+    return { peers: this.peers, launched }
+  }
+
   /** Starts one dml-node that joins no one: for checks of a single process. */
   alone (name: string, args: string[]): PeerProcess {
     const peer = new PeerProcess(name, ['--host', '127.0.0.1', '--port', '0', '--no-mdns', '--http-port', '0', '--data-dir', join(this.dir, name), ...args])
@@ -64,6 +83,11 @@ export async function getJson (url: string): Promise<any> {
 
 export function roundsDone (events: LogEvent[]): LogEvent[] {
   return events.filter(e => e.event === 'round-done')
+}
+
+/** Each round that any of `peers` finished as leader, once, in order. */
+export function finishedRounds (peers: PeerProcess[]): LogEvent[] {
+  return [...new Map(peers.flatMap(p => roundsDone(p.events)).map(r => [r.round, r])).values()].sort((a, b) => a.round - b.round)
 }
 
 /** `promise`, or a loud failure naming `what` after `ms`. */
@@ -113,22 +137,4 @@ async function freePort (): Promise<number> {
   const port = (server.address() as { port: number }).port
   await new Promise(resolve => server.close(resolve))
   return port
-}
-
-/**
- * Launches `count` peers at the same moment in `dir`, as machines that know their bootstrap
- * address beforehand are started: the first on a port chosen beforehand with an identity made
- * beforehand, the others bootstrapping from it at once. `launched`: when they were.
- */
-export async function launchTogether (dir: string, count: number, args: string[], bin = DML_NODE_BIN): Promise<{ peers: PeerProcess[], launched: number }> {
-  const first = join(dir, 'peer1')
-  const id = execFileSync(process.execPath, [bin, 'keygen', '--data-dir', first], { encoding: 'utf8' }).trim()
-  const port = await freePort()
-  const common = ['--host', '127.0.0.1', '--no-mdns', '--http-port', '0', ...args]
-  const launched = Date.now()
-  const peers = [new PeerProcess('peer1', [...common, '--port', String(port), '--data-dir', first], { bin })]
-  for (let i = 2; i <= count; i++) {
-    peers.push(new PeerProcess(`peer${i}`, [...common, '--port', '0', '--data-dir', join(dir, `peer${i}`), '--bootstrap', `/ip4/127.0.0.1/tcp/${port}/p2p/${id}`], { bin }))
-  }
-  return { peers, launched }
 }
