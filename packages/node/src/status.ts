@@ -59,8 +59,8 @@ export async function startStatusServer (status: StatusSource, host: string, por
     const s = await status()
     return { pretty: JSON.stringify(s, null, 2), line: JSON.stringify(s) }
   })
-  const metrics = options.metrics
-  const metricsBody = metrics === undefined ? undefined : cachedFor(limits.cacheMs, async () => await metrics.text())
+  const route = options.metrics
+  const metrics = route === undefined ? undefined : { contentType: route.contentType, body: cachedFor(limits.cacheMs, async () => await route.text()) }
   const failed = (err: unknown): void => { options.onError?.(err instanceof Error ? err : new Error(String(err))) }
   const files = dashboardFiles()
   const streams = new Set<ServerResponse>()
@@ -68,10 +68,10 @@ export async function startStatusServer (status: StatusSource, host: string, por
   const last = new Map<ServerResponse, { body: string, at: number }>()
   const answer = async (path: string): Promise<{ code: number, type: string, body: string | Buffer }> => {
     if (path === '/api/status') return { code: 200, type: 'application/json', body: (await snapshot()).pretty }
-    if (path === '/metrics' && metrics !== undefined && metricsBody !== undefined) return { code: 200, type: metrics.contentType, body: await metricsBody() }
+    if (path === '/metrics' && metrics !== undefined) return { code: 200, type: metrics.contentType, body: await metrics.body() }
     const file = files.get(path)
     if (file !== undefined) return { code: 200, type: file.type, body: file.body }
-    return { code: 404, type: 'application/json', body: JSON.stringify({ error: `not found; try / (the dashboard), GET /api/status, /api/events${metricsBody === undefined ? '' : ' or /metrics'}` }) }
+    return { code: 404, type: 'application/json', body: JSON.stringify({ error: `not found; try / (the dashboard), GET /api/status, /api/events${metrics === undefined ? '' : ' or /metrics'}` }) }
   }
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0]
