@@ -95,7 +95,7 @@ async function selfMadeCerts (term: number, round: number, modelHash: string): P
 }
 
 function heartbeat (fields: Partial<Heartbeat>): Heartbeat {
-  return { type: 'heartbeat', v: PROTOCOL_VERSION, term: leader?.term ?? 0, peer: self, leader: leader?.peer ?? null, round: 0, modelHash: null, device: 'gpu', backend: 'liar', speed: 1e6, examples: 1e9, addrs: host.listenAddrs(), termCert: null, roundCert: null, work: null, ...fields }
+  return { type: 'heartbeat', v: PROTOCOL_VERSION, term: leader?.term ?? 0, peer: self, leader: leader?.peer ?? null, round: 0, modelHash: null, device: 'gpu', backend: 'liar', speed: 1e6, examples: 1e9, addrs: host.listenAddrs(), termCert: null, roundCert: null, work: null, everyMs: 1000, ...fields }
 }
 
 /** One beat of the current attack, every second. */
@@ -224,7 +224,7 @@ async function startSybils (count: number, addrs: string[] | undefined, leaveAft
   say('sybils-started', { count, peers: sybils.map(h => h.peerId) })
   const beat = setInterval(() => {
     for (const s of sybils) {
-      s.publish({ type: 'heartbeat', v: PROTOCOL_VERSION, term: leader?.term ?? 0, peer: s.peerId, leader: leader?.peer ?? null, round: 0, modelHash: null, device: 'gpu', backend: 'sybil', speed: 1e6, examples: 1e9, addrs: addrs ?? s.listenAddrs(), termCert: null, roundCert: null, work: null }).catch(() => {})
+      s.publish({ type: 'heartbeat', v: PROTOCOL_VERSION, term: leader?.term ?? 0, peer: s.peerId, leader: leader?.peer ?? null, round: 0, modelHash: null, device: 'gpu', backend: 'sybil', speed: 1e6, examples: 1e9, addrs: addrs ?? s.listenAddrs(), termCert: null, roundCert: null, work: null, everyMs: 1000 }).catch(() => {})
     }
   }, 1000)
   if (leaveAfterMs !== undefined) {

@@ -10,7 +10,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import yargs, { type Argv } from 'yargs'
 import { LOG_LEVELS } from './log.ts'
 // the data module alone: the monitor reads these options too, and has no use for TensorFlow.js
-import { COMPRESSIONS, isCompression, parseInputShape } from '@dml/protocol'
+import { COMPRESSIONS, isCompression, MAX_HEARTBEAT_EVERY_MS, parseInputShape } from '@dml/protocol'
 import { PARTITION_FORMS, parsePartition } from '@dml/trainer/data'
 import { isOptimizer, LR_SCHEDULE_FORMS, OPTIMIZERS, parseLrSchedule } from '@dml/trainer/local-strategy'
 import { isServerOptimizer, SERVER_OPTIMIZERS } from '@dml/trainer/server-optimizer'
@@ -102,7 +102,7 @@ export const NODE_OPTIONS = {
   gpu: { kind: 'boolean', default: false, help: 'train with @tensorflow/tfjs-node-gpu (falls back to the CPU, saying so)' },
   cpu: { kind: 'boolean', default: false, help: 'never use the GPU' },
   threads: { kind: 'integer', default: 0, arg: 'n', help: 'threads that train (0: one per core; 1 with a GPU)', check: (v: number) => v >= 0 && v <= 256 ? undefined : 'must be from 0 (one per core) to 256' },
-  'heartbeat-ms': { kind: 'integer', default: 1000, arg: 'ms', help: 'heartbeat interval', check: positive },
+  'heartbeat-ms': { kind: 'integer', default: 1000, arg: 'ms', help: 'heartbeat interval (a follower of more than 8 peers beats less often)', check: (v: number) => v >= 1 && v <= MAX_HEARTBEAT_EVERY_MS ? undefined : `must be from 1 to ${MAX_HEARTBEAT_EVERY_MS} (a minute)` },
   'lease-ms': { kind: 'integer', default: 5000, arg: 'ms', help: 'a leader or peer silent this long is considered gone', check: positive },
   'round-timeout': { kind: 'integer', default: 600, arg: 's', help: 'longest a round may wait for updates, in seconds', check: positive },
   'transfer-timeout': { kind: 'integer', default: 60, arg: 's', help: 'longest one transfer of a model or update from one peer may take, in seconds; then the next peer is asked', check: positive },

@@ -1,6 +1,10 @@
-// Membership: who is out there, from their heartbeats. A peer heard within the lease is live; one
-// silent for the lease is dropped. Pure state: time is passed in.
+// Membership: who is out there, from their heartbeats. A peer is live until it has been silent
+// for the lease, or for SILENT_INTERVALS of the interval its heartbeat announced if that is longer
+// (followers of a large network beat less often). Pure state: time is passed in.
 import type { Heartbeat } from '@dml/protocol'
+
+/** Heartbeats a member may miss in a row before it is dropped (when that is longer than the lease). */
+export const SILENT_INTERVALS = 3
 
 interface Member {
   heartbeat: Heartbeat
@@ -22,22 +26,27 @@ export class Membership {
     return joined
   }
 
-  /** Drops and returns the peers silent for the lease. */
-  expire (now: number): string[] {
-    const lost: string[] = []
+  /** How long `member` may be silent before it is dropped. */
+  private silenceMs (member: Member): number {
+    return Math.max(this.leaseMs, SILENT_INTERVALS * member.heartbeat.everyMs)
+  }
+
+  /** Drops and returns the peers silent for longer than they may be, with how long that was. */
+  expire (now: number): Array<{ peer: string, silentMs: number }> {
+    const lost: Array<{ peer: string, silentMs: number }> = []
     for (const [peer, member] of this.members) {
-      if (now - member.lastSeen >= this.leaseMs) {
+      if (now - member.lastSeen >= this.silenceMs(member)) {
         this.members.delete(peer)
-        lost.push(peer)
+        lost.push({ peer, silentMs: now - member.lastSeen })
       }
     }
     this.counters.peersLost += lost.length
     return lost
   }
 
-  /** The latest heartbeats of the peers heard within the lease (this peer is not a member). */
+  /** The latest heartbeats of the peers not silent for longer than they may be (this peer is not a member). */
   live (now: number): Heartbeat[] {
-    return [...this.members.values()].filter(m => now - m.lastSeen < this.leaseMs).map(m => m.heartbeat)
+    return [...this.members.values()].filter(m => now - m.lastSeen < this.silenceMs(m)).map(m => m.heartbeat)
   }
 
   /** When `peer` was last heard, while it is a member. */

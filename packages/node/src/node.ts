@@ -5,7 +5,7 @@
 // votes by the rules (election.ts), and counts what peers do wrong (misbehaviour.ts).
 // Time comes from an injected clock and the network through the Network interface, so the whole
 // engine runs in unit tests on an in-memory network with fake time.
-import { encodeTermCert, MAX_TERM_STEP, OWN_DATA, PROTOCOL_VERSION, trainingDifference, voteSigningBytes, type Compression, type ControlMessage, type Device, type Heartbeat, type RoundStart, type Task, type TermCert, type UpdateReady, type Vote, type VoteRequest, type WorkFailed, type WorkProgress } from '@dml/protocol'
+import { encodeTermCert, MAX_HEARTBEAT_EVERY_MS, MAX_TERM_STEP, OWN_DATA, PROTOCOL_VERSION, trainingDifference, voteSigningBytes, type Compression, type ControlMessage, type Device, type Heartbeat, type RoundStart, type Task, type TermCert, type UpdateReady, type Vote, type VoteRequest, type WorkFailed, type WorkProgress } from '@dml/protocol'
 import type { Checkpoint } from './checkpoint.ts'
 import { CertificateError, coversView, isAllowed, isForgery, isQuorum, signedBy, type QuorumPolicy, type Signer } from './certificates.ts'
 import { Changes, type Clock, isAbort, Supervisor, systemClock } from './clock.ts'
@@ -104,6 +104,14 @@ interface ProvenCert { hash: string, bytes: Uint8Array, cert: TermCert }
 /** A leader elected alone stands again for peers that joined at most once in this many leases (and once a round). */
 const JOINERS_EVERY_LEASES = 10
 
+/**
+ * About how many heartbeats the whole network sends per heartbeat interval. Every peer hears every
+ * heartbeat (several times over, through gossip), so a follower of a network larger than this
+ * beats less often: what each peer receives and checks stays the same as the network grows. The
+ * leader beats every interval, as its silence is what starts an election.
+ */
+const HEARTBEATS_PER_INTERVAL = 8
+
 export class DmlNode implements MessageHandlers {
   readonly peerId: string
   readonly config: NodeConfig
@@ -147,6 +155,8 @@ export class DmlNode implements MessageHandlers {
   /** on its way out (drain): it serves what others still need and stands for no term */
   private leaving = false
   private readonly lastSaid = new Map<string, number>()
+  /** the last heartbeat sent: when, what in it others act on, and the interval it announced */
+  private lastHeartbeat: { at: number, news: string, everyMs: number } | null = null
   /** when this leader, elected alone, last stood again for the votes of peers that joined, and at which round */
   private stoodAloneAt = -Infinity
   private stoodAloneRound = -1
@@ -402,8 +412,15 @@ export class DmlNode implements MessageHandlers {
       addrs: this.net.listenAddrs().slice(0, 16),
       termCert: this.election.isLeader ? this.leaderCert?.hash ?? null : null,
       roundCert: this.replica.cert?.hash ?? null,
-      work: this.work()
+      work: this.work(),
+      everyMs: this.heartbeatEveryMs()
     }
+  }
+
+  private heartbeatEveryMs (): number {
+    const peers = 1 + this.membership.live(this.clock.now()).length
+    const intervals = this.election.isLeader ? 1 : Math.ceil(peers / HEARTBEATS_PER_INTERVAL)
+    return Math.min(MAX_HEARTBEAT_EVERY_MS, this.config.heartbeatMs * intervals)
   }
 
   /** What this peer's worker is doing, as its heartbeat says it. */
@@ -412,8 +429,19 @@ export class DmlNode implements MessageHandlers {
     return phase === null ? null : { round: phase.round, done: Math.min(phase.done, phase.total), total: phase.total }
   }
 
-  private sendHeartbeat (): void {
+  /**
+   * Sends this peer's heartbeat: now, or (`due`, at a tick) when what others act on changed (the
+   * leader it follows, its round, its model, a certificate, its addresses) or its last heartbeat's
+   * interval is nearly over.
+   */
+  private sendHeartbeat (when: 'now' | 'due' = 'now'): void {
+    const now = this.clock.now()
     const heartbeat = this.heartbeat()
+    const news = JSON.stringify([heartbeat.term, heartbeat.leader, heartbeat.round, heartbeat.modelHash, heartbeat.termCert, heartbeat.roundCert, heartbeat.addrs])
+    const last = this.lastHeartbeat
+    // half a tick early: a timer that fires a little late must not push the heartbeat a whole tick
+    if (when === 'due' && last !== null && news === last.news && now + this.config.heartbeatMs / 2 < last.at + last.everyMs) return
+    this.lastHeartbeat = { at: now, news, everyMs: heartbeat.everyMs }
     this.publish('heartbeat', heartbeat)
   }
 
@@ -434,8 +462,8 @@ export class DmlNode implements MessageHandlers {
     if (!this.running) return
     const now = this.clock.now()
     const lost = this.membership.expire(now)
-    for (const peer of lost) {
-      this.log.warn('peer-lost', { peer }, `peer ${short(peer)} silent for ${this.config.leaseMs} ms: dropped`)
+    for (const { peer, silentMs } of lost) {
+      this.log.warn('peer-lost', { peer, silentMs }, `peer ${short(peer)} silent for ${silentMs} ms: dropped`)
       if (peer === this.election.leader) {
         this.log.warn('leader-lost', { peer, term: this.election.term }, `leader ${short(peer)} lost (term ${this.election.term})`)
         this.election.leaderLost()
@@ -465,7 +493,7 @@ export class DmlNode implements MessageHandlers {
       this.stand(term)
     }
     this.considerStanding(now)
-    this.sendHeartbeat()
+    this.sendHeartbeat('due')
     this.timer = this.clock.setTimeout(() => { this.tick() }, this.config.heartbeatMs)
   }
 

@@ -33,6 +33,8 @@ describe('options', () => {
     expect(() => parseOptions(['--rounds', '2.5'], NODE_OPTIONS)).to.throw(ConfigError, 'whole number')
     expect(() => parseOptions(['--target-accuracy', '97'], NODE_OPTIONS)).to.throw(ConfigError, 'between 0 and 1')
     expect(() => parseOptions(['--http-port', '70000'], NODE_OPTIONS)).to.throw(ConfigError, 'port number')
+    // a heartbeat must fit its message's bound on the interval
+    expect(() => parseOptions(['--heartbeat-ms', '120000'], NODE_OPTIONS)).to.throw(ConfigError, '--heartbeat-ms must be from 1 to 60000')
     expect(() => parseOptions(['--model'], NODE_OPTIONS)).to.throw(ConfigError, 'needs a value')
     expect(() => parseOptions(['--gpu=yes'], NODE_OPTIONS)).to.throw(ConfigError, 'switch')
     expect(() => parseOptions(['model'], NODE_OPTIONS)).to.throw(ConfigError, 'unexpected argument')

@@ -352,6 +352,25 @@ describe('round engine', function () {
     expect(net.events('election-started', e => e.ts >= left)).to.have.length(0)
   })
 
+  it('in a network of twelve, followers beat every other interval (the leader every one), none is dropped for it, and rounds go on', async () => {
+    const peers = Array.from({ length: 12 }, () => net.add({ config: { task: { ...TASK, totalRounds: 100 } } }))
+    await net.until('2 rounds done', () => net.roundsDone().length >= 2)
+    const from = peers.map(p => p.net.published.length)
+    const start = net.clock.now()
+    await net.clock.advance(20_000)
+    const beats = peers.map((p, i) => p.net.published.slice(from[i]).filter(m => m.type === 'heartbeat'))
+    const leader = peers.indexOf(net.leader()!)
+    expect(beats[leader].length).to.be.at.least(19)
+    for (const [i, sent] of beats.entries()) {
+      if (i === leader) continue
+      // ten in 20 s, and one more for each round held or leader followed
+      expect(sent.length).to.be.within(9, 16)
+      expect(sent.map(h => h.type === 'heartbeat' && h.everyMs)).to.include(2000)
+    }
+    expect(net.events('peer-lost')).to.have.length(0)
+    expect(net.roundsDone().filter(d => d.ts >= start).length).to.be.at.least(2)
+  })
+
   it('a newcomer not yet proven that stands and wins is in its own electorate: its certificate checks out, and the others follow it', async () => {
     const config = { task: { ...TASK, totalRounds: 100 } }
     const peers = [net.add({ config }), net.add({ config }), net.add({ config })]

@@ -1,9 +1,15 @@
-/** 2: leaders and rounds are proven by certificates (votes, signatures of a round's participants). */
-export const PROTOCOL_VERSION = 4
+/** 2: leaders and rounds are proven by certificates (votes, signatures of a round's participants); 5: heartbeats say how often they come. */
+export const PROTOCOL_VERSION = 5
 /** gossipsub topic for every control message. */
 export const CONTROL_TOPIC = '/dml/1/control'
 /** libp2p stream protocol that serves blobs (models and updates) by content hash. */
 export const BLOB_PROTOCOL = '/dml/blob/1.0.0'
+/**
+ * The longest interval between a peer's heartbeats that others accept (Heartbeat.everyMs): a
+ * member is dropped after a few intervals of silence, so this bounds how long a dead peer that
+ * claimed a long interval is still counted.
+ */
+export const MAX_HEARTBEAT_EVERY_MS = 60_000
 /** Control messages are small; gossipsub silently drops anything over 4 MiB anyway. */
 export const MAX_CONTROL_BYTES = 64 * 1024
 /** Blobs move in chunks of this size over the blob protocol, never over gossip. */

@@ -1,7 +1,7 @@
 // Control messages: a discriminated union, CBOR on the gossip control topic. Every field that
 // crosses the wire is checked here; the rest of the system only ever sees validated values.
 import { CodecError, decodeCbor, describe, encodeCbor } from './codec.ts'
-import { LOCAL_OPTIMIZERS, MAX_CONTROL_BYTES, MAX_ROUND_PEERS, PROTOCOL_VERSION, SERVER_OPTIMIZERS } from './constants.ts'
+import { LOCAL_OPTIMIZERS, MAX_CONTROL_BYTES, MAX_HEARTBEAT_EVERY_MS, MAX_ROUND_PEERS, PROTOCOL_VERSION, SERVER_OPTIMIZERS } from './constants.ts'
 import { isContentHash } from './hash.ts'
 
 export type Device = 'gpu' | 'cpu'
@@ -94,6 +94,12 @@ export interface Heartbeat {
   roundCert: string | null
   /** the work this peer is doing for a round: examples trained of those assigned (for progress and ETAs only) */
   work: WorkProgress | null
+  /**
+   * the most milliseconds until this peer's next heartbeat, unless something in it changes
+   * sooner: followers of a large network beat less often, so that the heartbeats each peer
+   * receives do not grow with the network (see node.ts)
+   */
+  everyMs: number
 }
 
 export interface WorkProgress {
@@ -417,7 +423,8 @@ export function validateMessage (value: unknown): ControlMessage {
         addrs: list(o, 'addrs', 32, (a) => { if (typeof a !== 'string' || a.length > 512 || !a.startsWith('/')) fail('addrs must be multiaddr strings'); return a }),
         termCert: hashOrNull(o, 'termCert'),
         roundCert: hashOrNull(o, 'roundCert'),
-        work: o.work === null ? null : workProgress(obj(o.work, 'work'))
+        work: o.work === null ? null : workProgress(obj(o.work, 'work')),
+        everyMs: int(o, 'everyMs', 1, MAX_HEARTBEAT_EVERY_MS)
       }
     case 'vote-request':
       return { type, ...common, term: int(o, 'term', 1), candidate: peerId(o.candidate, 'candidate'), round: int(o, 'round'), roundCert: hashOrNull(o, 'roundCert') }

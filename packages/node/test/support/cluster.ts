@@ -202,7 +202,7 @@ function addFollower (net: TestCluster, claim: { device: 'cpu' | 'gpu', backend:
   })
   const beat = (): void => {
     if (!endpoint.connected) return
-    endpoint.publish({ type: 'heartbeat', v: PROTOCOL_VERSION, term, peer: endpoint.peerId, leader, round: 0, modelHash: null, examples: 0, ...claim, addrs: [], termCert: null, roundCert: null, work: null }).catch(() => {})
+    endpoint.publish({ type: 'heartbeat', v: PROTOCOL_VERSION, term, peer: endpoint.peerId, leader, round: 0, modelHash: null, examples: 0, ...claim, addrs: [], termCert: null, roundCert: null, work: null, everyMs: 1000 }).catch(() => {})
     net.clock.setTimeout(beat, 1000)
   }
   beat()
