@@ -109,13 +109,17 @@ export async function checkTermCert (cert: TermCert, policy: QuorumPolicy): Prom
 
 /**
  * Whether a checked term certificate still makes its leader one to follow now: in an open network,
- * a majority of the peers this node sees (`view`, itself included) must have voted for it. (A
- * permissioned network's quorum is of the allow-list, which does not move.)
+ * a majority of the peers this node sees (`view`, itself included) must have voted for it, or say
+ * in their heartbeats that they follow it in its term (`followers`: a signed word of each, as good
+ * as a vote for this node's own judgement, though it proves nothing to others). Without them, a
+ * peer that sees a few more peers than the leader did when it was elected could follow no one,
+ * and the others, who follow a live leader, vote for no one. (A permissioned network's quorum is of
+ * the allow-list, which does not move.)
  */
-export function coversView (cert: TermCert, policy: QuorumPolicy, view: string[]): boolean {
+export function coversView (cert: TermCert, policy: QuorumPolicy, view: string[], followers: Iterable<string> = []): boolean {
   if (policy.allowed !== undefined) return true
-  const voters = new Set(cert.votes.map(v => v.voter))
-  return view.filter(p => voters.has(p)).length >= majority(new Set(view).size)
+  const endorsers = new Set([...cert.votes.map(v => v.voter), ...followers])
+  return view.filter(p => endorsers.has(p)).length >= majority(new Set(view).size)
 }
 
 /** Whether `voters` are a quorum now (a candidate counting its votes; `view` as in coversView). */

@@ -474,8 +474,8 @@ export class DmlNode implements MessageHandlers {
     this.coordinator?.checkProgress(now)
     this.verifier.tick()
     this.checkLeaderProgress(now)
-    // a leader whose votes no longer make a majority of the peers it sees (more joined) stands again
-    if (this.election.isLeader && this.leaderCert !== null && !coversView(this.leaderCert.cert, this.policy, this.view())) {
+    // a leader whose voters and followers no longer make a majority of the peers it sees (more joined) stands again
+    if (this.election.isLeader && this.leaderCert !== null && !coversView(this.leaderCert.cert, this.policy, this.view(), this.followersOf(this.peerId, this.election.term))) {
       this.log.info('re-election', { term: this.election.term }, `more peers than voted for term ${this.election.term}: standing again`)
       this.endTerm('standing again')
       this.stand(this.election.stand(now))
@@ -565,7 +565,7 @@ export class DmlNode implements MessageHandlers {
           }
         }
         if (hb.term < this.election.term && !provesMoreRounds) return
-        if (!coversView(proven.cert, this.policy, this.view())) {
+        if (!coversView(proven.cert, this.policy, this.view(), this.followersOf(hb.peer, hb.term))) {
           if (this.freshStart(hb)) this.sayFreshLeader(hb, `elected by ${proven.cert.votes.length} votes, too few of the ${this.view().length} peers this node sees`)
           else this.ledger.note(hb.peer, 'unproven-leader', `claims term ${hb.term}, but too few of the peers this node sees voted for it`)
           return
@@ -638,7 +638,12 @@ export class DmlNode implements MessageHandlers {
   /** Whether the leader we follow is still proven by the peers we see (a voter sticks to it). */
   private leaderProven (): boolean {
     const c = this.leaderCert
-    return c !== null && this.election.leader === c.cert.leader && coversView(c.cert, this.policy, this.view())
+    return c !== null && this.election.leader === c.cert.leader && coversView(c.cert, this.policy, this.view(), this.followersOf(c.cert.leader, c.cert.term))
+  }
+
+  /** The other live peers whose heartbeats say they follow `leader` in `term`. */
+  private followersOf (leader: string, term: number): string[] {
+    return this.membership.live(this.clock.now()).filter(h => h.leader === leader && h.term === term).map(h => h.peer)
   }
 
   private onVoteRequest (request: VoteRequest): void {

@@ -69,10 +69,15 @@ describe('certificates', () => {
     expect(quorumOf(policy, 2)).to.equal(3)
   })
 
-  it('a leader to follow now must have the votes of a majority of the peers this node sees', async () => {
+  it('a leader to follow now must have the votes of a majority of the peers this node sees, or their word that they follow it', async () => {
     const cert = await termCert(4, ids[0], ids.slice(0, 2), names(2))
     expect(coversView(cert, open, names(2))).to.equal(true)
     expect(coversView(cert, open, names(4))).to.equal(false) // two more peers joined since
+    // ... unless enough of the peers in view say they follow it now: 2 voters and 1 follower of 4
+    expect(coversView(cert, open, names(4), [names(4)[2]])).to.equal(true)
+    // a follower this node does not see, or a voter named again as a follower, adds nothing
+    expect(coversView(cert, open, names(4), [ids[5].id])).to.equal(false)
+    expect(coversView(cert, open, names(4), [names(4)[0], names(4)[1]])).to.equal(false)
     expect(isQuorum(names(2), open, names(3))).to.equal(true)
     expect(isQuorum(names(1), open, names(2))).to.equal(false)
   })
