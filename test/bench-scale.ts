@@ -1,8 +1,8 @@
 // npm run bench:scale: 4, 8, 16 and 32 peers (separate processes on this machine) train 5 rounds
 // of little local work each; prints, per network size, the time per round, the control bytes
-// (gossipsub) each peer receives per round, and what the leader receives per round (control and
+// (gossipsub) each peer receives per round and per second, and what the leader receives per round (control and
 // blobs), and what a follower receives in blobs (updates it checks, models). Bytes are counted on the wire by libp2p (see /api/status "traffic"), from the end of the
-// first round to the end of the last. DML_BENCH_SIZES=4,8 picks the sizes; DML_BENCH_EVENTS=<path>
+// first round to the end of the last; a size where a peer does not finish says how many did. DML_BENCH_SIZES=4,8 picks the sizes; DML_BENCH_EVENTS=<path>
 // writes every peer's events to <path>-<size>.json.
 import { writeFileSync } from 'node:fs'
 import { cpus } from 'node:os'
@@ -39,7 +39,9 @@ async function run (size: number): Promise<Row> {
     await Promise.all(peers.map(async p => await p.waitFor(e => (e.event === 'model-adopted' || e.event === 'round-done') && (e.round as number) >= 1, 10 * MINUTE)))
     const before = await snapshot(peers)
     const startedAt = Date.now()
-    await Promise.all(peers.map(async p => await p.waitFor('training-finished', 20 * MINUTE)))
+    const finished = await Promise.allSettled(peers.map(async p => await p.waitFor('training-finished', 20 * MINUTE)))
+    const behind = finished.filter(f => f.status === 'rejected').length
+    if (behind > 0) throw new Error(`${size - behind} of ${size} peers finished the ${ROUNDS} rounds within 20 minutes`)
     const after = await snapshot(peers)
     const leader = after.findIndex(s => s.isLeader)
     const rounds = Math.max(1, after[leader].round - before[leader].round)
@@ -81,9 +83,10 @@ for (const size of SIZES) {
   console.log(`${size} peers: ${row.secondsPerRound.toFixed(1)} s a round; control in per peer ${kb(row.controlIn)} KiB a round (most ${kb(row.controlInMax)}); leader in: control ${kb(row.leaderControlIn)} KiB, blobs ${kb(row.leaderBlobsIn)} KiB a round; a follower's blobs in ${kb(row.followerBlobsIn)} KiB a round`)
 }
 console.log(`\n## Scale: ${ROUNDS} rounds of mlp with little local work (--local-epochs 0.02), ${cpus().length} cores, one machine; bytes on the wire per round, rounds 2-${ROUNDS}`)
-console.log('\n| peers | first round starts | s / round | control in / peer | (most) | control out / peer | leader control in | leader blobs in | follower blobs in |')
-console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- |')
+// control bytes a second too: a round's length grows with the peers sharing this machine's cores
+console.log('\n| peers | first round starts | s / round | control in / peer | (most) | control in / peer / s | control out / peer | leader control in | leader blobs in | follower blobs in |')
+console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |')
 for (const r of rows) {
-  if ('failed' in r) console.log(`| ${r.peers} | ${r.failed} | | | | | | | |`)
-  else console.log(`| ${r.peers} | ${r.startSeconds.toFixed(1)} s | ${r.secondsPerRound.toFixed(1)} | ${kb(r.controlIn)} KiB | ${kb(r.controlInMax)} KiB | ${kb(r.controlOut)} KiB | ${kb(r.leaderControlIn)} KiB | ${kb(r.leaderBlobsIn)} KiB | ${kb(r.followerBlobsIn)} KiB |`)
+  if ('failed' in r) console.log(`| ${r.peers} | ${r.failed} | | | | | | | | |`)
+  else console.log(`| ${r.peers} | ${r.startSeconds.toFixed(1)} s | ${r.secondsPerRound.toFixed(1)} | ${kb(r.controlIn)} KiB | ${kb(r.controlInMax)} KiB | ${kb(r.controlIn / r.secondsPerRound)} KiB | ${kb(r.controlOut)} KiB | ${kb(r.leaderControlIn)} KiB | ${kb(r.leaderBlobsIn)} KiB | ${kb(r.followerBlobsIn)} KiB |`)
 }
