@@ -392,6 +392,25 @@ describe('round engine', function () {
     expect(net.events('misbehaviour', e => e.reason === 'bad-certificate')).to.have.length(0)
   })
 
+  it('a peer that sees more peers than the leader did at its election follows it when the others do: it is not left out for good', async () => {
+    const config = { task: { ...TASK, totalRounds: 100 } }
+    const peers = Array.from({ length: 7 }, () => net.add({ config }))
+    await net.until('2 rounds done', () => net.roundsDone().length >= 2)
+    const first = net.leader()!
+    const straggler = peers[6]
+    // the straggler's connections to the others drop, and come back only on its side: the
+    // others do not count it, it counts them all
+    for (const p of peers) if (p !== straggler) p.net.unconnected.add(straggler.id)
+    first.net.disconnect()
+    const others = peers.filter(p => p !== first && p !== straggler)
+    await net.until('another leader', () => others.some(p => p.node.isLeading))
+    const leader = net.leader()!
+    await net.until('every other peer follows it', () => others.every(p => p.node.status().leader === leader.id))
+    await net.until('the straggler follows it', () => straggler.node.status().leader === leader.id, 30_000)
+    const rounds = net.roundsDone().length
+    await net.until('the straggler holds a round of the new leader', () => straggler.node.replica.round > rounds, 60_000)
+  })
+
   it('a peer alone says that its rounds prove nothing to others, and goes on', async () => {
     const alone = net.add({ config: { task: { ...TASK, totalRounds: 2 } } })
     await net.until('finished', () => alone.node.replica.finished)

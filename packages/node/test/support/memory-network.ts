@@ -125,5 +125,7 @@ export class MemoryEndpoint implements Network {
 
   dialAddrs (): void {}
   listenAddrs (): string[] { return [`/memory/${this.peerId.slice(-4)}`] }
-  connectedPeers (): string[] { return this.hub.connected().filter(e => e !== this).map(e => e.peerId) }
+  /** peers this one has no connection to, though gossip still brings their messages (a view smaller than others') */
+  readonly unconnected = new Set<string>()
+  connectedPeers (): string[] { return this.hub.connected().filter(e => e !== this && !this.unconnected.has(e.peerId)).map(e => e.peerId) }
 }
