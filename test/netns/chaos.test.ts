@@ -87,9 +87,17 @@ describe('chaos on 4 hosts', function () {
       // mid-round: once the victim is training the next round
       const start = await cluster.waitAny(e => e.event === 'round-start' && e.round === round + 1, 2 * MINUTE)
       const leader = Number(start.host.replace('host', ''))
-      const workers = [0, 1, 2, 3].filter(i => i !== leader && cluster.current[i] !== undefined)
-      down = action.kill === 'leader' ? leader : workers[random(workers.length)]
-      await cluster.current[down]!.waitFor(e => e.event === 'train-start' && e.round === round + 1, 2 * MINUTE).catch(() => {})
+      if (action.kill === 'leader') {
+        // its round has started: it is mid-round, whether or not it trains a part itself
+        down = leader
+      } else {
+        // a worker training the round (a restarted one may not have work yet: waiting for it let
+        // the others finish every round first)
+        const training = (e: HostEvent): boolean => e.event === 'train-start' && e.round === round + 1 && e.host !== start.host
+        await cluster.waitAny(training, 2 * MINUTE)
+        const workers = [...new Set(cluster.events(training).map(e => Number(e.host.replace('host', ''))))].filter(i => cluster.current[i] !== undefined)
+        down = workers[random(workers.length)]
+      }
       const killedAt = Date.now()
       await cluster.kill(down)
       console.log(`      round ${round + 1}: killed ${action.kill} host${down}`)

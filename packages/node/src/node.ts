@@ -474,8 +474,8 @@ export class DmlNode implements MessageHandlers {
     this.coordinator?.checkProgress(now)
     this.verifier.tick()
     this.checkLeaderProgress(now)
-    // a leader whose voters and followers no longer make a majority of the peers it sees (more joined) stands again
-    if (this.election.isLeader && this.leaderCert !== null && !coversView(this.leaderCert.cert, this.policy, this.view(), this.followersOf(this.peerId, this.election.term))) {
+    // a leader whose votes no longer make a majority of the peers it sees (more joined) stands again
+    if (this.election.isLeader && this.leaderCert !== null && !coversView(this.leaderCert.cert, this.policy, this.view())) {
       this.log.info('re-election', { term: this.election.term }, `more peers than voted for term ${this.election.term}: standing again`)
       this.endTerm('standing again')
       this.stand(this.election.stand(now))
@@ -635,10 +635,14 @@ export class DmlNode implements MessageHandlers {
     if (hb.round > this.replica.round && hb.roundCert !== null) this.replica.catchUp(hb.roundCert, this.sources(hb.peer))
   }
 
-  /** Whether the leader we follow is still proven by the peers we see (a voter sticks to it). */
+  /**
+   * Whether the leader we follow is still proven by the votes of the peers we see (a voter sticks
+   * to it). By votes only: a dead leader's followers still say they follow it until their leases
+   * run out, and counting them would keep voters from a new candidate for that long.
+   */
   private leaderProven (): boolean {
     const c = this.leaderCert
-    return c !== null && this.election.leader === c.cert.leader && coversView(c.cert, this.policy, this.view(), this.followersOf(c.cert.leader, c.cert.term))
+    return c !== null && this.election.leader === c.cert.leader && coversView(c.cert, this.policy, this.view())
   }
 
   /** The other live peers whose heartbeats say they follow `leader` in `term`. */
