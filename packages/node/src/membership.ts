@@ -6,6 +6,16 @@ import type { Heartbeat } from '@dml/protocol'
 /** Heartbeats a member may miss in a row before it is dropped (when that is longer than the lease). */
 export const SILENT_INTERVALS = 3
 
+/** How long the peer of `heartbeat` may be silent before it is dropped: the lease, or three of its intervals. */
+export function silenceMs (leaseMs: number, heartbeat: Heartbeat): number {
+  return Math.max(leaseMs, SILENT_INTERVALS * heartbeat.everyMs)
+}
+
+/** The peers of `heartbeats` that say they follow `leader` in `term`. */
+export function followersOf (heartbeats: Heartbeat[], leader: string, term: number): string[] {
+  return heartbeats.filter(h => h.leader === leader && h.term === term).map(h => h.peer)
+}
+
 interface Member {
   heartbeat: Heartbeat
   lastSeen: number
@@ -26,16 +36,11 @@ export class Membership {
     return joined
   }
 
-  /** How long `member` may be silent before it is dropped. */
-  private silenceMs (member: Member): number {
-    return Math.max(this.leaseMs, SILENT_INTERVALS * member.heartbeat.everyMs)
-  }
-
   /** Drops and returns the peers silent for longer than they may be, with how long that was. */
   expire (now: number): Array<{ peer: string, silentMs: number }> {
     const lost: Array<{ peer: string, silentMs: number }> = []
     for (const [peer, member] of this.members) {
-      if (now - member.lastSeen >= this.silenceMs(member)) {
+      if (now - member.lastSeen >= silenceMs(this.leaseMs, member.heartbeat)) {
         this.members.delete(peer)
         lost.push({ peer, silentMs: now - member.lastSeen })
       }
@@ -46,7 +51,7 @@ export class Membership {
 
   /** The latest heartbeats of the peers not silent for longer than they may be (this peer is not a member). */
   live (now: number): Heartbeat[] {
-    return [...this.members.values()].filter(m => now - m.lastSeen < this.silenceMs(m)).map(m => m.heartbeat)
+    return [...this.members.values()].filter(m => now - m.lastSeen < silenceMs(this.leaseMs, m.heartbeat)).map(m => m.heartbeat)
   }
 
   /** When `peer` was last heard, while it is a member. */

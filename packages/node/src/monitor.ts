@@ -12,7 +12,7 @@ import { startHost } from './host.ts'
 import { Proofs, type ProvenRound } from './proofs.ts'
 import { ProvenPeers } from './proven.ts'
 import { linesView, terminalView } from './monitor-view.ts'
-import { SILENT_INTERVALS } from './membership.ts'
+import { followersOf, silenceMs } from './membership.ts'
 
 const SUMMARY = 'Follows dml training live: joins the network as a passive peer and prints every finished round.'
 
@@ -93,9 +93,8 @@ export async function runMonitor (argv: string[]): Promise<number> {
           provenPeers.sawRound(joined.result)
         }
         // heard lately (a follower of a large network beats less often), as a peer counts them
-        const live = [...peers.values()].filter(p => Date.now() - p.seen < Math.max(10_000, SILENT_INTERVALS * p.hb.everyMs)).map(p => p.hb)
-        const followers = live.filter(h => h.leader === hb.peer && h.term === hb.term).map(h => h.peer)
-        if (cert.leader !== hb.peer || cert.term !== hb.term || !coversView(cert, { self: host.peerId, allowed }, provenPeers.counted(live.map(h => h.peer)), followers)) throw new CertificateError('unproven', 'too few of the peers in view voted for it or follow it')
+        const live = [...peers.values()].filter(p => Date.now() - p.seen < silenceMs(10_000, p.hb)).map(p => p.hb)
+        if (cert.leader !== hb.peer || cert.term !== hb.term || !coversView(cert, { self: host.peerId, allowed }, provenPeers.counted(live.map(h => h.peer)), followersOf(live, hb.peer, hb.term))) throw new CertificateError('unproven', 'too few of the peers in view voted for it or follow it')
         provenLeaders.set(hb.peer, hb.term)
         if (joined !== undefined && joined.result.round === hb.round) showJoined(joined)
       } catch (err) {

@@ -12,7 +12,7 @@ import { Changes, type Clock, isAbort, Supervisor, systemClock } from './clock.t
 import { Coordinator, type LeaderStats, type RoundSnapshot, short } from './coordinator.ts'
 import { Election, rankCandidates } from './election.ts'
 import type { Logger } from './log.ts'
-import { Membership } from './membership.ts'
+import { followersOf, Membership } from './membership.ts'
 import { Ledger, OFFENCES } from './misbehaviour.ts'
 import type { MessageHandlers, Network, Verdict } from './network.ts'
 import { roundProgress, type RoundProgress } from './progress.ts'
@@ -565,7 +565,7 @@ export class DmlNode implements MessageHandlers {
           }
         }
         if (hb.term < this.election.term && !provesMoreRounds) return
-        if (!coversView(proven.cert, this.policy, this.view(), this.followersOf(hb.peer, hb.term))) {
+        if (!coversView(proven.cert, this.policy, this.view(), followersOf(this.membership.live(this.clock.now()), hb.peer, hb.term))) {
           if (this.freshStart(hb)) this.sayFreshLeader(hb, `elected by ${proven.cert.votes.length} votes, too few of the ${this.view().length} peers this node sees`)
           else this.ledger.note(hb.peer, 'unproven-leader', `claims term ${hb.term}, but too few of the peers this node sees voted for it`)
           return
@@ -643,11 +643,6 @@ export class DmlNode implements MessageHandlers {
   private leaderProven (): boolean {
     const c = this.leaderCert
     return c !== null && this.election.leader === c.cert.leader && coversView(c.cert, this.policy, this.view())
-  }
-
-  /** The other live peers whose heartbeats say they follow `leader` in `term`. */
-  private followersOf (leader: string, term: number): string[] {
-    return this.membership.live(this.clock.now()).filter(h => h.leader === leader && h.term === term).map(h => h.peer)
   }
 
   private onVoteRequest (request: VoteRequest): void {
