@@ -29,7 +29,7 @@ export interface MonitorView {
 
 const pct = (x: number): string => `${(100 * x).toFixed(2)}%`
 
-/** One line per event (the default off a terminal), or one JSON object per line. */
+/** One line per event (the default off a terminal), or one JSON object per line (warnings too, as `warning` events). */
 export function linesView (json: boolean, write: (line: string) => void = console.log, warn: (line: string) => void = console.error): MonitorView {
   return {
     started: (peerId) => { write(json ? JSON.stringify({ event: 'monitor-started', peerId }) : `monitor ${peerId} listening; waiting for rounds (Ctrl-C to stop)`) },
@@ -54,7 +54,7 @@ export function linesView (json: boolean, write: (line: string) => void = consol
           `[train ${(d.trainMs / 1000).toFixed(1)} s, transfer ${(d.transferMs / 1000).toFixed(1)} s, eval ${(d.evalMs / 1000).toFixed(1)} s]  ${tail}`)
       if (r.finished) write(`training finished at round ${r.round} with accuracy ${pct(m.accuracy)}`)
     },
-    warn: (text) => { warn(text) },
+    warn: (text) => { if (json) write(JSON.stringify({ event: 'warning', msg: text })); else warn(text) },
     stop: () => {}
   }
 }

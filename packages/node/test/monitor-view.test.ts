@@ -47,4 +47,16 @@ describe('monitor views', () => {
     view.round(round(5, 0.97, true))
     expect(lines[0]).to.match(/^round {3}5 {2}accuracy {2}97\.00%.*\(finished before this monitor joined\) {2}leader \w{6} term 2 {2}signed by 2$/)
   })
+
+  it('lines: a warning goes to stderr as text, or with --json to stdout as a warning event', () => {
+    const out: string[] = []
+    const err: string[] = []
+    linesView(false, l => { out.push(l) }, l => { err.push(l) }).warn('not following abcdef as leader of term 3')
+    expect(out).to.deep.equal([])
+    expect(err).to.deep.equal(['not following abcdef as leader of term 3'])
+    err.length = 0
+    linesView(true, l => { out.push(l) }, l => { err.push(l) }).warn('not following abcdef as leader of term 3')
+    expect(err).to.deep.equal([])
+    expect(out.map(l => JSON.parse(l))).to.deep.equal([{ event: 'warning', msg: 'not following abcdef as leader of term 3' }])
+  })
 })
