@@ -5,7 +5,7 @@ import { appendFileSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { PeerProcess, TimeoutError, type LogEvent } from '@dml/node/launcher'
+import { ExitedError, PeerProcess, TimeoutError, type LogEvent } from '@dml/node/launcher'
 import type { Hosts } from './hosts.ts'
 
 const run = promisify(execFile)
@@ -64,7 +64,10 @@ export class Cluster {
     const running = this.current.filter((p): p is PeerProcess => p !== undefined)
     try {
       return await Promise.any(running.map(async p => ({ ...await p.waitFor(e => e.ts >= sinceTs && match({ ...e, host: p.name }), timeoutMs), host: p.name })))
-    } catch {
+    } catch (err) {
+      const why = (err as AggregateError).errors ?? []
+      // a process that could not start says why on stderr: that, not a timeout, is the news
+      if (why.length > 0 && why.every(e => e instanceof ExitedError)) throw new ExitedError(`every host's process exited before the event: ${why.map(e => (e as Error).message).join(' / ')}`)
       throw new TimeoutError(`no matching event on any host within ${timeoutMs} ms; last events: ${this.events().slice(-8).map(e => `${e.host}: ${String(e.msg ?? e.event)}`).join(' | ')}`)
     }
   }
