@@ -63,7 +63,8 @@ export function isAllowed (policy: QuorumPolicy, peer: string): boolean {
   return policy.allowed === undefined || policy.allowed.has(peer)
 }
 
-function majority (n: number): number {
+/** More than half of `n`. */
+export function majority (n: number): number {
   return Math.floor(n / 2) + 1
 }
 

@@ -7,10 +7,10 @@
 // logged with its cause and the round tried again; after MAX_FAILURES_IN_A_ROW failures, or no
 // progress for the round's budget plus a grace, it gives up leadership so that the others elect
 // another. A leader never stays a leader that leads nothing.
-import { encodeResult, encodeRoundCert, encodeTensors, findNonFinite, PROTOCOL_VERSION, resultSigningBytes, roundVoteSigningBytes, roundEvaluation, type Heartbeat, type RoundCertVote, type RoundMetrics, type RoundResult, type RoundStart, type RoundVote, type Task, type UpdateReady, type WorkFailed } from '@dml/protocol'
+import { encodeResult, encodeRoundCert, encodeTensors, findNonFinite, PROTOCOL_VERSION, resultSigningBytes, roundVoteSigningBytes, roundEvaluation, type Assignment, type Heartbeat, type RoundCertVote, type RoundMetrics, type RoundResult, type RoundStart, type RoundVote, type Task, type UpdateReady, type WorkFailed } from '@dml/protocol'
 import { aggregateRound, type ClientUpdate } from '@dml/trainer'
 import { allocateWork, expectedSeconds, roundParticipants } from './allocation.ts'
-import { certVoteOf, quorumOf, type QuorumPolicy, type Signer } from './certificates.ts'
+import { certVoteOf, majority, quorumOf, type QuorumPolicy, type Signer } from './certificates.ts'
 import { AbortError, abortReason, type Changes, type Clock, sleep, type Supervisor } from './clock.ts'
 import type { Logger } from './log.ts'
 import type { Network } from './network.ts'
@@ -517,27 +517,32 @@ export class Coordinator {
   }
 
   /**
-   * Waits until every assigned live peer has reported (or been dropped), or the deadline. Once only
-   * newcomers are missing, it waits for them at most about as long again as the round took so far:
-   * an identity on probation that brings nothing costs a round little, not its deadline.
+   * Waits until every assigned live peer has reported (or been dropped), or the deadline. Once
+   * enough updates are in (--min-peers, and a majority of the assigned peers), or only newcomers
+   * are missing, the others are waited for about as long again as the round took so far, longer in
+   * proportion to the work they were given beyond that of the peers that delivered: a peer that
+   * takes work and brings nothing costs a round little, not its deadline, while one with more data
+   * than the others (more work) is still waited for.
    */
   private async collect (state: RoundState): Promise<void> {
     const { clock, changes, config } = this.deps
     const started = clock.now()
-    let provenDoneAt: number | undefined
+    const assigned = state.start.assignments
+    const enough = Math.max(config.minPeers, majority(assigned.length))
+    let graceEnd: number | undefined
     while (!state.signal.aborted && clock.now() < state.start.deadline) {
       const live = new Set(this.deps.live().map(h => h.peer))
-      const missing = state.start.assignments.filter(a => live.has(a.peer) && !state.updates.has(a.peer) && !state.dropped.has(a.peer))
+      const missing = assigned.filter(a => live.has(a.peer) && !state.updates.has(a.peer) && !state.dropped.has(a.peer))
       if (missing.length === 0 && state.fetching.size === 0) return
-      let waitUntil = state.start.deadline
-      if (missing.length > 0 && missing.every(a => this.isNewcomer(a.peer))) {
-        provenDoneAt ??= clock.now()
-        waitUntil = Math.min(waitUntil, provenDoneAt + Math.max(2 * config.heartbeatMs, provenDoneAt - started))
-        if (clock.now() >= waitUntil) return
+      if (missing.length > 0 && (state.updates.size >= enough || missing.every(a => this.isNewcomer(a.peer)))) {
+        graceEnd ??= started + graceMs(clock.now() - started, missing, assigned.filter(a => state.updates.has(a.peer)), 2 * config.heartbeatMs)
+        // an update on its way is not thrown away (its fetch has bounds of its own)
+        if (clock.now() >= graceEnd && state.fetching.size === 0) return
       } else {
-        provenDoneAt = undefined
+        graceEnd = undefined
       }
-      await changes.wait(waitUntil - clock.now(), state.signal)
+      const until = graceEnd !== undefined && clock.now() < graceEnd ? graceEnd : state.start.deadline
+      await changes.wait(until - clock.now(), state.signal)
     }
     if (state.signal.aborted) throw abortReason(state.signal)
   }
@@ -580,6 +585,19 @@ export class Coordinator {
       throw new RoundError(`only ${state.votes.size} of ${participants.length} participants signed the result of round ${round} within ${until - started} ms, ${needed} needed (missing: ${missing.join(', ')})`)
     }
   }
+}
+
+/**
+ * How long from its start a round waits for its `missing` peers, once enough are in after `tookMs`:
+ * twice that, or in proportion to the most work a missing peer was given against the median of
+ * those that delivered, one and a half times over; and at least `minMs` more.
+ */
+export function graceMs (tookMs: number, missing: Assignment[], delivered: Assignment[], minMs: number): number {
+  const sizes = delivered.map(a => a.samples).sort((a, b) => a - b)
+  const typical = sizes.length > 0 ? sizes[sizes.length >> 1] : 0
+  const most = Math.max(...missing.map(a => a.samples))
+  const factor = typical > 0 ? Math.max(2, 1.5 * most / typical) : 2
+  return Math.max(factor * tookMs, tookMs + minMs)
 }
 
 export function short (peer: string): string {
