@@ -647,7 +647,11 @@ export class DmlNode implements MessageHandlers {
 
   private onVoteRequest (request: VoteRequest): void {
     const candidate = request.candidate
-    if (candidate === this.peerId || this.checking.has(`vote:${candidate}`)) return
+    if (candidate === this.peerId) return
+    // our next candidacy goes past it: a candidate refused only for its term would otherwise stay
+    // a term behind one that stands as often and is refused for its rounds, for good
+    this.election.noteTerm(request.term)
+    if (this.checking.has(`vote:${candidate}`)) return
     // refuse at once what no proof could change
     if (this.election.decide(request, Number.MAX_SAFE_INTEGER, this.replica.round, this.leaderProven(), this.clock.now()) !== undefined) return
     if (request.round < this.replica.round) return

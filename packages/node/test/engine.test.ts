@@ -403,6 +403,30 @@ describe('round engine', function () {
     expect(net.events('misbehaviour', e => e.reason === 'bad-certificate')).to.have.length(0)
   })
 
+  it('a voter that stood for higher terms but holds fewer rounds does not block the peer with more rounds: the candidates\' terms pass each other', async () => {
+    // The chaos suite's stall: after a leader's death the two live peers stood in turn for 300 s,
+    // the one with fewer rounds always a term ahead. Each refused the other: the one with more
+    // rounds for fewer rounds, the other for a stale term; a term in a vote request was not heard.
+    const config = { minPeers: 2, task: { ...TASK, totalRounds: 100 } }
+    const peers = [net.add({ config }), net.add({ config }), net.add({ config })]
+    await net.until('two rounds', () => net.roundsDone().length >= 2)
+    const leader = net.leader()!
+    const [ahead, behind] = peers.filter(p => p !== leader)
+    type Inside = { election: { stand: (now: number) => number } }
+    // `behind` has stood for five terms (its candidacies lost while it was cut off) and misses two rounds
+    for (let i = 0; i < 5; i++) (behind.node as unknown as Inside).election.stand(net.clock.now())
+    behind.net.disconnect()
+    const missed = net.roundsDone().length + 2
+    await net.until('two rounds without it', () => net.roundsDone().length >= missed)
+    leader.net.disconnect()
+    behind.net.connected = true
+    const done = net.roundsDone().length
+    // a lease for the leader's death, a few for the two to stand in turn; without terms heard
+    // from vote requests, it took 35 candidacies here
+    await net.until('a round done by the peer with more rounds, with the other', () => net.roundsDone().slice(done).some(r => r.node === ahead.id && (r.participants as string[]).includes(behind.id)), 30_000)
+    expect(behind.node.replica.round).to.be.at.least(missed)
+  })
+
   it('a peer that sees more peers than the leader did at its election follows it when the others do: it is not left out for good', async () => {
     const config = { task: { ...TASK, totalRounds: 100 } }
     const peers = Array.from({ length: 7 }, () => net.add({ config }))
