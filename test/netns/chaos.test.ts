@@ -59,7 +59,10 @@ describe('chaos on 4 hosts', function () {
     expect([...net.roundHashes().keys()].sort((a, b) => a - b)).to.deep.equal(Array.from({ length: ROUNDS }, (_, i) => i + 1))
     const done = net.events(e => e.event === 'round-done')
     expect(done.map(e => e.round)).to.deep.equal(Array.from({ length: ROUNDS }, (_, i) => i + 1))
-    expect(done.every(e => (e.participants as string[]).length === 4)).to.equal(true)
+    // the first round may start before the last peer is seen (a leader whose voters and followers
+    // are a majority does not stand again for it); from the second, all four
+    const updates = done.map(e => (e.participants as string[]).length)
+    expect(updates[0] >= 3 && updates.slice(1).every(n => n === 4), `updates a round: ${updates.join(' ')}`).to.equal(true)
     expect(new Set(done.map(e => e.host)).size).to.equal(1)
     expect(net.events(e => e.event === 'round-retry' || e.event === 'round-failed' || e.event === 'leader-resigned')).to.have.length(0)
     expect(baseline).to.be.greaterThan(0.9)

@@ -474,8 +474,9 @@ export class DmlNode implements MessageHandlers {
     this.coordinator?.checkProgress(now)
     this.verifier.tick()
     this.checkLeaderProgress(now)
-    // a leader whose votes no longer make a majority of the peers it sees (more joined) stands again
-    if (this.election.isLeader && this.leaderCert !== null && !coversView(this.leaderCert.cert, this.policy, this.view())) {
+    // a leader whose voters and followers no longer make a majority of the peers it sees (more
+    // joined, and do not follow it) stands again
+    if (this.election.isLeader && this.leaderCert !== null && !coversView(this.leaderCert.cert, this.policy, this.view(), followersOf(this.membership.live(now), this.peerId, this.election.term))) {
       this.log.info('re-election', { term: this.election.term }, `more peers than voted for term ${this.election.term}: standing again`)
       this.endTerm('standing again')
       this.stand(this.election.stand(now))
