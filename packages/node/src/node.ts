@@ -159,8 +159,6 @@ export class DmlNode implements MessageHandlers {
   private lastHeartbeat: { at: number, news: string, everyMs: number } | null = null
   /** when this leader, elected alone, last stood again for the votes of peers that joined, and at which round */
   private stoodAloneAt = -Infinity
-  /** since when this leader's voters and followers are not a majority of the peers it sees */
-  private uncoveredSince: number | null = null
   private stoodAloneRound = -1
   /** the term of that candidacy: it waits for a live peer's vote (a later one does not) */
   private joinersTerm: number | null = null
@@ -476,15 +474,10 @@ export class DmlNode implements MessageHandlers {
     this.coordinator?.checkProgress(now)
     this.verifier.tick()
     this.checkLeaderProgress(now)
-    // a leader whose voters and followers have not been a majority of the peers it sees for a
-    // lease (more joined, and do not follow it) stands again. Not at once: a peer that joins needs
-    // a moment to check the leader's certificate and say it follows (at 32 peers on two cores,
-    // leaders stood again within seconds of their election, over and over)
-    const uncovered = this.election.isLeader && this.leaderCert !== null && !coversView(this.leaderCert.cert, this.policy, this.view(), followersOf(this.membership.live(now), this.peerId, this.election.term))
-    this.uncoveredSince = uncovered ? this.uncoveredSince ?? now : null
-    if (this.uncoveredSince !== null && now - this.uncoveredSince >= this.config.leaseMs) {
-      this.uncoveredSince = null
-      this.log.info('re-election', { term: this.election.term }, `more peers than voted for or follow term ${this.election.term}, for a lease: standing again`)
+    // a leader whose voters and followers no longer make a majority of the peers it sees (more
+    // joined, and do not follow it) stands again
+    if (this.election.isLeader && this.leaderCert !== null && !coversView(this.leaderCert.cert, this.policy, this.view(), followersOf(this.membership.live(now), this.peerId, this.election.term))) {
+      this.log.info('re-election', { term: this.election.term }, `more peers than voted for term ${this.election.term}: standing again`)
       this.endTerm('standing again')
       this.stand(this.election.stand(now))
     } else if (this.election.isLeader && this.leaderCert !== null && this.leaderCert.cert.votes.length < 2 && now - this.stoodAloneAt >= JOINERS_EVERY_LEASES * this.config.leaseMs && this.replica.round > this.stoodAloneRound &&

@@ -183,9 +183,8 @@ export class TestCluster {
  * An endpoint that speaks the protocol: it follows whoever leads with a certified term and
  * heartbeats the device and speed it claims; `onStart` answers the round starts that assign it work.
  */
-function addFollower (net: TestCluster, claim: { device: 'cpu' | 'gpu', backend: string, speed: number }, onStart?: (endpoint: MemoryEndpoint, start: RoundStart, samples: number) => void, followAfterMs = 0): MemoryEndpoint {
+function addFollower (net: TestCluster, claim: { device: 'cpu' | 'gpu', backend: string, speed: number }, onStart?: (endpoint: MemoryEndpoint, start: RoundStart, samples: number) => void): MemoryEndpoint {
   const endpoint = net.hub.join(net.identity().id)
-  const joined = net.clock.now()
   let term = 0
   let leader: string | null = null
   endpoint.bind({
@@ -193,7 +192,7 @@ function addFollower (net: TestCluster, claim: { device: 'cpu' | 'gpu', backend:
     rejected: () => {},
     subscribed: () => {},
     deliver: (m) => {
-      if (m.type === 'heartbeat' && m.leader === m.peer && m.termCert !== null && m.term >= term && net.clock.now() - joined >= followAfterMs) {
+      if (m.type === 'heartbeat' && m.leader === m.peer && m.termCert !== null && m.term >= term) {
         term = m.term
         leader = m.peer
       }
@@ -229,12 +228,4 @@ export function addLiar (net: TestCluster, lie: { weights: (shapes: number[][]) 
  */
 export function addSybil (net: TestCluster): MemoryEndpoint {
   return addFollower(net, { device: 'gpu', backend: 'sybil', speed: 1e6 })
-}
-
-/**
- * A peer that joins and, `followAfterMs` later, follows whoever leads, as a peer on a loaded
- * machine takes a while to check a leader's certificate; it trains nothing.
- */
-export function addSlowFollower (net: TestCluster, followAfterMs: number): MemoryEndpoint {
-  return addFollower(net, { device: 'cpu', backend: 'slow', speed: 0 }, undefined, followAfterMs)
 }
