@@ -32,6 +32,8 @@ export class Election {
   leader: string | null = null
   /** the highest term we voted in (a vote for ourselves as candidate included) */
   votedTerm = 0
+  /** whom we voted for in votedTerm */
+  votedFor: string | null = null
   candidacy: Candidacy | null = null
   /** elections this peer won */
   elections = 0
@@ -143,6 +145,7 @@ export class Election {
   stand (now: number): number {
     const term = Math.max(this.term, this.votedTerm, this.heardTerm) + 1
     this.votedTerm = term
+    this.votedFor = this.self
     this.leader = null
     this.candidacy = { term, startedAt: now, votes: new Map() }
     return term
@@ -162,9 +165,12 @@ export class Election {
     return undefined
   }
 
-  /** We granted our vote for `term`: one per term, and the election clock starts again. */
-  voted (term: number, now: number): void {
-    this.votedTerm = Math.max(this.votedTerm, term)
+  /** We granted our vote for `term` to `candidate`: one per term, and the election clock starts again. */
+  voted (term: number, candidate: string, now: number): void {
+    if (term > this.votedTerm) {
+      this.votedTerm = term
+      this.votedFor = candidate
+    }
     if (this.leader !== this.self) this.lastLeaderSeen = now
   }
 

@@ -566,7 +566,11 @@ export class DmlNode implements MessageHandlers {
           }
         }
         if (hb.term < this.election.term && !provesMoreRounds) return
-        if (!coversView(proven.cert, this.policy, this.view(), followersOf(this.membership.live(this.clock.now()), hb.peer, hb.term))) {
+        // those that say they follow it, and this peer if it voted for it: a vote that came after
+        // the quorum is not in the certificate, and the leader may not be proven to this peer
+        const endorsers = followersOf(this.membership.live(this.clock.now()), hb.peer, hb.term)
+        if (this.election.votedTerm === hb.term && this.election.votedFor === hb.peer) endorsers.push(this.peerId)
+        if (!coversView(proven.cert, this.policy, this.view(), endorsers)) {
           if (this.freshStart(hb)) this.sayFreshLeader(hb, `elected by ${proven.cert.votes.length} votes, too few of the ${this.view().length} peers this node sees`)
           else this.ledger.note(hb.peer, 'unproven-leader', `claims term ${hb.term}, but too few of the peers this node sees voted for it`)
           return
@@ -676,7 +680,7 @@ export class DmlNode implements MessageHandlers {
         const now = this.clock.now()
         const refusal = this.election.decide(request, proven, this.replica.round, this.leaderProven(), now)
         if (refusal !== undefined) return
-        this.election.voted(request.term, now)
+        this.election.voted(request.term, candidate, now)
         const signature = await this.signer.sign(voteSigningBytes(request.term, candidate))
         this.counters.votesGiven++
         this.log.info('voted', { term: request.term, candidate }, `voted for ${short(candidate)} in term ${request.term}`)

@@ -113,9 +113,14 @@ describe('election', () => {
   it('a voter grants one vote per term, to a candidate proving at least its rounds', () => {
     const e = new Election(B, LEASE, 0)
     expect(e.decide({ term: 1, candidate: A }, 3, 3, false, 6000)).to.equal(undefined)
-    e.voted(1, 6000)
+    e.voted(1, A, 6000)
+    expect(e).to.include({ votedTerm: 1, votedFor: A })
     expect(e.decide({ term: 1, candidate: C }, 3, 3, false, 6001)).to.equal('stale-term')
+    e.voted(1, C, 6001) // one vote a term: the first stands
+    expect(e).to.include({ votedTerm: 1, votedFor: A })
     expect(e.decide({ term: 2, candidate: C }, 2, 3, false, 6002)).to.equal('fewer-rounds')
+    e.stand(7000) // standing is a vote for itself
+    expect(e).to.include({ votedTerm: 2, votedFor: B })
   })
 
   it('a voter sticks to a live proven leader: no vote for anyone else, a vote for its leader standing again', () => {

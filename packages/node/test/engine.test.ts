@@ -403,6 +403,30 @@ describe('round engine', function () {
     expect(net.events('misbehaviour', e => e.reason === 'bad-certificate')).to.have.length(0)
   })
 
+  it('a peer follows the leader it voted for, though its vote came too late for the certificate and the leader is not proven to it', async () => {
+    // The chaos suite's fork: a peer back from a restart voted for the new leader, too late to be
+    // in its certificate; the leader was not proven to it (its rounds were ones the peer had
+    // skipped), so of the two peers it counted, one endorsed the leader. It never followed; the
+    // leader certified rounds with the one other peer, and those rounds were lost when that peer
+    // died and the peer elected another leader in a newer term.
+    const config = { minPeers: 2, task: { ...TASK, totalRounds: 100 } }
+    const peers = [net.add({ config }), net.add({ config }), net.add({ config }), net.add({ config })]
+    await net.until('two rounds', () => net.roundsDone().length >= 2)
+    const old = net.leader()!
+    const [leader, voter, late] = peers.filter(p => p !== old)
+    type Inside = { election: { holdOffUntil: number, stand: (now: number) => number, leaderLive: (now: number) => boolean }, stand: (term: number) => void, leaderCert: { cert: { votes: Array<{ voter: string }> } } | null, replica: { proven: { lastRound: Map<string, number> } } }
+    const inside = (p: TestPeer): Inside => p.node as unknown as Inside
+    for (const p of [leader, voter, late]) inside(p).election.holdOffUntil = Infinity
+    old.net.disconnect()
+    await net.until('the old leader\'s lease ran out', () => [leader, voter, late].every(p => !inside(p).election.leaderLive(net.clock.now())))
+    inside(late).replica.proven.lastRound.delete(leader.id)
+    inside(leader).stand(inside(leader).election.stand(net.clock.now()))
+    await net.until('it leads', () => leader.node.isLeading)
+    // the votes came in the order the peers joined: the late one's after the quorum
+    expect(inside(leader).leaderCert!.cert.votes.map(v => v.voter)).to.have.members([leader.id, voter.id])
+    await net.until('the late voter follows it', () => late.node.status().leader === leader.id, 20_000)
+  })
+
   it('a voter that stood for higher terms but holds fewer rounds does not block the peer with more rounds: the candidates\' terms pass each other', async () => {
     // The chaos suite's stall: after a leader's death the two live peers stood in turn for 300 s,
     // the one with fewer rounds always a term ahead. Each refused the other: the one with more
