@@ -477,7 +477,7 @@ export class DmlNode implements MessageHandlers {
     // a leader whose voters and followers no longer make a majority of the peers it sees (more
     // joined, and do not follow it) stands again
     if (this.election.isLeader && this.leaderCert !== null && !coversView(this.leaderCert.cert, this.policy, this.view(), followersOf(this.membership.live(now), this.peerId, this.election.term))) {
-      this.log.info('re-election', { term: this.election.term }, `more peers than voted for term ${this.election.term}: standing again`)
+      this.log.info('re-election', { term: this.election.term }, `more peers than voted for or follow term ${this.election.term}: standing again`)
       this.endTerm('standing again')
       this.stand(this.election.stand(now))
     } else if (this.election.isLeader && this.leaderCert !== null && this.leaderCert.cert.votes.length < 2 && now - this.stoodAloneAt >= JOINERS_EVERY_LEASES * this.config.leaseMs && this.replica.round > this.stoodAloneRound &&
