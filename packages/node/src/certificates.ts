@@ -4,7 +4,7 @@
 // of them, whatever is live. Open network: there is no member list, so a term certificate must be
 // voted by a majority of the peers this node can see now, and any certificate needs at least two
 // distinct signers unless this node is its only signer: one identity can prove nothing to others.
-import { resultSigningBytes, roundEvaluation, roundVoteSigningBytes, voteSigningBytes, type RoundCert, type RoundCertVote, type RoundEvaluation, type RoundResult, type RoundVote, type TermCert } from '@dml/protocol'
+import { resultSigningBytes, roundCheckers, roundEvaluation, roundVoteSigningBytes, voteSigningBytes, type RoundCert, type RoundCertVote, type RoundEvaluation, type RoundResult, type RoundVote, type TermCert } from '@dml/protocol'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { PrivateKey } from '@libp2p/interface'
 
@@ -47,7 +47,7 @@ export async function signedBy (peer: string, bytes: Uint8Array, signature: Uint
   }
 }
 
-/** A participant's round-vote as a certificate's vote, if its signature checks out (undefined: forged). */
+/** A checker's round-vote as a certificate's vote, if its signature checks out (undefined: forged). */
 export async function certVoteOf (vote: RoundVote): Promise<RoundCertVote | undefined> {
   if (!await signedBy(vote.peer, roundVoteSigningBytes(vote.resultHash, vote.accuracy, vote.loss, vote.samples), vote.signature)) return undefined
   return { peer: vote.peer, accuracy: vote.accuracy, loss: vote.loss, samples: vote.samples, signature: vote.signature }
@@ -69,7 +69,7 @@ export function majority (n: number): number {
 }
 
 /**
- * Signers needed among `eligible` (an electorate, or a round's participants). Permissioned: a
+ * Signers needed among `eligible` (an electorate, or a round's checkers). Permissioned: a
  * majority of all members. Open: a majority of `eligible`, and two whenever there are two.
  */
 export function quorumOf (policy: QuorumPolicy, eligible: number): number {
@@ -130,12 +130,23 @@ export function isQuorum (voters: string[], policy: QuorumPolicy, view: string[]
   return counted >= quorumOf(policy, members.size)
 }
 
+/**
+ * Who checks and signs a round of `participants` that starts from `prevHash`: in an open network
+ * its checkers (roundCheckers), at most MAX_ROUND_CHECKERS of them; in a permissioned one every
+ * participant, since a round there needs a majority of all members.
+ */
+export function checkersOf (policy: QuorumPolicy, participants: readonly string[], prevHash: string): string[] {
+  return policy.allowed !== undefined ? [...participants] : roundCheckers(participants, prevHash)
+}
+
 export interface CheckedRound {
   result: RoundResult
   resultHash: string
   /** what the signers measured (see roundEvaluation) */
   evaluation: RoundEvaluation
   signers: string[]
+  /** who could sign (checkersOf) */
+  checkers: string[]
 }
 
 /** Checks a round certificate against its (already fetched) term certificate. */
@@ -145,10 +156,11 @@ export async function checkRoundCert (cert: RoundCert & { parsed: RoundResult, r
   await checkTermCert(termCert, policy)
   if (termCert.term !== result.term || termCert.leader !== result.leader) throw new CertificateError('forged', `${what}: its term certificate is of term ${termCert.term} and ${termCert.leader.slice(-6)}, not term ${result.term} and ${result.leader.slice(-6)}`)
   if (!await signedBy(result.leader, resultSigningBytes(cert.resultHash), cert.leaderSignature)) throw new CertificateError('forged', `${what}: the leader's signature does not check out`)
-  const participants = new Set(result.participants)
-  const signers = await validSigners(cert.votes.map(v => ({ peer: v.peer, signature: v.signature, bytes: roundVoteSigningBytes(cert.resultHash, v.accuracy, v.loss, v.samples) })), participants, policy, what)
-  const needed = quorumOf(policy, participants.size)
-  if (signers.length < needed) throw new CertificateError('unproven', `${what}: ${signers.length} of ${participants.size} participants signed, ${needed} needed`)
-  checkSolo(signers, participants.size, policy, what)
-  return { result, resultHash: cert.resultHash, evaluation: roundEvaluation(cert.votes), signers }
+  const eligible = checkersOf(policy, result.participants, result.prevHash)
+  const checkers = new Set(eligible)
+  const signers = await validSigners(cert.votes.map(v => ({ peer: v.peer, signature: v.signature, bytes: roundVoteSigningBytes(cert.resultHash, v.accuracy, v.loss, v.samples) })), checkers, policy, what)
+  const needed = quorumOf(policy, checkers.size)
+  if (signers.length < needed) throw new CertificateError('unproven', `${what}: ${signers.length} of its ${checkers.size} checkers signed, ${needed} needed`)
+  checkSolo(signers, checkers.size, policy, what)
+  return { result, resultHash: cert.resultHash, evaluation: roundEvaluation(cert.votes), signers, checkers: eligible }
 }

@@ -2,15 +2,16 @@
 //   collecting → aggregating → evaluating → certifying → done,
 // with a quorum (--min-peers updates) and a deadline. Work goes only to peers that follow this
 // leader (they checked its term certificate). A round is done only with a certificate: the
-// leader proposes its result, the participants check it, compute the model themselves and sign,
-// and a quorum of signatures is published with RoundDone. It is supervised: a failed step is
+// leader proposes its result, its checkers (a few participants drawn by hash, see roundCheckers)
+// check it, compute the model themselves and sign, and a quorum of signatures is published with
+// RoundDone. It is supervised: a failed step is
 // logged with its cause and the round tried again; after MAX_FAILURES_IN_A_ROW failures, or no
 // progress for the round's budget plus a grace, it gives up leadership so that the others elect
 // another. A leader never stays a leader that leads nothing.
 import { encodeResult, encodeRoundCert, encodeTensors, findNonFinite, PROTOCOL_VERSION, resultSigningBytes, roundVoteSigningBytes, roundEvaluation, type Assignment, type Heartbeat, type RoundCertVote, type RoundMetrics, type RoundResult, type RoundStart, type RoundVote, type Task, type UpdateReady, type WorkFailed } from '@dml/protocol'
 import { aggregateRound, type ClientUpdate } from '@dml/trainer'
 import { allocateWork, expectedSeconds, roundParticipants } from './allocation.ts'
-import { certVoteOf, majority, quorumOf, type QuorumPolicy, type Signer } from './certificates.ts'
+import { certVoteOf, checkersOf, majority, quorumOf, type QuorumPolicy, type Signer } from './certificates.ts'
 import { AbortError, abortReason, type Changes, type Clock, sleep, type Supervisor } from './clock.ts'
 import type { Logger } from './log.ts'
 import type { Network } from './network.ts'
@@ -103,7 +104,9 @@ class RoundState {
   /** when the last update was announced, and when the last update blob arrived */
   lastAnnounced: number
   lastFetched: number
-  /** while certifying: the result proposed, and the participants' signatures of it */
+  /** the participants that check the result and sign it (checkersOf) */
+  readonly checkers: readonly string[]
+  /** while certifying: the result proposed, and the checkers' signatures of it */
   resultHash: string | null = null
   readonly votes = new Map<string, RoundCertVote>()
   /** aborts when the round is over or the term ends: stops every fetch of the round */
@@ -111,8 +114,9 @@ class RoundState {
   private readonly term: AbortSignal
   private readonly onTermEnd = (): void => { this.controller.abort(abortReason(this.term)) }
 
-  constructor (start: RoundStart, startedAt: number, term: AbortSignal) {
+  constructor (start: RoundStart, checkers: readonly string[], startedAt: number, term: AbortSignal) {
     this.start = start
+    this.checkers = checkers
     this.startedAt = startedAt
     this.lastAnnounced = this.lastFetched = startedAt
     this.term = term
@@ -258,13 +262,13 @@ export class Coordinator {
     })
   }
 
-  /** A participant's signature of our proposed result: checked, then counted. */
+  /** A checker's signature of our proposed result: checked, then counted. */
   onRoundVote (vote: RoundVote): void {
     const state = this.current
     if (state === null || !this.active || vote.term !== this.term || vote.round !== state.start.round) return
     // resultHash is set once the result is proposed: votes count from then on, also those of
-    // participants that finish checking before this coordinator has finished its own evaluation
-    if (state.resultHash === null || vote.resultHash !== state.resultHash || state.votes.has(vote.peer) || !state.start.assignments.some(a => a.peer === vote.peer)) return
+    // checkers that finish before this coordinator has finished its own evaluation
+    if (state.resultHash === null || vote.resultHash !== state.resultHash || state.votes.has(vote.peer) || !state.checkers.includes(vote.peer)) return
     this.deps.supervisor.run(`signature of ${short(vote.peer)} for round ${vote.round}`, async () => {
       const checked = await certVoteOf(vote)
       if (checked === undefined) {
@@ -379,7 +383,7 @@ export class Coordinator {
     const timeoutMs = expected === undefined ? config.roundTimeoutMs : Math.min(config.roundTimeoutMs, 3000 * expected + 30_000)
     const startedAt = clock.now()
     const start: RoundStart = { type: 'round-start', v: PROTOCOL_VERSION, term: this.term, round, leader: this.deps.self, modelHash: global.hash, deadline: startedAt + timeoutMs, task, assignments }
-    const state = new RoundState(start, startedAt, this.controller.signal)
+    const state = new RoundState(start, checkersOf(this.deps.policy, assignments.map(a => a.peer), global.hash), startedAt, this.controller.signal)
     this.current = state
     this.touch(timeoutMs + config.transferTimeoutMs)
     try {
@@ -423,25 +427,29 @@ export class Coordinator {
       const resultBytes = encodeResult(result)
       const resultHash = net.blobs.put(resultBytes, true)
       let certBytes: Uint8Array
-      let evalMs: number
+      let evalMs = 0
       let certifyStart: number
       try {
         const leaderSignature = await this.deps.signer.sign(resultSigningBytes(resultHash))
         state.resultHash = resultHash
-        // proposed before our own evaluation: the participants fetch, check and evaluate meanwhile
+        // proposed before our own evaluation: the checkers fetch, check and evaluate meanwhile
         await net.publish({ type: 'round-proposal', v: PROTOCOL_VERSION, term: this.term, round, leader: this.deps.self, resultHash, modelHash, signature: leaderSignature })
-        this.enter(state, 'evaluating', timeoutMs)
-        const evalStart = performance.now()
-        const evaluation = await this.deps.trainer.evaluate(task, weights, state.signal)
-        evalMs = performance.now() - evalStart
+        if (state.checkers.includes(this.deps.self)) {
+          this.enter(state, 'evaluating', timeoutMs)
+          const evalStart = performance.now()
+          const evaluation = await this.deps.trainer.evaluate(task, weights, state.signal)
+          evalMs = performance.now() - evalStart
+          const ownVote = { peer: this.deps.self, accuracy: evaluation.accuracy, loss: evaluation.loss, samples: evaluation.samples, signature: await this.deps.signer.sign(roundVoteSigningBytes(resultHash, evaluation.accuracy, evaluation.loss, evaluation.samples)) }
+          state.votes.set(this.deps.self, ownVote)
+          // published like any checker's: with it, the checkers can build the certificate themselves
+          await net.publish({ type: 'round-vote', v: PROTOCOL_VERSION, term: this.term, round, resultHash, ...ownVote })
+        }
         const certifyBudget = config.transferTimeoutMs + Math.max(30_000, 4 * evalMs) + 2 * config.heartbeatMs
         this.enter(state, 'certifying', certifyBudget)
         certifyStart = clock.now()
-        const ownVote = { peer: this.deps.self, accuracy: evaluation.accuracy, loss: evaluation.loss, samples: evaluation.samples, signature: await this.deps.signer.sign(roundVoteSigningBytes(resultHash, evaluation.accuracy, evaluation.loss, evaluation.samples)) }
-        state.votes.set(this.deps.self, ownVote)
-        // published like any participant's: with it, the participants can build the certificate themselves
-        await net.publish({ type: 'round-vote', v: PROTOCOL_VERSION, term: this.term, round, resultHash, ...ownVote })
         await this.collectSignatures(state, certifyStart + certifyBudget)
+        // a checker that brought an update and signed is in good standing again
+        for (const peer of state.votes.keys()) if (state.updates.has(peer)) this.bench.delete(peer)
         certBytes = encodeRoundCert({ kind: 'round-cert', v: PROTOCOL_VERSION, result: resultBytes, leaderSignature, votes: [...state.votes.values()].sort((a, b) => (a.peer < b.peer ? -1 : 1)) })
       } catch (err) {
         net.blobs.unpin(modelHash)
@@ -482,7 +490,7 @@ export class Coordinator {
       net.blobs.unpin(certHash) // the replica keeps it pinned while it is the newest
       // said before the commit: a commit that finishes training may end the process (--exit-when-done)
       log.info('round-done', { round, term: this.term, modelHash, certHash, signers: votes.length, ...metrics },
-        `round ${round} done in ${(durationMs / 1000).toFixed(1)} s: accuracy ${(100 * metrics.accuracy).toFixed(2)}%, loss ${metrics.loss.toFixed(4)}, ${updates.length} updates, signed by ${votes.length} of ${assignments.length}`)
+        `round ${round} done in ${(durationMs / 1000).toFixed(1)} s: accuracy ${(100 * metrics.accuracy).toFixed(2)}%, loss ${metrics.loss.toFixed(4)}, ${updates.length} updates, signed by ${votes.length} of ${state.checkers.length} checkers`)
       await replica.commit({ round, hash: modelHash, weights }, bytes, { certBytes, termCertBytes: this.deps.termCert.bytes }, { round, term: this.term, modelHash, certHash, metrics }, updates.map(u => u.peer))
       return 'closed'
     } finally {
@@ -499,15 +507,21 @@ export class Coordinator {
     for (const { peer } of state.start.assignments) {
       if (peer === this.deps.self || !live.has(peer)) continue
       if (state.updates.has(peer)) {
-        this.bench.delete(peer)
+        // a checker's misses end once it signs too (see collectSignatures)
+        if (!state.checkers.includes(peer)) this.bench.delete(peer)
         continue
       }
-      const misses = (this.bench.get(peer)?.misses ?? 0) + 1
-      const rounds = Math.min(MAX_BENCH_ROUNDS, 2 ** (misses - 1))
-      this.bench.set(peer, { untilRound: round + rounds + 1, misses })
-      this.deps.log.info('peer-benched', { peer, round, rounds, reason: state.dropped.get(peer) ?? 'no update' },
-        `round ${round}: peer ${short(peer)} brought no update that counts (${state.dropped.get(peer) ?? 'no update'}): no work for it for ${rounds} round${rounds === 1 ? '' : 's'}`)
+      this.benchPeer(peer, round, `brought no update that counts (${state.dropped.get(peer) ?? 'no update'})`, state.dropped.get(peer) ?? 'no update')
     }
+  }
+
+  /** No work for `peer` for 1, 2, 4, ... rounds (MAX_BENCH_ROUNDS at most) as its misses add up. */
+  private benchPeer (peer: string, round: number, what: string, reason: string): void {
+    const misses = (this.bench.get(peer)?.misses ?? 0) + 1
+    const rounds = Math.min(MAX_BENCH_ROUNDS, 2 ** (misses - 1))
+    this.bench.set(peer, { untilRound: round + rounds + 1, misses })
+    this.deps.log.info('peer-benched', { peer, round, rounds, reason },
+      `round ${round}: peer ${short(peer)} ${what}: no work for it for ${rounds} round${rounds === 1 ? '' : 's'}`)
   }
 
   private enter (state: RoundState, phase: RoundPhase, budgetMs: number): void {
@@ -548,17 +562,17 @@ export class Coordinator {
   }
 
   /**
-   * Waits for the participants' signatures: until every live participant has signed (newcomers
-   * aside, once there is a quorum), or once a quorum has, at most about as long again as that took
-   * (a member that never signs must not hold every round up), or the deadline. Without a quorum
-   * the round fails: it is done again.
+   * Waits for the checkers' signatures: until every live checker has signed (newcomers aside,
+   * once there is a quorum), or once a quorum has, at most about as long again as that took (a
+   * member that never signs must not hold every round up), or the deadline. Without a quorum the
+   * round fails: it is done again.
    */
   private async collectSignatures (state: RoundState, until: number): Promise<void> {
     const { clock, config, changes, policy } = this.deps
     const round = state.start.round
-    const participants = state.start.assignments.map(a => a.peer)
-    const needed = quorumOf(policy, participants.length)
-    if (participants.length === 1 && policy.allowed === undefined) {
+    const checkers = state.checkers
+    const needed = quorumOf(policy, checkers.length)
+    if (checkers.length === 1 && policy.allowed === undefined) {
       if (!this.saidAlone) this.deps.log.warn('alone', { round }, `round ${round} is signed by this peer alone: it proves nothing to others until more peers take part`)
       this.saidAlone = true
     } else {
@@ -568,9 +582,9 @@ export class Coordinator {
     let quorumAt: number | undefined
     while (!state.signal.aborted && clock.now() < until) {
       const live = new Set(this.deps.live().map(h => h.peer))
-      if (participants.every(p => state.votes.has(p) || !live.has(p))) break
+      if (checkers.every(p => state.votes.has(p) || !live.has(p))) break
       // a newcomer's signature is welcome, not waited for
-      if (state.votes.size >= needed && participants.every(p => state.votes.has(p) || !live.has(p) || this.isNewcomer(p))) break
+      if (state.votes.size >= needed && checkers.every(p => state.votes.has(p) || !live.has(p) || this.isNewcomer(p))) break
       let waitUntil = until
       if (state.votes.size >= needed) {
         quorumAt ??= clock.now()
@@ -581,8 +595,17 @@ export class Coordinator {
     }
     if (state.signal.aborted) throw abortReason(state.signal)
     if (state.votes.size < needed) {
-      const missing = participants.filter(p => !state.votes.has(p)).map(short)
-      throw new RoundError(`only ${state.votes.size} of ${participants.length} participants signed the result of round ${round} within ${until - started} ms, ${needed} needed (missing: ${missing.join(', ')})`)
+      // Some other checker could check the result, so those live ones that did not sign chose not
+      // to, or were too slow: benched, the round is done again with other participants, and so
+      // other checkers are drawn (the same ones would fail it again and again). When none could,
+      // the fault may be this leader's (a result nobody can fetch): nobody is benched for it.
+      const live = new Set(this.deps.live().map(h => h.peer))
+      const othersSigned = [...state.votes.keys()].some(p => p !== this.deps.self)
+      for (const peer of checkers) {
+        if (othersSigned && !state.votes.has(peer) && live.has(peer) && peer !== this.deps.self) this.benchPeer(peer, round, 'did not sign the result', 'no signature')
+      }
+      const missing = checkers.filter(p => !state.votes.has(p)).map(short)
+      throw new RoundError(`only ${state.votes.size} of ${checkers.length} checkers signed the result of round ${round} within ${until - started} ms, ${needed} needed (missing: ${missing.join(', ')})`)
     }
   }
 }

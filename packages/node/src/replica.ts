@@ -1,7 +1,7 @@
 // Replica: this peer's copy of the global model, the history of finished rounds, and the
 // checkpoints on disk. A model counts as a finished round only with its round certificate: the
-// signatures of a quorum of the round's participants, on the result of a leader with a term
-// certificate. The certificate is kept with the model (and on disk), so this peer can prove its
+// signatures of a quorum of the round's checkers (a few of its participants), on the result of a
+// leader with a term certificate. The certificate is kept with the model (and on disk), so this peer can prove its
 // rounds to others. Every peer has one; the coordinator commits its rounds through it too.
 import { assertSameShapes, contentHash, decodeRoundCert, decodeTensors, encodeTensors, type NamedTensor, type RoundDone, type RoundMetrics, type Task } from '@dml/protocol'
 import type { Checkpoint, RoundRecord } from './checkpoint.ts'
@@ -139,7 +139,7 @@ export class Replica {
         if (result.round <= this.round) return
         await this.commit({ round: result.round, hash: result.modelHash, weights }, bytes, proven, recordOf(proven, metrics), result.contributions.map(c => c.peer))
         this.deps.log.info('model-adopted', { round: result.round, modelHash: result.modelHash, accuracy: proven.evaluation.accuracy, signers: proven.signers.length },
-          `round ${result.round} done: accuracy ${(100 * proven.evaluation.accuracy).toFixed(2)}%, loss ${proven.evaluation.loss.toFixed(4)}, signed by ${proven.signers.length} of ${result.participants.length} peers`)
+          `round ${result.round} done: accuracy ${(100 * proven.evaluation.accuracy).toFixed(2)}%, loss ${proven.evaluation.loss.toFixed(4)}, signed by ${proven.signers.length} of its ${proven.checkers.length} checkers`)
       } finally {
         this.adopting.delete(certHash)
       }

@@ -1,4 +1,5 @@
-// Verifier: a participant's check of its leader's round result, before it signs. It signs only
+// Verifier: a checker's check of its leader's round result, before it signs. A round's checkers
+// are a few of its participants, drawn by hash (checkersOf); the others wait for the certificate. It signs only
 // what it computed itself: the result must start from the round's model, use this peer's own
 // aggregation settings, name the round's participants, count this peer's update if it sent one,
 // and its updates, fetched and judged here, aggregated here, must give exactly the leader's model.
@@ -6,14 +7,14 @@
 // anything else is named, and its round gets no signature from this peer.
 //
 // The signatures of a round are gossiped to all, and the proposal carries the leader's own. A
-// participant that signed a result and has seen a quorum sign it holds everything its round
+// checker that signed a result and has seen a quorum sign it holds everything its round
 // certificate needs: when the leader falls silent before its announcement of the round reaches
-// this peer, the participant builds the certificate itself and commits the round. A quorum that
+// this peer, the checker builds the certificate itself and commits the round. A quorum that
 // signed is a round finished, whether or not its leader lived to say so: otherwise the next
 // leader, elected by peers that had not heard, would do the round again with a different model.
 import { contentHash, decodeResult, encodeRoundCert, MAX_CERT_BYTES, encodeTensors, PROTOCOL_VERSION, roundVoteSigningBytes, trainingDifference, type NamedTensor, type RoundCertVote, type RoundProposal, type RoundResult, type RoundStart, type RoundVote, type Task } from '@dml/protocol'
 import { aggregateRound, type ClientUpdate } from '@dml/trainer'
-import { certVoteOf, quorumOf, type QuorumPolicy, type Signer } from './certificates.ts'
+import { certVoteOf, checkersOf, quorumOf, type QuorumPolicy, type Signer } from './certificates.ts'
 import { AbortError, type Supervisor } from './clock.ts'
 import type { Logger } from './log.ts'
 import type { Network } from './network.ts'
@@ -40,7 +41,7 @@ export interface VerifierDeps {
   task: () => Task
   /** peers to fetch from after the ones a proposal names */
   sources: () => string[]
-  /** who may sign: a round certificate needs quorumOf(policy, participants) signatures */
+  /** who may sign: a round certificate needs quorumOf(policy, checkers) signatures of its checkers */
   policy: QuorumPolicy
   /** how long ago `peer` was last heard (Infinity: not at all) */
   silentFor: (peer: string) => number
@@ -54,6 +55,8 @@ export interface VerifierDeps {
 interface Pending {
   proposal: RoundProposal
   start: RoundStart
+  /** who checks and signs the round (checkersOf) */
+  checkers: string[]
   /** set once this peer has signed it (and holds the model it computed) */
   resultBytes: Uint8Array | null
   votes: Map<string, RoundCertVote>
@@ -91,7 +94,7 @@ export class Verifier {
     const controller = new AbortController()
     this.current = controller
     const start = this.starts.get(`${proposal.term}:${proposal.round}`)
-    this.pending = start === undefined ? null : { proposal, start, resultBytes: null, votes: new Map(), certifying: false }
+    this.pending = start === undefined ? null : { proposal, start, checkers: this.checkersOf(start), resultBytes: null, votes: new Map(), certifying: false }
     this.deps.supervisor.run(`check the proposal of round ${proposal.round}`, async () => {
       try {
         await this.check(proposal, controller.signal)
@@ -105,11 +108,11 @@ export class Verifier {
     })
   }
 
-  /** A participant's signature (the leader's too) of the result this peer checks: checked, then kept. */
+  /** A checker's signature (the leader's too) of the result this peer checks: checked, then kept. */
   onRoundVote (vote: RoundVote): void {
     const pending = this.pending
     if (pending === null || vote.term !== pending.proposal.term || vote.round !== pending.proposal.round || vote.resultHash !== pending.proposal.resultHash) return
-    if (pending.votes.has(vote.peer) || !pending.start.assignments.some(a => a.peer === vote.peer)) return
+    if (pending.votes.has(vote.peer) || !pending.checkers.includes(vote.peer)) return
     this.deps.supervisor.run(`signature of ${vote.peer.slice(-6)} for round ${vote.round}`, async () => {
       const checked = await certVoteOf(vote)
       if (checked === undefined) {
@@ -128,19 +131,19 @@ export class Verifier {
     const pending = this.pending
     const { replica, log } = this.deps
     if (pending === null || pending.certifying || pending.resultBytes === null) return
-    const { proposal, start } = pending
+    const { proposal } = pending
     if (replica.round >= proposal.round) {
       this.pending = null
       return
     }
-    if (pending.votes.size < quorumOf(this.deps.policy, start.assignments.length)) return
+    if (pending.votes.size < quorumOf(this.deps.policy, pending.checkers.length)) return
     if (this.deps.silentFor(proposal.leader) < this.deps.announceGraceMs) return
     pending.certifying = true
     const votes = [...pending.votes.values()].sort((a, b) => (a.peer < b.peer ? -1 : 1))
     const certBytes = encodeRoundCert({ kind: 'round-cert', v: PROTOCOL_VERSION, result: pending.resultBytes, leaderSignature: proposal.signature, votes })
     const certHash = this.deps.net.blobs.put(certBytes)
     log.warn('round-self-certified', { round: proposal.round, term: proposal.term, leader: proposal.leader, certHash, signers: votes.length },
-      `round ${proposal.round}: ${votes.length} of ${start.assignments.length} participants signed it, and its leader ${proposal.leader.slice(-6)} fell silent without announcing it: certifying it here`)
+      `round ${proposal.round}: ${votes.length} of its ${pending.checkers.length} checkers signed it, and its leader ${proposal.leader.slice(-6)} fell silent without announcing it: certifying it here`)
     replica.catchUp(certHash, [proposal.leader, ...this.deps.sources()])
   }
 
@@ -155,7 +158,7 @@ export class Verifier {
       log.info('proposal-skipped', { round: p.round, term: p.term }, `round ${p.round}: not checking the result, this peer did not see the round start`)
       return
     }
-    if (!start.assignments.some(a => a.peer === self)) return // only the round's participants sign
+    if (!this.checkersOf(start).includes(self)) return // only the round's checkers sign
     const from = [p.leader, ...this.deps.sources()]
     const fetch = async (hash: string, maxBytes: number, first: string[] = []): Promise<Uint8Array> =>
       await net.fetchBlob(hash, [...first, ...from], { signal, timeoutMs: this.deps.transferTimeoutMs, maxBytes })
@@ -186,6 +189,10 @@ export class Verifier {
     this.signed++
     log.info('round-signed', { round: p.round, term: p.term, accuracy: evaluation.accuracy, loss: evaluation.loss },
       `round ${p.round}: checked and signed the result (accuracy ${(100 * evaluation.accuracy).toFixed(2)}% here)`)
+  }
+
+  private checkersOf (start: RoundStart): string[] {
+    return checkersOf(this.deps.policy, start.assignments.map(a => a.peer), start.modelHash)
   }
 
   /** The result must be the one proposed, of the round we saw start, aggregated as we would. */

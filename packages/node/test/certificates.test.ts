@@ -1,7 +1,7 @@
 // Certificates with real Ed25519 keys: what proves a leader and a finished round, and what does not.
 import { expect } from 'chai'
-import { contentHash, decodeRoundCert, decodeTermCert, encodeResult, encodeRoundCert, encodeTermCert, PROTOCOL_VERSION, resultSigningBytes, roundVoteSigningBytes, voteSigningBytes, type RoundResult, type TermCert } from '@dml/protocol'
-import { checkRoundCert, checkTermCert, coversView, isQuorum, quorumOf, type QuorumPolicy } from '@dml/node'
+import { contentHash, decodeRoundCert, MAX_ROUND_CHECKERS, roundCheckers, decodeTermCert, encodeResult, encodeRoundCert, encodeTermCert, PROTOCOL_VERSION, resultSigningBytes, roundVoteSigningBytes, voteSigningBytes, type RoundResult, type TermCert } from '@dml/protocol'
+import { checkersOf, checkRoundCert, checkTermCert, coversView, isQuorum, quorumOf, type QuorumPolicy } from '@dml/node'
 import { identities, type Identity } from './support/cluster.ts'
 
 const HASH = 'b'.repeat(64)
@@ -25,9 +25,11 @@ async function roundCert (leader: Identity, signers: Identity[], participants: s
 describe('certificates', () => {
   let ids: Identity[]
   let open: QuorumPolicy
+  let many: Identity[]
   before(async () => {
     ids = await identities(6)
     open = { self: ids[5].id }
+    many = await identities(12)
   })
   const names = (n: number): string[] => ids.slice(0, n).map(i => i.id)
 
@@ -90,7 +92,7 @@ describe('certificates', () => {
     expect(checked.signers).to.have.length(3)
     let error: Error | undefined
     try { await checkRoundCert(await roundCert(ids[0], ids.slice(0, 2), names(4), term, [0.9, 0.9]), term, open) } catch (err) { error = err as Error }
-    expect(error?.message).to.match(/2 of 4 participants signed, 3 needed/)
+    expect(error?.message).to.match(/2 of its 4 checkers signed, 3 needed/)
   })
 
   it('a round certificate signed by a peer that did not take part, or under another term, does not hold', async () => {
@@ -102,6 +104,35 @@ describe('certificates', () => {
     const other = await termCert(7, ids[1], ids.slice(0, 3), names(3))
     try { await checkRoundCert(await roundCert(ids[0], ids.slice(0, 3), names(3), term, [1, 1, 1]), other, open) } catch (err) { error = err as Error }
     expect(error?.message).to.match(/term certificate is of term 7/)
+  })
+
+  it('a round of many participants is checked and signed by a few, drawn by hash from the round\'s starting model', async () => {
+    const participants = many.map(i => i.id)
+    const checkers = roundCheckers(participants, HASH)
+    expect(checkers).to.have.length(MAX_ROUND_CHECKERS)
+    expect(new Set(checkers).size).to.equal(MAX_ROUND_CHECKERS)
+    expect(checkers.every(c => participants.includes(c))).to.equal(true)
+    // nobody picks them: the same for any order of the participants, other for another model
+    expect(roundCheckers([...participants].reverse(), HASH)).to.deep.equal(checkers)
+    expect(roundCheckers(participants, 'c'.repeat(64))).to.not.deep.equal(checkers)
+    // a small round: everyone checks; a permissioned network: everyone checks, whatever the number
+    expect(roundCheckers(participants.slice(0, 4), HASH)).to.deep.equal(participants.slice(0, 4))
+    expect(checkersOf({ self: participants[0], allowed: new Set(participants) }, participants, HASH)).to.deep.equal(participants)
+
+    const term = await termCert(8, many[0], many.slice(0, 7), participants)
+    const byId = new Map(many.map(i => [i.id, i]))
+    const checking = checkers.map(c => byId.get(c)!)
+    const others = many.filter(i => !checkers.includes(i.id))
+    const checked = await checkRoundCert(await roundCert(many[0], checking.slice(0, 4), participants, term, [0.9, 0.9, 0.9, 0.9]), term, open)
+    expect(checked.signers).to.have.length(4)
+    expect(checked.checkers).to.deep.equal(checkers)
+    let error: Error | undefined
+    try { await checkRoundCert(await roundCert(many[0], checking.slice(0, 3), participants, term, [0.9, 0.9, 0.9]), term, open) } catch (err) { error = err as Error }
+    expect(error?.message).to.match(/3 of its 7 checkers signed, 4 needed/)
+    // participants that are not checkers, however many, cannot stand in for them
+    error = undefined
+    try { await checkRoundCert(await roundCert(many[0], [...checking.slice(0, 3), others[0]], participants, term, [0.9, 0.9, 0.9, 0.9]), term, open) } catch (err) { error = err as Error }
+    expect(error?.message).to.match(/signed but was not eligible/)
   })
 
   it('a certificate blob that is not one is rejected with a reason', () => {

@@ -1,7 +1,7 @@
 // The round engine (Coordinator, Worker, Replica, Membership, wired by DmlNode) on an in-memory
 // network with fake time. Every fault ends in a closed round or a handed-over leadership.
 import { expect } from 'chai'
-import { decodeMessage, MAX_ROUND_PEERS, type NamedTensor, type RoundStart } from '@dml/protocol'
+import { decodeMessage, MAX_ROUND_CHECKERS, MAX_ROUND_PEERS, roundCheckers, type NamedTensor, type RoundStart } from '@dml/protocol'
 import { graceMs, MAX_FAILURES_IN_A_ROW } from '@dml/node'
 import { modelPart } from '@dml/trainer'
 import { addLiar, addSybil, TASK, TestCluster, type TestPeer } from './support/cluster.ts'
@@ -328,8 +328,10 @@ describe('round engine', function () {
     await net.until('a round done', () => net.roundsDone().length >= 1, 600_000)
     // no round finished on the leader's word alone: its attempts failed, none was announced
     expect(first.net.published.some(m => m.type === 'round-done')).to.equal(false)
-    expect(net.events('round-failed', e => e.node === first.id)[0].error).to.match(/only 1 of 3 participants signed the result of round 1/)
+    expect(net.events('round-failed', e => e.node === first.id)[0].error).to.match(/only 1 of 3 checkers signed the result of round 1/)
     expect(net.events('leader-resigned', e => e.node === first.id)).to.have.length(1)
+    // nobody could check it: nobody is benched for not signing
+    expect(net.events('peer-benched', e => e.reason === 'no signature')).to.have.length(0)
     const done = net.roundsDone()[0]
     expect(done.round).to.equal(1)
     expect(others.map(o => o.id)).to.include(done.node)
@@ -380,6 +382,46 @@ describe('round engine', function () {
     }
     expect(net.events('peer-lost')).to.have.length(0)
     expect(net.roundsDone().filter(d => d.ts >= start).length).to.be.at.least(2)
+  })
+
+  it('in a network of ten, each round is checked and signed by its seven checkers alone; the others take the certified model', async () => {
+    const peers = Array.from({ length: 10 }, () => net.add())
+    await net.until('5 rounds done', () => peers.every(p => p.node.replica.finished))
+    const leader = net.leader()!
+    const starts = new Map(roundStarts(leader).map(s => [s.round, s]))
+    for (const done of net.roundsDone()) {
+      const start = starts.get(done.round as number)!
+      const checkers = roundCheckers(start.assignments.map(a => a.peer), start.modelHash)
+      expect(checkers).to.have.length(MAX_ROUND_CHECKERS)
+      // only checkers check (the leader's own signature is not a round-signed event), and a quorum of them signs
+      const signers = net.events('round-signed', e => e.round === done.round).map(e => e.node)
+      expect(signers.every(s => checkers.includes(s))).to.equal(true)
+      expect(done.signers).to.be.within(4, MAX_ROUND_CHECKERS)
+    }
+    expect(new Set(peers.map(p => p.node.replica.global!.hash)).size).to.equal(1)
+  })
+
+  it('checkers that check and never sign: the round fails once, they are benched, and the round is done again with other checkers', async () => {
+    const peers = Array.from({ length: 10 }, () => net.add())
+    // four of round 1's checkers (other than the leader) never sign: without them no quorum of seven
+    const silent = new Set<string>()
+    for (const p of peers) {
+      const publish = p.net.publish.bind(p.net)
+      p.net.publish = async (message) => {
+        if (message.type !== 'round-vote') return await publish(message)
+        if (silent.size === 0) {
+          const leader = net.leader()!
+          const first = roundStarts(leader).find(s => s.round === 1)!
+          for (const c of roundCheckers(first.assignments.map(a => a.peer), first.modelHash).filter(c => c !== leader.id).slice(0, 4)) silent.add(c)
+        }
+        if (!silent.has(p.id)) await publish(message)
+      }
+    }
+    await net.until('3 rounds done', () => net.roundsDone().length >= 3, 600_000)
+    expect(net.events('round-failed', e => /checkers signed the result of round 1/.test(e.error as string))).to.have.length(1)
+    const benched = net.events('peer-benched', e => e.reason === 'no signature').map(e => e.peer as string)
+    expect(benched).to.include.members([...silent])
+    expect(net.roundsDone()[0].round).to.equal(1)
   })
 
   it('a newcomer not yet proven that stands and wins is in its own electorate: its certificate checks out, and the others follow it', async () => {

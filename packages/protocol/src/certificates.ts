@@ -3,7 +3,7 @@
 // here. Checking the signatures needs the peers' public keys, which the node package has; this
 // module fixes what is signed (domain-separated CBOR) and the shape of each certificate.
 import { CodecError, decodeCbor, describe, encodeCbor } from './codec.ts'
-import { MAX_MEMBERS, MAX_ROUND_PEERS, PROTOCOL_VERSION, SERVER_OPTIMIZERS } from './constants.ts'
+import { MAX_MEMBERS, MAX_ROUND_CHECKERS, MAX_ROUND_PEERS, PROTOCOL_VERSION, SERVER_OPTIMIZERS } from './constants.ts'
 import { contentHash } from './hash.ts'
 import { hash, int, list, MessageError, num, obj, oneOf, peerId, signature, str, type Obj } from './messages.ts'
 
@@ -78,6 +78,17 @@ export function resultSigningBytes (resultHash: string): Uint8Array {
 /** What a participant signs: the result, and what it measured of the new model. */
 export function roundVoteSigningBytes (resultHash: string, accuracy: number, loss: number, samples: number): Uint8Array {
   return encodeCbor(['dml/round-vote', PROTOCOL_VERSION, resultHash, accuracy, loss, samples])
+}
+
+/**
+ * Which of a round's participants check its result and sign it: all of them up to `limit`, else
+ * the `limit` whose hash with the round's starting model is lowest. Anyone holding the result can
+ * work it out; nobody picks: the starting model is certified before the round begins.
+ */
+export function roundCheckers (participants: readonly string[], prevHash: string, limit = MAX_ROUND_CHECKERS): string[] {
+  if (participants.length <= limit) return [...participants]
+  const draw = (peer: string): string => contentHash(new TextEncoder().encode(`${prevHash}:${peer}`))
+  return participants.map(peer => ({ peer, key: draw(peer) })).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)).slice(0, limit).map(p => p.peer)
 }
 
 function fail (why: string): never { throw new MessageError(`bad certificate: ${why}`) }

@@ -1,5 +1,8 @@
-/** 2: leaders and rounds are proven by certificates (votes, signatures of a round's participants); 5: heartbeats say how often they come. */
-export const PROTOCOL_VERSION = 5
+/**
+ * 2: leaders and rounds are proven by certificates (votes, signatures of a round's participants);
+ * 5: heartbeats say how often they come; 6: a round is checked and signed by its checkers (roundCheckers).
+ */
+export const PROTOCOL_VERSION = 6
 /** gossipsub topic for every control message. */
 export const CONTROL_TOPIC = '/dml/1/control'
 /** libp2p stream protocol that serves blobs (models and updates) by content hash. */
@@ -19,6 +22,12 @@ export const CHUNK_BYTES = 1024 * 1024
  * control message; in a larger network the coordinator takes turns (see allocation).
  */
 export const MAX_ROUND_PEERS = 256
+/**
+ * Most participants of a round that check its result and sign it in an open network: enough that
+ * no single liar decides, few enough that checking (fetching every update) does not grow with the
+ * network. A permissioned network's quorum is of its members, so there every participant checks.
+ */
+export const MAX_ROUND_CHECKERS = 7
 /** Most members a certificate may name (votes, an electorate). */
 export const MAX_MEMBERS = 1024
 /**
