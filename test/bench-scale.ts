@@ -1,7 +1,7 @@
 // npm run bench:scale: 4, 8, 16 and 32 peers (separate processes on this machine) train 5 rounds
 // of little local work each; prints, per network size, the time per round, the control bytes
 // (gossipsub) each peer receives per round and per second, and what the leader receives per round (control and
-// blobs), and what a follower receives in blobs (updates it checks, models). Bytes are counted on the wire by libp2p (see /api/status "traffic"), from the end of the
+// blobs), and what a follower receives in blobs (updates it checks, models), on average and the median. Bytes are counted on the wire by libp2p (see /api/status "traffic"), from the end of the
 // first round to the end of the last; a size where a peer does not finish says how many did. DML_BENCH_SIZES=4,8 picks the sizes; DML_BENCH_EVENTS=<path>
 // writes every peer's events to <path>-<size>.json.
 import { writeFileSync } from 'node:fs'
@@ -17,7 +17,7 @@ const MINUTE = 60_000
 
 interface Traffic { control: { sent: number, received: number }, blobs: { sent: number, received: number }, total: { sent: number, received: number } }
 interface Snapshot { peerId: string, isLeader: boolean, round: number, traffic: Traffic }
-interface Row { peers: number, secondsPerRound: number, controlIn: number, controlInMax: number, controlOut: number, leaderControlIn: number, leaderBlobsIn: number, followerBlobsIn: number, startSeconds: number }
+interface Row { peers: number, secondsPerRound: number, controlIn: number, controlInMax: number, controlOut: number, leaderControlIn: number, leaderBlobsIn: number, followerBlobsIn: number, followerBlobsInMedian: number, startSeconds: number }
 
 async function snapshot (peers: PeerProcess[]): Promise<Snapshot[]> {
   return await Promise.all(peers.map(async p => await getJson(await p.statusUrl()) as Snapshot))
@@ -48,6 +48,8 @@ async function run (size: number): Promise<Row> {
     const delta = (i: number, pick: (t: Traffic) => number): number => (pick(after[i].traffic) - pick(before[i].traffic)) / rounds
     const controlIn = after.map((_, i) => delta(i, t => t.control.received))
     const followers = after.map((_, i) => i).filter(i => i !== leader)
+    // a round's checkers (at most 7) fetch every update; the other followers only the new model
+    const followerBlobs = followers.map(i => delta(i, t => t.blobs.received)).sort((a, b) => a - b)
     return {
       peers: size,
       secondsPerRound: (Date.now() - startedAt) / 1000 / rounds,
@@ -56,7 +58,8 @@ async function run (size: number): Promise<Row> {
       controlOut: after.map((_, i) => delta(i, t => t.control.sent)).reduce((a, b) => a + b, 0) / size,
       leaderControlIn: delta(leader, t => t.control.received),
       leaderBlobsIn: delta(leader, t => t.blobs.received),
-      followerBlobsIn: followers.map(i => delta(i, t => t.blobs.received)).reduce((a, b) => a + b, 0) / followers.length,
+      followerBlobsIn: followerBlobs.reduce((a, b) => a + b, 0) / followers.length,
+      followerBlobsInMedian: followerBlobs[followerBlobs.length >> 1],
       startSeconds
     }
   } finally {
@@ -80,13 +83,13 @@ for (const size of SIZES) {
     continue
   }
   rows.push(row)
-  console.log(`${size} peers: ${row.secondsPerRound.toFixed(1)} s a round; control in per peer ${kb(row.controlIn)} KiB a round (most ${kb(row.controlInMax)}); leader in: control ${kb(row.leaderControlIn)} KiB, blobs ${kb(row.leaderBlobsIn)} KiB a round; a follower's blobs in ${kb(row.followerBlobsIn)} KiB a round`)
+  console.log(`${size} peers: ${row.secondsPerRound.toFixed(1)} s a round; control in per peer ${kb(row.controlIn)} KiB a round (most ${kb(row.controlInMax)}); leader in: control ${kb(row.leaderControlIn)} KiB, blobs ${kb(row.leaderBlobsIn)} KiB a round; a follower's blobs in ${kb(row.followerBlobsIn)} KiB a round (median ${kb(row.followerBlobsInMedian)})`)
 }
 console.log(`\n## Scale: ${ROUNDS} rounds of mlp with little local work (--local-epochs 0.02), ${cpus().length} cores, one machine; bytes on the wire per round, rounds 2-${ROUNDS}`)
 // control bytes a second too: a round's length grows with the peers sharing this machine's cores
-console.log('\n| peers | first round starts | s / round | control in / peer | (most) | control in / peer / s | control out / peer | leader control in | leader blobs in | follower blobs in |')
-console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |')
+console.log('\n| peers | first round starts | s / round | control in / peer | (most) | control in / peer / s | control out / peer | leader control in | leader blobs in | follower blobs in | (median) |')
+console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |')
 for (const r of rows) {
-  if ('failed' in r) console.log(`| ${r.peers} | ${r.failed} | | | | | | | | |`)
-  else console.log(`| ${r.peers} | ${r.startSeconds.toFixed(1)} s | ${r.secondsPerRound.toFixed(1)} | ${kb(r.controlIn)} KiB | ${kb(r.controlInMax)} KiB | ${kb(r.controlIn / r.secondsPerRound)} KiB | ${kb(r.controlOut)} KiB | ${kb(r.leaderControlIn)} KiB | ${kb(r.leaderBlobsIn)} KiB | ${kb(r.followerBlobsIn)} KiB |`)
+  if ('failed' in r) console.log(`| ${r.peers} | ${r.failed} | | | | | | | | | |`)
+  else console.log(`| ${r.peers} | ${r.startSeconds.toFixed(1)} s | ${r.secondsPerRound.toFixed(1)} | ${kb(r.controlIn)} KiB | ${kb(r.controlInMax)} KiB | ${kb(r.controlIn / r.secondsPerRound)} KiB | ${kb(r.controlOut)} KiB | ${kb(r.leaderControlIn)} KiB | ${kb(r.leaderBlobsIn)} KiB | ${kb(r.followerBlobsIn)} KiB | ${kb(r.followerBlobsInMedian)} KiB |`)
 }

@@ -7,9 +7,14 @@ import { createRequire } from 'node:module'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { encode } from 'cborg'
 import { CONTROL_TOPIC, encodeMessage, PROTOCOL_VERSION } from '@dml/protocol'
-import { startHost } from '@dml/node'
+import { createLibp2p } from 'libp2p'
+import { tcp } from '@libp2p/tcp'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { multiaddr } from '@multiformats/multiaddr'
+import { GOSSIP_GRACE_MS, startHost } from '@dml/node'
 import type { PeerProcess, LogEvent } from '@dml/node/launcher'
-import { LocalNetwork, TINY_NET_ARGS, getJson, scrapeMetrics } from './helpers.ts'
+import { LocalNetwork, TINY_NET_ARGS, getJson, scrapeMetrics, within } from './helpers.ts'
 
 const MINUTE = 60_000
 
@@ -157,6 +162,34 @@ describe('hostile input on the control topic', function () {
       expect(peer.running).to.equal(true)
     } finally {
       await attacker.stop()
+    }
+  })
+})
+
+// gossipsub opens its stream on a new connection once and gives up silently if that fails: the
+// peers stay connected and never hear each other (one of 32 peers under load, for 10 minutes).
+describe('a connection that gossip never reaches', function () {
+  this.timeout(3 * MINUTE)
+  const net = new LocalNetwork()
+  after(async () => { await net.stop() })
+
+  it('is hung up on after the grace, counted, and the peer keeps running', async () => {
+    const [peer] = await net.start(1, ['--rounds', '1000', '--local-epochs', '0.01', '--eval-samples', '100'])
+    // a libp2p node without gossipsub: connected, and never a word on the control topic
+    const mute = await createLibp2p({ addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] }, transports: [tcp()], connectionEncrypters: [noise()], streamMuxers: [yamux()] })
+    try {
+      const closed = new Promise<void>(resolve => { mute.addEventListener('peer:disconnect', () => { resolve() }, { once: true }) })
+      const started = Date.now()
+      await mute.dial(multiaddr(await peer.multiaddr('127.0.0.1')))
+      const silent = await peer.waitFor(e => e.event === 'suspicion' && e.reason === 'gossip-silent', MINUTE)
+      expect(silent.peer).to.equal(mute.peerId.toString())
+      await within(closed, 10_000, 'the peer hangs up on the mute connection')
+      expect(Date.now() - started).to.be.at.least(GOSSIP_GRACE_MS)
+      const status = await getJson(await peer.statusUrl())
+      expect(status.limits['gossip-silent']).to.be.at.least(1)
+      expect(peer.running).to.equal(true)
+    } finally {
+      await mute.stop()
     }
   })
 })
@@ -319,5 +352,35 @@ describe('a network whose rounds one peer certified alone', function () {
     // the round both trained is certified by both: the newcomer holds it as proven
     await second.waitFor(e => e.event === 'model-adopted' && (e.round as number) >= (joint.round as number), MINUTE)
     expect(second.events.some(e => e.event === 'misbehaviour')).to.equal(false)
+  })
+})
+
+// A round of more than 7 peers is checked and signed by 7 of them (roundCheckers); the others take
+// the certified model, whose signers they cannot all have seen check it.
+describe('a network of nine peers', function () {
+  this.timeout(6 * MINUTE)
+  const net = new LocalNetwork()
+  after(async () => { await net.stop() })
+
+  it('each round is signed by its seven checkers; all nine end on one model', async () => {
+    const peers = await net.start(9, ['--rounds', '2', '--min-peers', '9', '--local-epochs', '0.02', '--eval-samples', '200', '--max-peers-per-ip', '0', '--exit-when-done'])
+    await Promise.all(peers.map(async p => await p.waitFor('training-finished', 5 * MINUTE)))
+    const ids = await Promise.all(peers.map(async p => await p.peerId()))
+    const done = [...new Map(peers.flatMap(p => p.events.filter(e => e.event === 'round-done')).map(e => [e.round, e])).values()]
+    expect(done.map(d => d.round).sort()).to.deep.equal([1, 2])
+    for (const d of done) {
+      // (participants here: whose updates counted; a late one may have been left out)
+      expect((d.participants as string[]).length, `round ${d.round as number}'s updates`).to.be.at.least(8)
+      expect(d.signers as number).to.be.within(4, 7)
+      // only checkers check: at most 7 peers sign a round, and the others took its model certified
+      const signers = ids.filter((_, i) => peers[i].events.some(e => e.event === 'round-signed' && e.round === d.round))
+      expect(signers.length).to.be.at.most(7)
+    }
+    // every peer but the leader took round 2 on its certificate
+    const adopted = peers.flatMap(p => p.events.filter(e => e.event === 'model-adopted' && e.round === 2))
+    expect(adopted).to.have.length(8)
+    expect(adopted.every(e => (e.signers as number) >= 4 && (e.signers as number) <= 7)).to.equal(true)
+    const models = peers.map(p => p.events.findLast(e => e.event === 'training-finished')!.modelHash)
+    expect(new Set(models).size).to.equal(1)
   })
 })

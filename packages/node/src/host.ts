@@ -22,6 +22,8 @@ import { DEFAULT_DIALER, Dialer } from './dialer.ts'
 
 // a bootstrap peer that is still starting is dialed again within a quarter second
 const TICK_MS = 250
+/** how long a connected peer may go without subscribing to the control topic (see silentPeers) */
+export const GOSSIP_GRACE_MS = 15_000
 
 export interface HostOptions {
   privateKey: PrivateKey
@@ -77,6 +79,19 @@ function scoring (handlers: MessageHandlers): { scoreParams: Partial<PeerScorePa
     },
     scoreThresholds: { gossipThreshold: -100, publishThreshold: -200, graylistThreshold: -400 }
   }
+}
+
+/**
+ * Connected peers that gossip has not reached: connected for `graceMs` and still not subscribed
+ * to the control topic. gossipsub opens its stream on a new connection once and gives up without
+ * a word when that fails (as under load: 32 processes on 2 cores), and then the two peers stay
+ * connected and never hear each other. Hung up on, they connect again (the Dialer redials) with
+ * fresh streams. `connections`: each open connection's peer and when it opened.
+ */
+export function silentPeers (connections: Array<{ peer: string, openedAt: number }>, subscribers: ReadonlySet<string>, now: number, graceMs = GOSSIP_GRACE_MS): string[] {
+  const since = new Map<string, number>()
+  for (const c of connections) since.set(c.peer, Math.min(c.openedAt, since.get(c.peer) ?? Infinity))
+  return [...since].filter(([peer, openedAt]) => !subscribers.has(peer) && now - openedAt >= graceMs).map(([peer]) => peer)
 }
 
 export async function startHost (options: HostOptions, handlers: MessageHandlers): Promise<DmlHost> {
@@ -187,6 +202,14 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
     if (event.detail.subscriptions.some(s => s.topic === CONTROL_TOPIC && s.subscribe)) handlers.subscribed(event.detail.peerId.toString())
   })
   pubsub.subscribe(CONTROL_TOPIC)
+  const gossipWatch = setInterval(() => {
+    const connections = libp2p.getConnections().map(c => ({ peer: c.remotePeer.toString(), openedAt: c.timeline.open }))
+    const subscribers = new Set(pubsub.getSubscribers(CONTROL_TOPIC).map(p => p.toString()))
+    for (const peer of silentPeers(connections, subscribers, Date.now())) {
+      refuse('gossip-silent', peer, `connected for ${GOSSIP_GRACE_MS / 1000} s without a word of gossip (its stream never came up): connecting again`)
+      libp2p.hangUp(peerIdFromString(peer)).catch(() => {}) // it may be gone already: nothing left to close
+    }
+  }, GOSSIP_GRACE_MS / 3)
   const serving = { requestTimeoutMs: 10_000, sendTimeoutMs: options.transferTimeoutMs ?? 60_000 }
   // transfers served at once, per connection: counted here (libp2p's own bound, set above ours,
   // is only a backstop and refuses without a word)
@@ -273,6 +296,7 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
     refused: () => ({ ...refused }),
     async stop () {
       clearInterval(redial)
+      clearInterval(gossipWatch)
       await libp2p.stop()
     }
   }

@@ -137,9 +137,10 @@ export class Replica {
         const weights = decodeTensors(bytes)
         if (this.global !== null) assertSameShapes(weights, this.global.weights)
         if (result.round <= this.round) return
-        await this.commit({ round: result.round, hash: result.modelHash, weights }, bytes, proven, recordOf(proven, metrics), result.contributions.map(c => c.peer))
+        // said before the commit: a commit that finishes training may end the process (--exit-when-done)
         this.deps.log.info('model-adopted', { round: result.round, modelHash: result.modelHash, accuracy: proven.evaluation.accuracy, signers: proven.signers.length },
           `round ${result.round} done: accuracy ${(100 * proven.evaluation.accuracy).toFixed(2)}%, loss ${proven.evaluation.loss.toFixed(4)}, signed by ${proven.signers.length} of its ${proven.checkers.length} checkers`)
+        await this.commit({ round: result.round, hash: result.modelHash, weights }, bytes, proven, recordOf(proven, metrics), result.contributions.map(c => c.peer))
       } finally {
         this.adopting.delete(certHash)
       }
