@@ -434,6 +434,9 @@ export class Coordinator {
         state.resultHash = resultHash
         // proposed before our own evaluation: the checkers fetch, check and evaluate meanwhile
         await net.publish({ type: 'round-proposal', v: PROTOCOL_VERSION, term: this.term, round, leader: this.deps.self, resultHash, modelHash, signature: leaderSignature })
+        const proposedMs = clock.now() - startedAt
+        log.info('round-proposed', { round, updates: updates.length, checkers: state.checkers.length, ms: proposedMs },
+          `round ${round}: proposed the model of ${updates.length} updates after ${(proposedMs / 1000).toFixed(1)} s; ${state.checkers.length} checkers check it`)
         if (state.checkers.includes(this.deps.self)) {
           this.enter(state, 'evaluating', timeoutMs)
           const evalStart = performance.now()
