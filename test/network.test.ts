@@ -166,8 +166,9 @@ describe('hostile input on the control topic', function () {
   })
 })
 
-// gossipsub opens its stream on a new connection once and gives up silently if that fails: the
-// peers stay connected and never hear each other (one of 32 peers under load, for 10 minutes).
+// gossipsub takes a peer on once identify says it speaks gossipsub, and opens its stream to it
+// once, giving up silently if that fails: the peers stay connected and never hear each other (one
+// of 32 peers under load, for 10 minutes). A peer gossip never took on is hung up on.
 describe('a connection that gossip never reaches', function () {
   this.timeout(3 * MINUTE)
   const net = new LocalNetwork()

@@ -12,7 +12,7 @@ import { mdns } from '@libp2p/mdns'
 import { bootstrap } from '@libp2p/bootstrap'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
-import type { Metrics, PeerId, PrivateKey } from '@libp2p/interface'
+import type { Connection, Metrics, PeerId, PrivateKey } from '@libp2p/interface'
 import { BLOB_PROTOCOL, CONTROL_TOPIC, MAX_CONTROL_BYTES, type ControlMessage, decodeMessage, encodeMessage, messageSender, MessageError } from '@dml/protocol'
 import { BlobStore, requestBlob, serveBlob, BlobError } from './blob-transfer.ts'
 import { abortReason, deadlineSignal, systemClock } from './clock.ts'
@@ -22,8 +22,8 @@ import { DEFAULT_DIALER, Dialer } from './dialer.ts'
 
 // a bootstrap peer that is still starting is dialed again within a quarter second
 const TICK_MS = 250
-/** how long a connected peer may go without subscribing to the control topic (see silentPeers) */
-export const GOSSIP_GRACE_MS = 15_000
+/** how long gossip may take to come up on a new connection (see gossipRepairs) */
+export const GOSSIP_GRACE_MS = 30_000
 
 export interface HostOptions {
   privateKey: PrivateKey
@@ -82,16 +82,22 @@ function scoring (handlers: MessageHandlers): { scoreParams: Partial<PeerScorePa
 }
 
 /**
- * Connected peers that gossip has not reached: connected for `graceMs` and still not subscribed
- * to the control topic. gossipsub opens its stream on a new connection once and gives up without
- * a word when that fails (as under load: 32 processes on 2 cores), and then the two peers stay
- * connected and never hear each other. Hung up on, they connect again (the Dialer redials) with
- * fresh streams. `connections`: each open connection's peer and when it opened.
+ * What to do about connections that gossip has not reached, `graceMs` after they opened.
+ * gossipsub takes a peer on once identify says it speaks gossipsub, then opens its own stream to
+ * it once, and gives up without a word when that fails (as it does under load: of 32 peers on two
+ * cores, one stayed connected and deaf for 10 minutes). A peer gossipsub never took on is hung up
+ * on, so that a fresh connection (the Dialer redials) is identified again; a peer without our
+ * stream gets it opened again. `known`: the peers gossipsub took on; `outbound`: those it has a
+ * stream to. `connections`: each open connection's peer and when it opened.
  */
-export function silentPeers (connections: Array<{ peer: string, openedAt: number }>, subscribers: ReadonlySet<string>, now: number, graceMs = GOSSIP_GRACE_MS): string[] {
+export function gossipRepairs (connections: Array<{ peer: string, openedAt: number }>, gossip: { known: ReadonlySet<string>, outbound: ReadonlySet<string> }, now: number, graceMs = GOSSIP_GRACE_MS): { hangUp: string[], reopen: string[] } {
   const since = new Map<string, number>()
   for (const c of connections) since.set(c.peer, Math.min(c.openedAt, since.get(c.peer) ?? Infinity))
-  return [...since].filter(([peer, openedAt]) => !subscribers.has(peer) && now - openedAt >= graceMs).map(([peer]) => peer)
+  const due = [...since].filter(([, openedAt]) => now - openedAt >= graceMs).map(([peer]) => peer)
+  return {
+    hangUp: due.filter(p => !gossip.known.has(p)),
+    reopen: due.filter(p => gossip.known.has(p) && !gossip.outbound.has(p))
+  }
 }
 
 export async function startHost (options: HostOptions, handlers: MessageHandlers): Promise<DmlHost> {
@@ -202,12 +208,25 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
     if (event.detail.subscriptions.some(s => s.topic === CONTROL_TOPIC && s.subscribe)) handlers.subscribed(event.detail.peerId.toString())
   })
   pubsub.subscribe(CONTROL_TOPIC)
+  // gossipsub's peers, its streams to them, and its own stream opener, which it calls once per
+  // connection (see gossipRepairs): not in its interface, so read from the implementation
+  const gossip = pubsub as unknown as { peers: Map<string, PeerId>, streamsOutbound: Map<string, unknown>, createOutboundStream: (peer: PeerId, connection: Connection) => Promise<void> }
   const gossipWatch = setInterval(() => {
-    const connections = libp2p.getConnections().map(c => ({ peer: c.remotePeer.toString(), openedAt: c.timeline.open }))
-    const subscribers = new Set(pubsub.getSubscribers(CONTROL_TOPIC).map(p => p.toString()))
-    for (const peer of silentPeers(connections, subscribers, Date.now())) {
-      refuse('gossip-silent', peer, `connected for ${GOSSIP_GRACE_MS / 1000} s without a word of gossip (its stream never came up): connecting again`)
+    const open = libp2p.getConnections().filter(c => c.status === 'open')
+    const repairs = gossipRepairs(open.map(c => ({ peer: c.remotePeer.toString(), openedAt: c.timeline.open })), { known: new Set(gossip.peers.keys()), outbound: new Set(gossip.streamsOutbound.keys()) }, Date.now())
+    for (const peer of repairs.hangUp) {
+      refuse('gossip-silent', peer, `connected for ${GOSSIP_GRACE_MS / 1000} s and never taken on by gossip: connecting again`)
       libp2p.hangUp(peerIdFromString(peer)).catch(() => {}) // it may be gone already: nothing left to close
+    }
+    for (const peer of repairs.reopen) {
+      const connection = open.find(c => c.remotePeer.toString() === peer)!
+      if (typeof gossip.createOutboundStream !== 'function') { // another gossipsub: connect again instead
+        refuse('gossip-silent', peer, `connected for ${GOSSIP_GRACE_MS / 1000} s without a gossip stream to it: connecting again`)
+        libp2p.hangUp(connection.remotePeer).catch(() => {})
+        continue
+      }
+      refuse('gossip-silent', peer, `connected for ${GOSSIP_GRACE_MS / 1000} s without a gossip stream to it: opening one again`)
+      gossip.createOutboundStream(connection.remotePeer, connection).catch(() => {}) // it logs its own failure; tried again next time
     }
   }, GOSSIP_GRACE_MS / 3)
   const serving = { requestTimeoutMs: 10_000, sendTimeoutMs: options.transferTimeoutMs ?? 60_000 }

@@ -1,21 +1,24 @@
-// silentPeers: which connected peers gossip never reached, so that the host connects to them again.
+// gossipRepairs: connections that gossip has not reached, and what the host does about them.
 import { expect } from 'chai'
-import { GOSSIP_GRACE_MS, silentPeers } from '@dml/node'
+import { GOSSIP_GRACE_MS, gossipRepairs } from '@dml/node'
 
-describe('peers that gossip never reached', () => {
+describe('connections that gossip has not reached', () => {
   const now = 100_000
-  it('a peer connected for the grace that never subscribed is named; a subscriber or a fresh connection is not', () => {
+  const old = now - GOSSIP_GRACE_MS
+  it('after the grace: a peer gossip never took on is hung up on; one without our stream gets it again; the others are left alone', () => {
     const connections = [
-      { peer: 'deaf', openedAt: now - GOSSIP_GRACE_MS },
+      { peer: 'unknown', openedAt: old },
+      { peer: 'no-stream', openedAt: old },
       { peer: 'talking', openedAt: now - 60_000 },
-      { peer: 'new', openedAt: now - GOSSIP_GRACE_MS + 1 }
+      { peer: 'new', openedAt: old + 1 }
     ]
-    expect(silentPeers(connections, new Set(['talking']), now)).to.deep.equal(['deaf'])
+    const repairs = gossipRepairs(connections, { known: new Set(['no-stream', 'talking', 'new']), outbound: new Set(['talking']) }, now)
+    expect(repairs).to.deep.equal({ hangUp: ['unknown'], reopen: ['no-stream'] })
   })
 
   it('a peer with several connections counts from its oldest', () => {
-    const connections = [{ peer: 'p', openedAt: now - 1000 }, { peer: 'p', openedAt: now - 20_000 }]
-    expect(silentPeers(connections, new Set(), now)).to.deep.equal(['p'])
-    expect(silentPeers(connections, new Set(['p']), now)).to.deep.equal([])
+    const connections = [{ peer: 'p', openedAt: now - 1000 }, { peer: 'p', openedAt: old }]
+    expect(gossipRepairs(connections, { known: new Set(), outbound: new Set() }, now).hangUp).to.deep.equal(['p'])
+    expect(gossipRepairs(connections, { known: new Set(['p']), outbound: new Set(['p']) }, now)).to.deep.equal({ hangUp: [], reopen: [] })
   })
 })
