@@ -1,9 +1,9 @@
 // Verifier: a checker's check of its leader's round result, before it signs. A round's checkers
-// are a few of its participants, drawn by hash (checkersOf); the others wait for the certificate. It signs only
-// what it computed itself: the result must start from the round's model, use this peer's own
-// aggregation settings, name the round's participants, count this peer's update if it sent one,
-// and its updates, fetched and judged here, aggregated here, must give exactly the leader's model.
-// Then it evaluates the model and signs the result with what it measured. A leader that proposes
+// are a few of its participants, drawn by hash (checkersOf); the others wait for the certificate.
+// It signs only what it computed itself: the result must start from the round's model, use this
+// peer's own aggregation settings, name the round's participants, count this peer's update if it
+// sent one, and its updates, fetched and judged here, aggregated here, must give exactly the
+// leader's model. Then it evaluates the model and signs the result with what it measured. A leader that proposes
 // anything else is named, and its round gets no signature from this peer.
 //
 // The signatures of a round are gossiped to all, and the proposal carries the leader's own. A
@@ -94,7 +94,7 @@ export class Verifier {
     const controller = new AbortController()
     this.current = controller
     const start = this.starts.get(`${proposal.term}:${proposal.round}`)
-    this.pending = start === undefined ? null : { proposal, start, checkers: this.checkersOf(start), resultBytes: null, votes: new Map(), certifying: false }
+    this.pending = start === undefined ? null : { proposal, start, checkers: this.checkersOfRound(start), resultBytes: null, votes: new Map(), certifying: false }
     this.deps.supervisor.run(`check the proposal of round ${proposal.round}`, async () => {
       try {
         await this.check(proposal, controller.signal)
@@ -158,7 +158,7 @@ export class Verifier {
       log.info('proposal-skipped', { round: p.round, term: p.term }, `round ${p.round}: not checking the result, this peer did not see the round start`)
       return
     }
-    if (!this.checkersOf(start).includes(self)) return // only the round's checkers sign
+    if (!this.checkersOfRound(start).includes(self)) return // only the round's checkers sign
     const from = [p.leader, ...this.deps.sources()]
     const fetch = async (hash: string, maxBytes: number, first: string[] = []): Promise<Uint8Array> =>
       await net.fetchBlob(hash, [...first, ...from], { signal, timeoutMs: this.deps.transferTimeoutMs, maxBytes })
@@ -191,7 +191,7 @@ export class Verifier {
       `round ${p.round}: checked and signed the result (accuracy ${(100 * evaluation.accuracy).toFixed(2)}% here)`)
   }
 
-  private checkersOf (start: RoundStart): string[] {
+  private checkersOfRound (start: RoundStart): string[] {
     return checkersOf(this.deps.policy, start.assignments.map(a => a.peer), start.modelHash)
   }
 
