@@ -521,8 +521,10 @@ export class DmlNode implements MessageHandlers {
     this.election.noteTerm(hb.term)
     if (hb.leader === hb.peer && hb.termCert !== null) {
       this.considerLeader(hb, hb.termCert)
-    } else if (hb.peer === this.election.leader && !this.election.isLeader) {
-      // our leader no longer leads (it gave up, or stands again): elect anew
+    } else if (hb.peer === this.election.leader && !this.election.isLeader && hb.term >= this.election.term) {
+      // our leader no longer leads (it gave up, or stands again): elect anew. A heartbeat of an
+      // older term is one it sent before it led, delivered late (gossip keeps no order): under
+      // load one came a second after the round start, and three peers dropped their work
       this.log.warn('leader-lost', { peer: hb.peer, term: this.election.term }, `leader ${short(hb.peer)} no longer leads term ${this.election.term}`)
       this.election.leaderLost()
       this.worker.abandon(`the leader of term ${this.election.term} gave up`)

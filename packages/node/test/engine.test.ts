@@ -1,7 +1,7 @@
 // The round engine (Coordinator, Worker, Replica, Membership, wired by DmlNode) on an in-memory
 // network with fake time. Every fault ends in a closed round or a handed-over leadership.
 import { expect } from 'chai'
-import { decodeMessage, MAX_ROUND_CHECKERS, MAX_ROUND_PEERS, roundCheckers, type NamedTensor, type RoundStart } from '@dml/protocol'
+import { decodeMessage, encodeMessage, MAX_ROUND_CHECKERS, MAX_ROUND_PEERS, roundCheckers, type NamedTensor, type RoundStart } from '@dml/protocol'
 import { graceMs, MAX_FAILURES_IN_A_ROW } from '@dml/node'
 import { modelPart } from '@dml/trainer'
 import { addLiar, addSybil, TASK, TestCluster, type TestPeer } from './support/cluster.ts'
@@ -422,6 +422,21 @@ describe('round engine', function () {
     const benched = net.events('peer-benched', e => e.reason === 'no signature').map(e => e.peer as string)
     expect(benched).to.include.members([...silent])
     expect(net.roundsDone()[0].round).to.equal(1)
+  })
+
+  it('a leader\'s heartbeat from before its term, delivered late, is not taken for its giving up: its followers keep their work', async () => {
+    const peers = [net.add(), net.add(), net.add()]
+    await net.until('a round done', () => net.roundsDone().length >= 1)
+    const leader = net.leader()!
+    const follower = peers.find(p => p !== leader)!
+    // what the leader said before it led (following no one, in an older term), arriving now
+    const stale = leader.net.published.find(m => m.type === 'heartbeat' && m.leader === null && m.term < leader.node.status().term)!
+    expect(stale, 'a heartbeat of the leader from before its term').to.not.equal(undefined)
+    const rounds = net.roundsDone().length
+    follower.net.receive(encodeMessage(stale), leader.id)
+    await net.until('two more rounds', () => net.roundsDone().length >= rounds + 2)
+    expect(net.events('leader-lost', e => e.node === follower.id)).to.have.length(0)
+    expect(net.roundsDone().slice(rounds).every(d => (d.participants as string[]).includes(follower.id))).to.equal(true)
   })
 
   it('a newcomer not yet proven that stands and wins is in its own electorate: its certificate checks out, and the others follow it', async () => {
