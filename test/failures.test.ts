@@ -147,7 +147,7 @@ describe('a peer whose training diverges every round', function () {
   after(async () => { await net.stop() })
 
   it('is named by the leader, and the network trains on to its target without it', async () => {
-    const target = 0.95
+    const target = 0.97 // several rounds away: the diverging peer, joining after the first, is given work before the end
     const options = ['--min-peers', '3', '--rounds', '30', '--local-epochs', '0.25', '--target-accuracy', String(target), '--eval-samples', '2000', '--exit-when-done']
     const honest = await net.start(3, options)
     const first = await Promise.any(honest.map(async p => await p.waitFor('round-done', 3 * MINUTE)))
