@@ -514,7 +514,8 @@ export class Coordinator {
         if (!state.checkers.includes(peer)) this.bench.delete(peer)
         continue
       }
-      this.benchPeer(peer, round, `brought no update that counts (${state.dropped.get(peer) ?? 'no update'})`, state.dropped.get(peer) ?? 'no update')
+      const reason = state.dropped.get(peer) ?? 'no update'
+      this.benchPeer(peer, round, `brought no update that counts (${reason})`, reason)
     }
   }
 

@@ -211,20 +211,25 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
   // gossipsub's peers, its streams to them, and its own stream opener, which it calls once per
   // connection (see gossipRepairs): not in its interface, so read from the implementation
   const gossip = pubsub as unknown as { peers: Map<string, PeerId>, streamsOutbound: Map<string, unknown>, createOutboundStream: (peer: PeerId, connection: Connection) => Promise<void> }
+  const hangUp = (peer: string): void => {
+    let id: PeerId
+    try { id = peerIdFromString(peer) } catch { return }
+    libp2p.hangUp(id).catch(() => {}) // the connection may already be gone: nothing left to close
+  }
   const gossipWatch = setInterval(() => {
     const open = libp2p.getConnections().filter(c => c.status === 'open')
     const repairs = gossipRepairs(open.map(c => ({ peer: c.remotePeer.toString(), openedAt: c.timeline.open })), { known: new Set(gossip.peers.keys()), outbound: new Set(gossip.streamsOutbound.keys()) }, Date.now())
     for (const peer of repairs.hangUp) {
       refuse('gossip-silent', peer, `connected for ${GOSSIP_GRACE_MS / 1000} s and never taken on by gossip: connecting again`)
-      libp2p.hangUp(peerIdFromString(peer)).catch(() => {}) // it may be gone already: nothing left to close
+      hangUp(peer)
     }
     for (const peer of repairs.reopen) {
-      const connection = open.find(c => c.remotePeer.toString() === peer)!
       if (typeof gossip.createOutboundStream !== 'function') { // another gossipsub: connect again instead
         refuse('gossip-silent', peer, `connected for ${GOSSIP_GRACE_MS / 1000} s without a gossip stream to it: connecting again`)
-        libp2p.hangUp(connection.remotePeer).catch(() => {})
+        hangUp(peer)
         continue
       }
+      const connection = open.find(c => c.remotePeer.toString() === peer)!
       refuse('gossip-silent', peer, `connected for ${GOSSIP_GRACE_MS / 1000} s without a gossip stream to it: opening one again`)
       gossip.createOutboundStream(connection.remotePeer, connection).catch(() => {}) // it logs its own failure; tried again next time
     }
@@ -302,11 +307,7 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
     },
     listenAddrs: () => libp2p.getMultiaddrs().map(a => a.toString()),
     connectedPeers: () => libp2p.getPeers().map(p => p.toString()),
-    hangUp (peer) {
-      let id: PeerId
-      try { id = peerIdFromString(peer) } catch { return }
-      libp2p.hangUp(id).catch(() => {}) // the connection may already be gone: nothing left to close
-    },
+    hangUp,
     bootstrapState: () => bootstrapPeers.map(({ addr, id }) => {
       const connected = libp2p.getConnections(id).length > 0
       const error = dialer.lastError(id.toString())

@@ -1,8 +1,9 @@
 // Replica: this peer's copy of the global model, the history of finished rounds, and the
 // checkpoints on disk. A model counts as a finished round only with its round certificate: the
 // signatures of a quorum of the round's checkers (a few of its participants), on the result of a
-// leader with a term certificate. The certificate is kept with the model (and on disk), so this peer can prove its
-// rounds to others. Every peer has one; the coordinator commits its rounds through it too.
+// leader with a term certificate. The certificate is kept with the model (and on disk), so this
+// peer can prove its rounds to others. Every peer has one; the coordinator commits its rounds
+// through it too.
 import { assertSameShapes, contentHash, decodeRoundCert, decodeTensors, encodeTensors, type NamedTensor, type RoundDone, type RoundMetrics, type Task } from '@dml/protocol'
 import type { Checkpoint, RoundRecord } from './checkpoint.ts'
 import type { Supervisor } from './clock.ts'

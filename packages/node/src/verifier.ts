@@ -3,8 +3,8 @@
 // It signs only what it computed itself: the result must start from the round's model, use this
 // peer's own aggregation settings, name the round's participants, count this peer's update if it
 // sent one, and its updates, fetched and judged here, aggregated here, must give exactly the
-// leader's model. Then it evaluates the model and signs the result with what it measured. A leader that proposes
-// anything else is named, and its round gets no signature from this peer.
+// leader's model. Then it evaluates the model and signs the result with what it measured. A
+// leader that proposes anything else is named, and its round gets no signature from this peer.
 //
 // The signatures of a round are gossiped to all, and the proposal carries the leader's own. A
 // checker that signed a result and has seen a quorum sign it holds everything its round
@@ -94,10 +94,12 @@ export class Verifier {
     const controller = new AbortController()
     this.current = controller
     const start = this.starts.get(`${proposal.term}:${proposal.round}`)
-    this.pending = start === undefined ? null : { proposal, start, checkers: this.checkersOfRound(start), resultBytes: null, votes: new Map(), certifying: false }
+    const checkers = start === undefined ? [] : checkersOf(this.deps.policy, start.assignments.map(a => a.peer), start.modelHash)
+    const pending: Pending | null = start === undefined ? null : { proposal, start, checkers, resultBytes: null, votes: new Map(), certifying: false }
+    this.pending = pending
     this.deps.supervisor.run(`check the proposal of round ${proposal.round}`, async () => {
       try {
-        await this.check(proposal, controller.signal)
+        await this.check(proposal, pending, controller.signal)
       } catch (err) {
         if (controller.signal.aborted) return
         const e = err as Error
@@ -151,14 +153,15 @@ export class Verifier {
     this.current?.abort(new AbortError('the peer is stopping'))
   }
 
-  private async check (p: RoundProposal, signal: AbortSignal): Promise<void> {
+  /** Checks proposal `p`, whose round start and checkers `pending` holds (null: its start was not seen here). */
+  private async check (p: RoundProposal, pending: Pending | null, signal: AbortSignal): Promise<void> {
     const { net, replica, trainer, signer, self, log } = this.deps
-    const start = this.starts.get(`${p.term}:${p.round}`)
-    if (start === undefined) {
+    if (pending === null) {
       log.info('proposal-skipped', { round: p.round, term: p.term }, `round ${p.round}: not checking the result, this peer did not see the round start`)
       return
     }
-    if (!this.checkersOfRound(start).includes(self)) return // only the round's checkers sign
+    const { start, checkers } = pending
+    if (!checkers.includes(self)) return // only the round's checkers sign
     const from = [p.leader, ...this.deps.sources()]
     const fetch = async (hash: string, maxBytes: number, first: string[] = []): Promise<Uint8Array> =>
       await net.fetchBlob(hash, [...first, ...from], { signal, timeoutMs: this.deps.transferTimeoutMs, maxBytes })
@@ -182,17 +185,13 @@ export class Verifier {
     const signature = await signer.sign(roundVoteSigningBytes(p.resultHash, evaluation.accuracy, evaluation.loss, evaluation.samples))
     const vote: RoundVote = { type: 'round-vote', v: p.v, term: p.term, round: p.round, peer: self, resultHash: p.resultHash, accuracy: evaluation.accuracy, loss: evaluation.loss, samples: evaluation.samples, signature }
     await net.publish(vote)
-    if (this.pending?.proposal === p) {
-      this.pending.resultBytes = resultBytes
-      this.pending.votes.set(self, { peer: self, accuracy: vote.accuracy, loss: vote.loss, samples: vote.samples, signature })
+    if (this.pending === pending) {
+      pending.resultBytes = resultBytes
+      pending.votes.set(self, { peer: self, accuracy: vote.accuracy, loss: vote.loss, samples: vote.samples, signature })
     }
     this.signed++
     log.info('round-signed', { round: p.round, term: p.term, accuracy: evaluation.accuracy, loss: evaluation.loss },
       `round ${p.round}: checked and signed the result (accuracy ${(100 * evaluation.accuracy).toFixed(2)}% here)`)
-  }
-
-  private checkersOfRound (start: RoundStart): string[] {
-    return checkersOf(this.deps.policy, start.assignments.map(a => a.peer), start.modelHash)
   }
 
   /** The result must be the one proposed, of the round we saw start, aggregated as we would. */
