@@ -1,8 +1,9 @@
 // Local training on every core. TensorFlow.js's wasm backend runs one thread under Node, so a
 // peer on an N-core machine would use one core. Here the peer's work of a round is split between
 // N worker threads (training-thread.ts), each with its own backend and its own copy of the model:
-// every part starts from the round's model, trains on its own share of the peer's examples, and
-// the parts are averaged, weighted by the examples each trained on (as FedAvg averages peers).
+// every part starts from the round's model, trains on the round's batches it takes as it goes
+// (a faster part takes more), and the parts are averaged, weighted by the examples each trained
+// on (as FedAvg averages peers).
 // This thread trains nothing meanwhile, so heartbeats and transfers keep their time. The data
 // set is shared with the threads once, not copied per round.
 import { availableParallelism } from 'node:os'
@@ -11,7 +12,7 @@ import type { NamedTensor } from '@dml/protocol'
 import { weightedMean } from './aggregation.ts'
 import type { ImageSet } from './data.ts'
 import type { ModelSpec } from './models.ts'
-import { readWeights, trainLocal, TrainingAborted, writeWeights, type TrainOptions, type TrainResult } from './train.ts'
+import { readWeights, trainingOrder, trainLocal, TrainingAborted, writeWeights, type TrainOptions, type TrainResult } from './train.ts'
 import type { LayersModel } from './tf.ts'
 
 /** What a training thread is told. */
@@ -221,11 +222,16 @@ export class TrainingThreads {
     const started = performance.now()
     const start = readWeights(model)
     const sharedSet = shareImageSet(set)
-    // whole batches for every part; each part draws from its own interleaved share of the shard
-    const samples = Array.from({ length: parts }, (_, i) => (Math.floor(batches / parts) + (i < batches % parts ? 1 : 0)) * options.batchSize)
-    const shards = Array.from({ length: parts }, (_, i) => shard.filter((_, j) => j % parts === i))
-    const progress = samples.map(() => ({ done: 0, loss: 0 }))
-    const total = samples.reduce((a, b) => a + b, 0)
+    // The round's batches in one order, in shared memory: each part takes the next batch none has
+    // taken, so a part on a slower core (or one slowed by its neighbour) trains fewer of them and
+    // none waits for another. An even split waited for the slowest part: on a machine whose second
+    // core runs at two thirds of the first's, two threads trained the mlp no faster than one.
+    const order = trainingOrder(shard, options.samples, options.batchSize, options.seed)
+    const sharedOrder = new Uint32Array(new SharedArrayBuffer(order.byteLength))
+    sharedOrder.set(order)
+    const claim = new Int32Array(new SharedArrayBuffer(4))
+    const progress = Array.from({ length: parts }, () => ({ done: 0, loss: 0 }))
+    const total = order.length
     const report = (i: number) => (done: number, _total: number, loss: number): void => {
       progress[i] = { done, loss }
       const doneAll = progress.reduce((a, p) => a + p.done, 0)
@@ -234,7 +240,7 @@ export class TrainingThreads {
     // one failed part stops the others: its error is the round's
     const stop = new AbortController()
     const signal = options.signal === undefined ? stop.signal : AbortSignal.any([options.signal, stop.signal])
-    const partOptions = (i: number): TrainOptions => ({ ...options, samples: samples[i], seed: options.seed * parts + i, onProgress: report(i), signal })
+    const partOptions = (i: number): TrainOptions => ({ ...options, samples: total, claim, onProgress: report(i), signal })
     const workers = this.pool(parts)
     try {
       await Promise.all(workers.map(async w => await w.ready))
@@ -243,7 +249,7 @@ export class TrainingThreads {
       await this.fallBack(err as Error)
       return await trainLocal(model, set, shard, options)
     }
-    const results = await Promise.allSettled(workers.map(async (w, i) => await w.train(name, spec, start, sharedSet, shards[i], partOptions(i)))
+    const results = await Promise.allSettled(workers.map(async (w, i) => await w.train(name, spec, start, sharedSet, sharedOrder, partOptions(i)))
       .map(async p => await p.catch((err: unknown) => { stop.abort(err); throw err })))
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')
     if (failed !== undefined) {
@@ -251,7 +257,8 @@ export class TrainingThreads {
       const cause = results.find((r): r is PromiseRejectedResult => r.status === 'rejected' && !(r.reason instanceof TrainingAborted)) ?? failed
       throw cause.reason
     }
-    const trained = results.map(r => (r as PromiseFulfilledResult<TrainResult>).value)
+    // a part that found every batch taken trained nothing, and is no part of the average
+    const trained = results.map(r => (r as PromiseFulfilledResult<TrainResult>).value).filter(r => r.numSamples > 0)
     const weights = averageWeights(trained)
     writeWeights(model, weights)
     const numSamples = trained.reduce((a, r) => a + r.numSamples, 0)

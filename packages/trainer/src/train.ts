@@ -52,6 +52,13 @@ export interface TrainOptions {
   onProgress?: (done: number, total: number, loss: number) => void
   /** checked between batches: once aborted, training stops with a TrainingAborted error */
   signal?: AbortSignal
+  /**
+   * Batches shared with other threads training the same round (threads.ts): `shard` is then the
+   * round's examples in training order (trainingOrder), and each step takes the next batch no
+   * thread has taken, its number counted in `claim[0]` (shared memory), until none is left. A
+   * faster thread takes more of them; every batch is trained once.
+   */
+  claim?: Int32Array
 }
 
 export class TrainingAborted extends Error {
@@ -72,11 +79,24 @@ function makeOptimizer (name: OptimizerName, lr: number): tf.Optimizer {
 }
 
 /**
- * Trains `model` (already holding the global weights) on `samples` examples drawn from `shard`:
- * whole shuffled passes over the shard, then part of one more. Only whole batches: `samples` is
- * rounded down to a multiple of the batch size (unless it is less than one batch). A last batch of
- * a few examples takes a full step on a noisy gradient, and at the end of local training nothing
- * evens it out: one of 12 examples took a local mlp model from 91.7% to 88.0% test accuracy.
+ * The examples `samples` of training take from `shard`, in order: whole shuffled passes over the
+ * shard, then part of one more. Only whole batches: `samples` is rounded down to a multiple of the
+ * batch size (unless it is less than one batch). A last batch of a few examples takes a full step
+ * on a noisy gradient, and at the end of local training nothing evens it out: one of 12 examples
+ * took a local mlp model from 91.7% to 88.0% test accuracy.
+ */
+export function trainingOrder (shard: Uint32Array, samples: number, batchSize: number, seed: number): Uint32Array {
+  const order = new Uint32Array(samples < batchSize ? samples : samples - samples % batchSize)
+  for (let filled = 0, pass = 0; filled < order.length; pass++) {
+    const perm = shuffled(shard.length, seed * 7919 + pass)
+    for (let i = 0; i < perm.length && filled < order.length; i++) order[filled++] = shard[perm[i]]
+  }
+  return order
+}
+
+/**
+ * Trains `model` (already holding the global weights) on `samples` examples drawn from `shard`
+ * (trainingOrder), or on the batches it claims of a round shared with other threads (`claim`).
  */
 export async function trainLocal (model: tf.LayersModel, set: ImageSet, shard: Uint32Array, options: TrainOptions): Promise<TrainResult> {
   if (shard.length === 0) throw new Error('cannot train on an empty shard')
@@ -86,21 +106,22 @@ export async function trainLocal (model: tf.LayersModel, set: ImageSet, shard: U
   const stack = denseStack(model)
   const variables = stack?.variables ?? model.trainableWeights.map(w => w.read() as tf.Variable)
   const prox = (options.proxMu ?? 0) > 0 ? proximalStep(variables, options.lr * options.proxMu!) : undefined
-  const order = new Uint32Array(options.samples < options.batchSize ? options.samples : options.samples - options.samples % options.batchSize)
-  for (let filled = 0, pass = 0; filled < order.length; pass++) {
-    const perm = shuffled(shard.length, options.seed * 7919 + pass)
-    for (let i = 0; i < perm.length && filled < order.length; i++) order[filled++] = shard[perm[i]]
-  }
+  const order = options.claim !== undefined ? shard : trainingOrder(shard, options.samples, options.batchSize, options.seed)
+  const batchCount = Math.ceil(order.length / options.batchSize)
+  let taken = 0
+  const nextBatch = options.claim !== undefined ? (claim => () => Atomics.add(claim, 0, 1))(options.claim) : () => taken++
   // the loss stays on the backend between reports: reading it every step would wait for each one
   let lossSum = tf.scalar(0)
   let batches = 0
-  const reportEvery = Math.max(1, Math.floor(order.length / options.batchSize / 10))
+  let trained = 0
+  const reportEvery = Math.max(1, Math.floor(batchCount / 10))
   let lastYield = performance.now()
   let meanLoss: number
   try {
-    for (let start = 0; start < order.length; start += options.batchSize) {
-      if (options.signal?.aborted === true) throw new TrainingAborted(`stopped after ${start} of ${order.length} samples: ${String((options.signal.reason as Error)?.message ?? options.signal.reason)}`)
-      const { xs, ys } = makeBatch(set, order.subarray(start, start + options.batchSize))
+    for (let batch = nextBatch(); batch < batchCount; batch = nextBatch()) {
+      if (options.signal?.aborted === true) throw new TrainingAborted(`stopped after ${trained} of ${order.length} samples: ${String((options.signal.reason as Error)?.message ?? options.signal.reason)}`)
+      const indices = order.subarray(batch * options.batchSize, (batch + 1) * options.batchSize)
+      const { xs, ys } = makeBatch(set, indices)
       const loss = stack !== undefined ? stack.step(xs, ys, optimizer) : optimizer.minimize(() => modelLoss(model, xs, ys), true, variables)!
       tf.dispose([xs, ys])
       prox?.step()
@@ -108,14 +129,16 @@ export async function trainLocal (model: tf.LayersModel, set: ImageSet, shard: U
       tf.dispose([lossSum, loss])
       lossSum = sum
       batches++
-      if (batches % reportEvery === 0) options.onProgress?.(Math.min(start + options.batchSize, order.length), order.length, (await lossSum.data())[0] / batches)
+      trained += indices.length
+      if (batches % reportEvery === 0) options.onProgress?.(trained, order.length, (await lossSum.data())[0] / batches)
       // a step never waits for the backend: give timers and sockets (heartbeats) their turn
       if (performance.now() - lastYield > 25) {
         await yieldToEventLoop()
         lastYield = performance.now()
       }
     }
-    meanLoss = (await lossSum.data())[0] / batches
+    // a thread that found every shared batch taken trained nothing: no loss, its weights the start's
+    meanLoss = batches === 0 ? 0 : (await lossSum.data())[0] / batches
     stack?.writeBack()
   } finally {
     tf.dispose(lossSum)
@@ -123,7 +146,7 @@ export async function trainLocal (model: tf.LayersModel, set: ImageSet, shard: U
     stack?.dispose()
     disposeOptimizer(optimizer)
   }
-  return { weights: readWeights(model), loss: meanLoss, numSamples: order.length, trainMs: performance.now() - started }
+  return { weights: readWeights(model), loss: meanLoss, numSamples: trained, trainMs: performance.now() - started }
 }
 
 /** tfjs's MomentumOptimizer.dispose forgets its SGD parent's learning-rate scalar: one tensor a round. */

@@ -4,7 +4,7 @@ import { expect } from 'chai'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { averageWeights, buildModel, defaultThreads, evaluate, initBackend, loadDataset, readWeights, registerModelModule, shardIndices, TrainingAborted, TrainingThreads, type Dataset } from '@dml/trainer'
+import { averageWeights, buildModel, defaultThreads, evaluate, initBackend, loadDataset, readWeights, registerModelModule, shardIndices, TrainingAborted, trainingOrder, trainLocal, TrainingThreads, type Dataset } from '@dml/trainer'
 
 const spec = { inputShape: [28, 28, 1], numClasses: 10 }
 
@@ -47,13 +47,36 @@ describe('training threads', function () {
     const shard = shardIndices(mnist.train.count, 0, 10)
     let lastDone = 0
     const result = await threads.train(model, 'mlp', spec, mnist.train, shard, { samples: 3000, batchSize: 32, lr: 0.1, seed: 1, onProgress: (done) => { lastDone = done } })
-    expect(result.numSamples).to.equal(2976) // 93 whole batches, 47 and 46
+    expect(result.numSamples).to.equal(2976) // 93 whole batches, shared as the threads take them
     expect(lastDone).to.be.at.most(2976).and.above(0)
     expect(Number.isFinite(result.loss)).to.equal(true)
     const held = readWeights(model)
     for (const [i, w] of result.weights.entries()) expect(Array.from(held[i].values)).to.deep.equal(Array.from(w.values))
     const after = await evaluate(model, mnist.test, 1000)
     expect(after.accuracy).to.be.above(before.accuracy + 0.3)
+  })
+
+  it('parts sharing a round\'s batches train each batch once, however many each takes', async () => {
+    const order = trainingOrder(shardIndices(mnist.train.count, 0, 10), 3000, 32, 1)
+    const claim = new Int32Array(new SharedArrayBuffer(4))
+    const options = { samples: order.length, batchSize: 32, lr: 0.1, seed: 1, claim }
+    // two parts on this one thread take turns at its event loop, as two threads take turns at a claim
+    const parts = await Promise.all([0, 1].map(async () => await trainLocal(buildModel('mlp', spec), mnist.train, order, options)))
+    expect(parts[0].numSamples + parts[1].numSamples).to.equal(2976)
+    expect(parts.every(p => p.numSamples % 32 === 0)).to.equal(true)
+    expect(claim[0]).to.equal(93 + 2) // every batch, and the one claim each part found past the end
+  })
+
+  it('a part that finds every batch taken trains nothing: its weights are the start\'s, its loss no NaN', async () => {
+    const model = buildModel('mlp', spec)
+    const start = readWeights(model).map(w => Array.from(w.values))
+    const order = trainingOrder(shardIndices(mnist.train.count, 0, 10), 320, 32, 1)
+    const claim = new Int32Array(new SharedArrayBuffer(4))
+    claim[0] = 10
+    const result = await trainLocal(model, mnist.train, order, { samples: 320, batchSize: 32, lr: 0.1, seed: 1, claim })
+    expect(result.numSamples).to.equal(0)
+    expect(result.loss).to.equal(0)
+    expect(result.weights.map(w => Array.from(w.values))).to.deep.equal(start)
   })
 
   it('trains a model from the user\'s module in the threads too', async () => {
