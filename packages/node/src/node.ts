@@ -633,10 +633,13 @@ export class DmlNode implements MessageHandlers {
       this.sendHeartbeat() // the leader gives work to the peers that say they follow it
       const early = this.earlyStarts.get(hb.peer)
       this.earlyStarts.clear()
+      const dropped = early === undefined ? this.worker.resumable(hb.peer, proven.cert.term) : undefined
+      const replay = early ?? dropped
       // a start kept through a long wait may be of a round this peer already holds: not worth training
-      if (early !== undefined && early.round > this.replica.round && this.judge(early, hb.peer) === 'accept') {
-        this.log.info('round-start-replayed', { round: early.round, term: early.term }, `round ${early.round}: its start came before the proof of its leader; taking it up now`)
-        this.deliver(early)
+      if (replay !== undefined && replay.round > this.replica.round && this.judge(replay, hb.peer) === 'accept') {
+        const why = dropped !== undefined ? 'its work was dropped when its leader seemed lost, and it leads again' : 'its start came before the proof of its leader'
+        this.log.info('round-start-replayed', { round: replay.round, term: replay.term, resumed: dropped !== undefined }, `round ${replay.round}: ${why}; taking it up now`)
+        this.deliver(replay)
       }
     }
     if (hb.round > this.replica.round && hb.roundCert !== null) this.replica.catchUp(hb.roundCert, this.sources(hb.peer))

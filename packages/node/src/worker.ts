@@ -50,11 +50,16 @@ export class Worker {
   private job: Job | null = null
   /** with compression: what rounding has left out of the updates sent so far, owed to the next */
   private residual: NamedTensor[] | null = null
+  /** the start of the last job that sent its update or failure: one abandoned after that lost nothing */
+  private reported: RoundStart | null = null
+  /** the start of work abandoned before it reported, while its leader seemed gone (see resumable) */
+  private dropped: RoundStart | null = null
 
   constructor (deps: WorkerDeps) { this.deps = deps }
 
   /** A new round started: abandon older work, and do ours if the round assigns us any. */
   start (start: RoundStart): void {
+    this.dropped = null
     const previous = this.job
     previous?.controller.abort(new AbortError(`round ${start.round} of term ${start.term} superseded it`))
     const assignment = start.assignments.find(a => a.peer === this.deps.self)
@@ -72,7 +77,21 @@ export class Worker {
 
   /** Stops the current job (the leader changed or gave up). */
   abandon (reason: string): void {
-    this.job?.controller.abort(new AbortError(reason))
+    const job = this.job
+    if (job !== null && !job.controller.signal.aborted && this.reported !== job.start) this.dropped = job.start
+    job?.controller.abort(new AbortError(reason))
+  }
+
+  /**
+   * The round start of work abandoned unreported, if `leader` led it in `term`: a peer that took
+   * its leader for lost (silent for a lease under load, say) and follows it again in the same term
+   * takes the round up again, which the leader still waits for. Given once.
+   */
+  resumable (leader: string, term: number): RoundStart | undefined {
+    const dropped = this.dropped
+    if (dropped === null || dropped.leader !== leader || dropped.term !== term) return undefined
+    this.dropped = null
+    return dropped
   }
 
   async stop (): Promise<void> {
@@ -147,6 +166,7 @@ export class Worker {
   }
 
   private async send (message: UpdateReady | WorkFailed): Promise<void> {
+    if (this.job?.start.term === message.term && this.job.start.round === message.round) this.reported = this.job.start
     try {
       await this.deps.report(message)
     } catch (err) {

@@ -1,7 +1,7 @@
 // The round engine (Coordinator, Worker, Replica, Membership, wired by DmlNode) on an in-memory
 // network with fake time. Every fault ends in a closed round or a handed-over leadership.
 import { expect } from 'chai'
-import { decodeMessage, encodeMessage, MAX_ROUND_CHECKERS, MAX_ROUND_PEERS, roundCheckers, type NamedTensor, type RoundStart } from '@dml/protocol'
+import { decodeMessage, encodeMessage, MAX_ROUND_CHECKERS, MAX_ROUND_PEERS, roundCheckers, type Heartbeat, type NamedTensor, type RoundStart } from '@dml/protocol'
 import { graceMs, MAX_FAILURES_IN_A_ROW } from '@dml/node'
 import { modelPart } from '@dml/trainer'
 import { addLiar, addSybil, TASK, TestCluster, type TestPeer } from './support/cluster.ts'
@@ -437,6 +437,42 @@ describe('round engine', function () {
     await net.until('two more rounds', () => net.roundsDone().length >= rounds + 2)
     expect(net.events('leader-lost', e => e.node === follower.id)).to.have.length(0)
     expect(net.roundsDone().slice(rounds).every(d => (d.participants as string[]).includes(follower.id))).to.equal(true)
+  })
+
+  it('a follower that took its leader for lost mid-round, and follows it again in the same term, takes the round up again', async () => {
+    const peers = [net.add(), net.add(), net.add()]
+    await net.until('a round done', () => net.roundsDone().length >= 1)
+    const leader = net.leader()!
+    const follower = peers.find(p => p !== leader)!
+    const round = net.roundsDone().length + 1
+    await net.until(`the follower trains round ${round}`, () => net.events('train-start', e => e.node === follower.id && e.round === round).length > 0)
+    // the leader seems to give up its term (what a follower hears when it stands again), then leads on
+    const current = leader.net.published.filter((m): m is Heartbeat => m.type === 'heartbeat' && m.leader === leader.id).at(-1)!
+    follower.net.receive(encodeMessage({ ...current, leader: null, termCert: null }), leader.id)
+    expect(net.events('leader-lost', e => e.node === follower.id)).to.have.length(1)
+    await net.until(`round ${round} done`, () => net.roundsDone().length >= round)
+    expect(net.events('round-start-replayed', e => e.node === follower.id && e.round === round && e.resumed === true)).to.have.length(1)
+    expect(net.roundsDone()[round - 1].participants).to.include(follower.id)
+    expect(net.events('train-done', e => e.node === follower.id && e.round === round)).to.have.length(1)
+  })
+
+  it('a follower whose update was sent before it took its leader for lost does not train that round again', async () => {
+    const peers = [net.add(), net.add(), net.add()]
+    await net.until('a round done', () => net.roundsDone().length >= 1)
+    const leader = net.leader()!
+    const follower = peers.find(p => p !== leader)!
+    leader.trainer.behaviour.trainMs = 6000 // the round stays open after the follower's update
+    const round = net.roundsDone().length + 1
+    await net.until(`the follower sent its update of round ${round}`, () => net.events('train-done', e => e.node === follower.id && e.round === round).length > 0)
+    expect(net.roundsDone()).to.have.length(round - 1)
+    const current = leader.net.published.filter((m): m is Heartbeat => m.type === 'heartbeat' && m.leader === leader.id).at(-1)!
+    follower.net.receive(encodeMessage({ ...current, leader: null, termCert: null }), leader.id)
+    expect(net.events('leader-lost', e => e.node === follower.id)).to.have.length(1)
+    await net.until('the follower follows its leader again', () => net.events('leader-followed', e => e.node === follower.id).length >= 2)
+    await net.until(`round ${round} done`, () => net.roundsDone().length >= round)
+    expect(net.events('round-start-replayed', e => e.node === follower.id)).to.have.length(0)
+    expect(net.events('train-start', e => e.node === follower.id && e.round === round)).to.have.length(1)
+    expect(net.roundsDone()[round - 1].participants).to.include(follower.id)
   })
 
   it('a newcomer not yet proven that stands and wins is in its own electorate: its certificate checks out, and the others follow it', async () => {
