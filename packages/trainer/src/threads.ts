@@ -224,8 +224,8 @@ export class TrainingThreads {
     const sharedSet = shareImageSet(set)
     // The round's batches in one order, in shared memory: each part takes the next batch none has
     // taken, so a part on a slower core (or one slowed by its neighbour) trains fewer of them and
-    // none waits for another. An even split waited for the slowest part: on a machine whose second
-    // core runs at two thirds of the first's, two threads trained the mlp no faster than one.
+    // none waits for another. An even split waited for the slowest part: on a machine whose two
+    // cores differ by up to a third, two threads got 0.75-0.95 of what the cores gave on the mlp.
     const order = trainingOrder(shard, options.samples, options.batchSize, options.seed)
     const sharedOrder = new Uint32Array(new SharedArrayBuffer(order.byteLength))
     sharedOrder.set(order)

@@ -106,10 +106,11 @@ export async function trainLocal (model: tf.LayersModel, set: ImageSet, shard: U
   const stack = denseStack(model)
   const variables = stack?.variables ?? model.trainableWeights.map(w => w.read() as tf.Variable)
   const prox = (options.proxMu ?? 0) > 0 ? proximalStep(variables, options.lr * options.proxMu!) : undefined
-  const order = options.claim !== undefined ? shard : trainingOrder(shard, options.samples, options.batchSize, options.seed)
+  const claim = options.claim
+  const order = claim !== undefined ? shard : trainingOrder(shard, options.samples, options.batchSize, options.seed)
   const batchCount = Math.ceil(order.length / options.batchSize)
   let taken = 0
-  const nextBatch = options.claim !== undefined ? (claim => () => Atomics.add(claim, 0, 1))(options.claim) : () => taken++
+  const nextBatch = claim !== undefined ? () => Atomics.add(claim, 0, 1) : () => taken++
   // the loss stays on the backend between reports: reading it every step would wait for each one
   let lossSum = tf.scalar(0)
   let batches = 0
