@@ -64,16 +64,20 @@ export function allocateWork ({ workers, sharedSize, sharedPart, localEpochs, ba
 
 /**
  * Expected seconds for the slowest assignment; a peer of unknown speed counts at the mean known
- * speed. Undefined while no speed is known at all.
+ * speed, and none slower than a MAX_SHARE-th of the median known speed: the speeds are the peers'
+ * own claims, and one claiming to be a million times slower than the others would otherwise hold
+ * every round it is given work in to the longest deadline (its work is bounded the same way).
+ * Undefined while no speed is known at all.
  */
 export function expectedSeconds (assignments: Assignment[], workers: WorkerSpeed[]): number | undefined {
-  const known = workers.filter(w => w.speed > 0)
+  const known = workers.filter(w => w.speed > 0).map(w => w.speed).sort((a, b) => a - b)
   if (known.length === 0) return undefined
-  const meanSpeed = known.reduce((s, w) => s + w.speed, 0) / known.length
+  const meanSpeed = known.reduce((s, speed) => s + speed, 0) / known.length
+  const slowest = known[known.length >> 1] / MAX_SHARE
   let worst = 0
   for (const a of assignments) {
     const speed = workers.find(w => w.peer === a.peer)?.speed ?? 0
-    worst = Math.max(worst, a.samples / (speed > 0 ? speed : meanSpeed))
+    worst = Math.max(worst, a.samples / Math.max(slowest, speed > 0 ? speed : meanSpeed))
   }
   return worst
 }

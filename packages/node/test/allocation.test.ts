@@ -34,6 +34,18 @@ describe('work allocation', () => {
     expect(expectedSeconds(a, [{ peer: 'a', speed: 0 }, { peer: 'b', speed: 0 }, { peer: 'new', speed: 0 }])).to.equal(undefined)
   })
 
+  it('counts no peer slower than a quarter of the median speed when it sets the deadline: a claim of a tiny speed holds no round', () => {
+    const workers = [{ peer: 'a', speed: 1000, examples: 0 }, { peer: 'b', speed: 1000, examples: 0 }, { peer: 'liar', speed: 1e-6, examples: 0 }]
+    const a = allocateWork({ workers, sharedSize: 30000, localEpochs: 1, batchSize: 32 })
+    expect(a.find(x => x.peer === 'liar')!.samples).to.equal(2500) // a quarter of its base
+    // its claim drags the mean speed down: the honest peers get half as much again, 15,000 each
+    expect(a.find(x => x.peer === 'a')!.samples).to.equal(15000)
+    // their 15 s, not 2500 / 1e-6 s: the liar counts at 250 samples/s (10 s)
+    expect(expectedSeconds(a, workers)).to.equal(15)
+    // a genuinely slower peer still counts at its own speed, down to that quarter
+    expect(expectedSeconds([{ peer: 'slow', samples: 3000, shard: [0, 1] }], [{ peer: 'slow', speed: 300 }, ...workers.slice(0, 2)])).to.equal(10)
+  })
+
   it('gives peers with their own data local epochs over it, shifted by speed', () => {
     const a = allocateWork({ workers: [{ peer: 'big', speed: 1000, examples: 30000 }, { peer: 'small', speed: 1000, examples: 10000 }], sharedSize: 0, localEpochs: 1, batchSize: 32 })
     // equal speeds: an epoch over each peer's data, so the average weighs them 3:1

@@ -4,7 +4,7 @@ import { expect } from 'chai'
 import { decodeMessage, encodeMessage, MAX_ROUND_CHECKERS, MAX_ROUND_PEERS, roundCheckers, type Heartbeat, type NamedTensor, type RoundStart } from '@dml/protocol'
 import { graceMs, MAX_FAILURES_IN_A_ROW } from '@dml/node'
 import { modelPart } from '@dml/trainer'
-import { addLiar, addSybil, TASK, TestCluster, type TestPeer } from './support/cluster.ts'
+import { addIdler, addLiar, addSybil, CONFIG, TASK, TestCluster, type TestPeer } from './support/cluster.ts'
 
 /** Tensors of the given shapes, all zero but the first value. */
 const tensors = (first: number, fill = 0) => (shapes: number[][]): NamedTensor[] =>
@@ -473,6 +473,17 @@ describe('round engine', function () {
     expect(net.events('round-start-replayed', e => e.node === follower.id)).to.have.length(0)
     expect(net.events('train-start', e => e.node === follower.id && e.round === round)).to.have.length(1)
     expect(net.roundsDone()[round - 1].participants).to.include(follower.id)
+  })
+
+  it('a follower that claims a tiny speed and never does its work holds a round to the longest deadline once at most', async () => {
+    const config = { minPeers: 4 } // every round waits for all four: the idler's missing update ends each at its deadline
+    for (let i = 0; i < 3; i++) net.add({ config })
+    addIdler(net, { device: 'cpu', backend: 'wasm', speed: 1e-6 })
+    await net.until('round 1 started three times', () => net.events('round-start').length >= 3, 600_000)
+    const timeouts = net.events('round-start').map(e => (e.deadline as number) - e.ts)
+    // the first start knows no speed but the idler's claim; by the next the others have trained
+    expect(timeouts[0]).to.equal(CONFIG.roundTimeoutMs)
+    for (const t of timeouts.slice(1)) expect(t).to.be.below(CONFIG.roundTimeoutMs * 0.7)
   })
 
   it('a newcomer not yet proven that stands and wins is in its own electorate: its certificate checks out, and the others follow it', async () => {

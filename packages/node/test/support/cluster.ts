@@ -209,6 +209,11 @@ function addFollower (net: TestCluster, claim: { device: 'cpu' | 'gpu', backend:
   return endpoint
 }
 
+/** A peer that follows whoever leads and heartbeats with the given claims, and never does the work it is given. */
+export function addIdler (net: TestCluster, claim: { device: 'cpu' | 'gpu', backend: string, speed: number }): MemoryEndpoint {
+  return addFollower(net, claim)
+}
+
 /**
  * A peer that speaks the protocol and lies: it follows whoever leads, heartbeats, and to every
  * RoundStart that assigns it work it answers at once with an update of its own making, claiming
