@@ -116,6 +116,60 @@ export class DataDirStore {
       throw new Error(`--data-dir ${this.dataDir}: ${(err as Error).message}`)
     }
   }
+
+  /** one vote written at a time, in the order given: two writes of one temporary file would mix */
+  private voteWrites: Promise<void> = Promise.resolve()
+
+  async saveVote (vote: SavedVote): Promise<void> {
+    const write = this.voteWrites.then(async () => {
+      try {
+        await saveVote(this.dataDir, vote)
+      } catch (err) {
+        throw new Error(`--data-dir ${this.dataDir}: ${(err as Error).message}`)
+      }
+    })
+    this.voteWrites = write.catch(() => {}) // the caller hears the failure; the next write goes ahead
+    await write
+  }
+}
+
+/** The vote a peer gave last: written before anyone hears it (see DmlNode.saveVote). */
+export interface SavedVote {
+  term: number
+  candidate: string
+}
+
+/** Writes <data-dir>/vote.json, through a temporary file, synced and renamed. */
+export async function saveVote (dataDir: string, vote: SavedVote): Promise<void> {
+  await mkdir(dataDir, { recursive: true })
+  const path = join(dataDir, 'vote.json')
+  const handle = await open(`${path}.tmp`, 'w')
+  try {
+    await handle.writeFile(JSON.stringify({ term: vote.term, candidate: vote.candidate }))
+    await handle.sync()
+  } finally {
+    await handle.close()
+  }
+  await rename(`${path}.tmp`, path)
+}
+
+/** The saved vote; none if there is no file. A file that does not read as one is reported through `onCorrupt`. */
+export async function loadVote (dataDir: string, onCorrupt: (err: Error) => void): Promise<SavedVote | undefined> {
+  const path = join(dataDir, 'vote.json')
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch {
+    return undefined
+  }
+  try {
+    const v = JSON.parse(text) as Partial<SavedVote> | null
+    if (v === null || typeof v !== 'object' || !Number.isSafeInteger(v.term) || (v.term as number) < 1 || typeof v.candidate !== 'string' || v.candidate === '') throw new Error('unexpected layout')
+    return { term: v.term as number, candidate: v.candidate }
+  } catch (err) {
+    onCorrupt(new CheckpointError(`${path}: ${(err as Error).message}`))
+    return undefined
+  }
 }
 
 /** The newest checkpoint that verifies; corrupt ones are reported through `onCorrupt` and skipped. */

@@ -6,7 +6,7 @@ import { resolve } from 'node:path'
 import yargs, { type Argv } from 'yargs'
 import { encodeTensors, OWN_DATA, type Compression } from '@dml/protocol'
 import { backendKey, defaultThreads, initBackend, registerModelModule, buildModel, defaultServerLr, getStrategy, TrainingThreads, type ServerOptimizerName } from '@dml/trainer'
-import { DataDirStore, loadLatestCheckpoint, type Checkpoint } from './checkpoint.ts'
+import { DataDirStore, loadLatestCheckpoint, loadVote, type Checkpoint } from './checkpoint.ts'
 import type { CheckpointStore } from './replica.ts'
 import { keySigner } from './certificates.ts'
 import { ConfigError, declareOptions, EVALUATE_OPTIONS, EXPORT_OPTIONS, firstLine, helpText, KEYGEN_OPTIONS, levenshtein, NODE_OPTIONS, parseOptions, parseShard, readAllowList, readSwarmKey, type OptionSpec } from './config.ts'
@@ -206,12 +206,16 @@ async function runStart (argv: string[]): Promise<number> {
     log.warn('checkpoint-corrupt', { error: err.message }, `skipping corrupt checkpoint: ${err.message}`)
   })
   checkTask(checkpoint, task, dataDir)
+  const vote = await loadVote(dataDir, (err) => {
+    log.warn('vote-corrupt', { error: err.message }, `ignoring the saved vote: ${err.message}`)
+  })
 
   const host = o.host as string
   const port = o.port as number
   const inbox = lateHandlers()
   const metrics = new NodeMetrics()
   const net = await listen(host, port, async () => await startHost({ metrics: metrics.libp2p(), privateKey: identity.key, host, port, bootstrap: o.bootstrap as string[], mdns: o.mdns as boolean, swarmKey, minTransferRate: 1024 * (o['min-transfer-rate'] as number), maxPeersPerIp: o['max-peers-per-ip'] as number, maxBlobStreams: o['max-blob-streams'] as number, hintDials: o['hint-dials'] as number, transferTimeoutMs: (o['transfer-timeout'] as number) * 1000 }, inbox.handlers))
+  const dataDirStore = new DataDirStore(dataDir)
   const node = new DmlNode({
     task,
     minPeers: o['min-peers'] as number,
@@ -223,10 +227,10 @@ async function runStart (argv: string[]): Promise<number> {
     transferTimeoutMs: (o['transfer-timeout'] as number) * 1000,
     modelBytes,
     compression: o.compression as Compression
-  }, { net, trainer, backend, log, store: exportingStore(new DataDirStore(dataDir), o.export as string, log), signer: keySigner(peerId, identity.key), allowed })
+  }, { net, trainer, backend, log, store: exportingStore(dataDirStore, o.export as string, log), votes: dataDirStore, signer: keySigner(peerId, identity.key), allowed })
   node.counters.checkpointsCorrupt = corruptCheckpoints
   inbox.bind(node)
-  node.start(checkpoint)
+  node.start(checkpoint, vote)
   // the training threads load TensorFlow.js while the peers find each other; the first round waits for them
   if (threads > 1) {
     trainer.startThreads().then(

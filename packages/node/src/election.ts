@@ -165,6 +165,13 @@ export class Election {
     return undefined
   }
 
+  /** The vote this peer gave before it restarted (saved): it votes no more in that term. */
+  restoreVote (term: number, candidate: string): void {
+    if (term <= this.votedTerm) return
+    this.votedTerm = term
+    this.votedFor = candidate
+  }
+
   /** We granted our vote for `term` to `candidate`: one per term, and the election clock starts again. */
   voted (term: number, candidate: string, now: number): void {
     if (term > this.votedTerm) {

@@ -6,7 +6,7 @@
 // Time comes from an injected clock and the network through the Network interface, so the whole
 // engine runs in unit tests on an in-memory network with fake time.
 import { encodeTermCert, MAX_HEARTBEAT_EVERY_MS, MAX_TERM_STEP, OWN_DATA, PROTOCOL_VERSION, trainingDifference, voteSigningBytes, type Compression, type ControlMessage, type Device, type Heartbeat, type RoundStart, type Task, type TermCert, type UpdateReady, type Vote, type VoteRequest, type WorkFailed, type WorkProgress } from '@dml/protocol'
-import type { Checkpoint } from './checkpoint.ts'
+import type { Checkpoint, SavedVote } from './checkpoint.ts'
 import { CertificateError, coversView, isAllowed, isForgery, isQuorum, signedBy, type QuorumPolicy, type Signer } from './certificates.ts'
 import { Changes, type Clock, isAbort, Supervisor, systemClock } from './clock.ts'
 import { Coordinator, type LeaderStats, type RoundSnapshot, short } from './coordinator.ts'
@@ -53,6 +53,8 @@ export interface NodeDeps {
   backend: BackendInfo
   log: Logger
   store: CheckpointStore
+  /** where this peer's votes are written before they are sent (DataDirStore); none: not kept */
+  votes?: { saveVote: (vote: SavedVote) => Promise<void> }
   signer: Signer
   /** --allow-peers: the ids allowed to take part; undefined for an open network */
   allowed?: ReadonlySet<string>
@@ -135,6 +137,7 @@ export class DmlNode implements MessageHandlers {
   private readonly log: Logger
   private readonly clock: Clock
   private readonly signer: Signer
+  private readonly votes: NodeDeps['votes']
   private readonly policy: QuorumPolicy
   private readonly proofs: Proofs
   private readonly supervisor: Supervisor
@@ -172,6 +175,7 @@ export class DmlNode implements MessageHandlers {
     this.backend = deps.backend
     this.log = deps.log
     this.signer = deps.signer
+    this.votes = deps.votes
     this.clock = deps.clock ?? systemClock
     this.lastProgress = this.clock.now()
     this.policy = { self: this.peerId, allowed: deps.allowed }
@@ -235,8 +239,9 @@ export class DmlNode implements MessageHandlers {
 
   get isLeading (): boolean { return this.coordinator !== null }
 
-  /** Starts heartbeats and the election, from a checkpoint if there is one. */
-  start (checkpoint?: Checkpoint): void {
+  /** Starts heartbeats and the election, from a checkpoint and the last saved vote if there are. */
+  start (checkpoint?: Checkpoint, vote?: SavedVote): void {
+    if (vote !== undefined) this.election.restoreVote(vote.term, vote.candidate)
     if (checkpoint !== undefined) {
       this.replica.restore(checkpoint)
       this.election.noteTerm(checkpoint.term)
@@ -686,6 +691,7 @@ export class DmlNode implements MessageHandlers {
         const refusal = this.election.decide(request, proven, this.replica.round, this.leaderProven(), now)
         if (refusal !== undefined) return
         this.election.voted(request.term, candidate, now)
+        if (!await this.saveVote(request.term, candidate)) return
         const signature = await this.signer.sign(voteSigningBytes(request.term, candidate))
         this.counters.votesGiven++
         this.log.info('voted', { term: request.term, candidate }, `voted for ${short(candidate)} in term ${request.term}`)
@@ -696,6 +702,24 @@ export class DmlNode implements MessageHandlers {
         this.checking.delete(`vote:${candidate}`)
       }
     })
+  }
+
+  /**
+   * Writes our vote down before anyone hears it (Raft keeps votedFor so): a peer restarted in the
+   * middle of an election would otherwise vote again in a term it voted in, and two candidates
+   * could each count it. A vote that cannot be written is not given.
+   */
+  private async saveVote (term: number, candidate: string): Promise<boolean> {
+    if (this.votes === undefined) return true
+    try {
+      await this.votes.saveVote({ term, candidate })
+      return true
+    } catch (err) {
+      this.sayEvery('vote-not-saved', 60_000, () => {
+        this.log.warn('vote-not-saved', { term, candidate, error: (err as Error).message }, `did not vote in term ${term}: the vote could not be written down: ${(err as Error).message}`)
+      })
+      return false
+    }
   }
 
   private onVote (vote: Vote): void {
@@ -713,6 +737,7 @@ export class DmlNode implements MessageHandlers {
   private stand (term: number): void {
     this.log.info('election-started', { term, round: this.replica.round }, `standing for term ${term} with ${this.replica.round} finished rounds`)
     this.supervisor.run(`stand for term ${term}`, async () => {
+      if (!await this.saveVote(term, this.peerId)) return
       const signature = await this.signer.sign(voteSigningBytes(term, this.peerId))
       if (this.election.candidacy?.term !== term) return
       this.countVote(term, this.peerId, signature)

@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync, trunc
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { contentHash, encodeTensors } from '@dml/protocol'
-import { loadLatestCheckpoint, saveCheckpoint, loadOrCreateIdentity, BlobStore, type Checkpoint } from '@dml/node'
+import { DataDirStore, loadLatestCheckpoint, loadVote, saveCheckpoint, saveVote, loadOrCreateIdentity, BlobStore, type Checkpoint } from '@dml/node'
 
 const task = { model: 'mlp', dataset: 'mnist', input: '28x28x1', classes: 10, inputScale: 255, lr: 0.1, lrSchedule: 'constant', optimizer: 'sgd', proxMu: 0, batchSize: 32, localEpochs: 1, totalRounds: 10, targetAccuracy: 1, aggregation: 'fedavg', trim: 0.2, byzantine: 1, clip: 1, normBound: 5, serverOptimizer: 'none', serverLr: 1, evalSamples: 100, partition: 'iid' }
 function checkpoint (round: number): Checkpoint {
@@ -47,6 +47,36 @@ describe('checkpoints', () => {
 
   it('start empty when there is no checkpoint', async () => {
     expect(await loadLatestCheckpoint(mkdtempSync(join(tmpdir(), 'dml-ckpt-')), () => {})).to.equal(undefined)
+  })
+})
+
+describe('the saved vote', () => {
+  it('is the last one written, read back after a restart; none before the first', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dml-vote-'))
+    const never = (): void => { throw new Error('nothing is corrupt') }
+    expect(await loadVote(dir, never)).to.equal(undefined)
+    await saveVote(dir, { term: 3, candidate: 'peer-a' })
+    await saveVote(dir, { term: 4, candidate: 'peer-b' })
+    expect(await loadVote(dir, never)).to.deep.equal({ term: 4, candidate: 'peer-b' })
+    expect(readdirSync(dir)).to.deep.equal(['vote.json']) // the temporary file renamed over it
+  })
+
+  it('votes saved at once through the data directory are written one after another: the last one is read back whole', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dml-vote-'))
+    const store = new DataDirStore(dir)
+    await Promise.all([1, 2, 3, 4, 5, 6, 7, 8].map(async term => { await store.saveVote({ term, candidate: `candidate-${'x'.repeat(9 - term)}` }) }))
+    expect(await loadVote(dir, (err) => { throw err })).to.deep.equal({ term: 8, candidate: 'candidate-x' })
+  })
+
+  it('a damaged vote file is reported and ignored, not trusted', async () => {
+    for (const text of ['{"term": 4, "cand', '{"term": -1, "candidate": "a"}', '{"term": 2}', 'null', '[]']) {
+      const dir = mkdtempSync(join(tmpdir(), 'dml-vote-'))
+      writeFileSync(join(dir, 'vote.json'), text)
+      const reported: Error[] = []
+      expect(await loadVote(dir, (err) => { reported.push(err) }), text).to.equal(undefined)
+      expect(reported, text).to.have.length(1)
+      expect(reported[0].message).to.include('vote.json')
+    }
   })
 })
 

@@ -1,7 +1,7 @@
 // The round engine (Coordinator, Worker, Replica, Membership, wired by DmlNode) on an in-memory
 // network with fake time. Every fault ends in a closed round or a handed-over leadership.
 import { expect } from 'chai'
-import { decodeMessage, encodeMessage, MAX_ROUND_CHECKERS, MAX_ROUND_PEERS, roundCheckers, type Heartbeat, type NamedTensor, type RoundStart } from '@dml/protocol'
+import { decodeMessage, encodeMessage, MAX_ROUND_CHECKERS, MAX_ROUND_PEERS, PROTOCOL_VERSION, roundCheckers, type Heartbeat, type NamedTensor, type RoundStart } from '@dml/protocol'
 import { graceMs, MAX_FAILURES_IN_A_ROW } from '@dml/node'
 import { modelPart } from '@dml/trainer'
 import { addIdler, addLiar, addSybil, CONFIG, TASK, TestCluster, type TestPeer } from './support/cluster.ts'
@@ -484,6 +484,21 @@ describe('round engine', function () {
     // the first start knows no speed but the idler's claim; by the next the others have trained
     expect(timeouts[0]).to.equal(CONFIG.roundTimeoutMs)
     for (const t of timeouts.slice(1)) expect(t).to.be.below(CONFIG.roundTimeoutMs * 0.7)
+  })
+
+  it('a peer restarted after voting in a term does not vote in that term again; its votes are written down before they are sent', async () => {
+    const other = net.identity()
+    const candidate = net.hub.join(other.id)
+    candidate.bind({ judge: () => 'accept', rejected: () => {}, subscribed: () => {}, deliver: () => {} })
+    // it voted for someone else in term 3 before it went down
+    const peer = net.add({ vote: { term: 3, candidate: 'someone-else' } })
+    const request = (term: number): void => { peer.net.receive(encodeMessage({ type: 'vote-request', v: PROTOCOL_VERSION, term, candidate: other.id, round: 0, roundCert: null }), other.id) }
+    const votesFor = (term: number): number => peer.net.published.filter(m => m.type === 'vote' && m.term === term && m.candidate === other.id).length
+    request(3)
+    request(4)
+    await net.until('its vote in term 4', () => votesFor(4) === 1)
+    expect(votesFor(3)).to.equal(0)
+    expect(peer.votes).to.deep.equal([{ term: 4, candidate: other.id }])
   })
 
   it('a newcomer not yet proven that stands and wins is in its own electorate: its certificate checks out, and the others follow it', async () => {

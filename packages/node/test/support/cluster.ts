@@ -4,7 +4,7 @@ import { encodeTensors, PROTOCOL_VERSION, type NamedTensor, type RoundStart, typ
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { PrivateKey } from '@libp2p/interface'
-import { DmlNode, keySigner, sleep, type Checkpoint, type CheckpointStore, type Logger, type NodeConfig, type Signer, type Trainer, type TrainJob } from '@dml/node'
+import { DmlNode, keySigner, sleep, type Checkpoint, type CheckpointStore, type Logger, type NodeConfig, type SavedVote, type Signer, type Trainer, type TrainJob } from '@dml/node'
 import { modelPart, TrainingAborted, withServerState, type Evaluation, type ServerOptimizerName, type TrainResult } from '@dml/trainer'
 import { FakeClock } from './fake-clock.ts'
 import { MemoryNetwork, type MemoryEndpoint } from './memory-network.ts'
@@ -85,6 +85,8 @@ export interface TestPeer {
   net: MemoryEndpoint
   trainer: FakeTrainer
   checkpoints: Checkpoint[]
+  /** the votes it wrote down before giving them */
+  votes: SavedVote[]
   logs: LogEntry[]
 }
 
@@ -126,12 +128,13 @@ export class TestCluster {
   }
 
   /** Adds (and starts) a peer; peers added earlier have lower ids and so win election ties. */
-  add (options: { behaviour?: Partial<Behaviour>, config?: Partial<NodeConfig>, store?: CheckpointStore, allowed?: ReadonlySet<string> } = {}): TestPeer {
+  add (options: { behaviour?: Partial<Behaviour>, config?: Partial<NodeConfig>, store?: CheckpointStore, allowed?: ReadonlySet<string>, vote?: SavedVote } = {}): TestPeer {
     const { id, signer } = this.identity()
     const net = this.hub.join(id)
     const trainer = new FakeTrainer(this.clock, options.behaviour)
     const logs: LogEntry[] = []
     const checkpoints: Checkpoint[] = []
+    const votes: SavedVote[] = []
     const entry = (level: 'info' | 'warn') => (event: string, fields: Record<string, unknown>, msg: string): void => {
       logs.push({ ...fields, node: id, level, event, msg, ts: this.clock.now() })
     }
@@ -140,12 +143,13 @@ export class TestCluster {
       net, trainer, log, clock: this.clock,
       backend: { backend: 'fake', device: 'cpu', source: 'test' },
       store: options.store ?? { save: async (c) => { checkpoints.push(c) } },
+      votes: { saveVote: async (v) => { votes.push(v) } },
       signer,
       allowed: options.allowed
     })
     net.bind(node)
-    node.start()
-    const peer = { id, node, net, trainer, checkpoints, logs }
+    node.start(undefined, options.vote)
+    const peer = { id, node, net, trainer, checkpoints, votes, logs }
     this.peers.push(peer)
     return peer
   }
