@@ -8,7 +8,7 @@ import type { Logger } from './log.ts'
 /** Reasons that are offences; anything else a validator rejects is counted but not held against the sender. */
 export const OFFENCES = new Set([
   'malformed', 'spoofed', 'not-leader', 'not-allowed', 'bad-vote', 'bad-certificate', 'bad-proposal',
-  'non-finite', 'wrong-shape', 'too-many-samples', 'unsigned'
+  'non-finite', 'wrong-shape', 'too-many-samples', 'unsigned', 'equivocation'
 ])
 
 export interface LedgerOptions {
@@ -64,6 +64,16 @@ export class Ledger {
         `peer ${peer.slice(-6)} banned for ${Math.round(this.options.banMs / 60_000)} min after ${r.times.length} offences (${Object.entries(r.byReason).map(([k, v]) => `${k} ${v}`).join(', ')})`)
       this.onBan(peer)
     }
+  }
+
+  /**
+   * An offence proven beyond doubt by the peer's own signatures (two votes in one term): counted,
+   * and the peer banned at once, not after repeat offences.
+   */
+  convict (peer: string, reason: string, detail: string): void {
+    const r = this.record(peer)
+    while (r.times.length < this.options.banAfter - 1) r.times.push(this.now())
+    this.offence(peer, reason, detail)
   }
 
   /**

@@ -131,6 +131,8 @@ export class DmlNode implements MessageHandlers {
   readonly rejectedMessages: Record<string, number> = {}
   /** round starts of senders not proven our leader when they came, by sender (see keepEarlyStart) */
   private readonly earlyStarts = new Map<string, RoundStart>()
+  /** a checked term certificate of each recent term (see noteTermCert) */
+  private readonly termCerts = new Map<number, TermCert>()
   private readonly net: Network
   private readonly trainer: Trainer
   private readonly backend: BackendInfo
@@ -558,6 +560,7 @@ export class DmlNode implements MessageHandlers {
           this.ledger.offence(hb.peer, 'bad-certificate', `its heartbeat claims term ${hb.term} with the certificate of term ${proven.cert.term} of ${short(proven.cert.leader)}`)
           return
         }
+        this.noteTermCert(proven.cert)
         // its newest certified round: the proof of the rounds it claims over an older term, and
         // for a newcomer that knows of no proven peers yet, who they are
         let provesMoreRounds = false
@@ -769,7 +772,30 @@ export class DmlNode implements MessageHandlers {
     const hash = this.net.blobs.put(bytes, true)
     if (this.leaderCert !== null && this.leaderCert.hash !== hash && this.leaderCert.cert.leader === this.peerId) this.net.blobs.unpin(this.leaderCert.hash)
     this.leaderCert = { hash, bytes, cert }
+    this.noteTermCert(cert)
     this.becameLeader()
+  }
+
+  /**
+   * Checked term certificates, by term: a second one of a term for another leader is proof that
+   * the voters in both voted twice in it (an honest peer votes once a term, and keeps its vote
+   * across restarts). In a network of an odd number of peers two majorities can meet in one
+   * member, so one such liar could give two candidates a term each: both leaders would run rounds.
+   * The voters in both are banned at once; their votes then fall out of every view, the two
+   * leaders' certificates stop covering a majority, and they stand again without them.
+   */
+  private noteTermCert (cert: TermCert): void {
+    const seen = this.termCerts.get(cert.term)
+    if (seen === undefined) {
+      this.termCerts.set(cert.term, cert)
+      if (this.termCerts.size > MAX_TERM_STEP) this.termCerts.delete(Math.min(...this.termCerts.keys()))
+      return
+    }
+    if (seen.leader === cert.leader) return
+    const twice = cert.votes.map(v => v.voter).filter(voter => voter !== this.peerId && seen.votes.some(w => w.voter === voter))
+    for (const voter of twice) {
+      this.ledger.convict(voter, 'equivocation', `voted in term ${cert.term} for both ${short(seen.leader)} and ${short(cert.leader)}`)
+    }
   }
 
   private becameLeader (): void {

@@ -1,7 +1,7 @@
 // The round engine (Coordinator, Worker, Replica, Membership, wired by DmlNode) on an in-memory
 // network with fake time. Every fault ends in a closed round or a handed-over leadership.
 import { expect } from 'chai'
-import { decodeMessage, encodeMessage, MAX_ROUND_CHECKERS, MAX_ROUND_PEERS, PROTOCOL_VERSION, roundCheckers, type Heartbeat, type NamedTensor, type RoundStart } from '@dml/protocol'
+import { decodeMessage, encodeMessage, encodeTermCert, MAX_ROUND_CHECKERS, MAX_ROUND_PEERS, PROTOCOL_VERSION, roundCheckers, voteSigningBytes, type Heartbeat, type NamedTensor, type RoundStart } from '@dml/protocol'
 import { graceMs, MAX_FAILURES_IN_A_ROW } from '@dml/node'
 import { modelPart } from '@dml/trainer'
 import { addIdler, addLiar, addSybil, CONFIG, TASK, TestCluster, type TestPeer } from './support/cluster.ts'
@@ -499,6 +499,28 @@ describe('round engine', function () {
     await net.until('its vote in term 4', () => votesFor(4) === 1)
     expect(votesFor(3)).to.equal(0)
     expect(peer.votes).to.deep.equal([{ term: 4, candidate: other.id }])
+  })
+
+  it('voters whose signed votes put two leaders in one term are banned at once; the leaders, who voted once each, are not', async () => {
+    net.add()
+    const [x, y, a, b, c] = Array.from({ length: 5 }, () => net.identity())
+    const term = 7
+    // a, b and c voted for both x and y in term 7: two certificates, each a majority of its electorate
+    for (const leader of [x, y]) {
+      const votes = await Promise.all([leader, a, b, c].map(async v => ({ voter: v.id, signature: await v.signer.sign(voteSigningBytes(term, leader.id)) })))
+      const bytes = encodeTermCert({ kind: 'term-cert', v: PROTOCOL_VERSION, term, leader: leader.id, electorate: [x, y, a, b, c].map(i => i.id), votes })
+      const endpoint = net.hub.join(leader.id)
+      endpoint.bind({ judge: () => 'accept', rejected: () => {}, subscribed: () => {}, deliver: () => {} })
+      const termCert = endpoint.blobs.put(bytes, true)
+      const beat = (): void => {
+        endpoint.publish({ type: 'heartbeat', v: PROTOCOL_VERSION, term, peer: leader.id, leader: leader.id, round: 0, modelHash: null, device: 'cpu', backend: 'fake', speed: 0, examples: 0, addrs: [], termCert, roundCert: null, work: null, everyMs: 1000 }).catch(() => {})
+        net.clock.setTimeout(beat, 1000)
+      }
+      beat()
+    }
+    await net.until('the three double voters banned', () => net.events('peer-banned').length >= 3)
+    expect(net.events('peer-banned').map(e => e.peer)).to.have.members([a.id, b.id, c.id])
+    expect(net.events('misbehaviour', e => e.reason === 'equivocation').map(e => e.peer)).to.have.members([a.id, b.id, c.id])
   })
 
   it('a newcomer not yet proven that stands and wins is in its own electorate: its certificate checks out, and the others follow it', async () => {
