@@ -523,6 +523,45 @@ describe('round engine', function () {
     expect(net.events('misbehaviour', e => e.reason === 'equivocation').map(e => e.peer)).to.have.members([a.id, b.id, c.id])
   })
 
+  it('a liar that votes for every candidate gives two cut-off peers a term each; once they hear each other it is banned, and one leader leads', async () => {
+    const a = net.add()
+    const b = net.add()
+    // a and b do not hear each other (a partition); both hear the liar
+    let healed = false
+    for (const [peer, other] of [[a, b], [b, a]]) {
+      const receive = peer.net.receive.bind(peer.net)
+      peer.net.receive = (bytes, from) => { if (healed || from !== other.id) receive(bytes, from) }
+    }
+    const liar = net.identity()
+    const endpoint = net.hub.join(liar.id)
+    endpoint.bind({
+      judge: () => 'accept',
+      rejected: () => {},
+      subscribed: () => {},
+      deliver: (m) => {
+        if (m.type !== 'vote-request') return
+        void liar.signer.sign(voteSigningBytes(m.term, m.candidate)).then(async signature => {
+          await endpoint.publish({ type: 'vote', v: PROTOCOL_VERSION, term: m.term, candidate: m.candidate, voter: liar.id, signature })
+        })
+      }
+    })
+    const beat = (): void => {
+      endpoint.publish({ type: 'heartbeat', v: PROTOCOL_VERSION, term: 0, peer: liar.id, leader: null, round: 0, modelHash: null, device: 'cpu', backend: 'liar', speed: 0, examples: 0, addrs: [], termCert: null, roundCert: null, work: null, everyMs: 1000 }).catch(() => {})
+      net.clock.setTimeout(beat, 1000)
+    }
+    beat()
+    await net.until('two leaders of one term', () => a.node.isLeading && b.node.isLeading && a.node.status().term === b.node.status().term)
+    const split = a.node.status().term
+    healed = true
+    await net.until('one leader, followed by the other', () => {
+      const leaders = [a, b].filter(p => p.node.isLeading)
+      return leaders.length === 1 && [a, b].every(p => p.node.status().leader === leaders[0].id)
+    }, 300_000)
+    expect(a.node.status().term).to.be.above(split)
+    expect(net.events('peer-banned', e => e.peer === liar.id).map(e => e.node)).to.include.members([a.id, b.id])
+    expect(net.events('misbehaviour', e => e.reason === 'equivocation' && e.peer === liar.id)).to.have.length.at.least(2)
+  })
+
   it('a newcomer not yet proven that stands and wins is in its own electorate: its certificate checks out, and the others follow it', async () => {
     const config = { task: { ...TASK, totalRounds: 100 } }
     const peers = [net.add({ config }), net.add({ config }), net.add({ config })]
