@@ -42,20 +42,25 @@ export function encodeCheckpointFile (checkpoint: Checkpoint): Uint8Array {
   return encodeCbor({ sha256: contentHash(payload), payload })
 }
 
-export async function saveCheckpoint (dataDir: string, checkpoint: Checkpoint): Promise<string> {
-  const dir = join(dataDir, 'checkpoints')
-  await mkdir(dir, { recursive: true })
-  const bytes = encodeCheckpointFile(checkpoint)
-  const path = join(dir, fileName(checkpoint.round))
+/** Writes `path` whole or not at all: to a temporary file, synced to disk, then renamed over it. */
+async function writeSynced (path: string, data: Uint8Array | string): Promise<void> {
   const tmp = `${path}.tmp`
   const handle = await open(tmp, 'w')
   try {
-    await handle.writeFile(bytes)
+    await handle.writeFile(data)
     await handle.sync()
   } finally {
     await handle.close()
   }
   await rename(tmp, path)
+}
+
+export async function saveCheckpoint (dataDir: string, checkpoint: Checkpoint): Promise<string> {
+  const dir = join(dataDir, 'checkpoints')
+  await mkdir(dir, { recursive: true })
+  const bytes = encodeCheckpointFile(checkpoint)
+  const path = join(dir, fileName(checkpoint.round))
+  await writeSynced(path, bytes)
   const old = (await listCheckpoints(dir)).slice(KEEP)
   await Promise.all(old.map(async name => { await rm(join(dir, name), { force: true }) }))
   return path
@@ -142,15 +147,7 @@ export interface SavedVote {
 /** Writes <data-dir>/vote.json, through a temporary file, synced and renamed. */
 export async function saveVote (dataDir: string, vote: SavedVote): Promise<void> {
   await mkdir(dataDir, { recursive: true })
-  const path = join(dataDir, 'vote.json')
-  const handle = await open(`${path}.tmp`, 'w')
-  try {
-    await handle.writeFile(JSON.stringify({ term: vote.term, candidate: vote.candidate }))
-    await handle.sync()
-  } finally {
-    await handle.close()
-  }
-  await rename(`${path}.tmp`, path)
+  await writeSynced(join(dataDir, 'vote.json'), JSON.stringify({ term: vote.term, candidate: vote.candidate }))
 }
 
 /** The saved vote; none if there is no file. A file that does not read as one is reported through `onCorrupt`. */
