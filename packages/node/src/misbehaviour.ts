@@ -57,13 +57,7 @@ export class Ledger {
     const first = r.byReason[reason] === undefined
     r.byReason[reason] = (r.byReason[reason] ?? 0) + 1
     if (first) this.log.warn('misbehaviour', { peer, reason, detail }, `peer ${peer.slice(-6)} misbehaves (${reason}): ${detail}`)
-    if (r.times.length >= this.options.banAfter && r.bannedUntil <= now) {
-      r.bannedUntil = now + this.options.banMs
-      this.bans++
-      this.log.warn('peer-banned', { peer, offences: r.times.length, byReason: { ...r.byReason } },
-        `peer ${peer.slice(-6)} banned for ${Math.round(this.options.banMs / 60_000)} min after ${r.times.length} offences (${Object.entries(r.byReason).map(([k, v]) => `${k} ${v}`).join(', ')})`)
-      this.onBan(peer)
-    }
+    if (r.times.length >= this.options.banAfter) this.ban(peer, r, now)
   }
 
   /**
@@ -71,9 +65,17 @@ export class Ledger {
    * and the peer banned at once, not after repeat offences.
    */
   convict (peer: string, reason: string, detail: string): void {
-    const r = this.record(peer)
-    while (r.times.length < this.options.banAfter - 1) r.times.push(this.now())
     this.offence(peer, reason, detail)
+    this.ban(peer, this.record(peer), this.now())
+  }
+
+  private ban (peer: string, r: Record, now: number): void {
+    if (r.bannedUntil > now) return
+    r.bannedUntil = now + this.options.banMs
+    this.bans++
+    this.log.warn('peer-banned', { peer, offences: r.times.length, byReason: { ...r.byReason } },
+      `peer ${peer.slice(-6)} banned for ${Math.round(this.options.banMs / 60_000)} min after ${r.times.length} offences (${Object.entries(r.byReason).map(([k, v]) => `${k} ${v}`).join(', ')})`)
+    this.onBan(peer)
   }
 
   /**
