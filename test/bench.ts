@@ -21,8 +21,8 @@ const REFERENCE_TARGET: Record<string, number> = { mlp: 0.97, 'cnn-small': 0.98 
 /** The reference's settings tried, as [local epochs, learning rate]; the first is issue 9's job. */
 const REFERENCE_GRID = (process.env.DML_BENCH_REFERENCE_GRID ?? '1:0.15,1:0.3,2:0.15,2:0.3').split(',').map(s => s.split(':').map(Number) as [number, number])
 /** dml with the reference's hyperparameters: issue 9's job. */
-const SAME_AS_REFERENCE = ['--lr', '0.15', '--batch-size', '32', '--local-epochs', '1']
-const DEFAULTS_ARE_THE_SAME = NODE_OPTIONS.lr.default === 0.15 && NODE_OPTIONS['batch-size'].default === 32 && NODE_OPTIONS['local-epochs'].default === 1
+const SAME_AS_REFERENCE = ['--optimizer', 'sgd', '--lr', '0.15', '--batch-size', '32', '--local-epochs', '1']
+const DEFAULTS_ARE_THE_SAME = NODE_OPTIONS.optimizer.default === 'sgd' && NODE_OPTIONS.lr.default === 0.15 && NODE_OPTIONS['batch-size'].default === 32 && NODE_OPTIONS['local-epochs'].default === 1
 
 const PEERS = 4
 const ONLY = process.env.DML_BENCH_MODELS?.split(',')

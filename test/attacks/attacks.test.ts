@@ -18,7 +18,7 @@ const ATTACKER = fileURLToPath(new URL('../attacker.ts', import.meta.url))
 const HONEST = 4
 /** the round whose accuracy the clean and the attacked runs compare */
 const COMPARED = 16
-const OPTIONS = ['--min-peers', '3', '--rounds', '1000', '--local-epochs', '0.1', '--lr', '0.1', '--eval-samples', '1000', '--heartbeat-ms', '500', '--lease-ms', '3000']
+const OPTIONS = ['--min-peers', '3', '--rounds', '1000', '--local-epochs', '0.1', '--optimizer', 'sgd', '--lr', '0.1', '--eval-samples', '1000', '--heartbeat-ms', '500', '--lease-ms', '3000']
 
 /** Each attack, and what an honest peer must have named the attacker for (an offence or a suspicion). */
 const ATTACKS: Array<{ attack: string, what: string, named: string[], needsWork?: boolean }> = [

@@ -8,7 +8,7 @@ import { Cluster, type HostEvent } from './cluster.ts'
 const MINUTE = 60_000
 const ROUNDS = 20
 // a small learning rate keeps the accuracy curve smooth, so that two runs compare within a point
-const ARGS = ['--min-peers', '2', '--rounds', String(ROUNDS), '--local-epochs', '0.2', '--lr', '0.05', '--exit-when-done']
+const ARGS = ['--min-peers', '2', '--rounds', String(ROUNDS), '--local-epochs', '0.2', '--optimizer', 'sgd', '--lr', '0.05', '--exit-when-done']
 
 /** What happens after round r finishes: kill a worker or the leader mid-round, or restart one. */
 type Action = { kill: 'worker' | 'leader' } | { restart: true }
