@@ -132,6 +132,16 @@ async function beat (): Promise<void> {
       await publish(heartbeat({}))
       return
     }
+    case 'double-vote': {
+      // once: signed votes for two honest peers in the next term, unasked
+      const candidates = [...new Set(knownPeers)].slice(0, 2)
+      if (params.done === true || candidates.length < 2) break
+      params.done = true
+      const term = (leader?.term ?? 0) + 1
+      for (const candidate of candidates) await publish({ type: 'vote', v: PROTOCOL_VERSION, term, candidate, voter: self, signature: await key.sign(voteSigningBytes(term, candidate)) })
+      say('lied', { lie: 'double-vote', term, candidates })
+      return
+    }
     case 'huge-term': {
       const huge = Number.MAX_SAFE_INTEGER - 1
       await publish(heartbeat({ term: huge }))

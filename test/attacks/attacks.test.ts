@@ -74,6 +74,10 @@ describe('attacks by one lying member', function () {
       let attacker: EventProcess
       let attackerId: string
       let monitor: EventProcess
+      /** a second lying member, for the double vote: the first may be banned by then */
+      let voterKeyFile: string
+      let voterId: string
+      let swarmArgs: string[] = []
       after(async () => {
         attacker?.kill('SIGKILL')
         await attacker?.exited
@@ -85,13 +89,17 @@ describe('attacks by one lying member', function () {
         attackerId = peerIdFromPrivateKey(key).toString()
         const keyFile = join(net.dir, 'attacker.key')
         writeFileSync(keyFile, privateKeyToProtobuf(key))
+        const voterKey = await generateKeyPair('Ed25519')
+        voterId = peerIdFromPrivateKey(voterKey).toString()
+        voterKeyFile = join(net.dir, 'voter.key')
+        writeFileSync(voterKeyFile, privateKeyToProtobuf(voterKey))
         const extra: string[] = []
         let swarmKey: string | undefined
         if (permissioned) {
           swarmKey = join(net.dir, 'swarm.key')
           writeFileSync(swarmKey, `/key/swarm/psk/1.0.0/\n/base16/\n${randomBytes(32).toString('hex')}\n`)
           // the honest peers' ids: each prints its own from its data directory
-          const ids: string[] = [attackerId]
+          const ids: string[] = [attackerId, voterId]
           for (let i = 0; i < HONEST; i++) {
             const p = net.command(`id${i + 1}`, ['keygen', '--data-dir', join(net.dir, `peer${i + 1}`)])
             await p.exited
@@ -101,10 +109,11 @@ describe('attacks by one lying member', function () {
           writeFileSync(allow, `# the members\n${ids.join('\n')}\n`)
           extra.push('--swarm-key', swarmKey, '--allow-peers', allow)
         }
+        swarmArgs = swarmKey === undefined ? [] : [swarmKey]
         peers = await net.start(HONEST, [...OPTIONS, ...extra])
         monitor = await net.monitor(['--json', ...extra])
         await Promise.any(peers.map(async p => await p.waitFor(roundDone(1), 3 * MINUTE)))
-        attacker = new EventProcess('attacker', process.execPath, [ATTACKER, keyFile, await peers[0].multiaddr('127.0.0.1'), ...(swarmKey === undefined ? [] : [swarmKey])], { stdin: true })
+        attacker = new EventProcess('attacker', process.execPath, [ATTACKER, keyFile, await peers[0].multiaddr('127.0.0.1'), ...swarmArgs], { stdin: true })
         await attacker.waitFor('attacker-started', MINUTE)
       })
 
@@ -138,6 +147,22 @@ describe('attacks by one lying member', function () {
           attacker.send(JSON.stringify({ attack: 'none' }))
         })
       }
+
+      it('double-vote: signed votes for two candidates in one term: every honest peer bans it at once for equivocation, and training goes on', async () => {
+        const from = heldByAll(peers)
+        const voter = new EventProcess('voter', process.execPath, [ATTACKER, voterKeyFile, await peers[0].multiaddr('127.0.0.1'), ...swarmArgs], { stdin: true })
+        try {
+          await voter.waitFor('attacker-started', MINUTE)
+          voter.send(JSON.stringify({ attack: 'double-vote' }))
+          await voter.waitFor(e => e.event === 'lied', MINUTE)
+          await Promise.all(peers.map(async p => await p.waitFor(e => e.event === 'peer-banned' && e.peer === voterId, MINUTE)))
+          for (const p of peers) expect(p.events.some(e => e.event === 'misbehaviour' && e.peer === voterId && e.reason === 'equivocation'), `${p.name} names it for equivocation`).to.equal(true)
+          await Promise.all(peers.map(async p => await p.waitFor(roundDone(from + 1), 3 * MINUTE)))
+        } finally {
+          voter.kill('SIGKILL')
+          await voter.exited
+        }
+      })
 
       it(`after every attack: the accuracy reached by round ${COMPARED} is within two points of the clean run's; the repeat offender is banned`, async () => {
         expect(clean, 'the clean run must pass first').to.be.greaterThan(0)

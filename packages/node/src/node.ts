@@ -133,6 +133,8 @@ export class DmlNode implements MessageHandlers {
   private readonly earlyStarts = new Map<string, RoundStart>()
   /** a checked term certificate of each recent term (see noteTermCert) */
   private readonly termCerts = new Map<number, TermCert>()
+  /** the candidate each voter was heard voting for, by term (see noteVote) */
+  private readonly votesHeard = new Map<number, Map<string, string>>()
   private readonly net: Network
   private readonly trainer: Trainer
   private readonly backend: BackendInfo
@@ -725,15 +727,42 @@ export class DmlNode implements MessageHandlers {
     }
   }
 
+  /** A vote, for us or for another candidate: checked, heard (noteVote), and counted if it is for our candidacy. */
   private onVote (vote: Vote): void {
-    if (vote.candidate !== this.peerId || this.election.candidacy?.term !== vote.term) return
-    this.supervisor.run(`count the vote of ${short(vote.voter)}`, async () => {
-      if (!await signedBy(vote.voter, voteSigningBytes(vote.term, this.peerId), vote.signature)) {
+    const forUs = vote.candidate === this.peerId && this.election.candidacy?.term === vote.term
+    const inReach = Math.abs(vote.term - this.election.term) <= MAX_TERM_STEP
+    if (!forUs && !inReach) return
+    this.supervisor.run(`check the vote of ${short(vote.voter)}`, async () => {
+      // the voter is the message's gossip author (host.ts): a vote that does not check out is its own doing
+      if (!await signedBy(vote.voter, voteSigningBytes(vote.term, vote.candidate), vote.signature)) {
         this.ledger.offence(vote.voter, 'bad-vote', `its vote for term ${vote.term} does not check out`)
         return
       }
-      this.countVote(vote.term, vote.voter, vote.signature)
+      this.noteVote(vote)
+      if (forUs) this.countVote(vote.term, vote.voter, vote.signature)
     })
+  }
+
+  /**
+   * Every checked vote heard, by term: a voter heard voting for two candidates in one term voted
+   * twice, and is banned as soon as the second vote is heard, usually before the two votes can
+   * each help make a leader (votes that never reached us show up in certificates: noteTermCert).
+   * At most 1024 voters a term are kept, for the terms within reach: keys are free, and this must
+   * not grow with them.
+   */
+  private noteVote (vote: Vote): void {
+    let voters = this.votesHeard.get(vote.term)
+    if (voters === undefined) {
+      voters = new Map()
+      this.votesHeard.set(vote.term, voters)
+      if (this.votesHeard.size > 2 * MAX_TERM_STEP) this.votesHeard.delete(Math.min(...this.votesHeard.keys()))
+    }
+    const earlier = voters.get(vote.voter)
+    if (earlier === undefined) {
+      if (voters.size < 1024) voters.set(vote.voter, vote.candidate)
+    } else if (earlier !== vote.candidate) {
+      this.ledger.convict(vote.voter, 'equivocation', `voted in term ${vote.term} for both ${short(earlier)} and ${short(vote.candidate)}`)
+    }
   }
 
   /** Stands for `term`: votes for itself and asks the others. */
