@@ -77,7 +77,7 @@ export const NODE_OPTIONS = {
   'batch-size': { kind: 'integer', default: 32, arg: 'n', help: 'local mini-batch size (whole batches only: assigned samples are rounded down to a multiple)', check: positive },
   lr: { kind: 'number', default: 0.04, arg: 'x', help: 'local learning rate (of round 1, with --lr-schedule)', check: positive },
   'lr-schedule': { kind: 'string', default: 'constant', arg: 'spec', help: `the local learning rate over rounds: ${LR_SCHEDULE_FORMS}`, check: (v: string) => { try { parseLrSchedule(v) } catch (err) { return (err as Error).message } } },
-  optimizer: { kind: 'string', default: 'momentum', arg: 'name', help: 'local optimizer: sgd, momentum (0.9) or adam; its state starts afresh every round', check: (v: string) => isOptimizer(v) ? undefined : `must be one of ${OPTIMIZERS.join(', ')}` },
+  optimizer: { kind: 'string', default: 'momentum', arg: 'name', help: 'local optimizer: momentum (0.9), sgd (try --lr 0.3) or adam (try --lr 0.001); its state starts afresh every round', check: (v: string) => isOptimizer(v) ? undefined : `must be one of ${OPTIMIZERS.join(', ')}` },
   'prox-mu': { kind: 'number', default: 0, arg: 'mu', help: 'FedProx: pull local training towards the round\'s model with weight mu (0: off; try 0.01 on non-IID data)', check: (v: number) => v >= 0 && v <= 1000 ? undefined : 'must be from 0 to 1000' },
   aggregation: { kind: 'string', default: 'fedavg', arg: 'name', help: 'aggregation strategy: fedavg, median, trimmed-mean, krum, multi-krum or clipped-mean (see the README, Security)' },
   trim: { kind: 'number', default: 0.2, arg: 'x', help: 'trimmed-mean: fraction of values cut at each end of every coordinate', check: (v: number) => v >= 0 && v < 0.5 ? undefined : 'must be at least 0 and below 0.5' },
