@@ -59,10 +59,12 @@ describe('chaos on 4 hosts', function () {
     expect([...net.roundHashes().keys()].sort((a, b) => a - b)).to.deep.equal(Array.from({ length: ROUNDS }, (_, i) => i + 1))
     const done = net.events(e => e.event === 'round-done')
     expect(done.map(e => e.round)).to.deep.equal(Array.from({ length: ROUNDS }, (_, i) => i + 1))
-    // the first round may start before the last peer is seen (a leader whose voters and followers
-    // are a majority does not stand again for it); from the second, all four
+    // the first rounds may start before the last peer is up and seen (--min-peers 2; a leader whose
+    // voters and followers are a majority does not stand again for it): on a loaded machine it came
+    // in round 3 once. Once all four train a round, every later round has all four
     const updates = done.map(e => (e.participants as string[]).length)
-    expect(updates[0] >= 3 && updates.slice(1).every(n => n === 4), `updates a round: ${updates.join(' ')}`).to.equal(true)
+    const allFour = updates.indexOf(4)
+    expect(allFour >= 0 && allFour < ROUNDS / 2 && updates.every(n => n >= 2) && updates.slice(allFour).every(n => n === 4), `updates a round: ${updates.join(' ')}`).to.equal(true)
     expect(new Set(done.map(e => e.host)).size).to.equal(1)
     expect(net.events(e => e.event === 'round-retry' || e.event === 'round-failed' || e.event === 'leader-resigned')).to.have.length(0)
     expect(baseline).to.be.greaterThan(0.9)
