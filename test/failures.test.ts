@@ -2,7 +2,7 @@
 // in one clear line that names the cause, never silence, a hang or a stack trace.
 import { expect } from 'chai'
 import { spawn } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
+import { mkdirSync, writeFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:net'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -74,6 +74,17 @@ describe('mistakes on the command line and on disk', function () {
     await first.exited
     const next = net.alone('next', ['--data-dir', dir])
     expect((await next.waitFor('started', MINUTE)).identityCreated).to.equal(false)
+  })
+
+  it('an unreadable saved vote is named, and the node neither votes nor stands for a lease (a fresh one stands after two heartbeats)', async () => {
+    const dir = join(net.dir, 'vote-lost')
+    mkdirSync(dir, { recursive: true })
+    writeFileSync(join(dir, 'vote.json'), '{"term": "thr')
+    const peer = net.alone('vote-lost', ['--data-dir', dir, '--heartbeat-ms', '500', '--lease-ms', '3000'])
+    const corrupt = await peer.waitFor('vote-corrupt', MINUTE)
+    expect(corrupt.msg).to.include(join(dir, 'vote.json')).and.include('not voting or standing for a lease')
+    const stood = await peer.waitFor('election-started', MINUTE)
+    expect(stood.ts - corrupt.ts).to.be.at.least(3000)
   })
 
   it('file-system and address mistakes are one line naming the option', async () => {

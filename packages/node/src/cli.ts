@@ -206,8 +206,10 @@ async function runStart (argv: string[]): Promise<number> {
     log.warn('checkpoint-corrupt', { error: err.message }, `skipping corrupt checkpoint: ${err.message}`)
   })
   checkTask(checkpoint, task, dataDir)
+  let voteLost = false
   const vote = await loadVote(dataDir, (err) => {
-    log.warn('vote-corrupt', { error: err.message }, `ignoring the saved vote: ${err.message}`)
+    voteLost = true
+    log.warn('vote-corrupt', { error: err.message }, `the saved vote cannot be read (${err.message}): not voting or standing for a lease, then not in any term heard of meanwhile`)
   })
 
   const host = o.host as string
@@ -230,7 +232,7 @@ async function runStart (argv: string[]): Promise<number> {
   }, { net, trainer, backend, log, store: exportingStore(dataDirStore, o.export as string, log), votes: dataDirStore, signer: keySigner(peerId, identity.key), allowed })
   node.counters.checkpointsCorrupt = corruptCheckpoints
   inbox.bind(node)
-  node.start(checkpoint, vote)
+  node.start(checkpoint, voteLost ? 'lost' : vote)
   // the training threads load TensorFlow.js while the peers find each other; the first round waits for them
   if (threads > 1) {
     trainer.startThreads().then(

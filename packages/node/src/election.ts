@@ -21,6 +21,7 @@ export type VoteRefusal =
   | 'has-leader' // we follow a live proven leader
   | 'fewer-rounds' // the candidate proves fewer finished rounds than we hold
   | 'distrusted' // the candidate led without progress, recently
+  | 'vote-lost' // our saved vote could not be read, and the lease after our start is not over
 
 export class Election {
   readonly self: string
@@ -43,6 +44,8 @@ export class Election {
   private heardTerm = 0
   /** after giving up leadership, no candidacy before this time */
   private holdOffUntil = 0
+  /** our saved vote was lost: no vote before this time (see voteLost); 0 once settled */
+  private votesLostUntil = 0
   private readonly distrusted = new Map<string, number>()
 
   /**
@@ -122,6 +125,7 @@ export class Election {
    * `ranked` lists the live peers (self included) by proven rounds, most first, then peer id.
    */
   tick (now: number, ranked: string[]): number | undefined {
+    this.settleLostVote(now)
     if (this.isLeader || now < this.holdOffUntil) return undefined
     if (this.leaderLive(now)) return undefined
     if (this.candidacy !== null && now - this.candidacy.startedAt < this.leaseMs) return undefined
@@ -156,6 +160,8 @@ export class Election {
    * hold; `leaderProven` whether the leader we follow is still proven by our view of the members.
    */
   decide (request: { term: number, candidate: string }, candidateRounds: number, ourRounds: number, leaderProven: boolean, now: number): VoteRefusal | undefined {
+    if (now < this.votesLostUntil) return 'vote-lost'
+    this.settleLostVote(now)
     if (request.term <= this.votedTerm || request.term <= this.term) return 'stale-term'
     if (request.term > this.term + MAX_TERM_STEP) return 'term-out-of-reach'
     const ourLeader = request.candidate === this.leader
@@ -170,6 +176,23 @@ export class Election {
     if (term <= this.votedTerm) return
     this.votedTerm = term
     this.votedFor = candidate
+  }
+
+  /**
+   * The vote this peer saved could not be read: before it went down it may have voted in any term
+   * still in play. It neither votes nor stands for a lease, by when every candidacy that could
+   * have had its vote has run out, and then takes every term it heard of meanwhile as voted in.
+   * Voting again in such a term would be a double vote, which every peer that hears it punishes.
+   */
+  voteLost (now: number): void {
+    this.votesLostUntil = now + this.leaseMs
+    this.holdOffUntil = Math.max(this.holdOffUntil, now + this.leaseMs)
+  }
+
+  private settleLostVote (now: number): void {
+    if (this.votesLostUntil === 0 || now < this.votesLostUntil) return
+    this.votesLostUntil = 0
+    this.votedTerm = Math.max(this.votedTerm, this.heardTerm)
   }
 
   /** We granted our vote for `term` to `candidate`: one per term, and the election clock starts again. */

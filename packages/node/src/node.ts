@@ -243,9 +243,10 @@ export class DmlNode implements MessageHandlers {
 
   get isLeading (): boolean { return this.coordinator !== null }
 
-  /** Starts heartbeats and the election, from a checkpoint and the last saved vote if there are. */
-  start (checkpoint?: Checkpoint, vote?: SavedVote): void {
-    if (vote !== undefined) this.election.restoreVote(vote.term, vote.candidate)
+  /** Starts heartbeats and the election, from a checkpoint and the last saved vote if there are ('lost': unreadable). */
+  start (checkpoint?: Checkpoint, vote?: SavedVote | 'lost'): void {
+    if (vote === 'lost') this.election.voteLost(this.clock.now())
+    else if (vote !== undefined) this.election.restoreVote(vote.term, vote.candidate)
     if (checkpoint !== undefined) {
       this.replica.restore(checkpoint)
       this.election.noteTerm(checkpoint.term)

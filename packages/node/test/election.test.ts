@@ -123,6 +123,18 @@ describe('election', () => {
     expect(e).to.include({ votedTerm: 2, votedFor: B })
   })
 
+  it('a peer whose saved vote was lost neither votes nor stands for a lease, then takes every term it heard of meanwhile as voted in', () => {
+    const e = new Election(B, LEASE, 1000)
+    e.noteTerm(2) // its checkpoint's term
+    e.voteLost(1000)
+    e.noteTerm(3) // a vote request heard while it sits out
+    expect(e.decide({ term: 3, candidate: A }, 3, 3, false, 5999)).to.equal('vote-lost')
+    expect(e.tick(5999, [B, A])).to.equal(undefined)
+    expect(e.decide({ term: 3, candidate: A }, 3, 3, false, 6000)).to.equal('stale-term')
+    expect(e.decide({ term: 4, candidate: A }, 3, 3, false, 6000)).to.equal(undefined)
+    expect(e.tick(11_000, [B, A])).to.equal(4) // past every term it may have voted in
+  })
+
   it('a voter sticks to a live proven leader: no vote for anyone else, a vote for its leader standing again', () => {
     const e = new Election(B, LEASE, 0)
     expect(e.follow(4, A, 1000)).to.equal('follow')

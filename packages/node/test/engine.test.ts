@@ -501,6 +501,21 @@ describe('round engine', function () {
     expect(peer.votes).to.deep.equal([{ term: 4, candidate: other.id }])
   })
 
+  it('a peer restarted with its saved vote unreadable votes in no term it may have voted in: none for a lease, and its own candidacy goes past every term it heard of', async () => {
+    const other = net.identity()
+    const candidate = net.hub.join(other.id)
+    candidate.bind({ judge: () => 'accept', rejected: () => {}, subscribed: () => {}, deliver: () => {} })
+    const started = net.clock.now()
+    const peer = net.add({ vote: 'lost' })
+    peer.net.receive(encodeMessage({ type: 'vote-request', v: PROTOCOL_VERSION, term: 3, candidate: other.id, round: 0, roundCert: null }), other.id)
+    await net.until('it stands', () => net.events('election-started', e => e.node === peer.id).length > 0)
+    const stood = net.events('election-started', e => e.node === peer.id)[0]
+    expect(stood.ts - started).to.be.at.least(CONFIG.leaseMs)
+    expect(stood.term).to.equal(4)
+    expect(peer.net.published.filter(m => m.type === 'vote')).to.have.length(0)
+    expect(peer.votes).to.deep.equal([{ term: 4, candidate: peer.id }])
+  })
+
   it('voters whose signed votes put two leaders in one term are banned at once; the leaders, who voted once each, are not', async () => {
     net.add()
     const [x, y, a, b, c] = Array.from({ length: 5 }, () => net.identity())

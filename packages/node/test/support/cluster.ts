@@ -128,7 +128,7 @@ export class TestCluster {
   }
 
   /** Adds (and starts) a peer; peers added earlier have lower ids and so win election ties. */
-  add (options: { behaviour?: Partial<Behaviour>, config?: Partial<NodeConfig>, store?: CheckpointStore, allowed?: ReadonlySet<string>, vote?: SavedVote } = {}): TestPeer {
+  add (options: { behaviour?: Partial<Behaviour>, config?: Partial<NodeConfig>, store?: CheckpointStore, allowed?: ReadonlySet<string>, vote?: SavedVote | 'lost' } = {}): TestPeer {
     const { id, signer } = this.identity()
     const net = this.hub.join(id)
     const trainer = new FakeTrainer(this.clock, options.behaviour)
