@@ -131,9 +131,7 @@ export class DmlNode implements MessageHandlers {
   readonly rejectedMessages: Record<string, number> = {}
   /** round starts of senders not proven our leader when they came, by sender (see keepEarlyStart) */
   private readonly earlyStarts = new Map<string, RoundStart>()
-  /** a checked term certificate of each recent term (see noteTermCert) */
-  private readonly termCerts = new Map<number, TermCert>()
-  /** the candidate each voter was heard voting for, by term (see noteVote) */
+  /** the candidate each voter was seen voting for, by term, in votes and term certificates (see noteVote) */
   private readonly votesHeard = new Map<number, Map<string, string>>()
   private readonly net: Network
   private readonly trainer: Trainer
@@ -739,30 +737,35 @@ export class DmlNode implements MessageHandlers {
         this.ledger.offence(vote.voter, 'bad-vote', `its vote for term ${vote.term} does not check out`)
         return
       }
-      this.noteVote(vote)
+      this.noteVote(vote.term, vote.voter, vote.candidate)
       if (forUs) this.countVote(vote.term, vote.voter, vote.signature)
     })
   }
 
   /**
-   * Every checked vote heard, by term: a voter heard voting for two candidates in one term voted
-   * twice, and is banned as soon as the second vote is heard, usually before the two votes can
-   * each help make a leader (votes that never reached us show up in certificates: noteTermCert).
-   * At most 1024 voters a term are kept, for the terms within reach: keys are free, and this must
-   * not grow with them.
+   * A checked vote, heard or in a checked term certificate: an honest peer votes once a term, and
+   * keeps its vote across restarts, so a voter seen voting for two candidates in one term voted
+   * twice. In a network of an odd number of peers two majorities can meet in one member, so one
+   * such liar could give two candidates a term each, and both would run rounds. It is banned as
+   * soon as the second vote is seen: as a vote, usually before the two can each help make a
+   * leader; in a second leader's certificate, if its votes never reached us. Its votes then fall
+   * out of every view, two such leaders' certificates stop covering a majority, and they stand
+   * again without it. At most 1024 voters a term are kept, for the terms within reach: keys are
+   * free, and this must not grow with them.
    */
-  private noteVote (vote: Vote): void {
-    let voters = this.votesHeard.get(vote.term)
+  private noteVote (term: number, voter: string, candidate: string): void {
+    if (voter === this.peerId) return
+    let voters = this.votesHeard.get(term)
     if (voters === undefined) {
       voters = new Map()
-      this.votesHeard.set(vote.term, voters)
+      this.votesHeard.set(term, voters)
       if (this.votesHeard.size > 2 * MAX_TERM_STEP) this.votesHeard.delete(Math.min(...this.votesHeard.keys()))
     }
-    const earlier = voters.get(vote.voter)
+    const earlier = voters.get(voter)
     if (earlier === undefined) {
-      if (voters.size < 1024) voters.set(vote.voter, vote.candidate)
-    } else if (earlier !== vote.candidate) {
-      this.ledger.convict(vote.voter, 'equivocation', `voted in term ${vote.term} for both ${short(earlier)} and ${short(vote.candidate)}`)
+      if (voters.size < 1024) voters.set(voter, candidate)
+    } else if (earlier !== candidate) {
+      this.ledger.convict(voter, 'equivocation', `voted in term ${term} for both ${short(earlier)} and ${short(candidate)}`)
     }
   }
 
@@ -806,26 +809,9 @@ export class DmlNode implements MessageHandlers {
     this.becameLeader()
   }
 
-  /**
-   * Checked term certificates, by term: a second one of a term for another leader is proof that
-   * the voters in both voted twice in it (an honest peer votes once a term, and keeps its vote
-   * across restarts). In a network of an odd number of peers two majorities can meet in one
-   * member, so one such liar could give two candidates a term each: both leaders would run rounds.
-   * The voters in both are banned at once; their votes then fall out of every view, the two
-   * leaders' certificates stop covering a majority, and they stand again without them.
-   */
+  /** The votes of a checked term certificate (ours when we win, each leader's we check), as seen votes (noteVote). */
   private noteTermCert (cert: TermCert): void {
-    const seen = this.termCerts.get(cert.term)
-    if (seen === undefined) {
-      this.termCerts.set(cert.term, cert)
-      if (this.termCerts.size > MAX_TERM_STEP) this.termCerts.delete(Math.min(...this.termCerts.keys()))
-      return
-    }
-    if (seen.leader === cert.leader) return
-    const twice = cert.votes.map(v => v.voter).filter(voter => voter !== this.peerId && seen.votes.some(w => w.voter === voter))
-    for (const voter of twice) {
-      this.ledger.convict(voter, 'equivocation', `voted in term ${cert.term} for both ${short(seen.leader)} and ${short(cert.leader)}`)
-    }
+    for (const v of cert.votes) this.noteVote(cert.term, v.voter, cert.leader)
   }
 
   private becameLeader (): void {
