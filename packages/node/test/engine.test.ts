@@ -555,6 +555,29 @@ describe('round engine', function () {
     expect(named.map(e => [e.reason, e.detail])).to.deep.equal([['equivocation', `voted in term 2 for both ${x.id.slice(-6)} and ${y.id.slice(-6)}`]])
   })
 
+  it('votes for another candidate that lie: a forged signature is the author\'s offence and counts as no vote; a term out of reach is not kept', async () => {
+    net.add()
+    const [liar, x, y] = Array.from({ length: 3 }, () => net.identity())
+    const endpoint = net.hub.join(liar.id)
+    endpoint.bind({ judge: () => 'accept', rejected: () => {}, subscribed: () => {}, deliver: () => {} })
+    const publish = async (term: number, candidate: string, signature: Uint8Array): Promise<void> => {
+      await endpoint.publish({ type: 'vote', v: PROTOCOL_VERSION, term, candidate, voter: liar.id, signature })
+    }
+    // signed for x, claimed for y: then a genuine vote for x, which must not meet a forged one for y
+    await publish(2, y.id, await liar.signer.sign(voteSigningBytes(2, x.id)))
+    await net.until('the forged vote named', () => net.events('misbehaviour', e => e.peer === liar.id && e.reason === 'bad-vote').length === 1)
+    await publish(2, x.id, await liar.signer.sign(voteSigningBytes(2, x.id)))
+    // far beyond reach, genuine, for two candidates: ignored, as a term that cannot be reached
+    const huge = Number.MAX_SAFE_INTEGER - 1
+    await publish(huge, x.id, await liar.signer.sign(voteSigningBytes(huge, x.id)))
+    await publish(huge, y.id, await liar.signer.sign(voteSigningBytes(huge, y.id)))
+    // a genuine double vote afterwards is still caught: the liar's vote for x in term 2 was kept
+    await publish(2, y.id, await liar.signer.sign(voteSigningBytes(2, y.id)))
+    await net.until('the double voter banned', () => net.events('peer-banned', e => e.peer === liar.id).length === 1)
+    const named = net.events('misbehaviour', e => e.peer === liar.id).map(e => [e.reason, e.detail])
+    expect(named).to.deep.equal([['bad-vote', 'its vote for term 2 does not check out'], ['equivocation', `voted in term 2 for both ${x.id.slice(-6)} and ${y.id.slice(-6)}`]])
+  })
+
   it('a liar that votes for every candidate, with two peers cut off from each other: banned once both its votes of a term are heard; once the two hear each other, one leader leads', async () => {
     const a = net.add()
     const b = net.add()
