@@ -66,6 +66,69 @@ for (const strategy of Object.values(STRATEGIES)) {
   })
 }
 
+/**
+ * How far one liar can move a round's aggregate from the honest peers' own, in units of the
+ * median step, as the README's security section states it: the averages by its share of the
+ * samples times how far it may go (the norm bound, or the clip), the coordinate-wise and Krum
+ * by no more than the honest updates' own spread.
+ */
+const LIAR_BOUND: Record<string, (share: number, normBound: number, clip: number, spread: number) => number> = {
+  fedavg: (share, normBound) => share * (normBound + 1),
+  'multi-krum': (share, normBound) => share * (normBound + 1),
+  'clipped-mean': (share, normBound, clip) => share * (Math.min(clip, normBound) + 1),
+  median: (_s, _n, _c, spread) => spread,
+  'trimmed-mean': (_s, _n, _c, spread) => spread,
+  krum: (_s, _n, _c, spread) => spread
+}
+
+describe('a liar just inside the norm bound, round after round (model replacement)', () => {
+  it('every strategy states its bound', () => {
+    expect(Object.keys(LIAR_BOUND).sort()).to.deep.equal(Object.keys(STRATEGIES).sort())
+  })
+
+  for (const strategy of Object.values(STRATEGIES)) {
+    it(`${strategy.name}: it moves no round's aggregate further than the strategy bounds it; the robust ones keep the model on its way`, () => {
+      // four honest peers step towards +1 in every coordinate, with a little noise; the liar steps
+      // towards -1 as far as the norm bound lets it, claiming the samples a peer is given
+      let x = 11
+      const noise = (): number => { x = (x * 1103515245 + 12345) % 2147483648; return (x / 2147483648 - 0.5) * 0.02 }
+      const normBound = 5
+      const spec = { ...DEFAULT_PARAMS, aggregation: strategy.name, normBound, serverOptimizer: 'none', serverLr: 1 }
+      const size = 7
+      let model: NamedTensor[] = [{ name: 'w', shape: [size], values: new Float32Array(size) }]
+      let honestModel = model
+      for (let round = 0; round < 20; round++) {
+        const stepTowards = (from: NamedTensor[], target: number, scale: number, peer: string): ClientUpdate =>
+          ({ peer, numSamples: 100, weights: [{ name: 'w', shape: [size], values: from[0].values.map(v => v + scale * (target - v) + noise()) }] })
+        const honest = ['a', 'b', 'c', 'd'].map(p => stepTowards(model, 1, 0.1, p))
+        const median = [...honest.map(u => distance(u.weights, model))].sort((a, b) => a - b)[2]
+        const liarStep = stepTowards(model, -1, 1, 'e')
+        const liarDistance = distance(liarStep.weights, model)
+        // scaled to 99% of the bound: it passes
+        const liar = { ...liarStep, weights: [{ name: 'w', shape: [size], values: model[0].values.map((v, j) => v + 0.99 * normBound * median * (liarStep.weights[0].values[j] - v) / liarDistance) }] }
+        const attacked = aggregateRound([...honest, liar], model, spec)
+        expect(attacked.dropped, `round ${round}: the liar passes the norm bound`).to.have.length(0)
+        const clean = aggregateRound(honest, model, spec).weights
+        const spread = Math.sqrt(Array.from({ length: size }, (_, j) => {
+          const column = honest.map(u => u.weights[0].values[j])
+          return (Math.max(...column) - Math.min(...column)) ** 2
+        }).reduce((a, b) => a + b, 0))
+        const moved = distance(attacked.weights, clean) / median
+        expect(moved, `round ${round}: moved by ${moved.toFixed(3)} median steps`).to.be.at.most(LIAR_BOUND[strategy.name](1 / 5, normBound, DEFAULT_PARAMS.clip, spread / median) + 1e-6)
+        model = attacked.weights
+        honestModel = aggregateRound(['a', 'b', 'c', 'd'].map(p => stepTowards(honestModel, 1, 0.1, p)), honestModel, spec).weights
+      }
+      // the robust ones keep the model on its way (0.86-0.88 here, where the honest peers alone
+      // reach 0.87-0.88); an average is dragged by the liar's share of its reach (FedAvg to -0.47,
+      // clipped-mean to 0.71), which is what the norm bound alone allows
+      const mean = model[0].values.reduce((a, b) => a + b, 0) / size
+      const honestMean = honestModel[0].values.reduce((a, b) => a + b, 0) / size
+      if (['median', 'trimmed-mean', 'krum', 'multi-krum'].includes(strategy.name)) expect(mean, `${strategy.name} ends at ${mean.toFixed(3)}`).to.be.above(honestMean - 0.05)
+      else expect(mean, `${strategy.name} ends at ${mean.toFixed(3)}`).to.be.below(honestMean - 0.1)
+    })
+  }
+})
+
 describe('FedAvg', () => {
   it('weights each update by its samples (hand computation)', () => {
     // w0[0] = (100*1 + 300*5 + 200*2) / 600 = 2000/600; w1 = (100*1 + 300*3 + 200*2) / 600 = 1400/600
