@@ -1,16 +1,20 @@
 // A lying peer, for the attack tests: a real libp2p process that speaks dml's own protocol (from
-// its own packages) and lies. It reads one attack per line on stdin ({"attack": name}) and prints
-// JSON events on stdout. Usage: node test/attacker.ts <key file> <bootstrap multiaddr> [swarm key file]
+// its own packages) and lies. It reads one attack per line on stdin ({"attack": name, ...}) and
+// prints JSON events on stdout. Usage: node test/attacker.ts <key file> <bootstrap multiaddr> [swarm key file]
+// Besides lies of its own, it can record what the leader signs (record) and send it again later,
+// word for word, on gossipsub streams of its own (replay); flood the control topic with
+// well-formed messages it signs (flood); and show markup where peers show its words (markup).
 import { readFileSync } from 'node:fs'
 import { createInterface } from 'node:readline'
 import { generateKeyPair, privateKeyFromProtobuf } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { encode } from 'cborg'
 import {
-  CONTROL_TOPIC, contentHash, decodeTensors, encodeResult, encodeRoundCert, encodeTensors, encodeTermCert, PROTOCOL_VERSION, resultSigningBytes,
-  roundVoteSigningBytes, voteSigningBytes, type ControlMessage, type Heartbeat, type NamedTensor, type RoundStart, type Task
+  CONTROL_TOPIC, contentHash, decodeMessage, decodeTensors, encodeResult, encodeRoundCert, encodeTensors, encodeTermCert, PROTOCOL_VERSION, resultSigningBytes,
+  roundVoteSigningBytes, voteSigningBytes, type ControlMessage, type Heartbeat, type NamedTensor, type Outgoing, type RoundStart, type Task, type Unstamped
 } from '@dml/protocol'
 import { BLOB_PROTOCOL } from '@dml/protocol'
+import { RPC } from '@libp2p/gossipsub/message'
 import { readSwarmKey, startHost } from '@dml/node'
 
 const [keyFile, bootstrap, swarmKeyFile] = process.argv.slice(2)
@@ -38,12 +42,18 @@ const host = await startHost({ privateKey: key, host: '127.0.0.1', port: 0, boot
 })
 say('attacker-started', { peerId: self })
 
-const publish = async (m: ControlMessage): Promise<void> => {
+const publish = async (m: Outgoing): Promise<void> => {
   try { await host.publish(m) } catch (err) { say('publish-failed', { error: (err as Error).message }) }
 }
 
 /** honest peers heard of */
 const knownPeers: string[] = []
+
+/** What peers show of this one, for the markup attack: markup, and a string that would break a Prometheus label. */
+const MARKUP = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>'
+const LABEL_BREAKER = 'x"} 1\ndml_injected_total 1\n# '
+/** The same in a backend's name, which may be 64 characters long. */
+const MARKUP_BACKEND = '<img src=x onerror=window.__pwned=1>x"} 1\ndml_injected_total 1\n'
 
 async function onMessage (m: ControlMessage): Promise<void> {
   if (m.type === 'heartbeat' && m.peer !== self && !sybils.some(h => h.peerId === m.peer) && !knownPeers.includes(m.peer)) knownPeers.push(m.peer)
@@ -52,6 +62,11 @@ async function onMessage (m: ControlMessage): Promise<void> {
   lastStart = m
   const mine = m.assignments.find(a => a.peer === self)
   if (mine === undefined) return
+  if (attack === 'markup') {
+    say('lied', { round: m.round, lie: attack })
+    await publish({ type: 'work-failed', v: PROTOCOL_VERSION, term: m.term, round: m.round, peer: self, reason: `${MARKUP} ${LABEL_BREAKER}` })
+    return
+  }
   if (attack === 'junk-blob' || attack === 'never-serve') {
     // an update announced, behind which there is junk or nothing (see the blob handler)
     say('lied', { round: m.round, lie: attack })
@@ -88,14 +103,78 @@ function zeros (): NamedTensor[] {
 async function selfMadeCerts (term: number, round: number, modelHash: string): Promise<{ termCert: string, roundCert: string }> {
   const termBytes = encodeTermCert({ kind: 'term-cert', v: PROTOCOL_VERSION, term, leader: self, electorate: [self], votes: [{ voter: self, signature: await key.sign(voteSigningBytes(term, self)) }] })
   const termCert = host.blobs.put(termBytes, true)
-  const result = encodeResult({ kind: 'round-result', v: PROTOCOL_VERSION, term, round, leader: self, prevHash: modelHash, modelHash, aggregation: 'fedavg', trim: 0.2, byzantine: 1, clip: 1, normBound: 5, serverOptimizer: 'none', serverLr: 1, participants: [self], contributions: [], termCert })
+  const result = encodeResult({ kind: 'round-result', v: PROTOCOL_VERSION, term, round, leader: self, prevHash: modelHash, modelHash, aggregation: 'fedavg', trim: 0.2, byzantine: 1, clip: 1, normBound: 5, serverOptimizer: 'none', serverLr: 1, participants: [self], pool: [self], checkers: [self], contributions: [], termCert })
   const resultHash = contentHash(result)
   const roundBytes = encodeRoundCert({ kind: 'round-cert', v: PROTOCOL_VERSION, result, leaderSignature: await key.sign(resultSigningBytes(resultHash)), votes: [{ peer: self, accuracy: 1, loss: 0, samples: 1, signature: await key.sign(roundVoteSigningBytes(resultHash, 1, 0, 1)) }] })
   return { termCert, roundCert: host.blobs.put(roundBytes, true) }
 }
 
-function heartbeat (fields: Partial<Heartbeat>): Heartbeat {
-  return { type: 'heartbeat', v: PROTOCOL_VERSION, term: leader?.term ?? 0, peer: self, leader: leader?.peer ?? null, round: 0, modelHash: null, device: 'gpu', backend: 'liar', speed: 1e6, examples: 1e9, addrs: host.listenAddrs(), termCert: null, roundCert: null, work: null, everyMs: 1000, ...fields }
+function heartbeat (fields: Partial<Unstamped<Heartbeat>>): Unstamped<Heartbeat> {
+  return { type: 'heartbeat', v: PROTOCOL_VERSION, term: leader?.term ?? 0, peer: self, leader: leader?.peer ?? null, round: 0, modelHash: null, device: 'gpu', backend: attack === 'markup' ? MARKUP_BACKEND : 'liar', speed: 1e6, examples: 1e9, addrs: host.listenAddrs(), termCert: null, roundCert: null, work: null, everyMs: 1000, ...fields }
+}
+
+/** The leader's heartbeats as gossip carried them (signed by the leader), recorded for a replay. */
+const recorded: RPC.Message[] = []
+host.libp2p.services.pubsub.addEventListener('message', (event) => {
+  const msg = event.detail
+  if (attack !== 'record' || msg.type !== 'signed' || msg.topic !== CONTROL_TOPIC) return
+  const m = (() => { try { return decodeMessage(msg.data) } catch { return undefined } })()
+  if (m?.type !== 'heartbeat' || m.leader !== m.peer || m.termCert === null) return
+  const seqno = new Uint8Array(8)
+  new DataView(seqno.buffer).setBigUint64(0, msg.sequenceNumber, false)
+  recorded.push({ from: msg.from.toMultihash().bytes, data: msg.data, seqno, topic: msg.topic, signature: msg.signature })
+  if (recorded.length % 20 === 1) say('recorded', { count: recorded.length, of: m.peer })
+})
+
+/** Length-prefixed (unsigned varint), as gossipsub frames its RPCs. */
+function framed (bytes: Uint8Array): Uint8Array {
+  const prefix: number[] = []
+  for (let n = bytes.length; ; n >>>= 7) {
+    if (n < 0x80) { prefix.push(n); break }
+    prefix.push((n & 0x7f) | 0x80)
+  }
+  const out = new Uint8Array(prefix.length + bytes.length)
+  out.set(prefix)
+  out.set(bytes, prefix.length)
+  return out
+}
+
+/** Sends the recorded messages again, oldest first, `count` sends one every `everyMs`, to every honest peer it is connected to. */
+async function replay (count: number, everyMs: number): Promise<void> {
+  const streams = []
+  for (const peer of [...new Set(knownPeers)]) {
+    if (host.libp2p.getConnections(peerIdFromString(peer)).length === 0) continue
+    try { streams.push(await host.libp2p.dialProtocol(peerIdFromString(peer), '/meshsub/1.2.0', { signal: AbortSignal.timeout(5000) })) } catch { /* gone: the next */ }
+  }
+  say('replaying', { captured: recorded.length, to: streams.length, count })
+  for (let sent = 0; sent < count; sent++) {
+    const frame = framed(RPC.encode({ subscriptions: [], messages: [recorded[sent % recorded.length]] }))
+    for (const stream of streams) if (stream.writeStatus === 'writable' && !stream.send(frame)) await stream.onDrain().catch(() => {})
+    await new Promise(resolve => setTimeout(resolve, everyMs))
+  }
+  say('replayed', { sent: count })
+}
+
+/** For `ms`: well-formed messages it signs, as fast as it can publish them. */
+async function flood (ms: number): Promise<void> {
+  const until = Date.now() + ms
+  const target = knownPeers[0] ?? self
+  let sent = 0
+  let refused = 0
+  while (Date.now() < until) {
+    const term = (leader?.term ?? 0) + 1 + (sent % 60)
+    const kind = sent % 3
+    try {
+      if (kind === 0) await host.publish(heartbeat({}))
+      else if (kind === 1) await host.publish({ type: 'vote', v: PROTOCOL_VERSION, term, candidate: target, voter: self, signature: await key.sign(voteSigningBytes(term, target)) })
+      else await host.publish({ type: 'round-vote', v: PROTOCOL_VERSION, term: leader?.term ?? 0, round: 1 + sent, peer: self, resultHash: 'e'.repeat(64), accuracy: 1, loss: 0, samples: 1, signature: await key.sign(roundVoteSigningBytes('e'.repeat(64), 1, 0, 1)) })
+    } catch {
+      refused++
+    }
+    sent++
+    if (sent % 500 === 0) await new Promise(resolve => setImmediate(resolve)) // lets the transport write
+  }
+  say('flooded', { sent, refused, connectedPeers: host.libp2p.getPeers().length })
 }
 
 /** One beat of the current attack, every second. */
@@ -127,7 +206,7 @@ async function beat (): Promise<void> {
       const task: Task | undefined = lastStart?.task
       if (task === undefined) return
       for (const t of [term, term + 1]) {
-        await publish({ type: 'round-start', v: PROTOCOL_VERSION, term: t, round: round + 1, leader: self, modelHash: 'f'.repeat(64), deadline: Date.now() + 3_600_000, task, assignments: (lastStart?.assignments ?? []).map(a => ({ ...a })) })
+        await publish({ type: 'round-start', v: PROTOCOL_VERSION, term: t, round: round + 1, leader: self, modelHash: 'f'.repeat(64), deadline: Date.now() + 3_600_000, task, assignments: (lastStart?.assignments ?? []).map(a => ({ ...a })), checkers: [self] })
       }
       await publish(heartbeat({}))
       return
@@ -251,10 +330,12 @@ async function startSybils (count: number, addrs: string[] | undefined, leaveAft
 setInterval(() => { beat().catch((err: unknown) => { say('beat-failed', { error: (err as Error).message }) }) }, 1000)
 createInterface({ input: process.stdin }).on('line', (line) => {
   try {
-    const command = JSON.parse(line) as { attack: string, target?: string, count?: number, leaveAfterMs?: number }
+    const command = JSON.parse(line) as { attack: string, target?: string, count?: number, leaveAfterMs?: number, everyMs?: number, ms?: number }
     attack = command.attack
     params = {}
     say('attack', { attack })
+    if (attack === 'replay') replay(command.count ?? 600, command.everyMs ?? 100).catch((err: unknown) => { say('replay-failed', { error: String(err) }) })
+    if (attack === 'flood') flood(command.ms ?? 120_000).catch((err: unknown) => { say('flood-failed', { error: String(err) }) })
     if (attack === 'third-party-addrs') startSybils(command.count ?? 3, [command.target!], command.leaveAfterMs).catch((err: unknown) => { say('sybils-failed', { error: String(err) }) })
     if (attack === 'sybils') startSybils(command.count ?? 20, undefined, undefined).catch((err: unknown) => { say('sybils-failed', { error: String(err) }) })
   } catch {

@@ -141,7 +141,7 @@ describe('hostile input on the control topic', function () {
         new Uint8Array([0xff, 0xfe, 0x01]), // not CBOR
         encode({ v: PROTOCOL_VERSION, type: 'heartbeat', term: 'x' }), // CBOR, not a valid message
         // a well-formed heartbeat that claims to come from the peer itself, with a huge term
-        encodeMessage({ type: 'heartbeat', v: PROTOCOL_VERSION, term: 99, peer: victim, leader: victim, round: 99, modelHash: null, device: 'gpu', backend: 'x', speed: 1, examples: 0, addrs: [], termCert: null, roundCert: null, work: null, everyMs: 1000 })
+        encodeMessage({ type: 'heartbeat', v: PROTOCOL_VERSION, seq: Date.now(), term: 99, peer: victim, leader: victim, round: 99, modelHash: null, device: 'gpu', backend: 'x', speed: 1, examples: 0, addrs: [], termCert: null, roundCert: null, work: null, everyMs: 1000 })
       ]
       // an offence is named once per peer and reason
       const rejected = (reason: string) => (e: LogEvent): boolean => e.event === 'misbehaviour' && e.reason === reason && e.peer === attacker.peerId

@@ -1,17 +1,28 @@
-// Checking certificates: who counts, how many make a quorum, and whether the signatures hold.
+// Checking certificates: whose signatures count, how many make a quorum, and whether they hold.
 //
-// Permissioned network (--allow-peers): members are the allow-listed ids; a quorum is a majority
-// of them, whatever is live. Open network: there is no member list, so a term certificate must be
-// voted by a majority of the peers this node can see now, and any certificate needs at least two
-// distinct signers unless this node is its only signer: one identity can prove nothing to others.
-import { resultSigningBytes, roundCheckers, roundEvaluation, roundVoteSigningBytes, voteSigningBytes, type RoundCert, type RoundCertVote, type RoundEvaluation, type RoundResult, type RoundVote, type TermCert } from '@dml/protocol'
+// A signature proves who signed, not that the signer counts. A certificate counts only signers
+// this peer knows to be entitled, from its own state (its Standing), never whatever keys a
+// certificate carries:
+// - Permissioned network (--allow-peers): members are the allow-listed ids, and a quorum is a
+//   majority of them, whatever is live.
+// - Open network: keys are free, so a member is a peer whose work counted lately: its update in
+//   a certified round, or its signature on one (proven.ts), as this peer's own certified rounds
+//   show. Before anything is proven (a fresh network, a newcomer), the peers it is connected to
+//   and hears now stand in for them: a key nobody runs is never one of them.
+// A round is signed by its checkers, drawn by hash from the round's members (its pool) before
+// the round began. It needs a majority of them, and a majority of the members this peer sees live
+// (at most MAX_ROUND_CHECKERS of them): a leader that names a small pool (itself and a friend)
+// does not make a small quorum. In a large network the pool must also leave out few of the members
+// this peer sees, so that the draw is fair. Any certificate needs two signers, unless this peer is
+// its only signer: one identity proves nothing to others.
+import { MAX_ROUND_CHECKERS, resultSigningBytes, roundCheckers, roundEvaluation, roundVoteSigningBytes, voteSigningBytes, type RoundCert, type RoundCertVote, type RoundEvaluation, type RoundResult, type RoundVote, type TermCert } from '@dml/protocol'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { PrivateKey } from '@libp2p/interface'
 
 /**
  * A certificate that does not prove what it claims. `forged`: a signature that does not check out,
  * a signer that may not sign, parts that do not belong together (an offence). `unproven`: genuine,
- * but too few signers to prove anything to this peer (a lone peer's own rounds, say): no offence.
+ * but too few signers that count for this peer (a lone peer's own rounds, say): no offence.
  */
 export class CertificateError extends Error {
   override name = 'CertificateError'
@@ -63,6 +74,23 @@ export function isAllowed (policy: QuorumPolicy, peer: string): boolean {
   return policy.allowed === undefined || policy.allowed.has(peer)
 }
 
+/**
+ * Who counts for this peer, now: its members, and those of them it sees live (heard within the
+ * lease, and connected). `byWork`: the members are known from certified rounds (or the allow-list),
+ * not only from who is connected.
+ */
+export interface Standing {
+  isMember: (peer: string) => boolean
+  /** the members this peer sees live, itself included if it is one */
+  liveMembers: readonly string[]
+  byWork: boolean
+  /** the checkers of round `round` of `term` as the leader's signed round start named them, if this peer saw it */
+  fixedCheckers?: (term: number, round: number) => readonly string[] | undefined
+}
+
+/** A standing that counts every signer (a certificate's own structure only): for tests and tools that know no members. */
+export const ANYONE: Standing = { isMember: () => true, liveMembers: [], byWork: false }
+
 /** More than half of `n`. */
 export function majority (n: number): number {
   return Math.floor(n / 2) + 1
@@ -77,13 +105,39 @@ export function quorumOf (policy: QuorumPolicy, eligible: number): number {
   return Math.max(majority(eligible), Math.min(2, eligible))
 }
 
+/**
+ * Signatures a round certificate needs, for a peer that sees `liveMembers` members live: a quorum
+ * of its checkers, and in an open network a majority of the live members (at most
+ * MAX_ROUND_CHECKERS of them), so that no leader makes its quorum small by naming few checkers.
+ */
+export function roundQuorum (policy: QuorumPolicy, checkers: number, liveMembers: number): number {
+  if (policy.allowed !== undefined) return quorumOf(policy, checkers)
+  return Math.max(quorumOf(policy, checkers), majority(Math.min(MAX_ROUND_CHECKERS, liveMembers)))
+}
+
+/** Who checks a round of members `pool` that starts from `prevHash`: in an open network a few drawn by hash (roundCheckers); in a permissioned one all of them. */
+export function drawCheckers (policy: QuorumPolicy, pool: readonly string[], prevHash: string): string[] {
+  return policy.allowed !== undefined ? [...pool] : roundCheckers(pool, prevHash)
+}
+
+/**
+ * How many of the members this peer sees live a round's pool may leave out: a quarter (members
+ * that did not follow the leader yet, or sat out), once there are more than MAX_ROUND_CHECKERS of
+ * them. Below that every live member is drawn anyway, and roundQuorum asks a majority of them.
+ */
+export function poolSlack (liveMembers: number): number {
+  return liveMembers > MAX_ROUND_CHECKERS ? Math.ceil(liveMembers / 4) : Infinity
+}
+
+const short = (peer: string): string => peer.slice(-6)
+
 /** Distinct signers of `eligible` whose signatures check out; throws on any forged one. */
 async function validSigners (votes: Array<{ peer: string, signature: Uint8Array, bytes: Uint8Array }>, eligible: ReadonlySet<string>, policy: QuorumPolicy, what: string): Promise<string[]> {
   const signers: string[] = []
   for (const v of votes) {
-    if (!eligible.has(v.peer)) throw new CertificateError('forged', `${what}: ${v.peer.slice(-6)} signed but was not eligible`)
-    if (!isAllowed(policy, v.peer)) throw new CertificateError('forged', `${what}: ${v.peer.slice(-6)} is not an allowed peer`)
-    if (!await signedBy(v.peer, v.bytes, v.signature)) throw new CertificateError('forged', `${what}: the signature of ${v.peer.slice(-6)} does not check out`)
+    if (!eligible.has(v.peer)) throw new CertificateError('forged', `${what}: ${short(v.peer)} signed but was not eligible`)
+    if (!isAllowed(policy, v.peer)) throw new CertificateError('forged', `${what}: ${short(v.peer)} is not an allowed peer`)
+    if (!await signedBy(v.peer, v.bytes, v.signature)) throw new CertificateError('forged', `${what}: the signature of ${short(v.peer)} does not check out`)
     signers.push(v.peer)
   }
   return signers
@@ -92,20 +146,41 @@ async function validSigners (votes: Array<{ peer: string, signature: Uint8Array,
 /** A solo certificate (one signer) proves something only to its signer. */
 function checkSolo (signers: string[], eligible: number, policy: QuorumPolicy, what: string): void {
   if (policy.allowed === undefined && signers.length < 2 && !(signers.length === 1 && signers[0] === policy.self && eligible === 1)) {
-    throw new CertificateError('unproven', `${what}: signed by ${signers.length} peer${signers.length === 1 ? '' : 's'}; it takes two to prove anything to another peer`)
+    throw new CertificateError('unproven', `${what}: signed by ${signers.length} peer${signers.length === 1 ? '' : 's'} that count here; it takes two to prove anything to another peer`)
   }
 }
 
-/** Checks a term certificate: its signatures, and a quorum of its own electorate. */
-export async function checkTermCert (cert: TermCert, policy: QuorumPolicy): Promise<void> {
-  const what = `term ${cert.term} certificate of ${cert.leader.slice(-6)}`
+const termWhat = (cert: TermCert): string => `term ${cert.term} certificate of ${short(cert.leader)}`
+
+/** A term certificate's structure and signatures (what holds whoever checks it): forged, or not. */
+export async function verifyTermCert (cert: TermCert, policy: QuorumPolicy): Promise<void> {
+  const what = termWhat(cert)
   const electorate = new Set(cert.electorate)
   if (!electorate.has(cert.leader)) throw new CertificateError('forged', `${what}: the leader is not in its electorate`)
   const bytes = voteSigningBytes(cert.term, cert.leader)
-  const signers = await validSigners(cert.votes.map(v => ({ peer: v.voter, signature: v.signature, bytes })), electorate, policy, what)
-  const needed = quorumOf(policy, electorate.size)
-  if (signers.length < needed) throw new CertificateError('unproven', `${what}: ${signers.length} votes, ${needed} needed`)
-  checkSolo(signers, electorate.size, policy, what)
+  await validSigners(cert.votes.map(v => ({ peer: v.voter, signature: v.signature, bytes })), electorate, policy, what)
+}
+
+/**
+ * Whether a verified term certificate elects its leader for this peer: the votes of members (of
+ * `standing`) among its electorate make a quorum of the electorate's members. Voters this peer
+ * does not know as members count for nothing, nor does an electorate padded with them. `ownVote`:
+ * this peer voted for the leader in the term (it knows its own vote, which may have come after
+ * the quorum and so not be in the certificate).
+ */
+export function termQuorum (cert: TermCert, policy: QuorumPolicy, standing: Standing, ownVote = false): void {
+  const what = termWhat(cert)
+  const members = cert.electorate.filter(p => standing.isMember(p))
+  const voters = [...new Set([...cert.votes.map(v => v.voter), ...(ownVote ? [policy.self] : [])])].filter(v => standing.isMember(v) && cert.electorate.includes(v))
+  const needed = quorumOf(policy, members.length)
+  if (voters.length < needed) throw new CertificateError('unproven', `${what}: ${voters.length} votes of members, ${needed} needed`)
+  checkSolo(voters, members.length, policy, what)
+}
+
+/** Checks a term certificate: its signatures, and a quorum of the members of its electorate. */
+export async function checkTermCert (cert: TermCert, policy: QuorumPolicy, standing: Standing = ANYONE): Promise<void> {
+  await verifyTermCert(cert, policy)
+  termQuorum(cert, policy, standing)
 }
 
 /**
@@ -130,37 +205,70 @@ export function isQuorum (voters: string[], policy: QuorumPolicy, view: string[]
   return counted >= quorumOf(policy, members.size)
 }
 
-/**
- * Who checks and signs a round of `participants` that starts from `prevHash`: in an open network
- * its checkers (roundCheckers), at most MAX_ROUND_CHECKERS of them; in a permissioned one every
- * participant, since a round there needs a majority of all members.
- */
-export function checkersOf (policy: QuorumPolicy, participants: readonly string[], prevHash: string): string[] {
-  return policy.allowed !== undefined ? [...participants] : roundCheckers(participants, prevHash)
+/** A round certificate whose structure and signatures hold (what holds whoever checks it). */
+export interface VerifiedRound {
+  result: RoundResult
+  resultHash: string
+  votes: RoundCertVote[]
 }
 
 export interface CheckedRound {
   result: RoundResult
   resultHash: string
-  /** what the signers measured (see roundEvaluation) */
+  /** what the counted signers measured (see roundEvaluation) */
   evaluation: RoundEvaluation
+  /** the signers that count for this peer */
   signers: string[]
-  /** who could sign (checkersOf) */
+  /** who could sign: the checkers the round start fixed */
   checkers: string[]
 }
 
-/** Checks a round certificate against its (already fetched) term certificate. */
-export async function checkRoundCert (cert: RoundCert & { parsed: RoundResult, resultHash: string }, termCert: TermCert, policy: QuorumPolicy): Promise<CheckedRound> {
+/** Whether two lists of distinct peers name the same peers. */
+export function sameSet (a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && new Set([...a, ...b]).size === a.length
+}
+
+/**
+ * A round certificate's structure and signatures, against its (already fetched) term certificate:
+ * the leader's signature, a fair draw of its checkers from its pool, and every signer a checker.
+ */
+export async function verifyRoundCert (cert: RoundCert & { parsed: RoundResult, resultHash: string }, termCert: TermCert, policy: QuorumPolicy): Promise<VerifiedRound> {
   const result = cert.parsed
   const what = `round ${result.round} certificate`
-  await checkTermCert(termCert, policy)
-  if (termCert.term !== result.term || termCert.leader !== result.leader) throw new CertificateError('forged', `${what}: its term certificate is of term ${termCert.term} and ${termCert.leader.slice(-6)}, not term ${result.term} and ${result.leader.slice(-6)}`)
+  await verifyTermCert(termCert, policy)
+  if (termCert.term !== result.term || termCert.leader !== result.leader) throw new CertificateError('forged', `${what}: its term certificate is of term ${termCert.term} and ${short(termCert.leader)}, not term ${result.term} and ${short(result.leader)}`)
   if (!await signedBy(result.leader, resultSigningBytes(cert.resultHash), cert.leaderSignature)) throw new CertificateError('forged', `${what}: the leader's signature does not check out`)
-  const eligible = checkersOf(policy, result.participants, result.prevHash)
-  const checkers = new Set(eligible)
-  const signers = await validSigners(cert.votes.map(v => ({ peer: v.peer, signature: v.signature, bytes: roundVoteSigningBytes(cert.resultHash, v.accuracy, v.loss, v.samples) })), checkers, policy, what)
-  const needed = quorumOf(policy, checkers.size)
-  if (signers.length < needed) throw new CertificateError('unproven', `${what}: ${signers.length} of its ${checkers.size} checkers signed, ${needed} needed`)
-  checkSolo(signers, checkers.size, policy, what)
-  return { result, resultHash: cert.resultHash, evaluation: roundEvaluation(cert.votes), signers, checkers: eligible }
+  if (!sameSet(drawCheckers(policy, result.pool, result.prevHash), result.checkers)) throw new CertificateError('forged', `${what}: its checkers are not the ones drawn from its pool`)
+  await validSigners(cert.votes.map(v => ({ peer: v.peer, signature: v.signature, bytes: roundVoteSigningBytes(cert.resultHash, v.accuracy, v.loss, v.samples) })), new Set(result.checkers), policy, what)
+  return { result, resultHash: cert.resultHash, votes: cert.votes }
+}
+
+/**
+ * Whether a verified round certificate proves its round to this peer: its term certificate elects
+ * its leader here (termQuorum), the checkers that signed and are members here make roundQuorum, and
+ * in a large network its pool leaves out at most poolSlack of the members this peer sees live. Its
+ * evaluation is of the counted signers' votes only.
+ */
+export function roundQuorumHolds (verified: VerifiedRound, termCert: TermCert, policy: QuorumPolicy, standing: Standing): CheckedRound {
+  const { result } = verified
+  const what = `round ${result.round} certificate`
+  const fixed = standing.fixedCheckers?.(result.term, result.round)
+  if (fixed !== undefined && !sameSet(fixed, result.checkers)) throw new CertificateError('forged', `${what}: its checkers are not the ones its leader's signed round start named`)
+  termQuorum(termCert, policy, standing)
+  if (policy.allowed === undefined && standing.byWork) {
+    const pool = new Set(result.pool)
+    const left = standing.liveMembers.filter(p => !pool.has(p))
+    if (left.length > poolSlack(standing.liveMembers.length)) throw new CertificateError('unproven', `${what}: its checkers were drawn from a pool that leaves out ${left.length} of the ${standing.liveMembers.length} members this peer sees`)
+  }
+  const votes = verified.votes.filter(v => standing.isMember(v.peer))
+  const signers = votes.map(v => v.peer)
+  const needed = roundQuorum(policy, result.checkers.length, standing.liveMembers.length)
+  if (signers.length < needed) throw new CertificateError('unproven', `${what}: ${signers.length} of its ${result.checkers.length} checkers signed and count here, ${needed} needed`)
+  checkSolo(signers, result.checkers.length, policy, what)
+  return { result, resultHash: verified.resultHash, evaluation: roundEvaluation(votes), signers, checkers: result.checkers }
+}
+
+/** Checks a round certificate against its (already fetched) term certificate, for a peer of `standing`. */
+export async function checkRoundCert (cert: RoundCert & { parsed: RoundResult, resultHash: string }, termCert: TermCert, policy: QuorumPolicy, standing: Standing = ANYONE): Promise<CheckedRound> {
+  return roundQuorumHolds(await verifyRoundCert(cert, termCert, policy), termCert, policy, standing)
 }

@@ -2,16 +2,16 @@
 //   collecting → aggregating → evaluating → certifying → done,
 // with a quorum (--min-peers updates) and a deadline. Work goes only to peers that follow this
 // leader (they checked its term certificate). A round is done only with a certificate: the
-// leader proposes its result, its checkers (a few participants drawn by hash, see roundCheckers)
-// check it, compute the model themselves and sign, and a quorum of signatures is published with
-// RoundDone. It is supervised: a failed step is logged with its cause and the round tried again;
+// leader proposes its result, its checkers (a few of the round's members, drawn by hash when the
+// round starts, see roundCheckers) check it, compute the model themselves and sign, and a quorum
+// of signatures is published with RoundDone. It is supervised: a failed step is logged with its cause and the round tried again;
 // after MAX_FAILURES_IN_A_ROW failures, or no progress for the round's budget plus a grace, it
 // gives up leadership so that the others elect another. A leader never stays a leader that leads
 // nothing.
-import { encodeResult, encodeRoundCert, encodeTensors, findNonFinite, PROTOCOL_VERSION, resultSigningBytes, roundVoteSigningBytes, roundEvaluation, type Assignment, type Heartbeat, type RoundCertVote, type RoundMetrics, type RoundResult, type RoundStart, type RoundVote, type Task, type UpdateReady, type WorkFailed } from '@dml/protocol'
+import { encodeResult, encodeRoundCert, encodeTensors, findNonFinite, PROTOCOL_VERSION, resultSigningBytes, roundVoteSigningBytes, roundEvaluation, type Assignment, type Heartbeat, type RoundCertVote, type RoundMetrics, type RoundResult, type RoundStart, type RoundVote, type Task, type Unstamped, type UpdateReady, type WorkFailed } from '@dml/protocol'
 import { aggregateRound, type ClientUpdate } from '@dml/trainer'
 import { allocateWork, expectedSeconds, roundParticipants } from './allocation.ts'
-import { certVoteOf, checkersOf, majority, quorumOf, type QuorumPolicy, type Signer } from './certificates.ts'
+import { certVoteOf, drawCheckers, majority, poolSlack, roundQuorum, type QuorumPolicy, type Signer, type Standing } from './certificates.ts'
 import { AbortError, abortReason, type Changes, type Clock, sleep, type Supervisor } from './clock.ts'
 import type { Logger } from './log.ts'
 import type { Network } from './network.ts'
@@ -61,14 +61,16 @@ export interface CoordinatorDeps {
   supervisor: Supervisor
   stats: LeaderStats
   /** live peers, this one included */
-  live: () => Heartbeat[]
+  live: () => Array<Unstamped<Heartbeat>>
+  /** who counts for this peer now: the round's pool is of members, and its quorum is what every peer asks (roundQuorum) */
+  standing: () => Standing
   /** a peer did what no honest peer does (a forged signature, a non-finite update) */
   offence: (peer: string, reason: string, detail: string) => void
   /** a peer did something suspicious that an honest peer may also do (an update over the norm bound) */
   note: (peer: string, reason: string, detail: string) => void
   task: () => Task
   /** the leader trains too: hand its own worker the round */
-  startLocalWork: (start: RoundStart) => void
+  startLocalWork: (start: Unstamped<RoundStart>) => void
   /** give up leadership, saying why */
   resign: (reason: string) => void
 }
@@ -95,7 +97,7 @@ class RoundError extends Error {
 /** One round, as its coordinator runs it. */
 class RoundState {
   phase: RoundPhase = 'collecting'
-  readonly start: RoundStart
+  readonly start: Unstamped<RoundStart>
   readonly startedAt: number
   readonly updates = new Map<string, AcceptedUpdate>()
   /** peers whose update will not count this round, and why */
@@ -104,7 +106,7 @@ class RoundState {
   /** when the last update was announced, and when the last update blob arrived */
   lastAnnounced: number
   lastFetched: number
-  /** the participants that check the result and sign it (checkersOf) */
+  /** the members drawn to check the result and sign it (drawCheckers), as the round start says */
   readonly checkers: readonly string[]
   /** while certifying: the result proposed, and the checkers' signatures of it */
   resultHash: string | null = null
@@ -114,9 +116,9 @@ class RoundState {
   private readonly term: AbortSignal
   private readonly onTermEnd = (): void => { this.controller.abort(abortReason(this.term)) }
 
-  constructor (start: RoundStart, checkers: readonly string[], startedAt: number, term: AbortSignal) {
+  constructor (start: Unstamped<RoundStart>, startedAt: number, term: AbortSignal) {
     this.start = start
-    this.checkers = checkers
+    this.checkers = start.checkers
     this.startedAt = startedAt
     this.lastAnnounced = this.lastFetched = startedAt
     this.term = term
@@ -148,6 +150,8 @@ export class Coordinator {
    * contributes again starts afresh. A follower that never delivers costs one round, not every one.
    */
   private readonly bench = new Map<string, { untilRound: number, misses: number }>()
+  /** checkers that did not sign a result they could check, and until which round they are not drawn again */
+  private readonly unsigned = new Map<string, number>()
 
   constructor (deps: CoordinatorDeps) {
     this.deps = deps
@@ -235,7 +239,7 @@ export class Coordinator {
   }
 
   /** An update-ready for our round: fetch it and judge it, alone, in the background. */
-  onUpdate (update: UpdateReady): void {
+  onUpdate (update: Unstamped<UpdateReady>): void {
     const state = this.collecting(update.term, update.round, update.peer)
     if (state === undefined) return
     const assigned = state.start.assignments.find(a => a.peer === update.peer)!.samples
@@ -268,7 +272,12 @@ export class Coordinator {
     if (state === null || !this.active || vote.term !== this.term || vote.round !== state.start.round) return
     // resultHash is set once the result is proposed: votes count from then on, also those of
     // checkers that finish before this coordinator has finished its own evaluation
-    if (state.resultHash === null || vote.resultHash !== state.resultHash || state.votes.has(vote.peer) || !state.checkers.includes(vote.peer)) return
+    if (state.resultHash === null || vote.resultHash !== state.resultHash || state.votes.has(vote.peer)) return
+    if (!state.checkers.includes(vote.peer)) {
+      // its signature counts nowhere: the round start named the checkers
+      this.deps.note(vote.peer, 'not-checker', `signed the result of round ${vote.round}, which it was not drawn to check`)
+      return
+    }
     this.deps.supervisor.run(`signature of ${short(vote.peer)} for round ${vote.round}`, async () => {
       const checked = await certVoteOf(vote)
       if (checked === undefined) {
@@ -281,7 +290,7 @@ export class Coordinator {
   }
 
   /** A peer could not do its work: name it, and stop waiting for it. */
-  onFailure (failure: WorkFailed): void {
+  onFailure (failure: Unstamped<WorkFailed>): void {
     const state = this.collecting(failure.term, failure.round, failure.peer)
     if (state === undefined) return
     this.drop(state, failure.peer, 'work-failed', failure.reason)
@@ -339,7 +348,24 @@ export class Coordinator {
       return 'waiting'
     }
     this.saidWaiting = false
-    return await this.runRound(live)
+    return await this.runRound(live, this.pool(followers.map(h => h.peer), round))
+  }
+
+  /**
+   * The round's members, to draw its checkers from: the followers (this peer too) that are
+   * members, sorted, less those that did not sign lately, as long as the pool still leaves out no
+   * more of the live members than a peer accepts (poolSlack).
+   */
+  private pool (followers: string[], round: number): string[] {
+    const standing = this.deps.standing()
+    const members = followers.filter(p => standing.isMember(p)).sort()
+    const slack = standing.byWork ? poolSlack(standing.liveMembers.length) : Infinity
+    let left = standing.liveMembers.filter(p => !members.includes(p)).length
+    return members.filter(p => {
+      if ((this.unsigned.get(p) ?? 0) <= round || left >= slack) return true
+      left++
+      return false
+    })
   }
 
   /**
@@ -347,7 +373,7 @@ export class Coordinator {
    * at the proven peers' median speed at most: a made-up identity claiming a huge speed can neither
    * take the round's samples nor outnumber the peers that sign its result.
    */
-  private onProbation (followers: Heartbeat[]): Heartbeat[] {
+  private onProbation (followers: Array<Unstamped<Heartbeat>>): Array<Unstamped<Heartbeat>> {
     if (!this.deps.replica.proven.any) return followers
     const proven = followers.filter(h => !this.isNewcomer(h.peer))
     const speeds = proven.map(h => h.speed).sort((a, b) => a - b)
@@ -372,7 +398,7 @@ export class Coordinator {
       `initialised ${task.model} (${(bytes.byteLength / 1e6).toFixed(2)} MB)`)
   }
 
-  private async runRound (live: Heartbeat[]): Promise<'closed' | 'retry'> {
+  private async runRound (live: Array<Unstamped<Heartbeat>>, pool: string[]): Promise<'closed' | 'retry'> {
     const { clock, net, log, config, replica, stats } = this.deps
     const task = this.deps.task()
     const global = replica.global!
@@ -382,8 +408,9 @@ export class Coordinator {
     const expected = expectedSeconds(assignments, participants)
     const timeoutMs = expected === undefined ? config.roundTimeoutMs : Math.min(config.roundTimeoutMs, 3000 * expected + 30_000)
     const startedAt = clock.now()
-    const start: RoundStart = { type: 'round-start', v: PROTOCOL_VERSION, term: this.term, round, leader: this.deps.self, modelHash: global.hash, deadline: startedAt + timeoutMs, task, assignments }
-    const state = new RoundState(start, checkersOf(this.deps.policy, assignments.map(a => a.peer), global.hash), startedAt, this.controller.signal)
+    const checkers = drawCheckers(this.deps.policy, pool, global.hash)
+    const start: Unstamped<RoundStart> = { type: 'round-start', v: PROTOCOL_VERSION, term: this.term, round, leader: this.deps.self, modelHash: global.hash, deadline: startedAt + timeoutMs, task, assignments, checkers }
+    const state = new RoundState(start, startedAt, this.controller.signal)
     this.current = state
     this.touch(timeoutMs + config.transferTimeoutMs)
     try {
@@ -421,6 +448,8 @@ export class Coordinator {
         kind: 'round-result', v: PROTOCOL_VERSION, term: this.term, round, leader: this.deps.self, prevHash: global.hash, modelHash,
         aggregation: task.aggregation, trim: task.trim, byzantine: task.byzantine, clip: task.clip, normBound: task.normBound, serverOptimizer: task.serverOptimizer, serverLr: task.serverLr,
         participants: assignments.map(a => a.peer),
+        pool,
+        checkers,
         contributions: updates.map(u => ({ peer: u.peer, hash: u.hash, numSamples: u.numSamples })).sort((a, b) => (a.peer < b.peer ? -1 : 1)),
         termCert: this.deps.termCert.hash
       }
@@ -452,7 +481,10 @@ export class Coordinator {
         certifyStart = clock.now()
         await this.collectSignatures(state, certifyStart + certifyBudget)
         // a checker that brought an update and signed is in good standing again
-        for (const peer of state.votes.keys()) if (state.updates.has(peer)) this.bench.delete(peer)
+        for (const peer of state.votes.keys()) {
+          this.unsigned.delete(peer)
+          if (state.updates.has(peer)) this.bench.delete(peer)
+        }
         certBytes = encodeRoundCert({ kind: 'round-cert', v: PROTOCOL_VERSION, result: resultBytes, leaderSignature, votes: [...state.votes.values()].sort((a, b) => (a.peer < b.peer ? -1 : 1)) })
       } catch (err) {
         net.blobs.unpin(modelHash)
@@ -494,7 +526,7 @@ export class Coordinator {
       // said before the commit: a commit that finishes training may end the process (--exit-when-done)
       log.info('round-done', { round, term: this.term, modelHash, certHash, signers: votes.length, ...metrics },
         `round ${round} done in ${(durationMs / 1000).toFixed(1)} s: accuracy ${(100 * metrics.accuracy).toFixed(2)}%, loss ${metrics.loss.toFixed(4)}, ${updates.length} updates, signed by ${votes.length} of ${state.checkers.length} checkers`)
-      await replica.commit({ round, hash: modelHash, weights }, bytes, { certBytes, termCertBytes: this.deps.termCert.bytes }, { round, term: this.term, modelHash, certHash, metrics }, updates.map(u => u.peer))
+      await replica.commit({ round, hash: modelHash, weights }, bytes, { certBytes, termCertBytes: this.deps.termCert.bytes }, { round, term: this.term, modelHash, certHash, metrics }, [...updates.map(u => u.peer), ...votes.map(v => v.peer)])
       return 'closed'
     } finally {
       state.end()
@@ -519,13 +551,15 @@ export class Coordinator {
     }
   }
 
-  /** No work for `peer` for 1, 2, 4, ... rounds (MAX_BENCH_ROUNDS at most) as its misses add up. */
-  private benchPeer (peer: string, round: number, what: string, reason: string): void {
+  /** No work for `peer` for 1, 2, 4, ... rounds (MAX_BENCH_ROUNDS at most) as its misses add up; returns the round it may work again. */
+  private benchPeer (peer: string, round: number, what: string, reason: string): number {
     const misses = (this.bench.get(peer)?.misses ?? 0) + 1
     const rounds = Math.min(MAX_BENCH_ROUNDS, 2 ** (misses - 1))
-    this.bench.set(peer, { untilRound: round + rounds + 1, misses })
+    const untilRound = round + rounds + 1
+    this.bench.set(peer, { untilRound, misses })
     this.deps.log.info('peer-benched', { peer, round, rounds, reason },
       `round ${round}: peer ${short(peer)} ${what}: no work for it for ${rounds} round${rounds === 1 ? '' : 's'}`)
+    return untilRound
   }
 
   private enter (state: RoundState, phase: RoundPhase, budgetMs: number): void {
@@ -566,16 +600,17 @@ export class Coordinator {
   }
 
   /**
-   * Waits for the checkers' signatures: until every live checker has signed (newcomers aside,
-   * once there is a quorum), or once a quorum has, at most about as long again as that took (a
-   * member that never signs must not hold every round up), or the deadline. Without a quorum the
-   * round fails: it is done again.
+   * Waits for the checkers' signatures: until every live checker has signed, or once a quorum
+   * has (roundQuorum: what the peers ask), at most about as long again as that took (a member that
+   * never signs must not hold every round up), or the deadline. Without a quorum the round fails:
+   * it is done again. A live checker that did not sign what others signed is named.
    */
   private async collectSignatures (state: RoundState, until: number): Promise<void> {
     const { clock, config, changes, policy } = this.deps
     const round = state.start.round
     const checkers = state.checkers
-    const needed = quorumOf(policy, checkers.length)
+    const quorum = (): number => roundQuorum(policy, checkers.length, this.deps.standing().liveMembers.length)
+    let needed = quorum()
     if (checkers.length === 1 && policy.allowed === undefined) {
       if (!this.saidAlone) this.deps.log.warn('alone', { round }, `round ${round} is signed by this peer alone: it proves nothing to others until more peers take part`)
       this.saidAlone = true
@@ -586,9 +621,8 @@ export class Coordinator {
     let quorumAt: number | undefined
     while (!state.signal.aborted && clock.now() < until) {
       const live = new Set(this.deps.live().map(h => h.peer))
+      needed = quorum()
       if (checkers.every(p => state.votes.has(p) || !live.has(p))) break
-      // a newcomer's signature is welcome, not waited for
-      if (state.votes.size >= needed && checkers.every(p => state.votes.has(p) || !live.has(p) || this.isNewcomer(p))) break
       let waitUntil = until
       if (state.votes.size >= needed) {
         quorumAt ??= clock.now()
@@ -598,16 +632,17 @@ export class Coordinator {
       await changes.wait(waitUntil - clock.now(), state.signal)
     }
     if (state.signal.aborted) throw abortReason(state.signal)
+    // Some other checker could check the result, so the live ones that did not sign chose not to,
+    // or were too slow. When none could, the fault may be this leader's (a result nobody can
+    // fetch): nobody is named for it.
+    const live = new Set(this.deps.live().map(h => h.peer))
+    const othersSigned = [...state.votes.keys()].some(p => p !== this.deps.self)
+    const unsigned = othersSigned ? checkers.filter(p => !state.votes.has(p) && live.has(p) && p !== this.deps.self) : []
+    for (const peer of unsigned) this.deps.note(peer, 'no-signature', `did not sign the result of round ${round}, which ${state.votes.size} other checkers signed`)
     if (state.votes.size < needed) {
-      // Some other checker could check the result, so those live ones that did not sign chose not
-      // to, or were too slow: benched, the round is done again with other participants, and so
-      // other checkers are drawn (the same ones would fail it again and again). When none could,
-      // the fault may be this leader's (a result nobody can fetch): nobody is benched for it.
-      const live = new Set(this.deps.live().map(h => h.peer))
-      const othersSigned = [...state.votes.keys()].some(p => p !== this.deps.self)
-      for (const peer of checkers) {
-        if (othersSigned && !state.votes.has(peer) && live.has(peer) && peer !== this.deps.self) this.benchPeer(peer, round, 'did not sign the result', 'no signature')
-      }
+      // benched, and not drawn again for as long: the round is done again with other
+      // participants and other checkers (the same ones would fail it again and again)
+      for (const peer of unsigned) this.unsigned.set(peer, this.benchPeer(peer, round, 'did not sign the result', 'no signature'))
       const missing = checkers.filter(p => !state.votes.has(p)).map(short)
       throw new RoundError(`only ${state.votes.size} of ${checkers.length} checkers signed the result of round ${round} within ${until - started} ms, ${needed} needed (missing: ${missing.join(', ')})`)
     }

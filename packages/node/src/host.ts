@@ -13,7 +13,7 @@ import { bootstrap } from '@libp2p/bootstrap'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import type { Connection, Metrics, PeerId, PrivateKey } from '@libp2p/interface'
-import { BLOB_PROTOCOL, CONTROL_TOPIC, MAX_CONTROL_BYTES, type ControlMessage, decodeMessage, encodeMessage, messageSender, MessageError } from '@dml/protocol'
+import { BLOB_PROTOCOL, CONTROL_TOPIC, MAX_CONTROL_BYTES, type ControlMessage, decodeMessage, encodeMessage, MessageClock, messageSender, MessageError } from '@dml/protocol'
 import { BlobStore, requestBlob, serveBlob, BlobError } from './blob-transfer.ts'
 import { abortReason, deadlineSignal, systemClock } from './clock.ts'
 import type { MessageHandlers, Network } from './network.ts'
@@ -194,10 +194,10 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
       throw err
     }
     if (messageSender(message) !== from) return reject('spoofed', from)
-    const verdict = handlers.judge(message, from)
+    const verdict = handlers.judge(message, from, peer.toString())
     if (verdict === 'accept') return TopicValidatorResult.Accept
     if (verdict === 'ignore') return TopicValidatorResult.Ignore
-    return reject(verdict.reject, from)
+    return reject(verdict.reject, verdict.culprit ?? from)
   })
   pubsub.addEventListener('message', (event) => {
     if (event.detail.topic !== CONTROL_TOPIC) return
@@ -257,12 +257,13 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
     }
   }, { maxInboundStreams: 2 * maxStreams })
 
+  const clock = new MessageClock(() => Date.now())
   const host: DmlHost = {
     libp2p,
     blobs,
     peerId: self,
     async publish (message) {
-      await pubsub.publish(CONTROL_TOPIC, encodeMessage(message))
+      await pubsub.publish(CONTROL_TOPIC, encodeMessage(clock.stamp(message)))
     },
     async fetchBlob (hash, from, { signal, timeoutMs, maxBytes }) {
       const local = blobs.get(hash)

@@ -1,5 +1,6 @@
 // The library: the engine, its units and the host. Process launchers for tests and the demo are
 // in '@dml/node/launcher'.
+export * from './admission.ts'
 export * from './allocation.ts'
 export * from './blob-transfer.ts'
 export * from './certificates.ts'

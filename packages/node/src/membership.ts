@@ -5,14 +5,16 @@ import type { Heartbeat } from '@dml/protocol'
 
 /** Heartbeats a member may miss in a row before it is dropped (when that is longer than the lease). */
 export const SILENT_INTERVALS = 3
+/** Members kept at most (keys are free): past it, the least recently heard goes. */
+export const MAX_KEPT_MEMBERS = 4096
 
 /** How long the peer of `heartbeat` may be silent before it is dropped: the lease, or three of its intervals. */
-export function silenceMs (leaseMs: number, heartbeat: Heartbeat): number {
+export function silenceMs (leaseMs: number, heartbeat: { everyMs: number }): number {
   return Math.max(leaseMs, SILENT_INTERVALS * heartbeat.everyMs)
 }
 
 /** The peers of `heartbeats` that say they follow `leader` in `term`. */
-export function followersOf (heartbeats: Heartbeat[], leader: string, term: number): string[] {
+export function followersOf (heartbeats: Array<{ peer: string, leader: string | null, term: number }>, leader: string, term: number): string[] {
   return heartbeats.filter(h => h.leader === leader && h.term === term).map(h => h.peer)
 }
 
@@ -30,10 +32,15 @@ export class Membership {
 
   /** Records a heartbeat; true when its peer was not a member. */
   observe (heartbeat: Heartbeat, now: number): boolean {
-    const joined = !this.members.has(heartbeat.peer)
+    const joined = !this.members.delete(heartbeat.peer) // kept in the order they were last heard
     if (joined) this.counters.peersJoined++
     this.members.set(heartbeat.peer, { heartbeat, lastSeen: now })
+    if (this.members.size > MAX_KEPT_MEMBERS) this.members.delete(this.members.keys().next().value!)
     return joined
+  }
+
+  get size (): number {
+    return this.members.size
   }
 
   /** Drops and returns the peers silent for longer than they may be, with how long that was. */

@@ -8,7 +8,7 @@ import type { Logger } from './log.ts'
 /** Reasons that are offences; anything else a validator rejects is counted but not held against the sender. */
 export const OFFENCES = new Set([
   'malformed', 'spoofed', 'not-leader', 'not-allowed', 'bad-vote', 'bad-certificate', 'bad-proposal',
-  'non-finite', 'wrong-shape', 'too-many-samples', 'unsigned', 'equivocation'
+  'non-finite', 'wrong-shape', 'too-many-samples', 'unsigned', 'equivocation', 'flood', 'relay-flood'
 ])
 
 export interface LedgerOptions {

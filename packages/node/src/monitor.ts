@@ -5,7 +5,8 @@
 // only a warning line: it neither counts as a round nor ends the monitor.
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { ControlMessage, Heartbeat, RoundDone } from '@dml/protocol'
-import { CertificateError, coversView, isForgery } from './certificates.ts'
+import { Admission } from './admission.ts'
+import { CertificateError, coversView, isForgery, type Standing } from './certificates.ts'
 import { Supervisor } from './clock.ts'
 import { helpText, MONITOR_OPTIONS, parseOptions, readAllowList, readSwarmKey } from './config.ts'
 import { startHost } from './host.ts'
@@ -38,6 +39,18 @@ export async function runMonitor (argv: string[]): Promise<number> {
   let proofs: Proofs | undefined
   /** who counts in a leader's quorum, as for a peer (proven.ts): learnt from the certified rounds */
   const provenPeers = new ProvenPeers()
+  /** peers heard lately (a follower of a large network beats less often), as a peer counts them */
+  const live = (): Heartbeat[] => [...peers.values()].filter(p => Date.now() - p.seen < silenceMs(10_000, p.hb)).map(p => p.hb)
+  /** who counts in a certificate for this monitor: as for a peer (Standing), from what it has heard */
+  const standing = (): Standing => {
+    const heard = live().map(h => h.peer)
+    if (allowed !== undefined) return { isMember: p => allowed.has(p), liveMembers: heard.filter(p => allowed.has(p)), byWork: true }
+    if (provenPeers.any) return { isMember: p => provenPeers.has(p), liveMembers: heard.filter(p => provenPeers.has(p)), byWork: true }
+    const set = new Set(heard)
+    return { isMember: p => set.has(p), liveMembers: heard, byWork: false }
+  }
+  /** what is new (admission.ts): the monitor relays what it takes, and must not relay a replay */
+  const admission = new Admission()
 
   const show = (rd: RoundDone, proven: ProvenRound): void => {
     shownRounds.add(rd.round)
@@ -62,7 +75,7 @@ export async function runMonitor (argv: string[]): Promise<number> {
       try {
         const proven = await check.round(rd.certHash, [rd.leader, ...peers.keys()])
         if (proven.result.round !== rd.round || proven.result.modelHash !== rd.modelHash || proven.result.leader !== rd.leader) throw new CertificateError('forged', 'the certificate is of another round')
-        provenPeers.sawRound(proven.result)
+        provenPeers.sawRound(proven)
         if (!shownRounds.has(rd.round)) show(rd, proven)
       } catch (err) {
         // forged, or genuine but proving nothing to this monitor (one peer alone), or out of reach
@@ -87,14 +100,14 @@ export async function runMonitor (argv: string[]): Promise<number> {
     supervisor.run(`check the leader ${hb.peer.slice(-6)}`, async () => {
       try {
         const { cert } = await check.term(termCert, [hb.peer, ...peers.keys()])
+        check.elects(cert)
         let joined: ProvenRound | undefined
         if (!provenPeers.any && hb.roundCert !== null) {
           joined = await check.round(hb.roundCert, [hb.peer, ...peers.keys()])
-          provenPeers.sawRound(joined.result)
+          provenPeers.sawRound(joined)
         }
-        // heard lately (a follower of a large network beats less often), as a peer counts them
-        const live = [...peers.values()].filter(p => Date.now() - p.seen < silenceMs(10_000, p.hb)).map(p => p.hb)
-        if (cert.leader !== hb.peer || cert.term !== hb.term || !coversView(cert, { self: host.peerId, allowed }, provenPeers.counted(live.map(h => h.peer)), followersOf(live, hb.peer, hb.term))) throw new CertificateError('unproven', 'too few of the peers in view voted for it or follow it')
+        const heard = live()
+        if (cert.leader !== hb.peer || cert.term !== hb.term || !coversView(cert, { self: host.peerId, allowed }, provenPeers.counted(heard.map(h => h.peer)), followersOf(heard, hb.peer, hb.term))) throw new CertificateError('unproven', 'too few of the peers in view voted for it or follow it')
         provenLeaders.set(hb.peer, hb.term)
         if (joined !== undefined && joined.result.round === hb.round) showJoined(joined)
       } catch (err) {
@@ -106,7 +119,8 @@ export async function runMonitor (argv: string[]): Promise<number> {
     })
   }
 
-  const judge = (message: ControlMessage, from: string): 'accept' | 'ignore' => {
+  const judge = (message: ControlMessage, from: string, relay: string): 'accept' | 'ignore' => {
+    if (!admission.admit(message, from, relay, Date.now()).admit) return 'ignore'
     if (message.type !== 'round-start' && message.type !== 'round-proposal' && message.type !== 'round-done') return 'accept'
     return provenLeaders.get(from) === message.term ? 'accept' : 'ignore'
   }
@@ -133,7 +147,7 @@ export async function runMonitor (argv: string[]): Promise<number> {
     mdns: o.mdns as boolean,
     swarmKey: o['swarm-key'] === '' ? undefined : readSwarmKey(o['swarm-key'] as string)
   }, { judge, deliver, rejected: () => {}, subscribed: () => {} })
-  proofs = new Proofs({ net: host, policy: { self: host.peerId, allowed }, transferTimeoutMs: 30_000, signal: lifetime.signal })
+  proofs = new Proofs({ net: host, policy: { self: host.peerId, allowed }, transferTimeoutMs: 30_000, signal: lifetime.signal, standing })
   view.started(host.peerId)
   const stop = async (): Promise<void> => {
     view.stop()

@@ -1,16 +1,23 @@
 // What the round engine needs of the network: publish a control message, fetch a blob by hash
 // from peers that hold it, serve its own blobs. The libp2p host implements it (host.ts); unit
 // tests use an in-memory one. The engine never touches libp2p directly.
-import type { ControlMessage } from '@dml/protocol'
+import type { ControlMessage, Outgoing } from '@dml/protocol'
 import type { BlobStore } from './blob-transfer.ts'
 
-/** What a validator decides about a well-formed message in the light of the current state. */
-export type Verdict = 'accept' | 'ignore' | { reject: string }
+/**
+ * What a validator decides about a well-formed message in the light of the current state. A
+ * rejection is held against its author, or against `culprit` (the peer that relayed a replay).
+ */
+export type Verdict = 'accept' | 'ignore' | { reject: string, culprit?: string }
 
 /** Where the network hands what arrives: a peer's engine implements it. */
 export interface MessageHandlers {
-  /** decides, inside the gossip validator, whether a well-formed message is current */
-  judge: (message: ControlMessage, from: string) => Verdict
+  /**
+   * decides, inside the gossip validator, whether a well-formed message of `from` (its signed
+   * author), handed over by `relay` (the peer it came from: the author itself, or a peer gossip
+   * forwarded it through), is new and current
+   */
+  judge: (message: ControlMessage, from: string, relay: string) => Verdict
   /** an accepted message */
   deliver: (message: ControlMessage) => void
   /** a message rejected as malformed, spoofed or by judge */
@@ -38,7 +45,8 @@ export interface Network {
   readonly peerId: string
   /** blobs this peer holds and serves */
   readonly blobs: BlobStore
-  publish: (message: ControlMessage) => Promise<void>
+  /** publishes on the control topic, stamped with this peer's message clock (Envelope.seq) */
+  publish: (message: Outgoing) => Promise<void>
   /** the blob `hash`: local if held, else from the first of `from` that delivers it whole and verified */
   fetchBlob: (hash: string, from: string[], options: FetchOptions) => Promise<Uint8Array>
   dialAddrs: (peer: string, addrs: string[]) => void
@@ -56,7 +64,7 @@ export function lateHandlers (): { handlers: MessageHandlers, bind: (target: Mes
   let target: MessageHandlers | undefined
   return {
     handlers: {
-      judge: (message, from) => target?.judge(message, from) ?? 'ignore',
+      judge: (message, from, relay) => target?.judge(message, from, relay) ?? 'ignore',
       deliver: (message) => { target?.deliver(message) },
       rejected: (reason, from) => { target?.rejected(reason, from) },
       subscribed: (peer) => { target?.subscribed(peer) },

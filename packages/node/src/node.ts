@@ -5,9 +5,10 @@
 // votes by the rules (election.ts), and counts what peers do wrong (misbehaviour.ts).
 // Time comes from an injected clock and the network through the Network interface, so the whole
 // engine runs in unit tests on an in-memory network with fake time.
-import { encodeTermCert, MAX_HEARTBEAT_EVERY_MS, MAX_TERM_STEP, OWN_DATA, PROTOCOL_VERSION, trainingDifference, voteSigningBytes, type Compression, type ControlMessage, type Device, type Heartbeat, type RoundStart, type Task, type TermCert, type UpdateReady, type Vote, type VoteRequest, type WorkFailed, type WorkProgress } from '@dml/protocol'
+import { encodeTermCert, MAX_HEARTBEAT_EVERY_MS, MAX_TERM_STEP, OWN_DATA, PROTOCOL_VERSION, trainingDifference, voteSigningBytes, type Compression, type ControlMessage, type Device, type Outgoing, type Heartbeat, type RoundStart, type Task, type TermCert, type Unstamped, type UpdateReady, type Vote, type VoteRequest, type WorkFailed, type WorkProgress } from '@dml/protocol'
 import type { Checkpoint, SavedVote } from './checkpoint.ts'
-import { CertificateError, coversView, isAllowed, isForgery, isQuorum, signedBy, type QuorumPolicy, type Signer } from './certificates.ts'
+import { Admission } from './admission.ts'
+import { CertificateError, coversView, isAllowed, isForgery, isQuorum, signedBy, type QuorumPolicy, type Signer, type Standing } from './certificates.ts'
 import { Changes, type Clock, isAbort, Supervisor, systemClock } from './clock.ts'
 import { Coordinator, type LeaderStats, type RoundSnapshot, short } from './coordinator.ts'
 import { Election, rankCandidates } from './election.ts'
@@ -16,7 +17,7 @@ import { followersOf, Membership } from './membership.ts'
 import { Ledger, OFFENCES } from './misbehaviour.ts'
 import type { MessageHandlers, Network, Verdict } from './network.ts'
 import { roundProgress, type RoundProgress } from './progress.ts'
-import { Proofs } from './proofs.ts'
+import { Proofs, type ProvenRound } from './proofs.ts'
 import { Replica, type CheckpointStore } from './replica.ts'
 import type { Trainer } from './trainer.ts'
 import { Verifier } from './verifier.ts'
@@ -103,6 +104,9 @@ const MAX_EARLY_STARTS = 8
 
 interface ProvenCert { hash: string, bytes: Uint8Array, cert: TermCert }
 
+/** Leases (plus a transfer timeout) a follower waits for a provable round after its leader announced one that proves nothing here. */
+const UNPROVEN_GRACE_LEASES = 2
+
 /** A leader elected alone stands again for peers that joined at most once in this many leases (and once a round). */
 const JOINERS_EVERY_LEASES = 10
 
@@ -130,9 +134,11 @@ export class DmlNode implements MessageHandlers {
   /** control messages rejected, by reason */
   readonly rejectedMessages: Record<string, number> = {}
   /** round starts of senders not proven our leader when they came, by sender (see keepEarlyStart) */
-  private readonly earlyStarts = new Map<string, RoundStart>()
+  private readonly earlyStarts = new Map<string, Unstamped<RoundStart>>()
   /** the candidate each voter was seen voting for, by term, in votes and term certificates (see noteVote) */
   private readonly votesHeard = new Map<number, Map<string, string>>()
+  /** what is new, and what each author and relay may still send (admission.ts) */
+  private readonly admission = new Admission()
   private readonly net: Network
   private readonly trainer: Trainer
   private readonly backend: BackendInfo
@@ -153,6 +159,8 @@ export class DmlNode implements MessageHandlers {
   private readonly checking = new Set<string>()
   /** when the leader we follow should have finished its current round, if it started one */
   private expectProgressBy: number | null = null
+  /** since when the leader we follow has announced rounds whose certificates prove nothing here (onRoundRejected) */
+  private unprovenSince: number | null = null
   private lastProgress: number
   private progressRound = 0
   private timer: unknown
@@ -192,7 +200,7 @@ export class DmlNode implements MessageHandlers {
     this.election.roundPeers = config.minPeers
     this.election.expectsPeers = config.expectsPeers ?? false
     this.membership = new Membership(config.leaseMs)
-    this.proofs = new Proofs({ net: this.net, policy: this.policy, transferTimeoutMs: config.transferTimeoutMs, signal: this.lifetime.signal })
+    this.proofs = new Proofs({ net: this.net, policy: this.policy, transferTimeoutMs: config.transferTimeoutMs, signal: this.lifetime.signal, standing: () => this.standing() })
     const modelBytes = this.maxBlobBytes
     this.replica = new Replica({
       net: this.net,
@@ -205,7 +213,8 @@ export class DmlNode implements MessageHandlers {
       modelBytes,
       term: () => this.election.term,
       task: () => this.task,
-      finishedAfter: (round, accuracy) => round >= this.task.totalRounds || accuracy >= this.task.targetAccuracy
+      finishedAfter: (round, accuracy) => round >= this.task.totalRounds || accuracy >= this.task.targetAccuracy,
+      rejected: (claimant, err) => { this.onRoundRejected(claimant, err) }
     })
     this.worker = new Worker({
       self: this.peerId,
@@ -233,6 +242,7 @@ export class DmlNode implements MessageHandlers {
       task: () => this.task,
       sources: () => this.membership.live(this.clock.now()).map(h => h.peer),
       policy: this.policy,
+      standing: () => this.standing(),
       silentFor: (peer) => this.clock.now() - (this.membership.lastSeen(peer) ?? -Infinity),
       announceGraceMs: 2 * config.heartbeatMs,
       offence: (peer, reason, detail) => { this.ledger.offence(peer, reason, detail) }
@@ -288,7 +298,7 @@ export class DmlNode implements MessageHandlers {
   }
 
   /** Live members, this peer first: heard within the lease, and directly connected (a member we cannot reach does not count). */
-  live (): Heartbeat[] {
+  live (): Array<Unstamped<Heartbeat>> {
     const connected = new Set(this.net.connectedPeers())
     return [this.heartbeat(), ...this.membership.live(this.clock.now()).filter(h => connected.has(h.peer))]
   }
@@ -296,6 +306,22 @@ export class DmlNode implements MessageHandlers {
   /** The peers that count in a quorum now: live, and proven (see proven.ts), this one included only once proven. */
   private view (): string[] {
     return this.replica.proven.counted(this.live().map(h => h.peer))
+  }
+
+  /**
+   * Who counts for this peer now, in the certificates it checks (certificates.ts): the allow-list;
+   * else the members its certified rounds prove (proven.ts); before anything is proven, the peers
+   * it is connected to and hears, and itself. And of them, those it sees live.
+   */
+  standing (): Standing {
+    const live = this.live().map(h => h.peer)
+    const fixedCheckers = (term: number, round: number): readonly string[] | undefined => this.verifier.startOf(term, round)?.checkers
+    const allowed = this.policy.allowed
+    if (allowed !== undefined) return { isMember: p => allowed.has(p), liveMembers: live.filter(p => allowed.has(p)), byWork: true, fixedCheckers }
+    const proven = this.replica.proven
+    if (proven.any) return { isMember: p => proven.has(p), liveMembers: live.filter(p => proven.has(p)), byWork: true, fixedCheckers }
+    const connected = new Set(live)
+    return { isMember: p => connected.has(p), liveMembers: live, byWork: false, fixedCheckers }
   }
 
   /**
@@ -314,10 +340,27 @@ export class DmlNode implements MessageHandlers {
 
   // ---- what the network hands us ----------------------------------------------------------
 
-  judge (message: ControlMessage, from: string): Verdict {
+  /**
+   * A message of `from` that `relay` handed over: it must be newer than what we took of its author
+   * (a replay is the relay's doing), within its author's and its relay's budgets (admission.ts),
+   * and current.
+   */
+  judge (message: ControlMessage, from: string, relay: string): Verdict {
     if (!this.running) return 'ignore'
     if (this.ledger.isBanned(from)) return { reject: 'banned' }
     if (!isAllowed(this.policy, from)) return { reject: 'not-allowed' }
+    if (relay !== from && this.ledger.isBanned(relay)) return { reject: 'banned', culprit: relay }
+    const admitted = this.admission.admit(message, from, relay, this.clock.now())
+    if (!admitted.admit) {
+      if (admitted.reason === 'not-newer') return 'ignore' // gossip keeps no order: an older one came late
+      if (admitted.reason === 'replayed') this.ledger.note(admitted.culprit, 'replayed', `relayed ${admitted.detail}`)
+      return { reject: admitted.reason, culprit: admitted.culprit }
+    }
+    return this.current(message, from)
+  }
+
+  /** Whether a new message of `from` is current: of the term and leader this peer follows, and within reach. */
+  private current (message: Outgoing, from: string): Verdict {
     switch (message.type) {
       case 'vote-request':
         // beyond reach of our certified term: maybe honest and we are behind; never voted for
@@ -365,7 +408,7 @@ export class DmlNode implements MessageHandlers {
   }
 
   /** The latest round start of a sender not (yet) proven our leader: a few senders, the newest start each. */
-  private keepEarlyStart (start: RoundStart, from: string): void {
+  private keepEarlyStart (start: Unstamped<RoundStart>, from: string): void {
     this.earlyStarts.delete(from)
     this.earlyStarts.set(from, start)
     if (this.earlyStarts.size > MAX_EARLY_STARTS) this.earlyStarts.delete(this.earlyStarts.keys().next().value!)
@@ -383,9 +426,14 @@ export class DmlNode implements MessageHandlers {
     })
   }
 
-  /** A new neighbour on the control topic hears from us now, not at the next tick. */
+  /**
+   * A new neighbour on the control topic hears from us now, not at the next tick; many at once
+   * (a network starting) hear one heartbeat each quarter interval, not one each.
+   */
   subscribed (): void {
-    if (this.running) this.sendHeartbeat()
+    if (!this.running) return
+    if (this.lastHeartbeat !== null && this.clock.now() - this.lastHeartbeat.at < this.config.heartbeatMs / 4) return
+    this.sendHeartbeat()
   }
 
   /** gossipsub's application score of a peer: its offences cost. */
@@ -404,7 +452,7 @@ export class DmlNode implements MessageHandlers {
 
   // ---- membership and election ------------------------------------------------------------
 
-  private heartbeat (): Heartbeat {
+  private heartbeat (): Unstamped<Heartbeat> {
     return {
       type: 'heartbeat',
       v: PROTOCOL_VERSION,
@@ -454,7 +502,7 @@ export class DmlNode implements MessageHandlers {
   }
 
   /** Publishes in the background; a failure is said at most once a minute per error. */
-  private publish (what: string, message: ControlMessage): void {
+  private publish (what: string, message: Outgoing): void {
     this.supervisor.run(what, async () => {
       try {
         await this.net.publish(message)
@@ -549,7 +597,7 @@ export class DmlNode implements MessageHandlers {
     if ((hb.term < this.election.term && !claimsMoreRounds) || this.election.isDistrusted(hb.peer, now)) return
     if (hb.term === this.election.term && hb.peer === this.election.leader) {
       this.election.leaderSeen(now)
-      if (hb.round > this.replica.round && hb.roundCert !== null) this.replica.catchUp(hb.roundCert, this.sources(hb.peer))
+      if (hb.round > this.replica.round && hb.roundCert !== null) this.replica.catchUp(hb.roundCert, this.sources(hb.peer), hb.peer)
       return
     }
     if (this.checking.has(`leader:${hb.peer}`)) return
@@ -561,15 +609,17 @@ export class DmlNode implements MessageHandlers {
           this.ledger.offence(hb.peer, 'bad-certificate', `its heartbeat claims term ${hb.term} with the certificate of term ${proven.cert.term} of ${short(proven.cert.leader)}`)
           return
         }
+        // its votes are genuine: a voter in it that voted otherwise in the term is caught, whether or not they elect it here
         this.noteTermCert(proven.cert)
+        this.proofs.elects(proven.cert, this.election.votedTerm === hb.term && this.election.votedFor === hb.peer)
         // its newest certified round: the proof of the rounds it claims over an older term, and
         // for a newcomer that knows of no proven peers yet, who they are
         let provesMoreRounds = false
+        let newest: ProvenRound | undefined
         if (hb.roundCert !== null && (!this.replica.proven.any || (hb.term < this.election.term && claimsMoreRounds))) {
           try {
-            const round = await this.proofs.round(hb.roundCert, this.sources(hb.peer))
-            if (!this.replica.proven.any) this.replica.proven.sawRound(round.result)
-            provesMoreRounds = round.result.round > this.replica.round
+            newest = await this.proofs.round(hb.roundCert, this.sources(hb.peer))
+            provesMoreRounds = newest.result.round > this.replica.round
           } catch (err) {
             if (!(err instanceof CertificateError) || err.kind !== 'unproven') throw err
             // genuine but signed by too few for this peer (a peer's rounds certified alone): they
@@ -586,6 +636,8 @@ export class DmlNode implements MessageHandlers {
           else this.ledger.note(hb.peer, 'unproven-leader', `claims term ${hb.term}, but too few of the peers this node sees voted for it`)
           return
         }
+        // a newcomer learns the members from the rounds of the leader that the peers it sees endorse, not before
+        if (newest !== undefined && !this.replica.proven.any) this.replica.proven.sawRound(newest)
         this.followProven({ hash: termCert, ...proven }, hb, provesMoreRounds)
       } catch (err) {
         if (err instanceof CertificateError && err.kind === 'unproven' && this.freshStart(hb)) this.sayFreshLeader(hb, 'elected on too few votes to prove anything to this peer')
@@ -637,6 +689,7 @@ export class DmlNode implements MessageHandlers {
       this.worker.abandon(`now following ${short(hb.peer)}`)
       this.counters.leaderChanges++
       this.expectProgressBy = null
+      this.unprovenSince = null
       this.lastProgress = now
       this.log.info('leader-followed', { term: proven.cert.term, leader: hb.peer, votes: proven.cert.votes.length }, `following leader ${short(hb.peer)} (term ${proven.cert.term}, ${proven.cert.votes.length} votes)`)
       this.sendHeartbeat() // the leader gives work to the peers that say they follow it
@@ -645,13 +698,13 @@ export class DmlNode implements MessageHandlers {
       const dropped = early === undefined ? this.worker.resumable(hb.peer, proven.cert.term) : undefined
       const replay = early ?? dropped
       // a start kept through a long wait may be of a round this peer already holds: not worth training
-      if (replay !== undefined && replay.round > this.replica.round && this.judge(replay, hb.peer) === 'accept') {
+      if (replay !== undefined && replay.round > this.replica.round && this.current(replay, hb.peer) === 'accept') {
         const why = dropped !== undefined ? 'its work was dropped when its leader seemed lost, and it leads again' : 'its start came before the proof of its leader'
         this.log.info('round-start-replayed', { round: replay.round, term: replay.term, resumed: dropped !== undefined }, `round ${replay.round}: ${why}; taking it up now`)
-        this.deliver(replay)
+        this.onRoundStart(replay)
       }
     }
-    if (hb.round > this.replica.round && hb.roundCert !== null) this.replica.catchUp(hb.roundCert, this.sources(hb.peer))
+    if (hb.round > this.replica.round && hb.roundCert !== null) this.replica.catchUp(hb.roundCert, this.sources(hb.peer), hb.peer)
   }
 
   /**
@@ -838,6 +891,7 @@ export class DmlNode implements MessageHandlers {
       supervisor: this.supervisor,
       stats: this.stats,
       live: () => this.live(),
+      standing: () => this.standing(),
       task: () => this.task,
       offence: (peer, reason, detail) => { this.ledger.offence(peer, reason, detail) },
       note: (peer, reason, detail) => { this.ledger.note(peer, reason, detail) },
@@ -874,6 +928,7 @@ export class DmlNode implements MessageHandlers {
     if (this.replica.round > this.progressRound) {
       this.progressRound = this.replica.round
       this.expectProgressBy = null
+      this.unprovenSince = null
       this.lastProgress = now
     }
     const leader = this.election.leader
@@ -882,20 +937,42 @@ export class DmlNode implements MessageHandlers {
     let why: string | undefined
     if (this.expectProgressBy !== null && now > this.expectProgressBy) why = 'its round was not finished by its deadline'
     else if (this.expectProgressBy === null && now - this.lastProgress > this.config.roundTimeoutMs + grace && this.live().length >= this.config.minPeers) why = 'it started no round while enough peers followed it'
-    if (why === undefined) return
-    const until = now + 10 * this.config.leaseMs
-    this.election.distrust(leader, until)
+    else if (this.unprovenSince !== null && now > this.unprovenSince + UNPROVEN_GRACE_LEASES * this.config.leaseMs + this.config.transferTimeoutMs) why = 'the rounds it announces prove nothing here'
+    if (why !== undefined) this.distrustLeader(leader, why)
+  }
+
+  /** Stops following `leader` for ten leases: no vote for it, and the next election without it. */
+  private distrustLeader (leader: string, why: string): void {
+    const now = this.clock.now()
+    this.election.distrust(leader, now + 10 * this.config.leaseMs)
     this.leaderCert = null
     this.expectProgressBy = null
+    this.unprovenSince = null
     this.lastProgress = now
     this.counters.leadersDistrusted++
     this.log.warn('leader-distrusted', { leader, term: this.election.term, reason: why }, `no longer following ${short(leader)} (term ${this.election.term}): ${why}; electing another`)
     this.worker.abandon(`the leader of term ${this.election.term} made no progress`)
   }
 
+  /**
+   * A round certificate `claimant` named (its round-done, or its heartbeat's newest round) does
+   * not prove its round here. Forged: a lie, and our leader's is reason enough to leave it. Too
+   * few of its signers count here: a view of the members that differs from ours may do that once;
+   * a leader whose rounds still prove nothing a while later is left (it certifies with keys that
+   * count for nobody, or with too few of the members).
+   */
+  private onRoundRejected (claimant: string, err: Error): void {
+    const forged = isForgery(err)
+    if (forged) this.ledger.offence(claimant, 'bad-certificate', `its round certificate: ${err.message}`)
+    else this.ledger.note(claimant, 'unproven-round', `its round certificate proves nothing to this peer: ${err.message}`)
+    if (claimant !== this.election.leader || this.election.isLeader) return
+    if (forged) this.distrustLeader(claimant, `its round certificate is forged (${err.message})`)
+    else this.unprovenSince ??= this.clock.now()
+  }
+
   // ---- rounds -------------------------------------------------------------------------------
 
-  private onRoundStart (start: RoundStart): void {
+  private onRoundStart (start: Unstamped<RoundStart>): void {
     if (start.leader !== this.peerId) {
       const now = this.clock.now()
       this.expectProgressBy = Math.min(start.deadline, now + this.config.roundTimeoutMs) + 2 * this.config.transferTimeoutMs + 30_000 + 4 * this.config.leaseMs
@@ -911,7 +988,7 @@ export class DmlNode implements MessageHandlers {
   }
 
   /** Our worker's result goes to the leader: through gossip, or straight in when we lead its term. */
-  private async report (message: UpdateReady | WorkFailed): Promise<void> {
+  private async report (message: Unstamped<UpdateReady> | Unstamped<WorkFailed>): Promise<void> {
     if (message.type === 'update-ready') this.verifier.sentUpdate(message.term, message.round, message.hash)
     const coordinator = this.coordinator
     if (coordinator !== null && coordinator.term === message.term) {

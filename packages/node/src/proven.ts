@@ -1,6 +1,7 @@
-// Which peers have proven themselves: their update counted in a certified round lately. Keys are
-// free and one address holds many of them, so in an open network an identity counts in a quorum
-// (elections, a leader's standing) only once it has done real work, and a newcomer gets work on
+// Which peers have proven themselves, the members of an open network: their update counted in a
+// certified round lately, or their signature certified one. Keys are free and one address holds
+// many of them, so in an open network an identity counts in a quorum (elections, a leader's
+// standing, a certificate's signers) only once it has done real work, and a newcomer gets work on
 // probation, a few at a time, never so many that the proven peers stop being a quorum of a round.
 // Before the first certified round nobody is proven, and every directly connected peer counts. A
 // newcomer learns who is proven from the round certificate of the leader it finds.
@@ -14,12 +15,12 @@ export class ProvenPeers {
   private readonly lastRound = new Map<string, number>()
   private latest = 0
 
-  /** A certified round's result: its contributors are proven. */
-  sawRound (result: { round: number, contributions: Array<{ peer: string }> }): void {
-    this.saw(result.round, result.contributions.map(c => c.peer))
+  /** A certified round: its contributors and the signers that counted are proven. */
+  sawRound (round: { result: { round: number, contributions: Array<{ peer: string }> }, signers: Iterable<string> }): void {
+    this.saw(round.result.round, [...round.result.contributions.map(c => c.peer), ...round.signers])
   }
 
-  /** The contributors of certified round `round`. */
+  /** The contributors (and signers) of certified round `round`. */
   saw (round: number, contributors: Iterable<string>): void {
     this.latest = Math.max(this.latest, round)
     for (const peer of contributors) this.lastRound.set(peer, Math.max(round, this.lastRound.get(peer) ?? 0))

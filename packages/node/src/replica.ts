@@ -46,6 +46,8 @@ export interface ReplicaDeps {
   task: () => Task
   /** whether training is over after `round` with a certified `accuracy` (this peer's own options decide) */
   finishedAfter: (round: number, accuracy: number) => boolean
+  /** a certificate `claimant` named does not prove its round here: forged, or too few of its signers count here */
+  rejected: (claimant: string, err: Error) => void
 }
 
 export class Replica {
@@ -77,7 +79,8 @@ export class Replica {
       this.keepCert(checkpoint.roundCert, checkpoint.termCert)
       // the certificate was checked when its round was adopted, and its file is checksummed
       try {
-        this.proven.sawRound(decodeRoundCert(checkpoint.roundCert).parsed)
+        const cert = decodeRoundCert(checkpoint.roundCert)
+        this.proven.sawRound({ result: cert.parsed, signers: cert.votes.map(v => v.peer) })
       } catch {
         // an older encoding: nobody is proven until the next certified round, so everyone counts
       }
@@ -111,15 +114,19 @@ export class Replica {
 
   /** A RoundDone of our leader: adopt its model once its certificate checks out. */
   announce (done: RoundDone, from: string[]): void {
-    this.adopt(done.certHash, from, done.metrics)
+    this.adopt(done.certHash, from, done.leader, done.metrics)
   }
 
-  /** A proven leader shows a newer round than ours, with its certificate: catch up. */
-  catchUp (certHash: string, from: string[]): void {
-    this.adopt(certHash, from)
+  /**
+   * A newer round than ours, with its certificate: catch up. `claimant`: the peer that showed it
+   * (a proven leader's heartbeat), told of if the certificate proves nothing; none for one this
+   * peer made itself.
+   */
+  catchUp (certHash: string, from: string[], claimant?: string): void {
+    this.adopt(certHash, from, claimant)
   }
 
-  private adopt (certHash: string, from: string[], metrics?: RoundMetrics): void {
+  private adopt (certHash: string, from: string[], claimant?: string, metrics?: RoundMetrics): void {
     if (this.cert?.hash === certHash || this.adopting.has(certHash)) return
     this.adopting.add(certHash)
     this.deps.supervisor.run(`adopt the round of certificate ${certHash.slice(0, 12)}`, async () => {
@@ -128,8 +135,12 @@ export class Replica {
         try {
           proven = await this.deps.proofs.round(certHash, from)
         } catch (err) {
-          if ((err as Error).name === 'CertificateError' || (err as Error).name === 'MessageError') this.counters.certificatesRejected++
-          throw err
+          const name = (err as Error).name
+          if (name !== 'CertificateError' && name !== 'MessageError') throw err
+          this.counters.certificatesRejected++
+          if (claimant === undefined) throw err
+          this.deps.rejected(claimant, err as Error)
+          return
         }
         const { result } = proven
         if (result.round <= this.round) return
@@ -141,15 +152,15 @@ export class Replica {
         // said before the commit: a commit that finishes training may end the process (--exit-when-done)
         this.deps.log.info('model-adopted', { round: result.round, modelHash: result.modelHash, accuracy: proven.evaluation.accuracy, signers: proven.signers.length },
           `round ${result.round} done: accuracy ${(100 * proven.evaluation.accuracy).toFixed(2)}%, loss ${proven.evaluation.loss.toFixed(4)}, signed by ${proven.signers.length} of its ${proven.checkers.length} checkers`)
-        await this.commit({ round: result.round, hash: result.modelHash, weights }, bytes, proven, recordOf(proven, metrics), result.contributions.map(c => c.peer))
+        await this.commit({ round: result.round, hash: result.modelHash, weights }, bytes, proven, recordOf(proven, metrics), [...result.contributions.map(c => c.peer), ...proven.signers])
       } finally {
         this.adopting.delete(certHash)
       }
     })
   }
 
-  /** Installs a proven round's model, with its certificate (whose result names the `contributors`), and checkpoints it. */
-  async commit (model: GlobalModel, bytes: Uint8Array, proof: { certBytes: Uint8Array, termCertBytes: Uint8Array }, record: RoundRecord, contributors: string[]): Promise<void> {
+  /** Installs a proven round's model, with its certificate (which names its `members`: contributors and signers), and checkpoints it. */
+  async commit (model: GlobalModel, bytes: Uint8Array, proof: { certBytes: Uint8Array, termCertBytes: Uint8Array }, record: RoundRecord, members: string[]): Promise<void> {
     const previous = this.global?.hash
     this.global = model
     this.fetched = null
@@ -158,7 +169,7 @@ export class Replica {
     if (this.held !== null && this.held !== model.hash) this.deps.net.blobs.unpin(this.held)
     this.held = null
     this.keepCert(proof.certBytes, proof.termCertBytes)
-    this.proven.saw(model.round, contributors)
+    this.proven.saw(model.round, members)
     this.history.push(record)
     await this.checkpoint()
     if (this.deps.finishedAfter(model.round, record.metrics.accuracy)) this.finish()

@@ -1,5 +1,6 @@
 // Verifier: a checker's check of its leader's round result, before it signs. A round's checkers
-// are a few of its participants, drawn by hash (checkersOf); the others wait for the certificate.
+// are a few of its members, drawn by hash when the round starts (drawCheckers); the others wait
+// for the certificate.
 // It signs only what it computed itself: the result must start from the round's model, use this
 // peer's own aggregation settings, name the round's participants, count this peer's update if it
 // sent one, and its updates, fetched and judged here, aggregated here, must give exactly the
@@ -12,9 +13,9 @@
 // this peer, the checker builds the certificate itself and commits the round. A quorum that
 // signed is a round finished, whether or not its leader lived to say so: otherwise the next
 // leader, elected by peers that had not heard, would do the round again with a different model.
-import { contentHash, decodeResult, encodeRoundCert, MAX_CERT_BYTES, encodeTensors, PROTOCOL_VERSION, roundVoteSigningBytes, trainingDifference, type NamedTensor, type RoundCertVote, type RoundProposal, type RoundResult, type RoundStart, type RoundVote, type Task } from '@dml/protocol'
+import { contentHash, decodeResult, encodeRoundCert, MAX_CERT_BYTES, encodeTensors, PROTOCOL_VERSION, roundVoteSigningBytes, trainingDifference, type NamedTensor, type RoundCertVote, type RoundProposal, type RoundResult, type RoundStart, type RoundVote, type Task, type Unstamped } from '@dml/protocol'
 import { aggregateRound, type ClientUpdate } from '@dml/trainer'
-import { certVoteOf, checkersOf, quorumOf, type QuorumPolicy, type Signer } from './certificates.ts'
+import { certVoteOf, drawCheckers, roundQuorum, sameSet, type QuorumPolicy, type Signer, type Standing } from './certificates.ts'
 import { AbortError, type Supervisor } from './clock.ts'
 import type { Logger } from './log.ts'
 import type { Network } from './network.ts'
@@ -41,8 +42,10 @@ export interface VerifierDeps {
   task: () => Task
   /** peers to fetch from after the ones a proposal names */
   sources: () => string[]
-  /** who may sign: a round certificate needs quorumOf(policy, checkers) signatures of its checkers */
+  /** who may sign: a round certificate needs roundQuorum signatures of its checkers that are members */
   policy: QuorumPolicy
+  /** who counts for this peer now */
+  standing: () => Standing
   /** how long ago `peer` was last heard (Infinity: not at all) */
   silentFor: (peer: string) => number
   /** a leader silent this long has not announced its round and may never do so */
@@ -54,8 +57,8 @@ export interface VerifierDeps {
 /** The result this peer checks or signed, and the signatures of it seen so far. */
 interface Pending {
   proposal: RoundProposal
-  start: RoundStart
-  /** who checks and signs the round (checkersOf) */
+  start: Unstamped<RoundStart>
+  /** who checks and signs the round, as its start says */
   checkers: string[]
   /** set once this peer has signed it (and holds the model it computed) */
   resultBytes: Uint8Array | null
@@ -70,7 +73,7 @@ export class Verifier {
   signed = 0
   private readonly deps: VerifierDeps
   /** recent round starts of our proven leaders, by term:round */
-  private readonly starts = new Map<string, RoundStart>()
+  private readonly starts = new Map<string, Unstamped<RoundStart>>()
   /** the update hash this peer sent, by term:round */
   private readonly sent = new Map<string, string>()
   private current: AbortController | null = null
@@ -79,8 +82,13 @@ export class Verifier {
   constructor (deps: VerifierDeps) { this.deps = deps }
 
   /** A round our proven leader started: its assignments are what a proposal must match. */
-  started (start: RoundStart): void {
+  started (start: Unstamped<RoundStart>): void {
     remember(this.starts, `${start.term}:${start.round}`, start)
+  }
+
+  /** The start of round `round` of `term` as our proven leader signed it, if we saw it lately. */
+  startOf (term: number, round: number): Unstamped<RoundStart> | undefined {
+    return this.starts.get(`${term}:${round}`)
   }
 
   /** Our worker sent `hash` for (term, round): a result of that round must count it. */
@@ -94,7 +102,7 @@ export class Verifier {
     const controller = new AbortController()
     this.current = controller
     const start = this.starts.get(`${proposal.term}:${proposal.round}`)
-    const checkers = start === undefined ? [] : checkersOf(this.deps.policy, start.assignments.map(a => a.peer), start.modelHash)
+    const checkers = start === undefined ? [] : start.checkers
     const pending: Pending | null = start === undefined ? null : { proposal, start, checkers, resultBytes: null, votes: new Map(), certifying: false }
     this.pending = pending
     this.deps.supervisor.run(`check the proposal of round ${proposal.round}`, async () => {
@@ -138,7 +146,9 @@ export class Verifier {
       this.pending = null
       return
     }
-    if (pending.votes.size < quorumOf(this.deps.policy, pending.checkers.length)) return
+    const standing = this.deps.standing()
+    const counted = [...pending.votes.keys()].filter(p => standing.isMember(p)).length
+    if (counted < roundQuorum(this.deps.policy, pending.checkers.length, standing.liveMembers.length)) return
     if (this.deps.silentFor(proposal.leader) < this.deps.announceGraceMs) return
     pending.certifying = true
     const votes = [...pending.votes.values()].sort((a, b) => (a.peer < b.peer ? -1 : 1))
@@ -183,7 +193,7 @@ export class Verifier {
     signal.throwIfAborted()
     replica.hold(bytes)
     const signature = await signer.sign(roundVoteSigningBytes(p.resultHash, evaluation.accuracy, evaluation.loss, evaluation.samples))
-    const vote: RoundVote = { type: 'round-vote', v: p.v, term: p.term, round: p.round, peer: self, resultHash: p.resultHash, accuracy: evaluation.accuracy, loss: evaluation.loss, samples: evaluation.samples, signature }
+    const vote: Unstamped<RoundVote> = { type: 'round-vote', v: p.v, term: p.term, round: p.round, peer: self, resultHash: p.resultHash, accuracy: evaluation.accuracy, loss: evaluation.loss, samples: evaluation.samples, signature }
     await net.publish(vote)
     if (this.pending === pending) {
       pending.resultBytes = resultBytes
@@ -195,10 +205,12 @@ export class Verifier {
   }
 
   /** The result must be the one proposed, of the round we saw start, aggregated as we would. */
-  private match (result: RoundResult, p: RoundProposal, start: RoundStart): void {
+  private match (result: RoundResult, p: RoundProposal, start: Unstamped<RoundStart>): void {
     const fail = (why: string): never => { throw new ProposalError(why) }
     if (result.term !== p.term || result.round !== p.round || result.leader !== p.leader || result.modelHash !== p.modelHash) fail('its result blob is not the one it proposed')
     if (result.prevHash !== start.modelHash) fail('its result does not start from the round\'s model')
+    if (!sameSet(result.checkers, start.checkers)) fail('its checkers are not the ones its round start named')
+    if (!sameSet(drawCheckers(this.deps.policy, result.pool, start.modelHash), result.checkers)) fail('its checkers are not the ones drawn from its pool')
     const ours = this.deps.task()
     const difference = trainingDifference(ours, { ...ours, aggregation: result.aggregation, trim: result.trim, byzantine: result.byzantine, clip: result.clip, normBound: result.normBound, serverOptimizer: result.serverOptimizer, serverLr: result.serverLr })
     if (difference !== undefined) fail(`it aggregates with ${difference.field} ${String(difference.theirs)}, this peer with ${String(difference.ours)}`)

@@ -2,7 +2,7 @@
 // leader: an update, or the reason it could not do the work. One job at a time (the model is
 // shared); a newer round, a new leader or stop() aborts the current job through its signal,
 // which reaches the transfer of the start model and every training batch.
-import { encodeUpdate, findNonFinite, PROTOCOL_VERSION, trainingDifference, type Assignment, type Compression, type NamedTensor, type RoundStart, type Task, type UpdateReady, type WorkFailed } from '@dml/protocol'
+import { encodeUpdate, findNonFinite, PROTOCOL_VERSION, trainingDifference, type Assignment, type Compression, type NamedTensor, type RoundStart, type Task, type Unstamped, type UpdateReady, type WorkFailed } from '@dml/protocol'
 import { modelPart } from '@dml/trainer'
 import { AbortError, isAbort } from './clock.ts'
 import type { Logger } from './log.ts'
@@ -33,11 +33,11 @@ export interface WorkerDeps {
   /** peers to ask for a start model after the leader */
   sources: () => string[]
   /** hands our update-ready or work-failed to the round's leader */
-  report: (message: UpdateReady | WorkFailed) => Promise<void>
+  report: (message: Unstamped<UpdateReady> | Unstamped<WorkFailed>) => Promise<void>
 }
 
 interface Job {
-  start: RoundStart
+  start: Unstamped<RoundStart>
   controller: AbortController
   done: Promise<void>
 }
@@ -51,14 +51,14 @@ export class Worker {
   /** with compression: what rounding has left out of the updates sent so far, owed to the next */
   private residual: NamedTensor[] | null = null
   /** the start of the last job that sent its update or failure: one abandoned after that lost nothing */
-  private reported: RoundStart | null = null
+  private reported: Unstamped<RoundStart> | null = null
   /** the start of work abandoned before it reported, while its leader seemed gone (see resumable) */
-  private dropped: RoundStart | null = null
+  private dropped: Unstamped<RoundStart> | null = null
 
   constructor (deps: WorkerDeps) { this.deps = deps }
 
   /** A new round started: abandon older work, and do ours if the round assigns us any. */
-  start (start: RoundStart): void {
+  start (start: Unstamped<RoundStart>): void {
     this.dropped = null
     const previous = this.job
     previous?.controller.abort(new AbortError(`round ${start.round} of term ${start.term} superseded it`))
@@ -87,7 +87,7 @@ export class Worker {
    * its leader for lost (silent for a lease under load, say) and follows it again in the same term
    * takes the round up again, which the leader still waits for. Given once.
    */
-  resumable (leader: string, term: number): RoundStart | undefined {
+  resumable (leader: string, term: number): Unstamped<RoundStart> | undefined {
     const dropped = this.dropped
     if (dropped === null || dropped.leader !== leader || dropped.term !== term) return undefined
     this.dropped = null
@@ -100,7 +100,7 @@ export class Worker {
   }
 
   /** Never throws: every outcome is reported or logged. */
-  private async work (start: RoundStart, assignment: Assignment, signal: AbortSignal): Promise<void> {
+  private async work (start: Unstamped<RoundStart>, assignment: Assignment, signal: AbortSignal): Promise<void> {
     const { log, net, trainer, replica, self } = this.deps
     const round = start.round
     try {
@@ -165,7 +165,7 @@ export class Worker {
     return encodeUpdate(weights, base, baseHash, compression, this.residual!)
   }
 
-  private async send (message: UpdateReady | WorkFailed): Promise<void> {
+  private async send (message: Unstamped<UpdateReady> | Unstamped<WorkFailed>): Promise<void> {
     if (this.job?.start.term === message.term && this.job.start.round === message.round) this.reported = this.job.start
     try {
       await this.deps.report(message)

@@ -391,7 +391,9 @@ describe('round engine', function () {
     const starts = new Map(roundStarts(leader).map(s => [s.round, s]))
     for (const done of net.roundsDone()) {
       const start = starts.get(done.round as number)!
-      const checkers = roundCheckers(start.assignments.map(a => a.peer), start.modelHash)
+      // drawn by hash from the round's members when it started, as its start says
+      const checkers = start.checkers
+      expect(new Set(checkers)).to.deep.equal(new Set(roundCheckers(peers.map(p => p.id), start.modelHash)))
       expect(checkers).to.have.length(MAX_ROUND_CHECKERS)
       // only checkers check (the leader's own signature is not a round-signed event), and a quorum of them signs
       const signers = net.events('round-signed', e => e.round === done.round).map(e => e.node)
@@ -412,7 +414,7 @@ describe('round engine', function () {
         if (silent.size === 0) {
           const leader = net.leader()!
           const first = roundStarts(leader).find(s => s.round === 1)!
-          for (const c of roundCheckers(first.assignments.map(a => a.peer), first.modelHash).filter(c => c !== leader.id).slice(0, 4)) silent.add(c)
+          for (const c of first.checkers.filter(c => c !== leader.id).slice(0, 4)) silent.add(c)
         }
         if (!silent.has(p.id)) await publish(message)
       }
@@ -448,7 +450,7 @@ describe('round engine', function () {
     await net.until(`the follower trains round ${round}`, () => net.events('train-start', e => e.node === follower.id && e.round === round).length > 0)
     // the leader seems to give up its term (what a follower hears when it stands again), then leads on
     const current = leader.net.published.filter((m): m is Heartbeat => m.type === 'heartbeat' && m.leader === leader.id).at(-1)!
-    follower.net.receive(encodeMessage({ ...current, leader: null, termCert: null }), leader.id)
+    follower.net.receive(encodeMessage(leader.net.stamp({ ...current, leader: null, termCert: null })), leader.id)
     expect(net.events('leader-lost', e => e.node === follower.id)).to.have.length(1)
     await net.until(`round ${round} done`, () => net.roundsDone().length >= round)
     expect(net.events('round-start-replayed', e => e.node === follower.id && e.round === round && e.resumed === true)).to.have.length(1)
@@ -466,7 +468,7 @@ describe('round engine', function () {
     await net.until(`the follower sent its update of round ${round}`, () => net.events('train-done', e => e.node === follower.id && e.round === round).length > 0)
     expect(net.roundsDone()).to.have.length(round - 1)
     const current = leader.net.published.filter((m): m is Heartbeat => m.type === 'heartbeat' && m.leader === leader.id).at(-1)!
-    follower.net.receive(encodeMessage({ ...current, leader: null, termCert: null }), leader.id)
+    follower.net.receive(encodeMessage(leader.net.stamp({ ...current, leader: null, termCert: null })), leader.id)
     expect(net.events('leader-lost', e => e.node === follower.id)).to.have.length(1)
     await net.until('the follower follows its leader again', () => net.events('leader-followed', e => e.node === follower.id).length >= 2)
     await net.until(`round ${round} done`, () => net.roundsDone().length >= round)
@@ -492,7 +494,7 @@ describe('round engine', function () {
     candidate.bind({ judge: () => 'accept', rejected: () => {}, subscribed: () => {}, deliver: () => {} })
     // it voted for someone else in term 3 before it went down
     const peer = net.add({ vote: { term: 3, candidate: 'someone-else' } })
-    const request = (term: number): void => { peer.net.receive(encodeMessage({ type: 'vote-request', v: PROTOCOL_VERSION, term, candidate: other.id, round: 0, roundCert: null }), other.id) }
+    const request = (term: number): void => { peer.net.receive(encodeMessage(candidate.stamp({ type: 'vote-request', v: PROTOCOL_VERSION, term, candidate: other.id, round: 0, roundCert: null })), other.id) }
     const votesFor = (term: number): number => peer.net.published.filter(m => m.type === 'vote' && m.term === term && m.candidate === other.id).length
     request(3)
     request(4)
@@ -507,7 +509,7 @@ describe('round engine', function () {
     candidate.bind({ judge: () => 'accept', rejected: () => {}, subscribed: () => {}, deliver: () => {} })
     const started = net.clock.now()
     const peer = net.add({ vote: 'lost' })
-    peer.net.receive(encodeMessage({ type: 'vote-request', v: PROTOCOL_VERSION, term: 3, candidate: other.id, round: 0, roundCert: null }), other.id)
+    peer.net.receive(encodeMessage(candidate.stamp({ type: 'vote-request', v: PROTOCOL_VERSION, term: 3, candidate: other.id, round: 0, roundCert: null })), other.id)
     await net.until('it stands', () => net.events('election-started', e => e.node === peer.id).length > 0)
     const stood = net.events('election-started', e => e.node === peer.id)[0]
     expect(stood.ts - started).to.be.at.least(CONFIG.leaseMs)

@@ -66,6 +66,7 @@ describe('fuzzing every decoder and validator', function () {
       type: fc.constantFrom(...new Set(SAMPLES.map(m => m.type))),
       v: fc.oneof(fc.constant(PROTOCOL_VERSION), fc.anything()),
       term: fc.oneof(fc.nat(), fc.double(), fc.string(), fc.constant(Number.MAX_SAFE_INTEGER + 2)),
+      seq: fc.oneof(fc.nat(), fc.double(), fc.constant(-1), fc.constant(Number.MAX_SAFE_INTEGER + 2)),
       peer: fc.string(),
       round: fc.anything(),
       signature: fc.oneof(fc.uint8Array(), fc.anything())
@@ -93,7 +94,7 @@ describe('fuzzing every decoder and validator', function () {
       termBytes = encodeTermCert({ kind: 'term-cert', v: PROTOCOL_VERSION, term: 4, leader: ids[0].id, electorate: ids.map(i => i.id), votes })
       const result: RoundResult = {
         kind: 'round-result', v: PROTOCOL_VERSION, term: 4, round: 2, leader: ids[0].id, prevHash: 'a'.repeat(64), modelHash: 'c'.repeat(64),
-        aggregation: 'fedavg', trim: 0.2, byzantine: 1, clip: 1, normBound: 5, serverOptimizer: 'none', serverLr: 1, participants: ids.map(i => i.id),
+        aggregation: 'fedavg', trim: 0.2, byzantine: 1, clip: 1, normBound: 5, serverOptimizer: 'none', serverLr: 1, participants: ids.map(i => i.id), pool: ids.map(i => i.id), checkers: ids.map(i => i.id),
         contributions: ids.map(i => ({ peer: i.id, hash: 'd'.repeat(64), numSamples: 10 })), termCert: contentHash(termBytes)
       }
       resultBytes = encodeResult(result)

@@ -40,7 +40,7 @@ function framed (bytes: Uint8Array): Uint8Array {
 }
 
 function heartbeat (peer: string, round: number): Heartbeat {
-  return { type: 'heartbeat', v: PROTOCOL_VERSION, term: 1, peer, leader: null, round, modelHash: null, device: 'cpu', backend: 'wasm', speed: 0, examples: 0, addrs: [], termCert: null, roundCert: null, work: null, everyMs: 1000 }
+  return { type: 'heartbeat', v: PROTOCOL_VERSION, seq: round, term: 1, peer, leader: null, round, modelHash: null, device: 'cpu', backend: 'wasm', speed: 0, examples: 0, addrs: [], termCert: null, roundCert: null, work: null, everyMs: 1000 }
 }
 
 describe('gossip message ids', function () {

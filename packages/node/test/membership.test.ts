@@ -6,7 +6,7 @@ import { Membership, SILENT_INTERVALS } from '@dml/node'
 const PEER = '12D3KooWPeerAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAApeer'
 
 function heartbeat (everyMs: number): Heartbeat {
-  return { type: 'heartbeat', v: PROTOCOL_VERSION, term: 1, peer: PEER, leader: null, round: 0, modelHash: null, device: 'cpu', backend: 'wasm', speed: 0, examples: 0, addrs: [], termCert: null, roundCert: null, work: null, everyMs }
+  return { type: 'heartbeat', v: PROTOCOL_VERSION, seq: 1, term: 1, peer: PEER, leader: null, round: 0, modelHash: null, device: 'cpu', backend: 'wasm', speed: 0, examples: 0, addrs: [], termCert: null, roundCert: null, work: null, everyMs }
 }
 
 describe('membership', () => {

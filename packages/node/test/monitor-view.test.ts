@@ -8,7 +8,7 @@ const LEADER = '12D3KooWLeaderAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAleader'
 const OTHER = '12D3KooWOtherBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBother'
 
 function heartbeat (peer: string, work: Heartbeat['work']): Heartbeat {
-  return { type: 'heartbeat', v: PROTOCOL_VERSION, term: 2, peer, leader: LEADER, round: 3, modelHash: null, device: 'cpu', backend: 'wasm', speed: 100, examples: 0, addrs: [], termCert: null, roundCert: null, work, everyMs: 1000 }
+  return { type: 'heartbeat', v: PROTOCOL_VERSION, seq: 1, term: 2, peer, leader: LEADER, round: 3, modelHash: null, device: 'cpu', backend: 'wasm', speed: 100, examples: 0, addrs: [], termCert: null, roundCert: null, work, everyMs: 1000 }
 }
 
 const round = (n: number, accuracy: number, before = false): ShownRound => ({

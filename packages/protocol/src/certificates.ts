@@ -5,7 +5,7 @@
 import { CodecError, decodeCbor, describe, encodeCbor } from './codec.ts'
 import { MAX_MEMBERS, MAX_ROUND_CHECKERS, MAX_ROUND_PEERS, PROTOCOL_VERSION, SERVER_OPTIMIZERS } from './constants.ts'
 import { contentHash } from './hash.ts'
-import { hash, int, list, MessageError, num, obj, oneOf, peerId, signature, str, type Obj } from './messages.ts'
+import { hash, int, list, MessageError, num, obj, oneOf, peerId, peerList, signature, str, type Obj } from './messages.ts'
 
 /** Largest certificate blob accepted: a round of MAX_ROUND_PEERS, with room to spare. */
 export const MAX_CERT_BYTES = 256 * 1024
@@ -41,6 +41,14 @@ export interface RoundResult {
   serverLr: number
   /** the peers assigned work (the round's participants) */
   participants: string[]
+  /**
+   * the round's members as its leader counted them when it started the round (its live followers
+   * that are members): the pool its checkers were drawn from (roundCheckers), so anyone can see
+   * that the draw was fair and that the pool left out few of the members it sees itself
+   */
+  pool: string[]
+  /** who checks and signs the result, as the round start fixed them: only their signatures count */
+  checkers: string[]
   /** the updates that count, sorted by peer */
   contributions: Array<{ peer: string, hash: string, numSamples: number }>
   /** hash of the leader's term certificate */
@@ -81,14 +89,16 @@ export function roundVoteSigningBytes (resultHash: string, accuracy: number, los
 }
 
 /**
- * Which of a round's participants check its result and sign it: all of them up to `limit`, else
- * the `limit` whose hash with the round's starting model is lowest. Anyone holding the result can
- * work it out; nobody picks: the starting model is certified before the round begins.
+ * Which of a round's members (`pool`) check its result and sign it: all of them up to `limit`,
+ * else the `limit` whose hash with the round's starting model is lowest, in the pool's order.
+ * Anyone holding the result can work it out; nobody picks: the starting model is certified
+ * before the round begins.
  */
-export function roundCheckers (participants: readonly string[], prevHash: string, limit = MAX_ROUND_CHECKERS): string[] {
-  if (participants.length <= limit) return [...participants]
+export function roundCheckers (pool: readonly string[], prevHash: string, limit = MAX_ROUND_CHECKERS): string[] {
+  if (pool.length <= limit) return [...pool]
   const draw = (peer: string): string => contentHash(new TextEncoder().encode(`${prevHash}:${peer}`))
-  return participants.map(peer => ({ peer, key: draw(peer) })).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)).slice(0, limit).map(p => p.peer)
+  const drawn = new Set(pool.map(peer => ({ peer, key: draw(peer) })).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)).slice(0, limit).map(p => p.peer))
+  return pool.filter(p => drawn.has(p))
 }
 
 function fail (why: string): never { throw new MessageError(`bad certificate: ${why}`) }
@@ -155,6 +165,8 @@ export function decodeResult (bytes: Uint8Array): RoundResult {
     serverOptimizer: oneOf(o, 'serverOptimizer', SERVER_OPTIMIZERS),
     serverLr: num(o, 'serverLr', 0, 1000),
     participants: list(o, 'participants', MAX_ROUND_PEERS, (p) => peerId(p, 'participant')),
+    pool: peerList(o, 'pool', MAX_MEMBERS),
+    checkers: peerList(o, 'checkers', MAX_ROUND_PEERS),
     contributions: list(o, 'contributions', MAX_ROUND_PEERS, (c) => {
       const e = obj(c, 'contribution')
       return { peer: peerId(e.peer, 'contribution.peer'), hash: hash(e, 'hash'), numSamples: int(e, 'numSamples', 1) }
@@ -165,6 +177,8 @@ export function decodeResult (bytes: Uint8Array): RoundResult {
   distinct(result.contributions.map(c => c.peer), 'contributions')
   const participants = new Set(result.participants)
   if (!result.contributions.every(c => participants.has(c.peer))) fail('a contribution comes from a peer that did not take part')
+  const pool = new Set(result.pool)
+  if (!result.checkers.every(c => pool.has(c))) fail('a checker is not of the pool it was drawn from')
   return result
 }
 

@@ -70,10 +70,26 @@ export function parseInputShape (spec: string): number[] | undefined {
   return dims.every(d => d >= 1 && d <= 4096) ? dims : undefined
 }
 
+/**
+ * What every control message carries besides its own fields: `v` (the protocol version), `term`,
+ * and `seq`, its author's message clock: milliseconds since the epoch by the author's clock, made
+ * strictly increasing, so that each message of an author is newer than the one before. A peer
+ * keeps the newest `seq` it took of each author and kind of message, and takes nothing older:
+ * a copy replayed later, whoever relays it, is seen for what it is (no clock needs to agree with
+ * another's, only with itself).
+ */
+export interface Envelope {
+  v: number
+  term: number
+  seq: number
+}
+
 export interface Heartbeat {
   type: 'heartbeat'
   v: number
   term: number
+  /** the author's message clock (see Envelope) */
+  seq: number
   peer: string
   /** the leader this peer follows (itself when it leads), or null */
   leader: string | null
@@ -113,6 +129,8 @@ export interface VoteRequest {
   type: 'vote-request'
   v: number
   term: number
+  /** the author's message clock (see Envelope) */
+  seq: number
   candidate: string
   round: number
   roundCert: string | null
@@ -123,6 +141,8 @@ export interface Vote {
   type: 'vote'
   v: number
   term: number
+  /** the author's message clock (see Envelope) */
+  seq: number
   candidate: string
   voter: string
   signature: Uint8Array
@@ -140,12 +160,20 @@ export interface RoundStart {
   type: 'round-start'
   v: number
   term: number
+  /** the author's message clock (see Envelope) */
+  seq: number
   round: number
   leader: string
   modelHash: string
   deadline: number
   task: Task
   assignments: Assignment[]
+  /**
+   * who checks and signs this round's result, fixed before the round: drawn by hash from the
+   * round's members (the leader's live followers that are members, see RoundResult.pool); only
+   * their signatures count in its certificate
+   */
+  checkers: string[]
 }
 
 export interface UpdateMetrics {
@@ -158,6 +186,8 @@ export interface UpdateReady {
   type: 'update-ready'
   v: number
   term: number
+  /** the author's message clock (see Envelope) */
+  seq: number
   round: number
   peer: string
   hash: string
@@ -173,6 +203,8 @@ export interface WorkFailed {
   type: 'work-failed'
   v: number
   term: number
+  /** the author's message clock (see Envelope) */
+  seq: number
   round: number
   peer: string
   reason: string
@@ -189,6 +221,8 @@ export interface RoundProposal {
   type: 'round-proposal'
   v: number
   term: number
+  /** the author's message clock (see Envelope) */
+  seq: number
   round: number
   leader: string
   resultHash: string
@@ -201,6 +235,8 @@ export interface RoundVote {
   type: 'round-vote'
   v: number
   term: number
+  /** the author's message clock (see Envelope) */
+  seq: number
   round: number
   peer: string
   resultHash: string
@@ -237,6 +273,8 @@ export interface RoundDone {
   type: 'round-done'
   v: number
   term: number
+  /** the author's message clock (see Envelope) */
+  seq: number
   round: number
   leader: string
   modelHash: string
@@ -248,6 +286,32 @@ export interface RoundDone {
 }
 
 export type ControlMessage = Heartbeat | VoteRequest | Vote | RoundStart | UpdateReady | WorkFailed | RoundProposal | RoundVote | RoundDone
+
+/** A message as its author writes it, before the network stamps its `seq` (see MessageClock). */
+export type Unstamped<T extends ControlMessage> = T extends unknown ? Omit<T, 'seq'> : never
+/** A control message as the engine writes it: the network stamps its `seq` as it sends it. */
+export type Outgoing = Unstamped<ControlMessage>
+
+/**
+ * An author's message clock (Envelope.seq): its clock's milliseconds, and never less than one
+ * past the last value given, so that two messages of one millisecond, or a clock set back while
+ * the peer runs, still come in order.
+ */
+export class MessageClock {
+  private last = 0
+  private readonly now: () => number
+
+  constructor (now: () => number) { this.now = now }
+
+  next (): number {
+    this.last = Math.max(Math.floor(this.now()), this.last + 1)
+    return this.last
+  }
+
+  stamp (message: Outgoing): ControlMessage {
+    return { ...message, seq: this.next() } as ControlMessage
+  }
+}
 
 export class MessageError extends Error {
   override name = 'MessageError'
@@ -307,6 +371,12 @@ const PEER_ID = /^[1-9A-HJ-NP-Za-km-z]{32,128}$/
 export function peerId (value: unknown, key: string): string {
   if (typeof value !== 'string' || !PEER_ID.test(value)) fail(`${key} must be a peer id`)
   return value
+}
+/** A list of distinct peer ids. */
+export function peerList (o: Obj, key: string, max: number): string[] {
+  const ids = list(o, key, max, (p) => peerId(p, key))
+  if (new Set(ids).size !== ids.length) fail(`${key} names a peer twice`)
+  return ids
 }
 function device (value: unknown): Device {
   if (value !== 'gpu' && value !== 'cpu') fail('device must be "gpu" or "cpu"')
@@ -402,7 +472,7 @@ function roundMetrics (value: unknown): RoundMetrics {
 export function validateMessage (value: unknown): ControlMessage {
   const o = obj(value, 'message')
   if (o.v !== PROTOCOL_VERSION) fail(`protocol version ${describe(o.v)} is not ${PROTOCOL_VERSION}`)
-  const common = { v: PROTOCOL_VERSION, term: int(o, 'term') }
+  const common = { v: PROTOCOL_VERSION, term: int(o, 'term'), seq: int(o, 'seq') }
   // what every leader message (round-start, model-offer, round-done) says first
   const fromLeader = (): { round: number, leader: string, modelHash: string } =>
     ({ round: int(o, 'round', 1), leader: peerId(o.leader, 'leader'), modelHash: hash(o, 'modelHash') })
@@ -437,7 +507,8 @@ export function validateMessage (value: unknown): ControlMessage {
         ...fromLeader(),
         deadline: num(o, 'deadline', 0),
         task: task(o.task),
-        assignments: list(o, 'assignments', MAX_ROUND_PEERS, assignment)
+        assignments: list(o, 'assignments', MAX_ROUND_PEERS, assignment),
+        checkers: peerList(o, 'checkers', MAX_ROUND_PEERS)
       }
     case 'update-ready': {
       const m = obj(o.metrics, 'metrics')

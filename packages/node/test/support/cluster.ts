@@ -81,6 +81,8 @@ export class FakeTrainer implements Trainer {
 
 export interface TestPeer {
   id: string
+  /** its key: a test that makes it lie signs as it */
+  signer: Signer
   node: DmlNode
   net: MemoryEndpoint
   trainer: FakeTrainer
@@ -149,7 +151,7 @@ export class TestCluster {
     })
     net.bind(node)
     node.start(undefined, options.vote)
-    const peer = { id, node, net, trainer, checkpoints, votes, logs }
+    const peer = { id, signer, node, net, trainer, checkpoints, votes, logs }
     this.peers.push(peer)
     return peer
   }

@@ -2,7 +2,7 @@
 // for its sender and judged exactly as the libp2p host does, then delivered on a later tick.
 // Blob transfers honour deadlines on the fake clock, and each peer can be told to stall or fail
 // when asked for a blob.
-import { contentHash, decodeMessage, encodeMessage, messageSender, MessageError, type ControlMessage } from '@dml/protocol'
+import { contentHash, decodeMessage, encodeMessage, MessageClock, messageSender, MessageError, type ControlMessage, type Outgoing } from '@dml/protocol'
 import { abortReason, BlobError, BlobStore, deadlineSignal, type FetchOptions, type MessageHandlers, type Network } from '@dml/node'
 import type { FakeClock } from './fake-clock.ts'
 
@@ -39,11 +39,15 @@ export class MemoryEndpoint implements Network {
   serving: Serving | ((requester: string) => Serving) = 'serve'
   connected = true
   handlers: MessageHandlers | undefined
+  /** what every peer published, as it went out: the bytes, as gossip would carry them (a liar may record and replay them) */
+  readonly sent: Uint8Array[] = []
   private readonly hub: MemoryNetwork
+  private readonly clock: MessageClock
 
   constructor (hub: MemoryNetwork, peerId: string) {
     this.hub = hub
     this.peerId = peerId
+    this.clock = new MessageClock(() => hub.clock.now())
   }
 
   bind (handlers: MessageHandlers): void { this.handlers = handlers }
@@ -51,17 +55,24 @@ export class MemoryEndpoint implements Network {
   /** Cuts this peer off, as a crash would: it neither sends nor receives nor serves. */
   disconnect (): void { this.connected = false }
 
-  async publish (message: ControlMessage): Promise<void> {
-    const bytes = encodeMessage(message) // throws on an invalid or oversized message, as the host does
+  /** `message` with this peer's next seq, as it would send it: for a test that hands a peer's message over by hand. */
+  stamp (message: Outgoing): ControlMessage {
+    return this.clock.stamp(message)
+  }
+
+  async publish (message: Outgoing): Promise<void> {
+    const stamped = this.clock.stamp(message)
+    const bytes = encodeMessage(stamped) // throws on an invalid or oversized message, as the host does
     if (!this.connected) return
-    this.published.push(message)
+    this.published.push(stamped)
+    this.sent.push(bytes)
     for (const other of this.hub.connected()) {
       if (other !== this && other.handlers !== undefined) setImmediate(() => { other.receive(bytes, this.peerId) })
     }
   }
 
-  /** A raw message from `from`, as gossip would hand it to the validator. */
-  receive (bytes: Uint8Array, from: string): void {
+  /** A raw message signed by `from`, as gossip would hand it to the validator; `relay`: the peer it came through (a replayer, say). */
+  receive (bytes: Uint8Array, from: string, relay = from): void {
     const handlers = this.handlers
     if (!this.connected || handlers === undefined) return
     let message: ControlMessage
@@ -75,9 +86,9 @@ export class MemoryEndpoint implements Network {
       handlers.rejected('spoofed', from)
       return
     }
-    const verdict = handlers.judge(message, from)
+    const verdict = handlers.judge(message, from, relay)
     if (verdict === 'accept') handlers.deliver(message)
-    else if (verdict !== 'ignore') handlers.rejected(verdict.reject, from)
+    else if (verdict !== 'ignore') handlers.rejected(verdict.reject, verdict.culprit ?? from)
   }
 
   async fetchBlob (hash: string, from: string[], { signal, timeoutMs, maxBytes }: FetchOptions): Promise<Uint8Array> {

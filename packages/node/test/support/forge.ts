@@ -1,0 +1,48 @@
+// What an elected leader that turns does, for the engine tests and the real-process turncoat
+// (test/turncoat.ts): it certifies a round itself, with an all-zero model at "100%", signed by
+// itself and by accomplices (keys it holds, made up or of another liar), commits it so that its
+// heartbeats show it for the others to catch up with, and announces it.
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { encodeResult, encodeRoundCert, encodeTensors, PROTOCOL_VERSION, resultSigningBytes, roundVoteSigningBytes, type Outgoing, type RoundResult } from '@dml/protocol'
+import { keySigner, type DmlNode, type Network, type Signer } from '@dml/node'
+
+/** The node's own parts a liar reaches for (private to the engine). */
+type Inside = { leaderCert: { hash: string, bytes: Uint8Array } | null, net: Network, signer: Signer }
+
+/** A key nobody runs: made up by a liar, which holds it. */
+export async function madeUpSigner (): Promise<Signer> {
+  const key = await generateKeyPair('Ed25519')
+  return keySigner(peerIdFromPrivateKey(key).toString(), key)
+}
+
+/**
+ * Certifies round `round` (the next by default) on `liar`'s own word and its `accomplices'`,
+ * commits and announces it through `publish`. Returns the forged model's and certificate's hashes.
+ */
+export async function forgeRound (liar: DmlNode, accomplices: Signer[], publish: (m: Outgoing) => Promise<void>, round = liar.replica.round + 1): Promise<{ modelHash: string, certHash: string, round: number }> {
+  const { leaderCert, net, signer } = liar as unknown as Inside
+  if (leaderCert === null) throw new Error('not leading: nothing to forge with')
+  const global = liar.replica.global!
+  const task = liar.task
+  const zeros = global.weights.map(w => ({ ...w, values: new Float32Array(w.values.length) }))
+  const bytes = encodeTensors(zeros)
+  const modelHash = net.blobs.put(bytes, true)
+  const signers = [signer, ...accomplices]
+  const pool = signers.map(s => s.peerId)
+  const term = liar.status().term
+  const result: RoundResult = {
+    kind: 'round-result', v: PROTOCOL_VERSION, term, round, leader: liar.peerId, prevHash: global.hash, modelHash,
+    aggregation: task.aggregation, trim: task.trim, byzantine: task.byzantine, clip: task.clip, normBound: task.normBound, serverOptimizer: task.serverOptimizer, serverLr: task.serverLr,
+    participants: pool, pool, checkers: pool, contributions: [], termCert: leaderCert.hash
+  }
+  const resultBytes = encodeResult(result)
+  const resultHash = net.blobs.put(resultBytes, true)
+  const votes = await Promise.all(signers.map(async s => ({ peer: s.peerId, accuracy: 1, loss: 0, samples: 10_000, signature: await s.sign(roundVoteSigningBytes(resultHash, 1, 0, 10_000)) })))
+  const certBytes = encodeRoundCert({ kind: 'round-cert', v: PROTOCOL_VERSION, result: resultBytes, leaderSignature: await signer.sign(resultSigningBytes(resultHash)), votes })
+  const certHash = net.blobs.put(certBytes, true)
+  const metrics = { accuracy: 1, loss: 0, federatedAccuracy: 1, federatedLoss: 0, evaluatedSamples: 10_000, participants: pool, activeNodes: pool.length, gpuNodes: 0, cpuNodes: pool.length, durationMs: 1, trainMs: 1, transferMs: 0, aggregateMs: 0, evalMs: 0, idleMs: 0, finishedAt: Date.now() }
+  await liar.replica.commit({ round, hash: modelHash, weights: zeros }, bytes, { certBytes, termCertBytes: leaderCert.bytes }, { round, term, modelHash, certHash, metrics }, pool)
+  await publish({ type: 'round-done', v: PROTOCOL_VERSION, term, round, leader: liar.peerId, modelHash, certHash, metrics, finished: true })
+  return { modelHash, certHash, round }
+}

@@ -1,0 +1,157 @@
+// What a peer accepts, against members that turn: the engine (DmlNode) on the in-memory network
+// with fake time. A certificate counts only signers the checking peer knows as members; nothing
+// stale moves a peer; a flood of well-formed, signed messages costs its sender, not the network.
+import { expect } from 'chai'
+import { decodeMessage, PROTOCOL_VERSION, roundVoteSigningBytes, voteSigningBytes } from '@dml/protocol'
+import { TASK, TestCluster, type TestPeer } from './support/cluster.ts'
+import { forgeRound, madeUpSigner } from './support/forge.ts'
+
+type Inside = { admission: { size: number }, membership: { size: number } }
+const inside = (p: TestPeer): Inside => p.node as unknown as Inside
+
+/** Whether `by` names `peer` for `reason`, in its status (an offence or a suspicion) and its log. */
+function names (by: TestPeer, peer: string, reason: string): boolean {
+  const entry = by.node.status().misbehaviour.peers.find(p => p.peer === peer)
+  const inStatus = entry !== undefined && (entry.offences[reason] !== undefined || entry.suspicions[reason] !== undefined)
+  const inLog = by.logs.some(e => (e.event === 'misbehaviour' || e.event === 'suspicion') && e.peer === peer && e.reason === reason)
+  return inStatus && inLog
+}
+
+describe('what a peer accepts, against members that turn', function () {
+  let net: TestCluster
+  beforeEach(async () => { net = await TestCluster.create() })
+  afterEach(async () => { await net.stop() })
+  const long = { config: { task: { ...TASK, totalRounds: 30 } } }
+
+  for (const accomplice of ['a key it made up', 'a member it got to sign']) {
+    it(`an elected leader that turns and certifies a round with itself and ${accomplice}: no honest peer adopts it; they name it, leave it, and train on`, async () => {
+      const peers = [net.add(long), net.add(long), net.add(long), net.add(long)]
+      await net.until('two rounds', () => net.roundsDone().length >= 2)
+      const liar = net.leader()!
+      const honest = peers.filter(p => p !== liar)
+      // it was elected by the rules: the others voted for it and follow it
+      expect(honest.every(p => p.node.status().leader === liar.id)).to.equal(true)
+      // it turns: none of its honest round messages go out any more
+      const publish = liar.net.publish.bind(liar.net)
+      liar.net.publish = async (m) => { if (m.type !== 'heartbeat' && m.type !== 'vote' && m.type !== 'vote-request') return; await publish(m) }
+      const friend = accomplice === 'a key it made up' ? await madeUpSigner() : honest[0].signer
+      const held = liar.node.replica.round
+      // a round whose start nobody saw (the one in progress has checkers the forgery would contradict: see below)
+      const { modelHash: forged } = await forgeRound(liar.node, [friend], publish, held + 2)
+      await net.until('another leader', () => honest.every(p => p.node.status().leader !== null && p.node.status().leader !== liar.id && p.node.status().leader === honest[0].node.status().leader))
+      await net.until('two more rounds, by another leader', () => honest.every(p => p.node.replica.round >= held + 2))
+      for (const p of honest) {
+        expect(p.node.replica.history.some(r => r.modelHash === forged), `${p.id.slice(-4)} adopted the forged model`).to.equal(false)
+        expect(names(p, liar.id, 'unproven-round'), `${p.id.slice(-4)} names the liar`).to.equal(true)
+      }
+      expect(net.events('leader-distrusted', e => e.leader === liar.id && /prove nothing here/.test(e.reason as string)).length).to.be.at.least(1)
+      // one model a round among the honest peers
+      for (let round = 1; round <= held + 2; round++) expect(new Set(honest.map(p => p.node.replica.history.find(r => r.round === round)?.modelHash)).size, `round ${round}`).to.equal(1)
+    })
+  }
+
+  it('a leader whose certificate names other checkers than its signed round start: forged, and it is left at once', async () => {
+    const peers = [net.add(long), net.add(long), net.add(long)]
+    await net.until('a round', () => net.roundsDone().length >= 1)
+    const liar = net.leader()!
+    const honest = peers.filter(p => p !== liar)
+    const publish = liar.net.publish.bind(liar.net)
+    let swapped = false
+    // it certifies its next round honestly signed by its checkers, then, in its announcement,
+    // a certificate of the same round whose checkers (and signers) are other than its start named
+    liar.net.publish = async (m) => {
+      if (m.type === 'round-done' && !swapped) {
+        swapped = true
+        await forgeRound(liar.node, [await madeUpSigner(), await madeUpSigner()], publish)
+        return
+      }
+      await publish(m)
+    }
+    await net.until('the honest peers leave it', () => honest.every(p => p.logs.some(e => e.event === 'leader-distrusted' && e.leader === liar.id)))
+    for (const p of honest) expect(names(p, liar.id, 'bad-certificate'), `${p.id.slice(-4)} names it for a forged certificate`).to.equal(true)
+    expect(net.events('leader-distrusted', e => e.leader === liar.id)[0].reason).to.match(/forged/)
+  })
+
+  it('a member records the leader\'s signed heartbeats and replays them after the leader dies: the others see it gone, elect another, and name the replayer', async () => {
+    const peers = [net.add(long), net.add(long), net.add(long)]
+    await net.until('three rounds', () => net.roundsDone().length >= 3)
+    const leader = net.leader()!
+    const survivors = peers.filter(p => p !== leader)
+    const replayer = net.hub.join(net.identity().id)
+    replayer.bind({ judge: () => 'accept', rejected: () => {}, subscribed: () => {}, deliver: () => {} })
+    // what the leader said, as gossip carried it: signed by the leader, every word true
+    const captured = leader.net.sent.filter(bytes => decodeMessage(bytes).type === 'heartbeat')
+    expect(captured.length).to.be.at.least(5)
+    const died = net.clock.now()
+    leader.net.disconnect()
+    let sends = 0
+    const replay = (): void => {
+      if (sends >= 600) return
+      const bytes = captured[sends++ % captured.length]
+      for (const s of survivors) s.net.receive(bytes, leader.id, replayer.peerId)
+      net.clock.setTimeout(replay, 100)
+    }
+    replay()
+    await net.until('a new leader among the survivors', () => survivors.some(p => p.node.isLeading))
+    const elected = net.clock.now() - died
+    await net.until('a round by the new leader', () => net.roundsDone().some(d => d.node !== leader.id && d.ts > died))
+    expect(sends, 'still replaying when the new leader was elected').to.be.below(600)
+    expect(elected).to.be.below(20_000) // a lease (5 s), a slot and an election; the replay goes on for 60 s
+    await net.until('the replay is over', () => sends >= 600)
+    for (const s of survivors) {
+      expect(s.logs.some(e => e.event === 'peer-lost' && e.peer === leader.id), `${s.id.slice(-4)} saw its leader gone`).to.equal(true)
+      expect(s.node.status().rejectedMessages.replayed, `${s.id.slice(-4)} counts the replays`).to.be.above(0)
+      expect(names(s, replayer.peerId, 'replayed'), `${s.id.slice(-4)} names the replayer`).to.equal(true)
+      // the author is not blamed for what another did with its words
+      expect(s.node.status().misbehaviour.peers.some(p => p.peer === leader.id)).to.equal(false)
+    }
+  })
+
+  it('a member that floods the control topic with well-formed, signed messages is banned and hung up on by every peer; rounds go on, and what each keeps stays bounded', async () => {
+    const peers = [net.add(long), net.add(long), net.add(long)]
+    await net.until('a round', () => net.roundsDone().length >= 1)
+    const { id, signer } = net.identity()
+    const flooder = net.hub.join(id)
+    flooder.bind({ judge: () => 'accept', rejected: () => {}, subscribed: () => {}, deliver: () => {} })
+    const before = net.roundsDone().length
+    // as fast as it can, every one well-formed and signed: heartbeats, votes for a candidate in
+    // every term within reach, signatures of results
+    const term = peers[0].node.status().term
+    for (let i = 0; i < 3000; i++) {
+      const kind = i % 3
+      if (kind === 0) await flooder.publish({ type: 'heartbeat', v: PROTOCOL_VERSION, term, peer: id, leader: null, round: 0, modelHash: null, device: 'gpu', backend: 'flood', speed: 1e6, examples: 0, addrs: [], termCert: null, roundCert: null, work: null, everyMs: 1000 })
+      else if (kind === 1) await flooder.publish({ type: 'vote', v: PROTOCOL_VERSION, term: term + 1 + (i % 60), candidate: peers[0].id, voter: id, signature: await signer.sign(voteSigningBytes(term + 1 + (i % 60), peers[0].id)) })
+      else await flooder.publish({ type: 'round-vote', v: PROTOCOL_VERSION, term, round: 1 + i, peer: id, resultHash: 'e'.repeat(64), accuracy: 1, loss: 0, samples: 1, signature: await signer.sign(roundVoteSigningBytes('e'.repeat(64), 1, 0, 1)) })
+    }
+    await net.until('banned by every peer', () => peers.every(p => p.node.ledger.isBanned(id)))
+    for (const p of peers) {
+      expect(p.net.hungUp, `${p.id.slice(-4)} hung up on it`).to.include(id)
+      expect(names(p, id, 'flood')).to.equal(true)
+      expect(p.node.status().rejectedMessages.flood).to.be.at.least(20)
+      expect(inside(p).admission.size).to.be.at.most(10)
+      expect(inside(p).membership.size).to.be.at.most(10)
+    }
+    await net.until('two more rounds', () => net.roundsDone().length >= before + 2)
+    // none of its votes for the same candidate in 60 terms moved anyone's term
+    for (const p of peers) expect(p.node.status().term).to.be.below(term + 2)
+  })
+
+  it('a vote replayed after its term does not count again, and a vote request of an old term moves nobody', async () => {
+    const peers = [net.add(long), net.add(long), net.add(long)]
+    await net.until('a round', () => net.roundsDone().length >= 1)
+    const leader = net.leader()!
+    const other = peers.find(p => p !== leader)!
+    const requests = leader.net.sent.filter(bytes => decodeMessage(bytes).type === 'vote-request')
+    const votes = net.peers.flatMap(p => p.net.sent).filter(bytes => decodeMessage(bytes).type === 'vote')
+    const term = other.node.status().term
+    await net.clock.advance(60_000)
+    for (const bytes of [...requests, ...votes]) {
+      const m = decodeMessage(bytes)
+      other.net.receive(bytes, m.type === 'vote' ? m.voter : leader.id, peers.find(p => p !== leader && p !== other)!.id)
+    }
+    await net.clock.advance(10_000)
+    expect(other.node.status().term).to.equal(term)
+    expect(other.node.status().leader).to.equal(leader.id)
+    expect(net.events('voted', e => e.node === other.id && e.ts > net.clock.now() - 10_000)).to.have.length(0)
+  })
+})
