@@ -4,10 +4,10 @@
 // leader (they checked its term certificate). A round is done only with a certificate: the
 // leader proposes its result, its checkers (a few of the round's members, drawn by hash when the
 // round starts, see roundCheckers) check it, compute the model themselves and sign, and a quorum
-// of signatures is published with RoundDone. It is supervised: a failed step is logged with its cause and the round tried again;
-// after MAX_FAILURES_IN_A_ROW failures, or no progress for the round's budget plus a grace, it
-// gives up leadership so that the others elect another. A leader never stays a leader that leads
-// nothing.
+// of signatures is published with RoundDone. It is supervised: a failed step is logged with its
+// cause and the round tried again; after MAX_FAILURES_IN_A_ROW failures, or no progress for the
+// round's budget plus a grace, it gives up leadership so that the others elect another. A leader
+// never stays a leader that leads nothing.
 import { encodeResult, encodeRoundCert, encodeTensors, findNonFinite, PROTOCOL_VERSION, resultSigningBytes, roundVoteSigningBytes, roundEvaluation, type Assignment, type Heartbeat, type RoundCertVote, type RoundMetrics, type RoundResult, type RoundStart, type RoundVote, type Task, type Unstamped, type UpdateReady, type WorkFailed } from '@dml/protocol'
 import { aggregateRound, type ClientUpdate } from '@dml/trainer'
 import { allocateWork, expectedSeconds, roundParticipants } from './allocation.ts'

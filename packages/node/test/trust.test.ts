@@ -72,6 +72,52 @@ describe('what a peer accepts, against members that turn', function () {
     expect(net.events('leader-distrusted', e => e.leader === liar.id)[0].reason).to.match(/forged/)
   })
 
+  it('a checker that refuses to sign correct results: rounds are certified without it, in about the time the others took, and it is named', async () => {
+    const peers = [net.add(long), net.add(long), net.add(long), net.add(long)]
+    await net.until('a round', () => net.roundsDone().length >= 1)
+    const leader = net.leader()!
+    const refuser = peers.find(p => p !== leader)!
+    const publish = refuser.net.publish.bind(refuser.net)
+    refuser.net.publish = async (m) => { if (m.type !== 'round-vote') await publish(m) }
+    const before = net.roundsDone().length
+    await net.until('three more rounds', () => net.roundsDone().length >= before + 3)
+    const later = net.roundsDone().slice(before)
+    for (const d of later) {
+      expect(d.signers, `round ${String(d.round)}`).to.equal(3)
+      expect(d.durationMs, `round ${String(d.round)} waited for it`).to.be.below(10_000) // training takes 2 s; the deadline is a minute
+    }
+    expect(names(leader, refuser.id, 'no-signature')).to.equal(true)
+    expect(net.events('round-failed')).to.have.length(0)
+  })
+
+  it('a signature of a round by a peer its start did not draw counts nowhere, and the peer is named', async () => {
+    const peers = Array.from({ length: 9 }, () => net.add(long))
+    await net.until('a round', () => net.roundsDone().length >= 1)
+    const leader = net.leader()!
+    // a peer not drawn for the next round signs its result anyway, as soon as it is proposed
+    const round = net.roundsDone().length + 1
+    await net.until(`round ${round} started`, () => leader.net.published.some(m => m.type === 'round-start' && m.round === round))
+    const start = leader.net.published.find((m): m is Extract<typeof m, { type: 'round-start' }> => m.type === 'round-start' && m.round === round)!
+    const outsider = peers.find(p => p !== leader && !start.checkers.includes(p.id))!
+    const handlers = outsider.net.handlers!
+    const deliver = handlers.deliver.bind(handlers)
+    let signed = false
+    handlers.deliver = (m) => {
+      deliver(m)
+      if (m.type !== 'round-proposal' || m.round !== round || signed) return
+      signed = true
+      outsider.signer.sign(roundVoteSigningBytes(m.resultHash, 1, 0, 1e6)).then(async signature => {
+        await outsider.net.publish({ type: 'round-vote', v: PROTOCOL_VERSION, term: m.term, round, peer: outsider.id, resultHash: m.resultHash, accuracy: 1, loss: 0, samples: 1e6, signature })
+      }).catch(() => {})
+    }
+    await net.until(`round ${round} done`, () => net.roundsDone().length >= round)
+    expect(signed).to.equal(true)
+    expect(names(leader, outsider.id, 'not-checker')).to.equal(true)
+    const done = net.roundsDone()[round - 1]
+    expect(done.accuracy, 'its 100% moved the median').to.be.below(1)
+    for (const p of peers) expect(p.node.replica.history.find(r => r.round === round)?.metrics.evaluatedSamples ?? 0, 'its million examples weigh in').to.be.below(1e6)
+  })
+
   it('a member records the leader\'s signed heartbeats and replays them after the leader dies: the others see it gone, elect another, and name the replayer', async () => {
     const peers = [net.add(long), net.add(long), net.add(long)]
     await net.until('three rounds', () => net.roundsDone().length >= 3)
