@@ -16,6 +16,7 @@ import {
 import { BLOB_PROTOCOL } from '@dml/protocol'
 import { RPC } from '@libp2p/gossipsub/message'
 import { readSwarmKey, startHost } from '@dml/node'
+import { framed, GOSSIPSUB } from '../packages/node/test/support/gossip-rpc.ts'
 
 const [keyFile, bootstrap, swarmKeyFile] = process.argv.slice(2)
 const key = privateKeyFromProtobuf(readFileSync(keyFile))
@@ -126,25 +127,13 @@ host.libp2p.services.pubsub.addEventListener('message', (event) => {
   if (recorded.length % 20 === 1) say('recorded', { count: recorded.length, of: m.peer })
 })
 
-/** Length-prefixed (unsigned varint), as gossipsub frames its RPCs. */
-function framed (bytes: Uint8Array): Uint8Array {
-  const prefix: number[] = []
-  for (let n = bytes.length; ; n >>>= 7) {
-    if (n < 0x80) { prefix.push(n); break }
-    prefix.push((n & 0x7f) | 0x80)
-  }
-  const out = new Uint8Array(prefix.length + bytes.length)
-  out.set(prefix)
-  out.set(bytes, prefix.length)
-  return out
-}
 
 /** Sends the recorded messages again, oldest first, `count` sends one every `everyMs`, to every honest peer it is connected to. */
 async function replay (count: number, everyMs: number): Promise<void> {
   const streams = []
   for (const peer of [...new Set(knownPeers)]) {
     if (host.libp2p.getConnections(peerIdFromString(peer)).length === 0) continue
-    try { streams.push(await host.libp2p.dialProtocol(peerIdFromString(peer), '/meshsub/1.2.0', { signal: AbortSignal.timeout(5000) })) } catch { /* gone: the next */ }
+    try { streams.push(await host.libp2p.dialProtocol(peerIdFromString(peer), GOSSIPSUB, { signal: AbortSignal.timeout(5000) })) } catch { /* gone: the next */ }
   }
   say('replaying', { captured: recorded.length, to: streams.length, count })
   for (let sent = 0; sent < count; sent++) {

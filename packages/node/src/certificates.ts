@@ -11,9 +11,9 @@
 //   and hears now stand in for them: a key nobody runs is never one of them.
 // A round is signed by its checkers, drawn by hash from the round's members (its pool) before
 // the round began. It needs a majority of them, and a majority of the members this peer sees live
-// (at most MAX_ROUND_CHECKERS of them): a leader that names a small pool (itself and a friend)
-// does not make a small quorum. In a large network the pool must also leave out few of the members
-// this peer sees, so that the draw is fair. Any certificate needs two signers, unless this peer is
+// following the round's leader (at most MAX_ROUND_CHECKERS of them): a leader that names a small
+// pool (itself and a friend) while others follow it does not make a small quorum. In a large
+// network the pool must also leave out few of them, so that the draw is fair. Any certificate needs two signers, unless this peer is
 // its only signer: one identity proves nothing to others.
 import { MAX_ROUND_CHECKERS, resultSigningBytes, roundCheckers, roundEvaluation, roundVoteSigningBytes, voteSigningBytes, type RoundCert, type RoundCertVote, type RoundEvaluation, type RoundResult, type RoundVote, type TermCert } from '@dml/protocol'
 import { peerIdFromString } from '@libp2p/peer-id'
@@ -76,20 +76,24 @@ export function isAllowed (policy: QuorumPolicy, peer: string): boolean {
 
 /**
  * Who counts for this peer, now: its members, and those of them it sees live (heard within the
- * lease, and connected). `byWork`: the members are known from certified rounds (or the allow-list),
- * not only from who is connected.
+ * lease, and connected) following a leader. `byWork`: the members are known from certified rounds
+ * (or the allow-list), not only from who is connected.
  */
 export interface Standing {
   isMember: (peer: string) => boolean
-  /** the members this peer sees live, itself included if it is one */
-  liveMembers: readonly string[]
+  /**
+   * the members this peer sees live whose heartbeats say they follow `leader`, in any term (itself
+   * included, and the leader itself): who a round of that leader had to draw its checkers from.
+   * Members that follow no one (restarting) or another leader are not the leader's to draw.
+   */
+  followersOf: (leader: string) => readonly string[]
   byWork: boolean
   /** the checkers of round `round` of `term` as the leader's signed round start named them, if this peer saw it */
   fixedCheckers?: (term: number, round: number) => readonly string[] | undefined
 }
 
 /** A standing that counts every signer (a certificate's own structure only): for tests and tools that know no members. */
-export const ANYONE: Standing = { isMember: () => true, liveMembers: [], byWork: false }
+export const ANYONE: Standing = { isMember: () => true, followersOf: () => [], byWork: false }
 
 /** More than half of `n`. */
 export function majority (n: number): number {
@@ -106,13 +110,13 @@ export function quorumOf (policy: QuorumPolicy, eligible: number): number {
 }
 
 /**
- * Signatures a round certificate needs, for a peer that sees `liveMembers` members live: a quorum
- * of its checkers, and in an open network a majority of the live members (at most
+ * Signatures a round certificate needs, for a peer that sees `followers` members live following its
+ * leader: a quorum of its checkers, and in an open network a majority of those followers (at most
  * MAX_ROUND_CHECKERS of them), so that no leader makes its quorum small by naming few checkers.
  */
-export function roundQuorum (policy: QuorumPolicy, checkers: number, liveMembers: number): number {
+export function roundQuorum (policy: QuorumPolicy, checkers: number, followers: number): number {
   if (policy.allowed !== undefined) return quorumOf(policy, checkers)
-  return Math.max(quorumOf(policy, checkers), majority(Math.min(MAX_ROUND_CHECKERS, liveMembers)))
+  return Math.max(quorumOf(policy, checkers), majority(Math.min(MAX_ROUND_CHECKERS, followers)))
 }
 
 /** Who checks a round of members `pool` that starts from `prevHash`: in an open network a few drawn by hash (roundCheckers); in a permissioned one all of them. */
@@ -121,12 +125,13 @@ export function drawCheckers (policy: QuorumPolicy, pool: readonly string[], pre
 }
 
 /**
- * How many of the members this peer sees live a round's pool may leave out: a quarter (members
- * that did not follow the leader yet, or sat out), once there are more than MAX_ROUND_CHECKERS of
- * them. Below that every live member is drawn anyway, and roundQuorum asks a majority of them.
+ * How many of the leader's followers this peer sees a round's pool may leave out: a quarter (ones
+ * that began to follow after the round began, or did not sign lately), once there are more than
+ * MAX_ROUND_CHECKERS of them. Below that every one is drawn anyway, and roundQuorum asks a
+ * majority of them.
  */
-export function poolSlack (liveMembers: number): number {
-  return liveMembers > MAX_ROUND_CHECKERS ? Math.ceil(liveMembers / 4) : Infinity
+export function poolSlack (followers: number): number {
+  return followers > MAX_ROUND_CHECKERS ? Math.ceil(followers / 4) : Infinity
 }
 
 const short = (peer: string): string => peer.slice(-6)
@@ -255,14 +260,15 @@ export function roundQuorumHolds (verified: VerifiedRound, termCert: TermCert, p
   const fixed = standing.fixedCheckers?.(result.term, result.round)
   if (fixed !== undefined && !sameSet(fixed, result.checkers)) throw new CertificateError('forged', `${what}: its checkers are not the ones its leader's signed round start named`)
   termQuorum(termCert, policy, standing)
+  const followers = standing.followersOf(result.leader)
   if (policy.allowed === undefined && standing.byWork) {
     const pool = new Set(result.pool)
-    const left = standing.liveMembers.filter(p => !pool.has(p))
-    if (left.length > poolSlack(standing.liveMembers.length)) throw new CertificateError('unproven', `${what}: its checkers were drawn from a pool that leaves out ${left.length} of the ${standing.liveMembers.length} members this peer sees`)
+    const left = followers.filter(p => !pool.has(p))
+    if (left.length > poolSlack(followers.length)) throw new CertificateError('unproven', `${what}: its checkers were drawn from a pool that leaves out ${left.length} of the ${followers.length} members this peer sees following its leader`)
   }
   const votes = verified.votes.filter(v => standing.isMember(v.peer))
   const signers = votes.map(v => v.peer)
-  const needed = roundQuorum(policy, result.checkers.length, standing.liveMembers.length)
+  const needed = roundQuorum(policy, result.checkers.length, followers.length)
   if (signers.length < needed) throw new CertificateError('unproven', `${what}: ${signers.length} of its ${result.checkers.length} checkers signed and count here, ${needed} needed`)
   checkSolo(signers, result.checkers.length, policy, what)
   return { result, resultHash: verified.resultHash, evaluation: roundEvaluation(votes), signers, checkers: result.checkers }

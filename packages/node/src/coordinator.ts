@@ -354,13 +354,13 @@ export class Coordinator {
   /**
    * The round's members, to draw its checkers from: the followers (this peer too) that are
    * members, sorted, less those that did not sign lately, as long as the pool still leaves out no
-   * more of the live members than a peer accepts (poolSlack).
+   * more of them than a peer accepts (poolSlack).
    */
   private pool (followers: string[], round: number): string[] {
     const standing = this.deps.standing()
     const members = followers.filter(p => standing.isMember(p)).sort()
-    const slack = standing.byWork ? poolSlack(standing.liveMembers.length) : Infinity
-    let left = standing.liveMembers.filter(p => !members.includes(p)).length
+    const slack = standing.byWork ? poolSlack(members.length) : Infinity
+    let left = 0
     return members.filter(p => {
       if ((this.unsigned.get(p) ?? 0) <= round || left >= slack) return true
       left++
@@ -609,7 +609,7 @@ export class Coordinator {
     const { clock, config, changes, policy } = this.deps
     const round = state.start.round
     const checkers = state.checkers
-    const quorum = (): number => roundQuorum(policy, checkers.length, this.deps.standing().liveMembers.length)
+    const quorum = (): number => roundQuorum(policy, checkers.length, this.deps.standing().followersOf(this.deps.self).length)
     let needed = quorum()
     if (checkers.length === 1 && policy.allowed === undefined) {
       if (!this.saidAlone) this.deps.log.warn('alone', { round }, `round ${round} is signed by this peer alone: it proves nothing to others until more peers take part`)

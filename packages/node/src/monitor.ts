@@ -43,11 +43,10 @@ export async function runMonitor (argv: string[]): Promise<number> {
   const live = (): Heartbeat[] => [...peers.values()].filter(p => Date.now() - p.seen < silenceMs(10_000, p.hb)).map(p => p.hb)
   /** who counts in a certificate for this monitor: as for a peer (Standing), from what it has heard */
   const standing = (): Standing => {
-    const heard = live().map(h => h.peer)
-    if (allowed !== undefined) return { isMember: p => allowed.has(p), liveMembers: heard.filter(p => allowed.has(p)), byWork: true }
-    if (provenPeers.any) return { isMember: p => provenPeers.has(p), liveMembers: heard.filter(p => provenPeers.has(p)), byWork: true }
-    const set = new Set(heard)
-    return { isMember: p => set.has(p), liveMembers: heard, byWork: false }
+    const heard = live()
+    const set = new Set(heard.map(h => h.peer))
+    const isMember = allowed !== undefined ? (p: string) => allowed.has(p) : provenPeers.any ? (p: string) => provenPeers.has(p) : (p: string) => set.has(p)
+    return { isMember, followersOf: (leader) => heard.filter(h => h.leader === leader && isMember(h.peer)).map(h => h.peer), byWork: allowed !== undefined || provenPeers.any }
   }
   /** what is new (admission.ts): the monitor relays what it takes, and must not relay a replay */
   const admission = new Admission()

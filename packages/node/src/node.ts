@@ -314,14 +314,14 @@ export class DmlNode implements MessageHandlers {
    * it is connected to and hears, and itself. And of them, those it sees live.
    */
   standing (): Standing {
-    const live = this.live().map(h => h.peer)
+    const live = this.live()
     const fixedCheckers = (term: number, round: number): readonly string[] | undefined => this.verifier.startOf(term, round)?.checkers
     const allowed = this.policy.allowed
-    if (allowed !== undefined) return { isMember: p => allowed.has(p), liveMembers: live.filter(p => allowed.has(p)), byWork: true, fixedCheckers }
     const proven = this.replica.proven
-    if (proven.any) return { isMember: p => proven.has(p), liveMembers: live.filter(p => proven.has(p)), byWork: true, fixedCheckers }
-    const connected = new Set(live)
-    return { isMember: p => connected.has(p), liveMembers: live, byWork: false, fixedCheckers }
+    const connected = new Set(live.map(h => h.peer))
+    const isMember = allowed !== undefined ? (p: string) => allowed.has(p) : proven.any ? (p: string) => proven.has(p) : (p: string) => connected.has(p)
+    const followersOf = (leader: string): string[] => live.filter(h => h.leader === leader && isMember(h.peer)).map(h => h.peer)
+    return { isMember, followersOf, byWork: allowed !== undefined || proven.any, fixedCheckers }
   }
 
   /**

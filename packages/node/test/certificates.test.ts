@@ -27,10 +27,10 @@ async function roundCert (leader: Identity, signers: Identity[], pool: string[],
   return decodeRoundCert(encodeRoundCert({ kind: 'round-cert', v: PROTOCOL_VERSION, result: bytes, leaderSignature: await leader.signer.sign(resultSigningBytes(resultHash)), votes }))
 }
 
-/** A peer whose members are `members`, of which it sees `live` live (all of them by default). */
-function standing (members: string[], live = members): Standing {
+/** A peer whose members are `members`, of which it sees `followers` live following the round's leader (all of them by default). */
+function standing (members: string[], followers = members): Standing {
   const set = new Set(members)
-  return { isMember: p => set.has(p), liveMembers: live, byWork: true }
+  return { isMember: p => set.has(p), followersOf: () => followers, byWork: true }
 }
 
 async function failure (check: () => Promise<unknown>): Promise<Error> {

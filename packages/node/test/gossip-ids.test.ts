@@ -10,9 +10,9 @@ import type { PrivateKey } from '@libp2p/interface'
 import { RPC } from '@libp2p/gossipsub/message'
 import { CONTROL_TOPIC, encodeMessage, PROTOCOL_VERSION, type ControlMessage, type Heartbeat } from '@dml/protocol'
 import { startHost, type DmlHost, type MessageHandlers } from '@dml/node'
+import { framed, GOSSIPSUB } from './support/gossip-rpc.ts'
 
 const SIGN_PREFIX = new TextEncoder().encode('libp2p-pubsub:')
-const GOSSIPSUB = '/meshsub/1.2.0'
 
 /** A gossipsub message on the control topic, signed by `key` as gossipsub signs (StrictSign). */
 async function signed (key: PrivateKey, message: ControlMessage, seqno: bigint): Promise<RPC.Message> {
@@ -26,18 +26,6 @@ async function signed (key: PrivateKey, message: ControlMessage, seqno: bigint):
   return { ...unsigned, signature: await key.sign(toSign) }
 }
 
-/** Length-prefixed (unsigned varint), as gossipsub frames its RPCs. */
-function framed (bytes: Uint8Array): Uint8Array {
-  const prefix: number[] = []
-  for (let n = bytes.length; ; n >>>= 7) {
-    if (n < 0x80) { prefix.push(n); break }
-    prefix.push((n & 0x7f) | 0x80)
-  }
-  const out = new Uint8Array(prefix.length + bytes.length)
-  out.set(prefix)
-  out.set(bytes, prefix.length)
-  return out
-}
 
 function heartbeat (peer: string, round: number): Heartbeat {
   return { type: 'heartbeat', v: PROTOCOL_VERSION, seq: round, term: 1, peer, leader: null, round, modelHash: null, device: 'cpu', backend: 'wasm', speed: 0, examples: 0, addrs: [], termCert: null, roundCert: null, work: null, everyMs: 1000 }

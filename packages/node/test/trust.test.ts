@@ -72,6 +72,28 @@ describe('what a peer accepts, against members that turn', function () {
     expect(net.events('leader-distrusted', e => e.leader === liar.id)[0].reason).to.match(/forged/)
   })
 
+  it('members that are live but follow no one (restarting, say) are not the leader\'s to draw: its rounds with the others are certified, promptly', async () => {
+    const config = { config: { minPeers: 2, task: { ...TASK, totalRounds: 30 } } }
+    const peers = [net.add(config), net.add(config), net.add(config), net.add(config)]
+    await net.until('two rounds', () => net.roundsDone().length >= 2)
+    const leader = net.leader()!
+    type Election = { election: { holdOffUntil: number, distrust: (peer: string, until: number) => void } }
+    const aside = peers.filter(p => p !== leader).slice(0, 2)
+    for (const p of aside) {
+      const { election } = p.node as unknown as Election
+      election.holdOffUntil = Infinity
+      election.distrust(leader.id, Infinity)
+    }
+    const before = net.roundsDone().length
+    await net.until('two more rounds', () => net.roundsDone().length >= before + 2)
+    for (const d of net.roundsDone().slice(before + 1)) {
+      expect(d.signers, `round ${String(d.round)}`).to.equal(2)
+      expect(d.durationMs, `round ${String(d.round)}`).to.be.below(10_000)
+    }
+    // only the round in progress when they left, whose checkers were drawn while they followed, is done again
+    expect(net.events('round-failed').map(e => e.round)).to.deep.equal(net.events('round-failed').map(() => before + 1))
+  })
+
   it('a checker that refuses to sign correct results: rounds are certified without it, in about the time the others took, and it is named', async () => {
     const peers = [net.add(long), net.add(long), net.add(long), net.add(long)]
     await net.until('a round', () => net.roundsDone().length >= 1)
