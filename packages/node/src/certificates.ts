@@ -82,11 +82,14 @@ export function isAllowed (policy: QuorumPolicy, peer: string): boolean {
 export interface Standing {
   isMember: (peer: string) => boolean
   /**
-   * the members this peer sees live whose heartbeats say they follow `leader`, in any term (itself
-   * included, and the leader itself): who a round of that leader had to draw its checkers from.
-   * Members that follow no one (restarting) or another leader are not the leader's to draw.
+   * the members this peer sees live whose heartbeats say they follow `leader` in `term` (itself
+   * included, and the leader itself): who a round of that leader's term had to draw its checkers
+   * from. Members that follow no one (restarting), another leader, or it in another term (they have
+   * not taken up its new term yet) are not the leader's to draw. If none follow it in `term` (a
+   * term of its own that nobody follows, while it tells its followers of another), those that
+   * follow it in any term.
    */
-  followersOf: (leader: string) => readonly string[]
+  followersOf: (leader: string, term: number) => readonly string[]
   byWork: boolean
   /** the checkers of round `round` of `term` as the leader's signed round start named them, if this peer saw it */
   fixedCheckers?: (term: number, round: number) => readonly string[] | undefined
@@ -260,7 +263,7 @@ export function roundQuorumHolds (verified: VerifiedRound, termCert: TermCert, p
   const fixed = standing.fixedCheckers?.(result.term, result.round)
   if (fixed !== undefined && !sameSet(fixed, result.checkers)) throw new CertificateError('forged', `${what}: its checkers are not the ones its leader's signed round start named`)
   termQuorum(termCert, policy, standing)
-  const followers = standing.followersOf(result.leader)
+  const followers = standing.followersOf(result.leader, result.term)
   if (policy.allowed === undefined && standing.byWork) {
     const pool = new Set(result.pool)
     const left = followers.filter(p => !pool.has(p))

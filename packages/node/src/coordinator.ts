@@ -609,7 +609,7 @@ export class Coordinator {
     const { clock, config, changes, policy } = this.deps
     const round = state.start.round
     const checkers = state.checkers
-    const quorum = (): number => roundQuorum(policy, checkers.length, this.deps.standing().followersOf(this.deps.self).length)
+    const quorum = (): number => roundQuorum(policy, checkers.length, this.deps.standing().followersOf(this.deps.self, this.term).length)
     let needed = quorum()
     if (checkers.length === 1 && policy.allowed === undefined) {
       if (!this.saidAlone) this.deps.log.warn('alone', { round }, `round ${round} is signed by this peer alone: it proves nothing to others until more peers take part`)

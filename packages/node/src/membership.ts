@@ -18,6 +18,12 @@ export function followersOf (heartbeats: Array<{ peer: string, leader: string | 
   return heartbeats.filter(h => h.leader === leader && h.term === term).map(h => h.peer)
 }
 
+/** followersOf, or if none follow `leader` in `term`, those that follow it in any term (see Standing.followersOf). */
+export function followersIn (heartbeats: Array<{ peer: string, leader: string | null, term: number }>, leader: string, term: number): string[] {
+  const inTerm = followersOf(heartbeats, leader, term)
+  return inTerm.length > 0 ? inTerm : heartbeats.filter(h => h.leader === leader).map(h => h.peer)
+}
+
 interface Member {
   heartbeat: Heartbeat
   lastSeen: number

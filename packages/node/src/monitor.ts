@@ -13,7 +13,7 @@ import { startHost } from './host.ts'
 import { Proofs, type ProvenRound } from './proofs.ts'
 import { ProvenPeers } from './proven.ts'
 import { linesView, terminalView } from './monitor-view.ts'
-import { followersOf, silenceMs } from './membership.ts'
+import { followersIn, followersOf, silenceMs } from './membership.ts'
 
 const SUMMARY = 'Follows dml training live: joins the network as a passive peer and prints every finished round.'
 
@@ -46,7 +46,7 @@ export async function runMonitor (argv: string[]): Promise<number> {
     const heard = live()
     const set = new Set(heard.map(h => h.peer))
     const isMember = allowed !== undefined ? (p: string) => allowed.has(p) : provenPeers.any ? (p: string) => provenPeers.has(p) : (p: string) => set.has(p)
-    return { isMember, followersOf: (leader) => heard.filter(h => h.leader === leader && isMember(h.peer)).map(h => h.peer), byWork: allowed !== undefined || provenPeers.any }
+    return { isMember, followersOf: (leader, term) => followersIn(heard, leader, term).filter(isMember), byWork: allowed !== undefined || provenPeers.any }
   }
   /** what is new (admission.ts): the monitor relays what it takes, and must not relay a replay */
   const admission = new Admission()

@@ -13,7 +13,7 @@ import { Changes, type Clock, isAbort, Supervisor, systemClock } from './clock.t
 import { Coordinator, type LeaderStats, type RoundSnapshot, short } from './coordinator.ts'
 import { Election, rankCandidates } from './election.ts'
 import type { Logger } from './log.ts'
-import { followersOf, Membership } from './membership.ts'
+import { followersIn, followersOf, Membership } from './membership.ts'
 import { Ledger, OFFENCES } from './misbehaviour.ts'
 import type { MessageHandlers, Network, Verdict } from './network.ts'
 import { roundProgress, type RoundProgress } from './progress.ts'
@@ -320,7 +320,7 @@ export class DmlNode implements MessageHandlers {
     const proven = this.replica.proven
     const connected = new Set(live.map(h => h.peer))
     const isMember = allowed !== undefined ? (p: string) => allowed.has(p) : proven.any ? (p: string) => proven.has(p) : (p: string) => connected.has(p)
-    const followersOf = (leader: string): string[] => live.filter(h => h.leader === leader && isMember(h.peer)).map(h => h.peer)
+    const followersOf = (leader: string, term: number): string[] => followersIn(live, leader, term).filter(isMember)
     return { isMember, followersOf, byWork: allowed !== undefined || proven.any, fixedCheckers }
   }
 

@@ -148,7 +148,7 @@ export class Verifier {
     }
     const standing = this.deps.standing()
     const counted = [...pending.votes.keys()].filter(p => standing.isMember(p)).length
-    if (counted < roundQuorum(this.deps.policy, pending.checkers.length, standing.followersOf(proposal.leader).length)) return
+    if (counted < roundQuorum(this.deps.policy, pending.checkers.length, standing.followersOf(proposal.leader, proposal.term).length)) return
     if (this.deps.silentFor(proposal.leader) < this.deps.announceGraceMs) return
     pending.certifying = true
     const votes = [...pending.votes.values()].sort((a, b) => (a.peer < b.peer ? -1 : 1))

@@ -4,7 +4,7 @@
 import { expect } from 'chai'
 import { decodeMessage, PROTOCOL_VERSION, roundVoteSigningBytes, voteSigningBytes } from '@dml/protocol'
 import { TASK, TestCluster, type TestPeer } from './support/cluster.ts'
-import { forgeRound, madeUpSigner } from './support/forge.ts'
+import { forgeRound, madeUpSigner, sideTerm } from './support/forge.ts'
 
 type Inside = { admission: { size: number }, membership: { size: number } }
 const inside = (p: TestPeer): Inside => p.node as unknown as Inside
@@ -49,6 +49,26 @@ describe('what a peer accepts, against members that turn', function () {
       for (let round = 1; round <= held + 2; round++) expect(new Set(honest.map(p => p.node.replica.history.find(r => r.round === round)?.modelHash)).size, `round ${round}`).to.equal(1)
     })
   }
+
+  it('a leader that certifies a round in a term of its own, elected by itself and a member it got to vote, while it tells its followers of its real term: the round proves nothing', async () => {
+    const peers = [net.add(long), net.add(long), net.add(long), net.add(long)]
+    await net.until('two rounds', () => net.roundsDone().length >= 2)
+    const liar = net.leader()!
+    const honest = peers.filter(p => p !== liar)
+    const publish = liar.net.publish.bind(liar.net)
+    liar.net.publish = async (m) => { if (m.type === 'heartbeat' || m.type === 'vote' || m.type === 'vote-request') await publish(m) }
+    const friend = honest[0].signer
+    const term = await sideTerm(liar.node, [friend], liar.node.status().term + 1)
+    const held = liar.node.replica.round
+    // the round-done of a newer term goes unheard; its heartbeats, of its real term, show the round
+    const { modelHash: forged } = await forgeRound(liar.node, [friend], publish, held + 2, term)
+    await net.until('another leader', () => honest.every(p => p.node.status().leader !== null && p.node.status().leader !== liar.id))
+    await net.until('two more rounds, by another leader', () => honest.every(p => p.node.replica.round >= held + 2))
+    for (const p of honest) {
+      expect(p.node.replica.history.some(r => r.modelHash === forged), `${p.id.slice(-4)} adopted the forged model`).to.equal(false)
+      expect(names(p, liar.id, 'unproven-round'), `${p.id.slice(-4)} names the liar`).to.equal(true)
+    }
+  })
 
   it('a leader whose certificate names other checkers than its signed round start: forged, and it is left at once', async () => {
     const peers = [net.add(long), net.add(long), net.add(long)]

@@ -4,7 +4,7 @@
 // heartbeats show it for the others to catch up with, and announces it.
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { encodeResult, encodeRoundCert, encodeTensors, PROTOCOL_VERSION, resultSigningBytes, roundVoteSigningBytes, type Outgoing, type RoundResult } from '@dml/protocol'
+import { encodeResult, encodeRoundCert, encodeTensors, encodeTermCert, PROTOCOL_VERSION, resultSigningBytes, roundVoteSigningBytes, voteSigningBytes, type Outgoing, type RoundResult } from '@dml/protocol'
 import { keySigner, type DmlNode, type Network, type Signer } from '@dml/node'
 
 /** The node's own parts a liar reaches for (private to the engine). */
@@ -17,12 +17,27 @@ export async function madeUpSigner (): Promise<Signer> {
 }
 
 /**
- * Certifies round `round` (the next by default) on `liar`'s own word and its `accomplices'`,
- * commits and announces it through `publish`. Returns the forged model's and certificate's hashes.
+ * A term of `liar`'s own that nobody follows: `term`, elected by its own vote and its
+ * `accomplices'`, the electorate just them. Returns the certificate as forgeRound takes it.
  */
-export async function forgeRound (liar: DmlNode, accomplices: Signer[], publish: (m: Outgoing) => Promise<void>, round = liar.replica.round + 1): Promise<{ modelHash: string, certHash: string, round: number }> {
-  const { leaderCert, net, signer } = liar as unknown as Inside
-  if (leaderCert === null) throw new Error('not leading: nothing to forge with')
+export async function sideTerm (liar: DmlNode, accomplices: Signer[], term: number): Promise<{ hash: string, bytes: Uint8Array, term: number }> {
+  const { net, signer } = liar as unknown as Inside
+  const voters = [signer, ...accomplices]
+  const votes = await Promise.all(voters.map(async v => ({ voter: v.peerId, signature: await v.sign(voteSigningBytes(term, liar.peerId)) })))
+  const bytes = encodeTermCert({ kind: 'term-cert', v: PROTOCOL_VERSION, term, leader: liar.peerId, electorate: voters.map(v => v.peerId), votes })
+  return { hash: net.blobs.put(bytes, true), bytes, term }
+}
+
+/**
+ * Certifies round `round` (the next by default) on `liar`'s own word and its `accomplices'`,
+ * commits and announces it through `publish`, in the term it leads (or `term`, see sideTerm).
+ * Returns the forged model's and certificate's hashes.
+ */
+export async function forgeRound (liar: DmlNode, accomplices: Signer[], publish: (m: Outgoing) => Promise<void>, round = liar.replica.round + 1, term?: { hash: string, bytes: Uint8Array, term: number }): Promise<{ modelHash: string, certHash: string, round: number }> {
+  const { net, signer } = liar as unknown as Inside
+  const own = (liar as unknown as Inside).leaderCert
+  if (own === null && term === undefined) throw new Error('not leading: nothing to forge with')
+  const leaderCert = term ?? { ...own!, term: liar.status().term }
   const global = liar.replica.global!
   const task = liar.task
   const zeros = global.weights.map(w => ({ ...w, values: new Float32Array(w.values.length) }))
@@ -30,9 +45,8 @@ export async function forgeRound (liar: DmlNode, accomplices: Signer[], publish:
   const modelHash = net.blobs.put(bytes, true)
   const signers = [signer, ...accomplices]
   const pool = signers.map(s => s.peerId)
-  const term = liar.status().term
   const result: RoundResult = {
-    kind: 'round-result', v: PROTOCOL_VERSION, term, round, leader: liar.peerId, prevHash: global.hash, modelHash,
+    kind: 'round-result', v: PROTOCOL_VERSION, term: leaderCert.term, round, leader: liar.peerId, prevHash: global.hash, modelHash,
     aggregation: task.aggregation, trim: task.trim, byzantine: task.byzantine, clip: task.clip, normBound: task.normBound, serverOptimizer: task.serverOptimizer, serverLr: task.serverLr,
     participants: pool, pool, checkers: pool, contributions: [], termCert: leaderCert.hash
   }
@@ -42,7 +56,7 @@ export async function forgeRound (liar: DmlNode, accomplices: Signer[], publish:
   const certBytes = encodeRoundCert({ kind: 'round-cert', v: PROTOCOL_VERSION, result: resultBytes, leaderSignature: await signer.sign(resultSigningBytes(resultHash)), votes })
   const certHash = net.blobs.put(certBytes, true)
   const metrics = { accuracy: 1, loss: 0, federatedAccuracy: 1, federatedLoss: 0, evaluatedSamples: 10_000, participants: pool, activeNodes: pool.length, gpuNodes: 0, cpuNodes: pool.length, durationMs: 1, trainMs: 1, transferMs: 0, aggregateMs: 0, evalMs: 0, idleMs: 0, finishedAt: Date.now() }
-  await liar.replica.commit({ round, hash: modelHash, weights: zeros }, bytes, { certBytes, termCertBytes: leaderCert.bytes }, { round, term, modelHash, certHash, metrics }, pool)
-  await publish({ type: 'round-done', v: PROTOCOL_VERSION, term, round, leader: liar.peerId, modelHash, certHash, metrics, finished: true })
+  await liar.replica.commit({ round, hash: modelHash, weights: zeros }, bytes, { certBytes, termCertBytes: leaderCert.bytes }, { round, term: leaderCert.term, modelHash, certHash, metrics }, pool)
+  await publish({ type: 'round-done', v: PROTOCOL_VERSION, term: leaderCert.term, round, leader: liar.peerId, modelHash, certHash, metrics, finished: true })
   return { modelHash, certHash, round }
 }
