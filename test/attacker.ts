@@ -163,7 +163,10 @@ async function flood (ms: number): Promise<void> {
     sent++
     if (sent % 500 === 0) await new Promise(resolve => setImmediate(resolve)) // lets the transport write
   }
-  say('flooded', { sent, refused, connectedPeers: host.libp2p.getPeers().length })
+  // connections that last: its dialer keeps trying, and a connection the other side refuses may look open here for a moment
+  await new Promise(resolve => setTimeout(resolve, 3000))
+  const lasting = host.libp2p.getConnections().filter(c => c.status === 'open' && Date.now() - c.timeline.open > 2000)
+  say('flooded', { sent, refused, connectedPeers: new Set(lasting.map(c => c.remotePeer.toString())).size })
 }
 
 /** One beat of the current attack, every second. */
