@@ -25,6 +25,14 @@ describe('admission', () => {
     expect(admission.admit(vote(1500), A, R, 1300)).to.deep.equal({ admit: true })
   })
 
+  it('an author that stamps a message with the largest seq there is silences only itself', () => {
+    const admission = new Admission()
+    expect(admission.admit(heartbeat(Number.MAX_SAFE_INTEGER), A, A, 0).admit).to.equal(true)
+    expect(admission.admit(heartbeat(Date.now()), A, A, 1).admit).to.equal(false)
+    const other = '12D3KooWOtherOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOother'
+    expect(admission.admit(heartbeat(Date.now(), other), other, A, 2).admit).to.equal(true)
+  })
+
   it('an old message of an author, replayed: refused as the relay\'s doing, whoever signed it', () => {
     const admission = new Admission()
     for (let t = 0; t <= 60_000; t += 1000) expect(admission.admit(heartbeat(1e12 + t), A, A, t).admit).to.equal(true)
