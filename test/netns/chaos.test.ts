@@ -66,7 +66,8 @@ describe('chaos on 4 hosts', function () {
     const allFour = updates.indexOf(4)
     expect(allFour >= 0 && allFour < ROUNDS / 2 && updates.every(n => n >= 2) && updates.slice(allFour).every(n => n === 4), `updates a round: ${updates.join(' ')}`).to.equal(true)
     expect(new Set(done.map(e => e.host)).size).to.equal(1)
-    expect(net.events(e => e.event === 'round-retry' || e.event === 'round-failed' || e.event === 'leader-resigned')).to.have.length(0)
+    const trouble = net.events(e => e.event === 'round-retry' || e.event === 'round-failed' || e.event === 'leader-resigned')
+    expect(trouble, JSON.stringify(trouble)).to.have.length(0)
     expect(baseline).to.be.greaterThan(0.9)
   })
 

@@ -93,6 +93,13 @@ export interface Standing {
   byWork: boolean
   /** the checkers of round `round` of `term` as the leader's signed round start named them, if this peer saw it */
   fixedCheckers?: (term: number, round: number) => readonly string[] | undefined
+  /**
+   * the members of followersOf(`leader`, `term`) that followed it already when round `round` of
+   * `term` started, as far as this peer can tell: those that followed it a heartbeat interval
+   * before this peer took the round's start, or if it did not, before it took up the round it
+   * holds (an older one: the round started after that)
+   */
+  settledAtStart?: (term: number, round: number, leader: string) => readonly string[]
 }
 
 /** A standing that counts every signer (a certificate's own structure only): for tests and tools that know no members. */
@@ -120,6 +127,22 @@ export function quorumOf (policy: QuorumPolicy, eligible: number): number {
 export function roundQuorum (policy: QuorumPolicy, checkers: number, followers: number): number {
   if (policy.allowed !== undefined) return quorumOf(policy, checkers)
   return Math.max(quorumOf(policy, checkers), majority(Math.min(MAX_ROUND_CHECKERS, followers)))
+}
+
+/**
+ * How many of the members this peer sees following a round's leader its quorum counts
+ * (roundQuorum): those in the round's pool, and those that already followed the leader when the
+ * round started (Standing.settledAtStart). One that began to follow about then or later was not
+ * the leader's to draw (a peer that joined during round 1, a member back from a restart): counting
+ * it asked a round of two checkers for three signatures. One left out that already followed still
+ * counts: no leader makes its quorum small by leaving out of its pool the members that would not
+ * sign, or by hiding its round start.
+ */
+export function quorumFollowers (standing: Standing, round: { leader: string, term: number, round: number, pool: readonly string[] }): number {
+  const followers = standing.followersOf(round.leader, round.term)
+  if (standing.settledAtStart === undefined) return followers.length
+  const counted = new Set([...round.pool, ...standing.settledAtStart(round.term, round.round, round.leader)])
+  return followers.filter(p => counted.has(p)).length
 }
 
 /** Who checks a round of members `pool` that starts from `prevHash`: in an open network a few drawn by hash (roundCheckers); in a permissioned one all of them. */
@@ -271,7 +294,7 @@ export function roundQuorumHolds (verified: VerifiedRound, termCert: TermCert, p
   }
   const votes = verified.votes.filter(v => standing.isMember(v.peer))
   const signers = votes.map(v => v.peer)
-  const needed = roundQuorum(policy, result.checkers.length, followers.length)
+  const needed = roundQuorum(policy, result.checkers.length, quorumFollowers(standing, result))
   if (signers.length < needed) throw new CertificateError('unproven', `${what}: ${signers.length} of its ${result.checkers.length} checkers signed and count here, ${needed} needed`)
   checkSolo(signers, result.checkers.length, policy, what)
   return { result, resultHash: verified.resultHash, evaluation: roundEvaluation(votes), signers, checkers: result.checkers }

@@ -11,7 +11,7 @@
 import { encodeResult, encodeRoundCert, encodeTensors, findNonFinite, PROTOCOL_VERSION, resultSigningBytes, roundVoteSigningBytes, roundEvaluation, type Assignment, type Heartbeat, type RoundCertVote, type RoundMetrics, type RoundResult, type RoundStart, type RoundVote, type Task, type Unstamped, type UpdateReady, type WorkFailed } from '@dml/protocol'
 import { aggregateRound, type ClientUpdate } from '@dml/trainer'
 import { allocateWork, expectedSeconds, roundParticipants } from './allocation.ts'
-import { certVoteOf, drawCheckers, majority, poolSlack, roundQuorum, type QuorumPolicy, type Signer, type Standing } from './certificates.ts'
+import { certVoteOf, drawCheckers, majority, poolSlack, quorumFollowers, roundQuorum, type QuorumPolicy, type Signer, type Standing } from './certificates.ts'
 import { AbortError, abortReason, type Changes, type Clock, sleep, type Supervisor } from './clock.ts'
 import type { Logger } from './log.ts'
 import type { Network } from './network.ts'
@@ -108,6 +108,8 @@ class RoundState {
   lastFetched: number
   /** the members drawn to check the result and sign it (drawCheckers), as the round start says */
   readonly checkers: readonly string[]
+  /** the members they were drawn from */
+  readonly pool: readonly string[]
   /** while certifying: the result proposed, and the checkers' signatures of it */
   resultHash: string | null = null
   readonly votes = new Map<string, RoundCertVote>()
@@ -116,9 +118,10 @@ class RoundState {
   private readonly term: AbortSignal
   private readonly onTermEnd = (): void => { this.controller.abort(abortReason(this.term)) }
 
-  constructor (start: Unstamped<RoundStart>, startedAt: number, term: AbortSignal) {
+  constructor (start: Unstamped<RoundStart>, pool: readonly string[], startedAt: number, term: AbortSignal) {
     this.start = start
     this.checkers = start.checkers
+    this.pool = pool
     this.startedAt = startedAt
     this.lastAnnounced = this.lastFetched = startedAt
     this.term = term
@@ -410,7 +413,7 @@ export class Coordinator {
     const startedAt = clock.now()
     const checkers = drawCheckers(this.deps.policy, pool, global.hash)
     const start: Unstamped<RoundStart> = { type: 'round-start', v: PROTOCOL_VERSION, term: this.term, round, leader: this.deps.self, modelHash: global.hash, deadline: startedAt + timeoutMs, task, assignments, checkers }
-    const state = new RoundState(start, startedAt, this.controller.signal)
+    const state = new RoundState(start, pool, startedAt, this.controller.signal)
     this.current = state
     this.touch(timeoutMs + config.transferTimeoutMs)
     try {
@@ -609,7 +612,7 @@ export class Coordinator {
     const { clock, config, changes, policy } = this.deps
     const round = state.start.round
     const checkers = state.checkers
-    const quorum = (): number => roundQuorum(policy, checkers.length, this.deps.standing().followersOf(this.deps.self, this.term).length)
+    const quorum = (): number => roundQuorum(policy, checkers.length, quorumFollowers(this.deps.standing(), { leader: this.deps.self, term: this.term, round, pool: state.pool }))
     let needed = quorum()
     if (checkers.length === 1 && policy.allowed === undefined) {
       if (!this.saidAlone) this.deps.log.warn('alone', { round }, `round ${round} is signed by this peer alone: it proves nothing to others until more peers take part`)

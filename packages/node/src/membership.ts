@@ -27,6 +27,8 @@ export function followersIn (heartbeats: Array<{ peer: string, leader: string | 
 interface Member {
   heartbeat: Heartbeat
   lastSeen: number
+  /** since when its heartbeats have named the leader and term they name now */
+  followingSince: number
 }
 
 export class Membership {
@@ -38,9 +40,11 @@ export class Membership {
 
   /** Records a heartbeat; true when its peer was not a member. */
   observe (heartbeat: Heartbeat, now: number): boolean {
+    const before = this.members.get(heartbeat.peer)
     const joined = !this.members.delete(heartbeat.peer) // kept in the order they were last heard
     if (joined) this.counters.peersJoined++
-    this.members.set(heartbeat.peer, { heartbeat, lastSeen: now })
+    const same = before !== undefined && before.heartbeat.leader === heartbeat.leader && before.heartbeat.term === heartbeat.term
+    this.members.set(heartbeat.peer, { heartbeat, lastSeen: now, followingSince: same ? before.followingSince : now })
     if (this.members.size > MAX_KEPT_MEMBERS) this.members.delete(this.members.keys().next().value!)
     return joined
   }
@@ -70,6 +74,11 @@ export class Membership {
   /** When `peer` was last heard, while it is a member. */
   lastSeen (peer: string): number | undefined {
     return this.members.get(peer)?.lastSeen
+  }
+
+  /** Since when the heartbeats of `peer` have named the leader and term they name now, while it is a member. */
+  followingSince (peer: string): number | undefined {
+    return this.members.get(peer)?.followingSince
   }
 
   get (peer: string): Heartbeat | undefined {

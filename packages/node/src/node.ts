@@ -133,6 +133,8 @@ export class DmlNode implements MessageHandlers {
   readonly counters = { leaderChanges: 0, checkpointsCorrupt: 0, leadersDistrusted: 0, votesGiven: 0 }
   /** control messages rejected, by reason */
   readonly rejectedMessages: Record<string, number> = {}
+  /** the leader and term this peer's heartbeats name, and since when (Membership keeps the others') */
+  private following: { leader: string | null, term: number, since: number } = { leader: null, term: 0, since: 0 }
   /** round starts of senders not proven our leader when they came, by sender (see keepEarlyStart) */
   private readonly earlyStarts = new Map<string, Unstamped<RoundStart>>()
   /** the candidate each voter was seen voting for, by term, in votes and term certificates (see noteVote) */
@@ -209,6 +211,7 @@ export class DmlNode implements MessageHandlers {
       log: this.log,
       supervisor: this.supervisor,
       signal: this.lifetime.signal,
+      now: () => this.clock.now(),
       transferTimeoutMs: config.transferTimeoutMs,
       modelBytes,
       term: () => this.election.term,
@@ -316,12 +319,19 @@ export class DmlNode implements MessageHandlers {
   standing (): Standing {
     const live = this.live()
     const fixedCheckers = (term: number, round: number): readonly string[] | undefined => this.verifier.startOf(term, round)?.checkers
+    // a round started after this peer took its start, if it did, and else after this peer took up
+    // the round before it (or an older one); a follower since a heartbeat before that followed then
+    const since = (peer: string): number => (peer === this.peerId ? this.following.since : this.membership.followingSince(peer)) ?? Infinity
+    const settledAtStart = (term: number, round: number, leader: string): readonly string[] => {
+      const started = this.verifier.startTakenAt(term, round) ?? (round > this.replica.round ? this.replica.installedAt : -Infinity)
+      return followersOf(leader, term).filter(p => since(p) <= started - this.config.heartbeatMs)
+    }
     const allowed = this.policy.allowed
     const proven = this.replica.proven
     const connected = new Set(live.map(h => h.peer))
     const isMember = allowed !== undefined ? (p: string) => allowed.has(p) : proven.any ? (p: string) => proven.has(p) : (p: string) => connected.has(p)
     const followersOf = (leader: string, term: number): string[] => followersIn(live, leader, term).filter(isMember)
-    return { isMember, followersOf, byWork: allowed !== undefined || proven.any, fixedCheckers }
+    return { isMember, followersOf, byWork: allowed !== undefined || proven.any, fixedCheckers, settledAtStart }
   }
 
   /**
@@ -453,12 +463,14 @@ export class DmlNode implements MessageHandlers {
   // ---- membership and election ------------------------------------------------------------
 
   private heartbeat (): Unstamped<Heartbeat> {
+    const { leader, term } = this.election
+    if (leader !== this.following.leader || term !== this.following.term) this.following = { leader, term, since: this.clock.now() }
     return {
       type: 'heartbeat',
       v: PROTOCOL_VERSION,
-      term: this.election.term, // the term of the leader we follow: a leader counts its followers by it
+      term, // the term of the leader we follow: a leader counts its followers by it
       peer: this.peerId,
-      leader: this.election.leader,
+      leader,
       round: this.replica.round,
       modelHash: this.replica.global?.hash ?? null,
       device: this.backend.device,
@@ -983,7 +995,7 @@ export class DmlNode implements MessageHandlers {
         })
       }
     }
-    this.verifier.started(start)
+    this.verifier.started(start, this.clock.now())
     this.worker.start(start)
   }
 

@@ -38,6 +38,7 @@ export interface ReplicaDeps {
   supervisor: Supervisor
   /** aborts when the peer stops: ends fetches that no round owns */
   signal: AbortSignal
+  now: () => number
   transferTimeoutMs: number
   /** the size of a model blob of this task: the most a model transfer may bring */
   modelBytes: number
@@ -54,6 +55,8 @@ export class Replica {
   global: GlobalModel | null = null
   history: RoundRecord[] = []
   finished = false
+  /** when this peer took up the model it holds (its clock) */
+  installedAt = -Infinity
   cert: HeldCert | null = null
   /** the peers whose updates counted in the certified rounds this replica holds, lately */
   readonly proven = new ProvenPeers()
@@ -73,6 +76,7 @@ export class Replica {
   /** Takes up a checkpoint loaded at start. */
   restore (checkpoint: Checkpoint): void {
     this.global = { round: checkpoint.round, hash: checkpoint.modelHash, weights: decodeTensors(checkpoint.model) }
+    this.installedAt = this.deps.now()
     this.deps.net.blobs.put(checkpoint.model, true)
     this.history = checkpoint.history
     if (checkpoint.roundCert !== null && checkpoint.termCert !== null) {
@@ -163,6 +167,7 @@ export class Replica {
   async commit (model: GlobalModel, bytes: Uint8Array, proof: { certBytes: Uint8Array, termCertBytes: Uint8Array }, record: RoundRecord, members: string[]): Promise<void> {
     const previous = this.global?.hash
     this.global = model
+    this.installedAt = this.deps.now()
     this.fetched = null
     this.deps.net.blobs.put(bytes, true)
     if (previous !== undefined && previous !== model.hash) this.deps.net.blobs.unpin(previous)

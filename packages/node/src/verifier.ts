@@ -15,7 +15,7 @@
 // leader, elected by peers that had not heard, would do the round again with a different model.
 import { contentHash, decodeResult, encodeRoundCert, MAX_CERT_BYTES, encodeTensors, PROTOCOL_VERSION, roundVoteSigningBytes, trainingDifference, type NamedTensor, type RoundCertVote, type RoundProposal, type RoundResult, type RoundStart, type RoundVote, type Task, type Unstamped } from '@dml/protocol'
 import { aggregateRound, type ClientUpdate } from '@dml/trainer'
-import { certVoteOf, drawCheckers, roundQuorum, sameSet, type QuorumPolicy, type Signer, type Standing } from './certificates.ts'
+import { certVoteOf, drawCheckers, quorumFollowers, roundQuorum, sameSet, type QuorumPolicy, type Signer, type Standing } from './certificates.ts'
 import { AbortError, type Supervisor } from './clock.ts'
 import type { Logger } from './log.ts'
 import type { Network } from './network.ts'
@@ -62,6 +62,8 @@ interface Pending {
   checkers: string[]
   /** set once this peer has signed it (and holds the model it computed) */
   resultBytes: Uint8Array | null
+  /** the pool its checkers were drawn from, as its result says (set with resultBytes) */
+  pool: readonly string[]
   votes: Map<string, RoundCertVote>
   certifying: boolean
 }
@@ -73,7 +75,7 @@ export class Verifier {
   signed = 0
   private readonly deps: VerifierDeps
   /** recent round starts of our proven leaders, by term:round */
-  private readonly starts = new Map<string, Unstamped<RoundStart>>()
+  private readonly starts = new Map<string, { start: Unstamped<RoundStart>, at: number }>()
   /** the update hash this peer sent, by term:round */
   private readonly sent = new Map<string, string>()
   private current: AbortController | null = null
@@ -81,14 +83,19 @@ export class Verifier {
 
   constructor (deps: VerifierDeps) { this.deps = deps }
 
-  /** A round our proven leader started: its assignments are what a proposal must match. */
-  started (start: Unstamped<RoundStart>): void {
-    remember(this.starts, `${start.term}:${start.round}`, start)
+  /** A round our proven leader started (this peer took its start at `at`): its assignments are what a proposal must match. */
+  started (start: Unstamped<RoundStart>, at: number): void {
+    remember(this.starts, `${start.term}:${start.round}`, { start, at })
+  }
+
+  /** When this peer took the start of round `round` of `term`, if it did lately. */
+  startTakenAt (term: number, round: number): number | undefined {
+    return this.starts.get(`${term}:${round}`)?.at
   }
 
   /** The start of round `round` of `term` as our proven leader signed it, if we saw it lately. */
   startOf (term: number, round: number): Unstamped<RoundStart> | undefined {
-    return this.starts.get(`${term}:${round}`)
+    return this.starts.get(`${term}:${round}`)?.start
   }
 
   /** Our worker sent `hash` for (term, round): a result of that round must count it. */
@@ -101,9 +108,9 @@ export class Verifier {
     this.current?.abort(new AbortError('a newer proposal came'))
     const controller = new AbortController()
     this.current = controller
-    const start = this.starts.get(`${proposal.term}:${proposal.round}`)
+    const start = this.starts.get(`${proposal.term}:${proposal.round}`)?.start
     const checkers = start === undefined ? [] : start.checkers
-    const pending: Pending | null = start === undefined ? null : { proposal, start, checkers, resultBytes: null, votes: new Map(), certifying: false }
+    const pending: Pending | null = start === undefined ? null : { proposal, start, checkers, resultBytes: null, pool: [], votes: new Map(), certifying: false }
     this.pending = pending
     this.deps.supervisor.run(`check the proposal of round ${proposal.round}`, async () => {
       try {
@@ -148,7 +155,7 @@ export class Verifier {
     }
     const standing = this.deps.standing()
     const counted = [...pending.votes.keys()].filter(p => standing.isMember(p)).length
-    if (counted < roundQuorum(this.deps.policy, pending.checkers.length, standing.followersOf(proposal.leader, proposal.term).length)) return
+    if (counted < roundQuorum(this.deps.policy, pending.checkers.length, quorumFollowers(standing, { ...proposal, pool: pending.pool }))) return
     if (this.deps.silentFor(proposal.leader) < this.deps.announceGraceMs) return
     pending.certifying = true
     const votes = [...pending.votes.values()].sort((a, b) => (a.peer < b.peer ? -1 : 1))
@@ -197,6 +204,7 @@ export class Verifier {
     await net.publish(vote)
     if (this.pending === pending) {
       pending.resultBytes = resultBytes
+      pending.pool = result.pool
       pending.votes.set(self, { peer: self, accuracy: vote.accuracy, loss: vote.loss, samples: vote.samples, signature })
     }
     this.signed++

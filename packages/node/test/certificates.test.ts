@@ -5,7 +5,7 @@ import { expect } from 'chai'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { contentHash, decodeRoundCert, MAX_ROUND_CHECKERS, roundCheckers, decodeTermCert, encodeResult, encodeRoundCert, encodeTermCert, PROTOCOL_VERSION, resultSigningBytes, roundVoteSigningBytes, voteSigningBytes, type RoundResult, type TermCert } from '@dml/protocol'
-import { checkRoundCert, checkTermCert, coversView, drawCheckers, isQuorum, keySigner, poolSlack, quorumOf, roundQuorum, type QuorumPolicy, type Standing } from '@dml/node'
+import { checkRoundCert, checkTermCert, coversView, drawCheckers, isQuorum, keySigner, poolSlack, quorumFollowers, quorumOf, roundQuorum, type QuorumPolicy, type Standing } from '@dml/node'
 import { identities, type Identity } from './support/cluster.ts'
 
 const HASH = 'b'.repeat(64)
@@ -145,6 +145,23 @@ describe('certificates', () => {
     const friend = await roundCert(ids[0], [ids[0], ids[1]], [ids[0].id, ids[1].id], term, [1, 1])
     expect((await failure(async () => { await checkRoundCert(friend, term, open, members) })).message).to.match(/2 of its 2 checkers signed and count here, 3 needed/)
     expect(roundQuorum(open, 2, 4)).to.equal(3)
+  })
+
+  it('a round\'s quorum counts the followers in its pool and those that followed already when it started, not those that came later', async () => {
+    const term = await termCert(3, ids[0], ids.slice(0, 2), names(2))
+    // round 1 started with two peers; two more joined and followed its leader while it ran
+    const cert = await roundCert(ids[0], [ids[0], ids[1]], names(2), term, [0.9, 0.9])
+    const joinedLater: Standing = { ...standing(names(4)), settledAtStart: () => names(2) }
+    const checked = await checkRoundCert(cert, term, open, joinedLater)
+    expect(checked.signers).to.have.length(2)
+    // the two left out had followed before it started (a leader that left out who would not sign, or hid its round start): they count, and two signatures are one short
+    const leftOut: Standing = { ...standing(names(4)), settledAtStart: () => names(4) }
+    expect((await failure(async () => { await checkRoundCert(cert, term, open, leftOut) })).message).to.match(/2 of its 2 checkers signed and count here, 3 needed/)
+    // a peer that cannot tell when its followers began to follow counts them all
+    expect((await failure(async () => { await checkRoundCert(cert, term, open, standing(names(4))) })).message).to.match(/3 needed/)
+    // those of the pool count whenever they began to follow, and no follower counts twice
+    expect(quorumFollowers({ ...standing(names(4)), settledAtStart: () => [] }, { leader: ids[0].id, term: 3, round: 7, pool: names(2) })).to.equal(2)
+    expect(quorumFollowers({ ...standing(names(4), names(3)), settledAtStart: () => names(4) }, { leader: ids[0].id, term: 3, round: 7, pool: names(2) })).to.equal(3)
   })
 
   it('a round of many members is checked and signed by a few, drawn by hash from the round\'s starting model; a draw that is not the pool\'s is forged', async () => {

@@ -3,7 +3,7 @@
 // stale moves a peer; a flood of well-formed, signed messages costs its sender, not the network.
 import { expect } from 'chai'
 import { decodeMessage, PROTOCOL_VERSION, roundVoteSigningBytes, voteSigningBytes } from '@dml/protocol'
-import { TASK, TestCluster, type TestPeer } from './support/cluster.ts'
+import { TASK, TestCluster, type LogEntry, type TestPeer } from './support/cluster.ts'
 import { forgeRound, madeUpSigner, sideTerm } from './support/forge.ts'
 
 type Inside = { admission: { size: number }, membership: { size: number } }
@@ -112,6 +112,29 @@ describe('what a peer accepts, against members that turn', function () {
     }
     // only the round in progress when they left, whose checkers were drawn while they followed, is done again
     expect(net.events('round-failed').map(e => e.round)).to.deep.equal(net.events('round-failed').map(() => before + 1))
+  })
+
+  it('peers that join while round 1 runs were not its leader\'s to draw: the round of the first two is certified by their two signatures, on time, and the newcomers take it up', async () => {
+    const config = { config: { minPeers: 2, task: { ...TASK, totalRounds: 30 } }, behaviour: { trainMs: 20_000 } }
+    const first = [net.add(config), net.add(config)]
+    // (each may lead a term of its own for a moment, alone: round 1 is theirs once one leads both, and half trained)
+    const roundOfTwo = (e: LogEntry): boolean => e.round === 1 && e.peers === 2
+    await net.until('round 1 runs on the first two', () => net.events('train-progress', e => e.round === 1).length >= 2 && net.events('round-start', roundOfTwo).length > 0)
+    const leader = net.events('round-start', roundOfTwo).at(-1)!.node
+    const late: TestPeer[] = []
+    for (let i = 0; i < 2; i++) {
+      const newcomer = net.add(config)
+      late.push(newcomer)
+      await net.until('the newcomer follows its leader', () => newcomer.node.status().leader === leader)
+    }
+    expect(net.roundsDone()).to.have.length(0)
+    await net.until('round 1 is done', () => net.roundsDone().length >= 1)
+    const [done] = net.roundsDone()
+    expect(done.signers).to.equal(2)
+    expect(done.durationMs).to.be.below(30_000)
+    expect(net.events('round-failed')).to.have.length(0)
+    await net.until('the newcomers hold round 1', () => late.every(p => p.node.replica.round >= 1))
+    expect(net.events('leader-distrusted')).to.have.length(0)
   })
 
   it('a checker that refuses to sign correct results: rounds are certified without it, in about the time the others took, and it is named', async () => {
