@@ -5,6 +5,7 @@
 import { mkdir, readdir, readFile, rename, rm, open } from 'node:fs/promises'
 import { join } from 'node:path'
 import { contentHash, decodeCbor, describe, encodeCbor, MAX_BLOB_BYTES, type RoundMetrics, type Task } from '@dml/protocol'
+import { MAX_KEPT_MEMBERS } from './membership.ts'
 
 export interface RoundRecord {
   round: number
@@ -26,6 +27,8 @@ export interface Checkpoint {
   /** the certificate of `round` and of its term (null at round 0): how this peer proves its rounds */
   roundCert: Uint8Array | null
   termCert: Uint8Array | null
+  /** the members its certified rounds proved (ProvenPeers.entries); absent in older checkpoints */
+  proven?: Array<[string, number]>
 }
 
 /** 2: checkpoints carry the round's certificates. */
@@ -103,10 +106,15 @@ export function parseCheckpoint (bytes: Uint8Array, path: string): Checkpoint {
   if (!Number.isSafeInteger(c.round) || c.round < 0 || !Number.isSafeInteger(c.term) || c.term < 0 || !(c.model instanceof Uint8Array) || !Array.isArray(c.history) ||
     c.task === null || typeof c.task !== 'object' || typeof c.task.model !== 'string' || typeof c.task.dataset !== 'string' ||
     !bytesOrNull(c.roundCert) || !bytesOrNull(c.termCert)) return fail('unexpected layout')
+  if (c.proven !== undefined && !(Array.isArray(c.proven) && c.proven.length <= MAX_KEPT_MEMBERS && c.proven.every(isProvenEntry))) return fail('unexpected layout')
   if (contentHash(c.model) !== c.modelHash) return fail('model does not match its hash')
   // checkpoints from before the task named its input are of MNIST-shaped sets (MNIST, Fashion-MNIST)
   const task: Task = { ...{ input: '28x28x1', classes: 10, inputScale: 255, lrSchedule: 'constant', optimizer: 'sgd', proxMu: 0, serverOptimizer: 'none', serverLr: 1 }, ...c.task }
-  return { round: c.round, term: c.term, modelHash: c.modelHash, model: c.model, task, history: c.history, roundCert: c.roundCert, termCert: c.termCert }
+  return { round: c.round, term: c.term, modelHash: c.modelHash, model: c.model, task, history: c.history, roundCert: c.roundCert, termCert: c.termCert, ...(c.proven === undefined ? {} : { proven: c.proven }) }
+}
+
+function isProvenEntry (e: unknown): boolean {
+  return Array.isArray(e) && e.length === 2 && typeof e[0] === 'string' && e[0].length <= 128 && Number.isSafeInteger(e[1]) && e[1] >= 0
 }
 
 /** Checkpoints in a data directory (--data-dir); a failure to write names the directory. */

@@ -31,6 +31,21 @@ export class ProvenPeers {
     return this.lastRound.has(peer)
   }
 
+  /** Who is proven, and by which round: what a checkpoint keeps (see restore). */
+  entries (): Array<[string, number]> {
+    return [...this.lastRound]
+  }
+
+  /**
+   * Takes up what a checkpoint kept. A peer back from a restart knew every member its certified
+   * rounds proved, not only those of the last one: restored from that alone, a peer that had
+   * missed rounds counted a member that had come back meanwhile as nobody, and could prove no
+   * leader's term nor round to itself (the chaos suite once ended with three peers so stuck).
+   */
+  restore (entries: Iterable<[string, number]>): void {
+    for (const [peer, round] of entries) this.saw(round, [peer])
+  }
+
   /** Whether any peer has proven itself yet (until then, every peer counts). */
   get any (): boolean {
     return this.lastRound.size > 0

@@ -79,6 +79,7 @@ export class Replica {
     this.installedAt = this.deps.now()
     this.deps.net.blobs.put(checkpoint.model, true)
     this.history = checkpoint.history
+    this.proven.restore(checkpoint.proven ?? [])
     if (checkpoint.roundCert !== null && checkpoint.termCert !== null) {
       this.keepCert(checkpoint.roundCert, checkpoint.termCert)
       // the certificate was checked when its round was adopted, and its file is checksummed
@@ -212,7 +213,7 @@ export class Replica {
     try {
       await this.deps.store.save({
         round: model.round, term: this.deps.term(), modelHash: model.hash, model: this.deps.net.blobs.get(model.hash)!,
-        task: this.deps.task(), history: this.history, roundCert: this.cert?.bytes ?? null, termCert: this.cert?.termBytes ?? null
+        task: this.deps.task(), history: this.history, roundCert: this.cert?.bytes ?? null, termCert: this.cert?.termBytes ?? null, proven: this.proven.entries()
       })
     } catch (err) {
       this.counters.checkpointErrors++

@@ -22,6 +22,16 @@ describe('checkpoints', () => {
     expect(loaded?.roundCert).to.deep.equal(new Uint8Array([3])) // the proof of the round comes back with it
   })
 
+  it('keep the members the rounds proved; a checkpoint whose list of them is not one is corrupt', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dml-ckpt-'))
+    await saveCheckpoint(dir, { ...checkpoint(1), proven: [['a', 1], ['b', 1]] })
+    expect((await loadLatestCheckpoint(dir, () => { throw new Error('nothing is corrupt') }))?.proven).to.deep.equal([['a', 1], ['b', 1]])
+    await saveCheckpoint(dir, { ...checkpoint(2), proven: [['a', -1]] })
+    const corrupt: string[] = []
+    expect((await loadLatestCheckpoint(dir, err => corrupt.push(err.message)))?.round).to.equal(1)
+    expect(corrupt[0]).to.match(/round-000002.*unexpected layout/)
+  })
+
   it('detect a truncated checkpoint and fall back to the previous one', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'dml-ckpt-'))
     await saveCheckpoint(dir, checkpoint(1))
