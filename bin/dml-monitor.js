@@ -1,4 +1,4 @@
 #!/usr/bin/env node
 import './check-node.js'
-const { main, runMonitor } = await import('@dml/node')
-main(runMonitor)
+import { freshBundle } from './bundle.js'
+await import(freshBundle('dml-monitor') ?? './run/dml-monitor.js')

@@ -1,4 +1,4 @@
 #!/usr/bin/env node
 import './check-node.js'
-const { main, runNode } = await import('@dml/node')
-main(runNode)
+import { freshBundle } from './bundle.js'
+await import(freshBundle('dml-node') ?? './run/dml-node.js')

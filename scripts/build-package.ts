@@ -30,7 +30,7 @@ rmSync(out, { recursive: true, force: true })
 mkdirSync(out, { recursive: true })
 const result = await build({
   // the training threads' entry sits beside dml-node.js, where threads.ts looks for it
-  entryPoints: { 'dml-node': join(root, 'bin/dml-node.js'), 'dml-monitor': join(root, 'bin/dml-monitor.js'), 'training-thread': join(root, 'packages/trainer/src/training-thread.ts') },
+  entryPoints: { 'dml-node': join(root, 'bin/run/dml-node.js'), 'dml-monitor': join(root, 'bin/run/dml-monitor.js'), 'training-thread': join(root, 'packages/trainer/src/training-thread.ts') },
   outdir: out,
   outExtension: { '.js': '.js' },
   bundle: true,
