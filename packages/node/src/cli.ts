@@ -272,12 +272,19 @@ async function runStart (argv: string[]): Promise<number> {
   let stopping: Promise<void> | undefined
   const stop = async (): Promise<void> => {
     stopping ??= (async () => {
+      const took: Record<string, number> = {}
+      const timed = async (what: string, step: () => Promise<void> | void): Promise<void> => {
+        const start = performance.now()
+        await step()
+        took[what] = Math.round(performance.now() - start)
+      }
       clearInterval(lonely)
       server.close()
-      await node.stop()
-      await net.stop()
-      await trainer.close()
+      await timed('engineMs', async () => { await node.stop() })
+      await timed('networkMs', async () => { await net.stop() })
+      await timed('trainerMs', async () => { await trainer.close() })
       lock.release()
+      log.info('stopped', took, `stopped (engine ${took.engineMs} ms, network ${took.networkMs} ms, trainer ${took.trainerMs} ms)`)
     })()
     await stopping
   }
@@ -290,7 +297,9 @@ async function runStart (argv: string[]): Promise<number> {
     await new Promise(() => {}) // serve the status and the model until stopped by a signal
   }
   // let the others fetch the final model from us before we go
+  const drainStart = performance.now()
   await node.drain(15_000)
+  log.info('drained', { ms: Math.round(performance.now() - drainStart) }, `every live peer holds the final model (${Math.round(performance.now() - drainStart)} ms)`)
   await stop()
   return 0
 }

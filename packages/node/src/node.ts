@@ -289,8 +289,11 @@ export class DmlNode implements MessageHandlers {
   /** Waits (up to `ms`) until every live peer holds our model, so leaving loses nothing. */
   async drain (ms: number): Promise<void> {
     this.leaving = true
+    // the others wait for us as we wait for them: say our round now, not at the next tick
+    this.sendHeartbeat()
     const until = this.clock.now() + ms
-    while (this.clock.now() < until && this.membership.live(this.clock.now()).some(h => h.round < this.replica.round)) {
+    // a peer that left (its connection closed) waits for nothing and is waited for by nobody
+    while (this.clock.now() < until && this.live().some(h => h.round < this.replica.round)) {
       await this.changes.wait(Math.min(250, until - this.clock.now()))
     }
   }
