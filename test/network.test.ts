@@ -4,9 +4,11 @@ import { randomBytes } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createRequire } from 'node:module'
+import { availableParallelism } from 'node:os'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { encode } from 'cborg'
 import { CONTROL_TOPIC, encodeMessage, PROTOCOL_VERSION } from '@dml/protocol'
+import { coreShare } from '@dml/trainer'
 import { createLibp2p } from 'libp2p'
 import { tcp } from '@libp2p/tcp'
 import { noise } from '@chainsafe/libp2p-noise'
@@ -276,6 +278,22 @@ describe('training threads (--threads)', function () {
     const peer = net.alone('bad-threads', ['--threads', '-1'])
     expect(await peer.exited).to.equal(2)
     expect(peer.stderr.join('\n')).to.match(/--threads.*must be from 0 \(one per core\) to 256/)
+  })
+})
+
+describe('peers that share a machine (--threads 0, the default)', function () {
+  this.timeout(3 * MINUTE)
+  const net = new LocalNetwork()
+  after(async () => { await net.stop() })
+
+  it('two peers on one machine share its cores: each trains on its share, and status says so', async () => {
+    const options = ['--threads', '0', '--min-peers', '2', '--rounds', '1', '--local-epochs', '0.1', '--eval-samples', '500', '--exit-when-done']
+    const peers = [await net.add(options), await net.add(options)]
+    const share = coreShare(availableParallelism(), 1)
+    const said = await Promise.all(peers.map(async p => await p.waitFor('threads', 2 * MINUTE)))
+    expect(said.map(s => [s.threads, s.peersOnThisHost])).to.deep.equal([[share, 1], [share, 1]])
+    expect((await getJson(await peers[0].statusUrl())).backend.threads).to.equal(share)
+    expect(await Promise.all(peers.map(async p => await p.exited))).to.deep.equal([0, 0])
   })
 })
 

@@ -228,13 +228,15 @@ async function runStart (argv: string[]): Promise<number> {
     roundTimeoutMs: (o['round-timeout'] as number) * 1000,
     transferTimeoutMs: (o['transfer-timeout'] as number) * 1000,
     modelBytes,
-    compression: o.compression as Compression
+    compression: o.compression as Compression,
+    shareCores: o.threads === 0
   }, { net, trainer, backend, log, store: exportingStore(dataDirStore, o.export as string, log), votes: dataDirStore, signer: keySigner(peerId, identity.key), allowed })
   node.counters.checkpointsCorrupt = corruptCheckpoints
   inbox.bind(node)
   node.start(checkpoint, voteLost ? 'lost' : vote)
   // the training threads load TensorFlow.js while the peers find each other; the first round waits for them
-  if (threads > 1) {
+  // (with --threads 0, at the first round that needs them: peers sharing a machine train on one each)
+  if (threads > 1 && o.threads !== 0) {
     trainer.startThreads().then(
       (started) => { if (started) log.info('threads', { threads }, `training on ${threads} threads`) },
       (err: unknown) => { log.warn('threads-failed', { error: firstLine(err) }, `training threads: ${firstLine(err)}`) })

@@ -1,6 +1,7 @@
 // The libp2p host: tcp + noise + yamux, identify, gossipsub for control messages, mDNS and
 // bootstrap discovery, optional private network. It exposes the small Network interface the
 // round engine uses, so the engine never touches libp2p directly.
+import { networkInterfaces } from 'node:os'
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { tcp } from '@libp2p/tcp'
 import { noise } from '@chainsafe/libp2p-noise'
@@ -100,6 +101,15 @@ export function gossipRepairs (connections: Array<{ peer: string, openedAt: numb
   }
 }
 
+function ipOf (addr: Multiaddr): string | undefined {
+  return addr.getComponents().find(c => c.name === 'ip4' || c.name === 'ip6')?.value
+}
+
+/** The addresses of this machine's interfaces, loopback included (read each time: interfaces come and go). */
+function ownIps (): Set<string> {
+  return new Set(Object.values(networkInterfaces()).flatMap(list => (list ?? []).map(i => i.address)))
+}
+
 export async function startHost (options: HostOptions, handlers: MessageHandlers): Promise<DmlHost> {
   const refused: Record<string, number> = {}
   const refuse = (reason: string, peer: string, detail: string): void => {
@@ -110,7 +120,6 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
   let node: Libp2p | undefined
   const tooManyFrom = (peer: string, remote: Multiaddr): boolean => {
     const max = options.maxPeersPerIp ?? 0
-    const ipOf = (addr: Multiaddr): string | undefined => addr.getComponents().find(c => c.name === 'ip4' || c.name === 'ip6')?.value
     const ip = ipOf(remote)
     if (max <= 0 || node === undefined || ip === undefined) return false
     const others = new Set(node.getConnections().filter(c => ipOf(c.remoteAddr) === ip).map(c => c.remotePeer.toString()))
@@ -308,6 +317,11 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
     },
     listenAddrs: () => libp2p.getMultiaddrs().map(a => a.toString()),
     connectedPeers: () => libp2p.getPeers().map(p => p.toString()),
+    peersOnThisHost: () => {
+      // the address a connection comes from, which a peer cannot choose as it can what it announces
+      const own = ownIps()
+      return [...new Set(libp2p.getConnections().filter(c => own.has(ipOf(c.remoteAddr) ?? '')).map(c => c.remotePeer.toString()))]
+    },
     hangUp,
     bootstrapState: () => bootstrapPeers.map(({ addr, id }) => {
       const connected = libp2p.getConnections(id).length > 0

@@ -52,6 +52,8 @@ export interface Network {
   dialAddrs: (peer: string, addrs: string[]) => void
   listenAddrs: () => string[]
   connectedPeers: () => string[]
+  /** connected peers whose connection comes from an address of this machine (they share its cores) */
+  peersOnThisHost: () => string[]
   /** closes every connection to `peer` (a banned offender) */
   hangUp: (peer: string) => void
 }

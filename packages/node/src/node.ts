@@ -19,6 +19,7 @@ import type { MessageHandlers, Network, Verdict } from './network.ts'
 import { roundProgress, type RoundProgress } from './progress.ts'
 import { Proofs, type ProvenRound } from './proofs.ts'
 import { Replica, type CheckpointStore } from './replica.ts'
+import { coreShare } from '@dml/trainer'
 import type { Trainer } from './trainer.ts'
 import { Verifier } from './verifier.ts'
 import { Worker, type WorkPhase } from './worker.ts'
@@ -39,6 +40,11 @@ export interface NodeConfig {
   modelBytes: number
   /** --compression: how this peer sends its updates (default none: whole float32 weights) */
   compression?: Compression
+  /**
+   * --threads 0: the trainer's threads are the machine's cores, shared with the other peers on
+   * this machine (coreShare); else every round trains on all of them
+   */
+  shareCores?: boolean
 }
 
 export interface BackendInfo {
@@ -169,6 +175,8 @@ export class DmlNode implements MessageHandlers {
   private running = false
   /** on its way out (drain): it serves what others still need and stands for no term */
   private leaving = false
+  /** the threads the last round trained on (threadsForRound) */
+  private lastThreads: number | undefined
   private readonly lastSaid = new Map<string, number>()
   /** the last heartbeat sent: when, what in it others act on, and the interval it announced */
   private lastHeartbeat: { at: number, news: string, everyMs: number } | null = null
@@ -230,6 +238,7 @@ export class DmlNode implements MessageHandlers {
       compression: config.compression ?? 'none',
       task: () => this.task,
       sources: () => this.membership.live(this.clock.now()).map(h => h.peer),
+      threads: () => this.threadsForRound(),
       report: async (message) => { await this.report(message) }
     })
     this.verifier = new Verifier({
@@ -301,6 +310,23 @@ export class DmlNode implements MessageHandlers {
   /** The most a model or update transfer may bring: the task's model, with room for a different encoding of the same shapes. */
   private get maxBlobBytes (): number {
     return this.config.modelBytes + 4096
+  }
+
+  /**
+   * The threads this peer trains a round on: with --threads 0, its share of the cores among the
+   * members on this machine (four peers on two cores: one each, as two threads each gave no speed
+   * and their averaged replicas cost rounds); said when it changes.
+   */
+  private threadsForRound (): number | undefined {
+    if (this.config.shareCores !== true || this.trainer.threads === undefined) return undefined
+    const members = new Set(this.othersLive())
+    const here = this.net.peersOnThisHost().filter(p => members.has(p)).length
+    const threads = coreShare(this.trainer.threads, here)
+    if (threads !== this.lastThreads) {
+      this.log.info('threads', { threads, peersOnThisHost: here }, here === 0 ? `training on ${threads} thread${threads > 1 ? 's' : ''}` : `training on ${threads} thread${threads > 1 ? 's' : ''}: ${here} other peer${here > 1 ? 's' : ''} on this machine share${here > 1 ? '' : 's'} its ${this.trainer.threads} cores`)
+      this.lastThreads = threads
+    }
+    return threads
   }
 
   /** Live members, this peer first: heard within the lease, and directly connected (a member we cannot reach does not count). */
@@ -1057,7 +1083,7 @@ export class DmlNode implements MessageHandlers {
       gpuNodes: live.filter(h => h.device === 'gpu').length,
       cpuNodes: live.filter(h => h.device === 'cpu').length,
       nodes: live.map(h => ({ peerId: h.peer, device: h.device, backend: h.backend, round: h.round, samplesPerSec: Math.round(h.speed), examples: h.examples, isLeader: h.peer === leader, proven: this.replica.proven.has(h.peer), work: h.work, lastSeenMs: now - (this.membership.lastSeen(h.peer) ?? now) })),
-      backend: { name: this.backend.backend, device: this.backend.device, source: this.backend.source, warning: this.backend.warning ?? null, threads: this.trainer.threads ?? 1 },
+      backend: { name: this.backend.backend, device: this.backend.device, source: this.backend.source, warning: this.backend.warning ?? null, threads: this.lastThreads ?? this.trainer.threads ?? 1 },
       task: { ...this.task },
       permissioned: this.policy.allowed !== undefined,
       recovery: {

@@ -15,6 +15,8 @@ export interface TrainJob {
   onProgress: (done: number, total: number, loss: number) => void
   /** the round's signal: training stops (TrainingAborted) once it aborts */
   signal: AbortSignal
+  /** at most this many threads (undefined: all the trainer has) */
+  threads?: number
 }
 
 /** What the round engine needs of local training. */
@@ -117,7 +119,7 @@ export class LocalTrainer implements Trainer {
     return weights
   }
 
-  async train ({ task, weights, shard, round, samples, seed, onProgress, signal }: TrainJob): Promise<TrainResult> {
+  async train ({ task, weights, shard, round, samples, seed, onProgress, signal, threads }: TrainJob): Promise<TrainResult> {
     const model = await this.modelFor(task)
     const data = this.data!
     writeWeights(model, modelPart(weights))
@@ -130,7 +132,7 @@ export class LocalTrainer implements Trainer {
       seed,
       onProgress,
       signal
-    })
+    }, threads)
   }
 
   /** Own data: all of it, whatever shard the leader names. A shared set: the shard's part of the partition. */

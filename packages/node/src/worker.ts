@@ -32,6 +32,8 @@ export interface WorkerDeps {
   task: () => Task
   /** peers to ask for a start model after the leader */
   sources: () => string[]
+  /** the threads to train a round on (undefined: all the trainer has) */
+  threads?: () => number | undefined
   /** hands our update-ready or work-failed to the round's leader */
   report: (message: Unstamped<UpdateReady> | Unstamped<WorkFailed>) => Promise<void>
 }
@@ -122,6 +124,7 @@ export class Worker {
         samples: assignment.samples,
         seed: round * 1000 + shard[0],
         signal,
+        threads: this.deps.threads?.(),
         onProgress: (done, total, loss) => {
           this.phase = { round, state: 'training', done, total }
           if (this.deps.now() - lastLog < 2000) return

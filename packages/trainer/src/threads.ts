@@ -40,6 +40,15 @@ export function defaultThreads (device: 'gpu' | 'cpu', cores = availableParallel
   return device === 'cpu' ? Math.max(1, cores) : 1
 }
 
+/**
+ * A peer's share of `threads` (its machine's cores) when `others` peers on the same machine train
+ * too: whole cores each, at least one. Threads beyond a peer's share give it no speed, and their
+ * replicas, averaged at the end of the round, cost it rounds.
+ */
+export function coreShare (threads: number, others: number): number {
+  return Math.max(1, Math.floor(threads / (1 + Math.max(0, others))))
+}
+
 interface Job {
   resolve: (result: TrainResult) => void
   reject: (err: Error) => void
@@ -214,10 +223,11 @@ export class TrainingThreads {
    * Trains `model` (holding the round's weights) on `options.samples` examples of `shard`, split
    * between the worker threads, each on its own model built by `name` and `spec`. `model` ends up
    * holding the average, and the result is the average's. With one thread, trainLocal on `model`.
+   * `threads`: at most this many this time (a peer that shares its machine's cores, see defaultThreads).
    */
-  async train (model: LayersModel, name: string, spec: ModelSpec, set: ImageSet, shard: Uint32Array, options: TrainOptions): Promise<TrainResult> {
+  async train (model: LayersModel, name: string, spec: ModelSpec, set: ImageSet, shard: Uint32Array, options: TrainOptions, threads = this.threads): Promise<TrainResult> {
     const batches = Math.floor(options.samples / options.batchSize)
-    const parts = this.broken !== undefined ? 1 : Math.max(1, Math.min(this.threads, batches, shard.length))
+    const parts = this.broken !== undefined ? 1 : Math.max(1, Math.min(this.threads, threads, batches, shard.length))
     if (parts === 1) return await trainLocal(model, set, shard, options)
     const started = performance.now()
     const start = readWeights(model)

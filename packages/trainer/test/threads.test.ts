@@ -4,7 +4,7 @@ import { expect } from 'chai'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { averageWeights, buildModel, defaultThreads, evaluate, initBackend, loadDataset, readWeights, registerModelModule, shardIndices, TrainingAborted, trainingOrder, trainLocal, TrainingThreads, type Dataset } from '@dml/trainer'
+import { averageWeights, buildModel, coreShare, defaultThreads, evaluate, initBackend, loadDataset, readWeights, registerModelModule, shardIndices, TrainingAborted, trainingOrder, trainLocal, TrainingThreads, writeWeights, type Dataset } from '@dml/trainer'
 
 const spec = { inputShape: [28, 28, 1], numClasses: 10 }
 
@@ -29,6 +29,30 @@ describe('training threads', function () {
     expect(defaultThreads('gpu', 8)).to.equal(1)
     expect(defaultThreads('cpu', 0)).to.equal(1)
     expect(() => new TrainingThreads(0, 'wasm')).to.throw(/from 1/)
+  })
+
+  it('peers on one machine share its cores: whole ones each, at least one', () => {
+    expect(coreShare(2, 0)).to.equal(2)
+    expect(coreShare(2, 1)).to.equal(1)
+    expect(coreShare(2, 3)).to.equal(1)
+    expect(coreShare(8, 3)).to.equal(2)
+    expect(coreShare(8, 2)).to.equal(2)
+    expect(coreShare(1, 0)).to.equal(1)
+    expect(coreShare(4, -1)).to.equal(4)
+  })
+
+  it('trains on fewer threads than it has when told to: one, on this thread', async () => {
+    const threads = pool(2, 'wasm')
+    const model = buildModel('mlp', spec)
+    const twin = buildModel('mlp', spec)
+    writeWeights(twin, readWeights(model))
+    const order = shardIndices(mnist.train.count, 0, 10)
+    const result = await threads.train(model, 'mlp', spec, mnist.train, order, { samples: 320, batchSize: 32, lr: 0.1, seed: 1 }, 1)
+    expect(result.numSamples).to.equal(320)
+    // one part on this thread is trainLocal: the same start and batches give the same model (two
+    // parts would each take some of the batches and average)
+    const alone = await trainLocal(twin, mnist.train, order, { samples: 320, batchSize: 32, lr: 0.1, seed: 1 })
+    expect(result.weights.map(w => Array.from(w.values))).to.deep.equal(alone.weights.map(w => Array.from(w.values)))
   })
 
   it('averages the parts weighted by the examples each trained on', () => {

@@ -138,5 +138,6 @@ export class MemoryEndpoint implements Network {
   listenAddrs (): string[] { return [`/memory/${this.peerId.slice(-4)}`] }
   /** peers this one has no connection to, though gossip still brings their messages (a view smaller than others') */
   readonly unconnected = new Set<string>()
+  peersOnThisHost (): string[] { return [] }
   connectedPeers (): string[] { return this.hub.connected().filter(e => e !== this && !this.unconnected.has(e.peerId)).map(e => e.peerId) }
 }
