@@ -5,9 +5,13 @@
 // gradients wasm lacks or runs slowly, matrix products without transposed operands) are
 // measured against tfjs as it ships. tfjs-node rows appear where it loads; there "as shipped" means
 // TensorFlow's own thread pools, where dml runs one thread an operation (backend.ts).
+// Beside them, PyTorch on one thread on the same core (test/bench-torch.py, the reference design's
+// models and training step, in its venv: ../shared/bench/reference/setup.sh makes it).
 import { execFile, execFileSync } from 'node:child_process'
+import { existsSync } from 'node:fs'
 import { promisify } from 'node:util'
-import { cpus } from 'node:os'
+import { cpus, homedir } from 'node:os'
+import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const MODELS: Record<string, number> = { mlp: 6400, 'cnn-small': 3200, cnn: 320 }
@@ -87,6 +91,22 @@ const onCore = (core: number): string[] => TASKSET ? ['taskset', '-c', String(co
 
 type Figure = { rate?: number, error?: string }
 
+const REFERENCE_DIR = dirname(process.env.DML_REFERENCE ?? fileURLToPath(new URL('../../shared/bench/reference/run.sh', import.meta.url)))
+const TORCH_PYTHON = join(process.env.DML_REFERENCE_CACHE ?? join(homedir(), '.cache', 'dml-reference'), 'venv', 'bin', 'python')
+
+/** PyTorch's samples/s on one thread on core 0, the same model, batch and examples: or why not. */
+async function torchFigure (model: string): Promise<Figure> {
+  if (!existsSync(TORCH_PYTHON) || !existsSync(join(REFERENCE_DIR, 'models.py'))) return { error: `no PyTorch (run ${join(REFERENCE_DIR, 'setup.sh')})` }
+  const script = fileURLToPath(new URL('./bench-torch.py', import.meta.url))
+  const command = [...onCore(0), TORCH_PYTHON, script, REFERENCE_DIR, model, String(MODELS[model]), String(BATCH)]
+  try {
+    const { stdout } = await execFileAsync(command[0], command.slice(1), { encoding: 'utf8' })
+    return JSON.parse(stdout.trim().split('\n').pop()!)
+  } catch (err) {
+    return { error: String((err as Error).message).split('\n')[0].slice(0, 120) }
+  }
+}
+
 /** One figure, from a fresh process: samples/s, or why it could not be measured. */
 async function figure (backend: string, model: string, runner: Runner, core = 0): Promise<Figure> {
   const command = [...(runner === 'dml' ? onCore(core) : []), process.execPath, fileURLToPath(import.meta.url), '--one', backend, model, runner]
@@ -114,14 +134,16 @@ async function trainingTable (): Promise<Array<Record<string, unknown>>> {
   console.log(`## Training throughput of one peer (samples/s, batch ${BATCH}), ${cpus().length} cores`)
   const cores = cpus().length
   const oneCore = TASKSET ? '1 thread on 1 core' : '1 thread'
-  console.log(`\n| backend | model | tfjs fit, as shipped | tfjs fit, dml's kernels | dml, ${oneCore} | dml, ${cores} threads (default) | ${cores} processes of 1 thread at once (the machine) | dml 1 thread / fit as shipped | dml ${cores} threads / fit as shipped | ${cores} threads / 1 (goal ${(0.85 * cores).toFixed(2)}) | ${cores} threads / the machine |`)
-  console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |')
+  const torch: Record<string, Figure> = {}
+  for (const model of Object.keys(MODELS)) torch[model] = await torchFigure(model) // one at a time, on one core
+  console.log(`\n| backend | model | tfjs fit, as shipped | tfjs fit, dml's kernels | dml, ${oneCore} | dml, ${cores} threads (default) | ${cores} processes of 1 thread at once (the machine) | dml 1 thread / fit as shipped | dml ${cores} threads / fit as shipped | ${cores} threads / 1 (goal ${(0.85 * cores).toFixed(2)}) | ${cores} threads / the machine | PyTorch, ${oneCore} | dml 1 thread / PyTorch (goal 0.5 on wasm) |`)
+  console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |')
   for (const backend of BACKENDS) {
     for (const model of Object.keys(MODELS)) {
       const results: Record<Runner | 'machine', Figure> = { dml: {}, 'dml-every-core': {}, 'fit-stock': {}, 'fit-dml-kernels': {}, machine: {} }
       for (const runner of RUNNERS) results[runner] = await figure(backend, model, runner)
       if (results.dml.error !== undefined) {
-        console.log(`| ${backend} | ${model} | not measured: ${results.dml.error} | | | | | | | | |`)
+        console.log(`| ${backend} | ${model} | not measured: ${results.dml.error} | | | | | | | | | | |`)
         if (results.dml.error.includes('no TensorFlow.js backend')) break // not installed: one row says so
         continue
       }
@@ -131,8 +153,8 @@ async function trainingTable (): Promise<Array<Record<string, unknown>>> {
       const fit = results['fit-stock'].rate
       const ratio = (a: number | undefined, b: number | undefined): string => a === undefined || b === undefined ? '' : `${(a / b).toFixed(2)}x`
       const overFit = (rate: number | undefined): string => fit === undefined ? 'tfjs cannot train it' : ratio(rate, fit)
-      console.log(`| ${backend} | ${model} | ${cell(results['fit-stock'])} | ${cell(results['fit-dml-kernels'])} | ${cell(results.dml)} | ${cell(results['dml-every-core'])} | ${cell(results.machine)} | ${overFit(results.dml.rate)} | ${overFit(everyCore)} | ${ratio(everyCore, results.dml.rate)} | ${ratio(everyCore, results.machine.rate)} |`)
-      rows.push({ backend, model, ...Object.fromEntries(Object.entries(results).map(([r, f]) => [r, f.rate ?? f.error])) })
+      console.log(`| ${backend} | ${model} | ${cell(results['fit-stock'])} | ${cell(results['fit-dml-kernels'])} | ${cell(results.dml)} | ${cell(results['dml-every-core'])} | ${cell(results.machine)} | ${overFit(results.dml.rate)} | ${overFit(everyCore)} | ${ratio(everyCore, results.dml.rate)} | ${ratio(everyCore, results.machine.rate)} | ${torch[model].rate?.toFixed(0) ?? torch[model].error!} | ${ratio(results.dml.rate, torch[model].rate)} |`)
+      rows.push({ backend, model, ...Object.fromEntries(Object.entries(results).map(([r, f]) => [r, f.rate ?? f.error])), pytorch: torch[model].rate ?? torch[model].error })
     }
   }
   return rows

@@ -6,14 +6,21 @@
 // first, once per setting of its knobs (local epochs and learning rate, DML_BENCH_REFERENCE_GRID,
 // e.g. "1:0.15,2:0.3"). dml runs twice: with the reference's hyperparameters (issue 9's job: SGD,
 // lr 0.15, batch 32, one local epoch), compared with the reference on the same; and with its own
-// defaults, compared with the reference's best setting. All as ratios from one run.
+// defaults, compared with the reference's best setting. Then once more as the README's user runs
+// it: `npx dml-node` in this clone, one peer after another, the clock running until every peer has
+// exited (runReadmePath). All as ratios from one run.
 import { execFileSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { cpus } from 'node:os'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { NODE_OPTIONS } from '@dml/node'
-import type { LogEvent, PeerProcess } from '@dml/node/launcher'
+import { EventProcess, type LogEvent, type PeerProcess } from '@dml/node/launcher'
+// @ts-expect-error: plain JavaScript, run by any Node before the version check
+import { freshBundle as freshBundleJs } from '../bin/bundle.js'
 import { buildPackage, finishedRounds, LocalNetwork } from './helpers.ts'
+
+const freshBundle = freshBundleJs as (name: string) => string | undefined
 
 const REFERENCE = process.env.DML_REFERENCE ?? fileURLToPath(new URL('../../shared/bench/reference/run.sh', import.meta.url))
 /** The reference's target per model: the job the issue compares (mlp to 97%, cnn-small to 98%). */
@@ -71,6 +78,56 @@ async function runDml (bin: string, model: string, maxRounds: number, args: stri
   }
 }
 
+/** Seconds between "one terminal after another" on the README's path. */
+const TERMINAL_GAP_MS = Number(process.env.DML_BENCH_GAP_MS ?? 500)
+
+interface ReadmeRun { seconds: number, rounds?: number, firstRoundAfterLastLaunch?: number, exitAfterFinish: number, runs: string }
+
+/**
+ * The job as the README's user runs it: in this clone, `npx dml-node` in one terminal, then the
+ * others one after another (TERMINAL_GAP_MS apart) with --bootstrap to the address the first
+ * printed, each with --exit-when-done; the clock from the first launch until every process exited.
+ */
+async function runReadmePath (model: string, maxRounds: number, target: number, args: string[]): Promise<ReadmeRun> {
+  const net = new LocalNetwork()
+  const peers: EventProcess[] = []
+  const wait = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
+  try {
+    const launch = (i: number, bootstrap: string[]): EventProcess => {
+      const peer = new EventProcess(`peer${i}`, 'npx', ['dml-node', '--json-logs', '--host', '127.0.0.1', '--no-mdns', '--port', '0', '--http-port', '0', '--data-dir', join(net.dir, `peer${i}`),
+        '--model', model, '--min-peers', String(PEERS), '--rounds', String(maxRounds), '--target-accuracy', String(target), '--exit-when-done', ...bootstrap, ...args])
+      peers.push(peer)
+      return peer
+    }
+    const launched = Date.now()
+    const first = launch(1, [])
+    const addr = (await first.waitFor(e => e.event === 'listening' && String(e.addr).startsWith('/ip4/127.0.0.1/'), 60_000)).addr as string
+    let lastLaunch = 0
+    for (let i = 2; i <= PEERS; i++) {
+      await wait(TERMINAL_GAP_MS)
+      launch(i, ['--bootstrap', addr])
+      lastLaunch = Date.now()
+    }
+    const codes = await Promise.all(peers.map(async p => await p.exited))
+    const exited = Date.now()
+    peers.forEach((p, i) => { if (codes[i] !== 0) console.log(`${p.name} exited with ${String(codes[i])}: ${p.stderr.slice(-5).join(' | ')}`) })
+    const rounds = finishedRounds(peers as PeerProcess[])
+    for (const r of rounds) console.log(`  round ${r.round as number}: ${(100 * r.accuracy).toFixed(2)}% after ${seconds(r.finishedAt - launched)} s`)
+    const firstStart = Math.min(...peers.flatMap(p => p.events.filter(e => e.event === 'round-start' && e.round === 1).map(e => e.ts)))
+    const finishedAt = Math.min(...peers.flatMap(p => p.events.filter(e => e.event === 'training-finished').map(e => e.ts)))
+    return {
+      seconds: (exited - launched) / 1000,
+      rounds: rounds.find(r => r.accuracy >= target)?.round,
+      firstRoundAfterLastLaunch: Number.isFinite(firstStart) ? (firstStart - lastLaunch) / 1000 : undefined,
+      exitAfterFinish: (exited - finishedAt) / 1000,
+      runs: freshBundle('dml-node') === undefined ? 'the sources' : 'the bundle npm install built'
+    }
+  } finally {
+    for (const p of peers) p.kill()
+    await net.stop()
+  }
+}
+
 async function bench (bin: string, model: string, maxRounds: number): Promise<void> {
   const target = REFERENCE_TARGET[model]
   const refs = target === undefined ? [] : REFERENCE_GRID.map(([epochs, lr]) => reference(model, epochs, lr))
@@ -94,6 +151,12 @@ async function bench (bin: string, model: string, maxRounds: number): Promise<vo
         : `to ${goal * 100}%: ${reached.round} rounds, ${seconds(reached.finishedAt - launched)} s wall time (from launch)`)
     }
   }
+  let readme: ReadmeRun | undefined
+  if (target !== undefined) {
+    console.log(`\n${model}: ${PEERS} peers of dml, defaults, the README's way (npx dml-node in this clone, one after another, to ${target * 100}%, until every peer exited)`)
+    readme = await runReadmePath(model, maxRounds, target, extra)
+    console.log(`npx dml-node ran ${readme.runs}; first round ${readme.firstRoundAfterLastLaunch?.toFixed(1) ?? '-'} s after the last launch; ${readme.rounds ?? 'not reached in'} rounds; every peer exited ${readme.seconds.toFixed(1)} s from the first launch, ${readme.exitAfterFinish.toFixed(1)} s after the first said training finished`)
+  }
   const { rounds, peers } = last!
   const backend = peers[0].events.find(e => e.event === 'backend')
   console.log(`\n## ${model}: ${PEERS} peers, backend ${backend?.backend as string} on ${cpus().length} cores`)
@@ -109,6 +172,7 @@ async function bench (bin: string, model: string, maxRounds: number): Promise<vo
       const ratio = o.seconds !== undefined && against?.seconds !== undefined ? `${(o.seconds / against.seconds).toFixed(2)}x the reference's ${against === best ? 'best' : 'same setting'}` : ''
       console.log(`| dml, ${o.name} | ${o.seconds?.toFixed(1) ?? 'not reached'} | ${o.rounds ?? ''} | ${ratio} |`)
     }
+    if (readme !== undefined) console.log(`| dml, defaults, the README's way (until every peer exited) | ${readme.seconds.toFixed(1)} | ${readme.rounds ?? 'not reached'} | ${best?.seconds !== undefined ? `${(readme.seconds / best.seconds).toFixed(2)}x the reference's best` : ''} |`)
     if (DEFAULTS_ARE_THE_SAME && best !== undefined && same.seconds !== undefined && outcomes[0].seconds !== undefined) console.log(`\nagainst the reference's same setting: ${(outcomes[0].seconds / same.seconds).toFixed(2)}x`)
   }
   console.log(`\nthe rounds of dml, ${runs.at(-1)!.name}:`)
