@@ -175,6 +175,8 @@ export class DmlNode implements MessageHandlers {
   private running = false
   /** on its way out (drain): it serves what others still need and stands for no term */
   private leaving = false
+  /** the timer of a heartbeat owed to neighbours that subscribed within a quarter interval of the last (subscribed) */
+  private neighbourBeat: unknown
   /** the threads the last round trained on (threadsForRound) */
   private lastThreads: number | undefined
   private readonly lastSaid = new Map<string, number>()
@@ -283,6 +285,7 @@ export class DmlNode implements MessageHandlers {
   async stop (): Promise<void> {
     this.running = false
     this.clock.clearTimeout(this.timer)
+    if (this.neighbourBeat !== undefined) this.clock.clearTimeout(this.neighbourBeat)
     this.endTerm('the peer is stopping')
     this.verifier.stop()
     this.lifetime.abort()
@@ -467,12 +470,24 @@ export class DmlNode implements MessageHandlers {
 
   /**
    * A new neighbour on the control topic hears from us now, not at the next tick; many at once
-   * (a network starting) hear one heartbeat each quarter interval, not one each.
+   * (a network starting) hear one heartbeat each quarter interval, not one each: those that come
+   * within a quarter interval of the last heartbeat hear the next, at its end. (Dropping them
+   * instead cost a peer just started, whose first heartbeat went out before it had neighbours,
+   * a whole interval before anyone heard of it.)
    */
   subscribed (): void {
-    if (!this.running) return
-    if (this.lastHeartbeat !== null && this.clock.now() - this.lastHeartbeat.at < this.config.heartbeatMs / 4) return
-    this.sendHeartbeat()
+    if (!this.running || this.neighbourBeat !== undefined) return
+    const wait = this.lastHeartbeat === null ? 0 : this.lastHeartbeat.at + this.config.heartbeatMs / 4 - this.clock.now()
+    if (wait <= 0) {
+      this.sendHeartbeat()
+      return
+    }
+    const since = this.clock.now()
+    this.neighbourBeat = this.clock.setTimeout(() => {
+      this.neighbourBeat = undefined
+      // a heartbeat sent since (a tick) reached them
+      if (this.running && (this.lastHeartbeat?.at ?? -Infinity) <= since) this.sendHeartbeat()
+    }, wait)
   }
 
   /** gossipsub's application score of a peer: its offences cost. */

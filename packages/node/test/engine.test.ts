@@ -28,6 +28,24 @@ describe('round engine', function () {
   beforeEach(async () => { net = await TestCluster.create() })
   afterEach(async () => { await net.stop() })
 
+  it('neighbours that subscribe within a quarter interval of the last heartbeat hear one at its end, not a whole interval later', async () => {
+    const peer = net.add({ config: { minPeers: 2 } }) // alone, it waits: only heartbeats go out
+    const beats = (): number => peer.net.published.filter(m => m.type === 'heartbeat' && m.peer === peer.id).length
+    await net.clock.advance(10)
+    const first = beats()
+    expect(first).to.be.at.least(1) // its first, as it started: before it had neighbours
+    peer.node.subscribed()
+    peer.node.subscribed()
+    await net.clock.advance(200)
+    expect(beats()).to.equal(first) // within the quarter interval: held
+    await net.clock.advance(60)
+    expect(beats()).to.equal(first + 1) // at its end, one for both (the next tick is at 1000 ms)
+    await net.clock.advance(300)
+    peer.node.subscribed() // long after the last: at once
+    await net.clock.advance(1)
+    expect(beats()).to.equal(first + 2)
+  })
+
   it('three peers elect one leader, finish every round, and end on one model', async () => {
     const peers = [net.add(), net.add(), net.add()]
     await net.until('5 rounds done', () => peers.every(p => p.node.replica.finished))
