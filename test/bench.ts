@@ -16,11 +16,8 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { NODE_OPTIONS } from '@dml/node'
 import { EventProcess, type LogEvent, type PeerProcess } from '@dml/node/launcher'
-// @ts-expect-error: plain JavaScript, run by any Node before the version check
-import { freshBundle as freshBundleJs } from '../bin/bundle.js'
+import { freshBundle } from '../bin/bundle.js'
 import { buildPackage, finishedRounds, LocalNetwork } from './helpers.ts'
-
-const freshBundle = freshBundleJs as (name: string) => string | undefined
 
 const REFERENCE = process.env.DML_REFERENCE ?? fileURLToPath(new URL('../../shared/bench/reference/run.sh', import.meta.url))
 /** The reference's target per model: the job the issue compares (mlp to 97%, cnn-small to 98%). */
@@ -58,6 +55,12 @@ function reference (model: string, epochs: number, lr: number): ReferenceRun {
   }
 }
 
+/** Waits until every peer has exited, saying which did not exit cleanly, and why. */
+async function allExited (peers: EventProcess[]): Promise<void> {
+  const codes = await Promise.all(peers.map(async p => await p.exited))
+  peers.forEach((p, i) => { if (codes[i] !== 0) console.log(`${p.name} exited with ${String(codes[i])}: ${p.stderr.slice(-5).join(' | ')}`) })
+}
+
 /** dml's run of a model: every peer's finished rounds, from launch. */
 async function runDml (bin: string, model: string, maxRounds: number, args: string[]): Promise<{ rounds: LogEvent[], launched: number, peers: PeerProcess[] }> {
   const net = new LocalNetwork()
@@ -70,8 +73,7 @@ async function runDml (bin: string, model: string, maxRounds: number, args: stri
         else if (e.level === 'warn' || e.level === 'error') console.log(`  ${p.name} at ${seconds(Date.now() - launched)} s: ${String(e.msg)}`)
       }
     }
-    const codes = await Promise.all(peers.map(async p => await p.exited))
-    peers.forEach((p, i) => { if (codes[i] !== 0) console.log(`${p.name} exited with ${String(codes[i])}: ${p.stderr.slice(-5).join(' | ')}`) })
+    await allExited(peers)
     return { rounds: finishedRounds(peers), launched, peers }
   } finally {
     await net.stop()
@@ -108,9 +110,8 @@ async function runReadmePath (model: string, maxRounds: number, target: number, 
       launch(i, ['--bootstrap', addr])
       lastLaunch = Date.now()
     }
-    const codes = await Promise.all(peers.map(async p => await p.exited))
+    await allExited(peers)
     const exited = Date.now()
-    peers.forEach((p, i) => { if (codes[i] !== 0) console.log(`${p.name} exited with ${String(codes[i])}: ${p.stderr.slice(-5).join(' | ')}`) })
     const rounds = finishedRounds(peers as PeerProcess[])
     for (const r of rounds) console.log(`  round ${r.round as number}: ${(100 * r.accuracy).toFixed(2)}% after ${seconds(r.finishedAt - launched)} s`)
     const firstStart = Math.min(...peers.flatMap(p => p.events.filter(e => e.event === 'round-start' && e.round === 1).map(e => e.ts)))

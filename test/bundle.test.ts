@@ -3,10 +3,7 @@ import { expect } from 'chai'
 import { mkdirSync, mkdtempSync, utimesSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-// @ts-expect-error: plain JavaScript, run by any Node before the version check
-import { freshBundle } from '../bin/bundle.js'
-
-const fresh = freshBundle as (name: string, root?: string) => string | undefined
+import { freshBundle as fresh } from '../bin/bundle.js'
 
 describe('a clone runs its bundle', () => {
   let root: string

@@ -175,7 +175,9 @@ async function runStart (argv: string[]): Promise<number> {
   }
   // fail now, not at the first round, on a data set that can't be read or a model that does not fit it
   const holdout = o.holdout === '' ? (ownData === undefined ? 0 : 0.1) : Number(o.holdout)
-  const threads = o.threads === 0 ? defaultThreads(backend.device) : o.threads as number
+  // --threads 0: the cores, shared each round with the peers on this machine (NodeConfig.shareCores)
+  const shareCores = o.threads === 0
+  const threads = shareCores ? defaultThreads(backend.device) : o.threads as number
   const trainer = new LocalTrainer({ own: ownData, holdout }, new TrainingThreads(threads, backendKey(backend), modelModules, (err) => {
     log.warn('threads-failed', { error: firstLine(err) }, `training threads could not start (${firstLine(err)}); training on this thread alone`)
   }))
@@ -229,14 +231,14 @@ async function runStart (argv: string[]): Promise<number> {
     transferTimeoutMs: (o['transfer-timeout'] as number) * 1000,
     modelBytes,
     compression: o.compression as Compression,
-    shareCores: o.threads === 0
+    shareCores
   }, { net, trainer, backend, log, store: exportingStore(dataDirStore, o.export as string, log), votes: dataDirStore, signer: keySigner(peerId, identity.key), allowed })
   node.counters.checkpointsCorrupt = corruptCheckpoints
   inbox.bind(node)
   node.start(checkpoint, voteLost ? 'lost' : vote)
   // the training threads load TensorFlow.js while the peers find each other; the first round waits for them
   // (with --threads 0, at the first round that needs them: peers sharing a machine train on one each)
-  if (threads > 1 && o.threads !== 0) {
+  if (threads > 1 && !shareCores) {
     trainer.startThreads().then(
       (started) => { if (started) log.info('threads', { threads }, `training on ${threads} threads`) },
       (err: unknown) => { log.warn('threads-failed', { error: firstLine(err) }, `training threads: ${firstLine(err)}`) })
@@ -301,7 +303,8 @@ async function runStart (argv: string[]): Promise<number> {
   // let the others fetch the final model from us before we go
   const drainStart = performance.now()
   await node.drain(15_000)
-  log.info('drained', { ms: Math.round(performance.now() - drainStart) }, `every live peer holds the final model (${Math.round(performance.now() - drainStart)} ms)`)
+  const drainedMs = Math.round(performance.now() - drainStart)
+  log.info('drained', { ms: drainedMs }, `every live peer holds the final model (${drainedMs} ms)`)
   await stop()
   return 0
 }
