@@ -32,8 +32,10 @@ describe('peers training on their own data (--data)', function () {
     expect(await misfit.exited).to.equal(2)
     expect(misfit.stderr.join('\n')).to.match(/rows have 196 feature columns, the task's input 28x28x1 needs 784 \(--input\)/)
 
-    await peers[0].waitFor(e => e.event === 'round-done' && (e.round as number) >= 1, 4 * MINUTE)
-    const status = await getJson(await peers[0].statusUrl())
+    // the leader says a round is done: whichever peer the election chose (the first to see all four
+    // and rank first, not necessarily the first launched)
+    const leader = await Promise.any(peers.map(async p => { await p.waitFor(e => e.event === 'round-done' && (e.round as number) >= 1, 4 * MINUTE); return p }))
+    const status = await getJson(await leader.statusUrl())
     expect(status.task.dataset).to.equal('own') // no peer's path travels
     expect(status.nodes.map((n: { examples: number }) => n.examples)).to.deep.equal([9000, 9000, 9000, 9000])
     expect(status.federated.samples).to.equal(4000) // every signer on its 1,000 held-out examples
