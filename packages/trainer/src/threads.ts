@@ -2,8 +2,9 @@
 // peer on an N-core machine would use one core. Here the peer's work of a round is split between
 // N worker threads (training-thread.ts), each with its own backend and its own copy of the model:
 // every part starts from the round's model, trains on the round's batches it takes as it goes
-// (a faster part takes more), and the parts are averaged, weighted by the examples each trained
-// on (as FedAvg averages peers).
+// (a faster part takes more), and the parts average their weights every few batches through
+// shared memory (replica-sync.ts), weighted by the batches each trained, so that they move the
+// model as far as one thread would.
 // This thread trains nothing meanwhile, so heartbeats and transfers keep their time. The data
 // set is shared with the threads once, not copied per round.
 import { availableParallelism } from 'node:os'
@@ -12,6 +13,7 @@ import type { NamedTensor } from '@dml/protocol'
 import { weightedMean } from './aggregation.ts'
 import type { ImageSet } from './data.ts'
 import type { ModelSpec } from './models.ts'
+import { abortReplicaSync, replicaSyncMemory } from './replica-sync.ts'
 import { readWeights, trainingOrder, trainLocal, TrainingAborted, writeWeights, type TrainOptions, type TrainResult } from './train.ts'
 import type { LayersModel } from './tf.ts'
 
@@ -250,7 +252,10 @@ export class TrainingThreads {
     // one failed part stops the others: its error is the round's
     const stop = new AbortController()
     const signal = options.signal === undefined ? stop.signal : AbortSignal.any([options.signal, stop.signal])
-    const partOptions = (i: number): TrainOptions => ({ ...options, samples: total, claim, onProgress: report(i), signal })
+    // the replicas average every few batches (replica-sync.ts); a stopped round wakes any waiting on the others
+    const memory = replicaSyncMemory(parts, model.trainableWeights.reduce((a, w) => a + w.read().size, 0))
+    signal.addEventListener('abort', () => { abortReplicaSync(memory) }, { once: true })
+    const partOptions = (i: number): TrainOptions => ({ ...options, samples: total, claim, replicas: { memory, part: i }, onProgress: report(i), signal })
     const workers = this.pool(parts)
     try {
       await Promise.all(workers.map(async w => await w.ready))

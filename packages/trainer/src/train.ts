@@ -5,6 +5,8 @@ import type { ImageSet } from './data.ts'
 import { shuffled } from './data.ts'
 import { denseStack } from './dense-stack.ts'
 import type { OptimizerName } from './local-strategy.ts'
+import { ReplicaSync, type ReplicaSyncMemory } from './replica-sync.ts'
+import { TrainingAborted } from './train-aborted.ts'
 
 /** The model's weights as named tensors; names are positional so every peer agrees on them. */
 export function readWeights (model: tf.LayersModel): NamedTensor[] {
@@ -59,11 +61,11 @@ export interface TrainOptions {
    * faster thread takes more of them; every batch is trained once.
    */
   claim?: Int32Array
+  /** with `claim`: the replicas of the round average their weights every few batches (replica-sync.ts); this is replica `part` */
+  replicas?: { memory: ReplicaSyncMemory, part: number }
 }
 
-export class TrainingAborted extends Error {
-  override name = 'TrainingAborted'
-}
+export { TrainingAborted }
 
 export interface TrainResult {
   weights: NamedTensor[]
@@ -118,9 +120,12 @@ export async function trainLocal (model: tf.LayersModel, set: ImageSet, shard: U
   const reportEvery = Math.max(1, Math.floor(batchCount / 10))
   let lastYield = performance.now()
   let meanLoss: number
+  const sync = claim !== undefined && options.replicas !== undefined ? new ReplicaSync(options.replicas.memory, options.replicas.part) : undefined
   try {
-    for (let batch = nextBatch(); batch < batchCount; batch = nextBatch()) {
+    for (let batch = nextBatch(); ; batch = nextBatch()) {
       if (options.signal?.aborted === true) throw new TrainingAborted(`stopped after ${trained} of ${order.length} samples: ${String((options.signal.reason as Error)?.message ?? options.signal.reason)}`)
+      sync?.reach(batch, batchCount, variables)
+      if (batch >= batchCount) break
       const indices = order.subarray(batch * options.batchSize, (batch + 1) * options.batchSize)
       const { xs, ys } = makeBatch(set, indices)
       const loss = stack !== undefined ? stack.step(xs, ys, optimizer) : optimizer.minimize(() => modelLoss(model, xs, ys), true, variables)!
@@ -129,6 +134,7 @@ export async function trainLocal (model: tf.LayersModel, set: ImageSet, shard: U
       const sum = lossSum.add(loss) as tf.Scalar
       tf.dispose([lossSum, loss])
       lossSum = sum
+      sync?.trained()
       batches++
       trained += indices.length
       if (batches % reportEvery === 0) options.onProgress?.(trained, order.length, (await lossSum.data())[0] / batches)
@@ -141,6 +147,10 @@ export async function trainLocal (model: tf.LayersModel, set: ImageSet, shard: U
     // a thread that found every shared batch taken trained nothing: no loss, its weights the start's
     meanLoss = batches === 0 ? 0 : (await lossSum.data())[0] / batches
     stack?.writeBack()
+  } catch (err) {
+    // the other replicas would wait for this one at the next sync point
+    sync?.abandon()
+    throw err
   } finally {
     tf.dispose(lossSum)
     prox?.dispose()
