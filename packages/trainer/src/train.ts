@@ -145,6 +145,7 @@ export async function trainLocal (model: tf.LayersModel, set: ImageSet, shard: U
       }
     }
     // a thread that found every shared batch taken trained nothing: no loss, its weights the start's
+    // (with replicas, the mean they ended on)
     meanLoss = batches === 0 ? 0 : (await lossSum.data())[0] / batches
     stack?.writeBack()
   } catch (err) {
