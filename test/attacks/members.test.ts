@@ -103,11 +103,16 @@ describe('attacks by members that turn', function () {
       // rounds as any leader would, the honest peers following it
       const elected = await turncoat.waitFor(e => e.event === 'leader-elected' && e.votes >= 2, 2 * MINUTE)
       await turncoat.waitFor(e => e.event === 'round-done' && e.round >= 2, 3 * MINUTE, turncoat.events.indexOf(elected))
+      const before = honest.map(p => p.events.length)
       turncoat.send(JSON.stringify({ attack: 'forge-round' }))
       const forged = await turncoat.waitFor('turncoat-forged', MINUTE)
       console.log(`      round ${forged.round as number} certified by the turncoat and a made-up key: model ${String(forged.modelHash).slice(0, 12)}`)
-      // the others leave it and go on from the last round they hold, under another leader
-      await Promise.all(honest.map(async p => await p.waitFor(e => e.event === 'leader-distrusted' && e.leader === ids[0].id, 2 * MINUTE)))
+      // the others leave it and go on from the last round they hold, under another leader: each
+      // distrusts it, or follows (or becomes) a leader one that distrusted it first elected
+      const leftTurncoat = (e: Record<string, unknown>): boolean => (e.event === 'leader-distrusted' && e.leader === ids[0].id) ||
+        (e.event === 'leader-followed' && e.leader !== ids[0].id) || e.event === 'leader-elected'
+      await Promise.all(honest.map(async (p, i) => await p.waitFor(leftTurncoat, 2 * MINUTE, before[i])))
+      expect(honest.some((p, i) => p.events.slice(before[i]).some(e => e.event === 'leader-distrusted' && e.leader === ids[0].id)), 'someone distrusted the turncoat').to.equal(true)
       await Promise.all(honest.map(async p => await p.waitFor(e => held(e) && e.round >= (forged.round as number) + 1, 3 * MINUTE)))
       const statuses = await Promise.all(honest.map(async p => await getJson(await p.statusUrl())))
       statuses.forEach((s, i) => {
