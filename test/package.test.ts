@@ -2,7 +2,7 @@
 // the tarball into an empty directory with the registry, and run from there.
 import { expect } from 'chai'
 import { execFile } from 'node:child_process'
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -35,6 +35,9 @@ describe('the packed package', function () {
     // the registry (or npm's cache of it); the optional native backends are not needed to run
     await npm(['install', '--no-audit', '--no-fund', '--omit=optional', '--prefer-offline', join(dir, tarball)], home)
     const bin = join(home, 'node_modules', '.bin', 'dml-node')
+    // the README's links into docs/ hold where the package is installed
+    const installed = join(home, 'node_modules', 'dml')
+    for (const link of readFileSync(join(installed, 'README.md'), 'utf8').matchAll(/\]\((docs\/[\w.-]+\.md)[#)]/g)) expect(existsSync(join(installed, link[1])), link[1]).to.equal(true)
     expect((await run(process.execPath, [bin, '--version'], { cwd: home })).stdout.trim()).to.equal(VERSION)
     expect((await run(process.execPath, [bin, 'keygen', '--data-dir', join(home, 'id')], { cwd: home })).stdout.trim()).to.match(/^12D3KooW\w+$/)
     expect((await run(process.execPath, [join(home, 'node_modules', '.bin', 'dml-monitor'), '--help'], { cwd: home })).stdout).to.include('Usage: dml-monitor')

@@ -79,7 +79,7 @@ export const NODE_OPTIONS = {
   'lr-schedule': { kind: 'string', default: 'constant', arg: 'spec', help: `the local learning rate over rounds: ${LR_SCHEDULE_FORMS}`, check: (v: string) => { try { parseLrSchedule(v) } catch (err) { return (err as Error).message } } },
   optimizer: { kind: 'string', default: 'momentum', arg: 'name', help: 'local optimizer: momentum (0.9), sgd (try --lr 0.3) or adam (try --lr 0.001); its state starts afresh every round', check: (v: string) => isOptimizer(v) ? undefined : `must be one of ${OPTIMIZERS.join(', ')}` },
   'prox-mu': { kind: 'number', default: 0, arg: 'mu', help: 'FedProx: pull local training towards the round\'s model with weight mu (0: off; try 0.01 on non-IID data)', check: (v: number) => v >= 0 && v <= 1000 ? undefined : 'must be from 0 to 1000' },
-  aggregation: { kind: 'string', default: 'fedavg', arg: 'name', help: 'aggregation strategy: fedavg, median, trimmed-mean, krum, multi-krum or clipped-mean (see the README, Security)' },
+  aggregation: { kind: 'string', default: 'fedavg', arg: 'name', help: 'aggregation strategy: fedavg, median, trimmed-mean, krum, multi-krum or clipped-mean (see docs/security.md)' },
   trim: { kind: 'number', default: 0.2, arg: 'x', help: 'trimmed-mean: fraction of values cut at each end of every coordinate', check: (v: number) => v >= 0 && v < 0.5 ? undefined : 'must be at least 0 and below 0.5' },
   byzantine: { kind: 'integer', default: 1, arg: 'f', help: 'krum, multi-krum: how many updates of a round may be from liars', check: (v: number) => v >= 0 ? undefined : 'must be 0 or more' },
   clip: { kind: 'number', default: 1, arg: 'x', help: 'clipped-mean: each update is clipped to x times the median distance from the model', check: positive },
@@ -396,7 +396,7 @@ export function readSwarmKey (path: string): Uint8Array {
   }
   const lines = text.split(/\r?\n/)
   if (lines[0] !== '/key/swarm/psk/1.0.0/' || lines[1] !== '/base16/' || !/^[0-9a-fA-F]{64}$/.test(lines[2] ?? '')) {
-    throw new ConfigError(`--swarm-key ${path} is not a libp2p swarm key: expected the lines "/key/swarm/psk/1.0.0/", "/base16/" and 64 hex digits (see the README, Security)`)
+    throw new ConfigError(`--swarm-key ${path} is not a libp2p swarm key: expected the lines "/key/swarm/psk/1.0.0/", "/base16/" and 64 hex digits (see docs/security.md)`)
   }
   return new TextEncoder().encode(`${lines[0]}\n${lines[1]}\n${lines[2].toLowerCase()}`)
 }

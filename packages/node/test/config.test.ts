@@ -90,12 +90,12 @@ describe('options', () => {
     expect(() => parseOptions([], NODE_OPTIONS, { DML_GPU: 'maybe' })).to.throw(ConfigError, 'DML_GPU (--gpu) is a switch')
   })
 
-  it('the README\'s options table has every option (the table in the code is the one source)', () => {
-    const readme = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8')
-    const section = readme.slice(readme.indexOf('\n## Options'), readme.indexOf('\n## ', readme.indexOf('\n## Options') + 1))
+  it('the options table of docs/usage.md has every option (the table in the code is the one source)', () => {
+    const usage = readFileSync(new URL('../../../docs/usage.md', import.meta.url), 'utf8')
+    const section = usage.slice(usage.indexOf('\n## Options'), usage.indexOf('\n## ', usage.indexOf('\n## Options') + 1))
     const rows = section.split('\n').filter(l => l.startsWith('| `--'))
     const documented = new Set(rows.flatMap(row => [...row.split(' | ')[0].matchAll(/--(?:no-)?([a-z-]+)/g)].map(m => m[1])))
-    expect([...Object.keys(NODE_OPTIONS)].filter(name => !documented.has(name)), 'options missing from the README').to.deep.equal([])
-    expect([...documented].filter(name => !Object.hasOwn(NODE_OPTIONS, name)), 'README rows of no option').to.deep.equal([])
+    expect([...Object.keys(NODE_OPTIONS)].filter(name => !documented.has(name)), 'options missing from docs/usage.md').to.deep.equal([])
+    expect([...documented].filter(name => !Object.hasOwn(NODE_OPTIONS, name)), 'docs/usage.md rows of no option').to.deep.equal([])
   })
 })
