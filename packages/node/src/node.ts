@@ -23,6 +23,7 @@ import { coreShare } from '@dml/trainer'
 import type { Trainer } from './trainer.ts'
 import { Verifier } from './verifier.ts'
 import { Worker, type WorkPhase } from './worker.ts'
+import { LeaderWatchdog } from './leader-watchdog.ts'
 
 export interface NodeConfig {
   task: Task
@@ -110,9 +111,6 @@ const MAX_EARLY_STARTS = 8
 
 interface ProvenCert { hash: string, bytes: Uint8Array, cert: TermCert }
 
-/** Leases (plus a transfer timeout) a follower waits for a provable round after its leader announced one that proves nothing here. */
-const UNPROVEN_GRACE_LEASES = 2
-
 /** A leader elected alone stands again for peers that joined at most once in this many leases (and once a round). */
 const JOINERS_EVERY_LEASES = 10
 
@@ -166,11 +164,7 @@ export class DmlNode implements MessageHandlers {
   /** leadership claims and vote requests being checked, by peer: one at a time each */
   private readonly checking = new Set<string>()
   /** when the leader we follow should have finished its current round, if it started one */
-  private expectProgressBy: number | null = null
-  /** since when the leader we follow has announced rounds whose certificates prove nothing here (onRoundRejected) */
-  private unprovenSince: number | null = null
-  private lastProgress: number
-  private progressRound = 0
+  private readonly watchdog: LeaderWatchdog
   private timer: unknown
   private running = false
   /** on its way out (drain): it serves what others still need and stands for no term */
@@ -199,7 +193,7 @@ export class DmlNode implements MessageHandlers {
     this.signer = deps.signer
     this.votes = deps.votes
     this.clock = deps.clock ?? systemClock
-    this.lastProgress = this.clock.now()
+    this.watchdog = new LeaderWatchdog(config, this.clock.now())
     this.policy = { self: this.peerId, allowed: deps.allowed }
     this.changes = new Changes(this.clock)
     this.supervisor = new Supervisor((task, err) => {
@@ -277,7 +271,7 @@ export class DmlNode implements MessageHandlers {
         `resumed from checkpoint: round ${checkpoint.round}, term ${checkpoint.term}`)
       if (checkpoint.round >= this.task.totalRounds || (accuracy ?? 0) >= this.task.targetAccuracy) this.replica.finish()
     }
-    this.progressRound = this.replica.round
+    this.watchdog.held(this.replica.round, this.clock.now())
     this.running = true
     this.tick()
   }
@@ -744,9 +738,7 @@ export class DmlNode implements MessageHandlers {
       this.leaderCert = proven
       this.worker.abandon(`now following ${short(hb.peer)}`)
       this.counters.leaderChanges++
-      this.expectProgressBy = null
-      this.unprovenSince = null
-      this.lastProgress = now
+      this.watchdog.reset(now)
       this.log.info('leader-followed', { term: proven.cert.term, leader: hb.peer, votes: proven.cert.votes.length }, `following leader ${short(hb.peer)} (term ${proven.cert.term}, ${proven.cert.votes.length} votes)`)
       this.sendHeartbeat() // the leader gives work to the peers that say they follow it
       const early = this.earlyStarts.get(hb.peer)
@@ -975,25 +967,12 @@ export class DmlNode implements MessageHandlers {
     this.sendHeartbeat()
   }
 
-  /**
-   * A follower's watchdog: a leader whose round is not certified in time (its deadline, bounded by
-   * our own --round-timeout, plus transfers and a grace), or that starts no round while enough
-   * peers follow, is distrusted for a while: we stop following it and vote for no one but another.
-   */
+  /** A follower's watchdog (leader-watchdog.ts): a leader that makes no progress is distrusted for a while. */
   private checkLeaderProgress (now: number): void {
-    if (this.replica.round > this.progressRound) {
-      this.progressRound = this.replica.round
-      this.expectProgressBy = null
-      this.unprovenSince = null
-      this.lastProgress = now
-    }
+    this.watchdog.held(this.replica.round, now)
     const leader = this.election.leader
     if (leader === null || this.election.isLeader || this.replica.finished) return
-    const grace = 2 * this.config.transferTimeoutMs + 30_000 + 4 * this.config.leaseMs
-    let why: string | undefined
-    if (this.expectProgressBy !== null && now > this.expectProgressBy) why = 'its round was not finished by its deadline'
-    else if (this.expectProgressBy === null && now - this.lastProgress > this.config.roundTimeoutMs + grace && this.live().length >= this.config.minPeers) why = 'it started no round while enough peers followed it'
-    else if (this.unprovenSince !== null && now > this.unprovenSince + UNPROVEN_GRACE_LEASES * this.config.leaseMs + this.config.transferTimeoutMs) why = 'the rounds it announces prove nothing here'
+    const why = this.watchdog.verdict(now, this.live().length >= this.config.minPeers)
     if (why !== undefined) this.distrustLeader(leader, why)
   }
 
@@ -1002,9 +981,7 @@ export class DmlNode implements MessageHandlers {
     const now = this.clock.now()
     this.election.distrust(leader, now + 10 * this.config.leaseMs)
     this.leaderCert = null
-    this.expectProgressBy = null
-    this.unprovenSince = null
-    this.lastProgress = now
+    this.watchdog.reset(now)
     this.counters.leadersDistrusted++
     this.log.warn('leader-distrusted', { leader, term: this.election.term, reason: why }, `no longer following ${short(leader)} (term ${this.election.term}): ${why}; electing another`)
     this.worker.abandon(`the leader of term ${this.election.term} made no progress`)
@@ -1023,7 +1000,7 @@ export class DmlNode implements MessageHandlers {
     else this.ledger.note(claimant, 'unproven-round', `its round certificate proves nothing to this peer: ${err.message}`)
     if (claimant !== this.election.leader || this.election.isLeader) return
     if (forged) this.distrustLeader(claimant, `its round certificate is forged (${err.message})`)
-    else this.unprovenSince ??= this.clock.now()
+    else this.watchdog.unproven(this.clock.now())
   }
 
   // ---- rounds -------------------------------------------------------------------------------
@@ -1031,7 +1008,7 @@ export class DmlNode implements MessageHandlers {
   private onRoundStart (start: Unstamped<RoundStart>): void {
     if (start.leader !== this.peerId) {
       const now = this.clock.now()
-      this.expectProgressBy = Math.min(start.deadline, now + this.config.roundTimeoutMs) + 2 * this.config.transferTimeoutMs + 30_000 + 4 * this.config.leaseMs
+      this.watchdog.roundStarted(start.deadline, now)
       const difference = trainingDifference(this.task, start.task)
       if (difference !== undefined) {
         this.sayEvery(`task:${start.leader}:${difference.field}`, 60_000, () => {
