@@ -114,7 +114,9 @@ export function denseStack (model: tf.LayersModel): DenseStack | undefined {
   function writeBack (): void {
     const weights = tf.tidy(() => layers.flatMap(l => {
       const kernel = transposed ? l.kernel.transpose() : l.kernel.clone()
-      return l.bias === undefined ? [kernel] : [kernel, transposed ? l.bias.reshape([-1]) : l.bias.clone()]
+      // not a reshape of the column: wasm keeps a tensor's first shape with its data, and the layers
+      // API's fused product refuses a bias whose data was made [out, 1]
+      return l.bias === undefined ? [kernel] : [kernel, transposed ? tf.tensor(l.bias.dataSync(), [l.bias.size]) : l.bias.clone()]
     }))
     model.setWeights(weights)
     tf.dispose(weights)

@@ -93,6 +93,12 @@ describe('dense stack: the mlp\'s training step', () => {
           const b = await trainLocal(slow, mnist.train, shard, options)
           expect(a.loss).to.be.closeTo(b.loss, 1e-4)
           for (const [i, w] of a.weights.entries()) expect(maxAbsDiff(w.values, b.weights[i].values), `weight ${i}`).to.be.below(1e-4)
+          // the weights written back work in the model as any others: its predictions are the other's
+          const shape = [4, ...(fast.inputs[0].shape.slice(1) as number[])]
+          const x = tf.tensor(Float32Array.from({ length: shape.reduce((p, q) => p * q, 1) }, (_, i) => (i % 7) / 7), shape)
+          const [pa, pb] = [fast.predict(x) as tf.Tensor, slow.predict(x) as tf.Tensor]
+          expect(maxAbsDiff(await pa.data() as Float32Array, await pb.data() as Float32Array)).to.be.below(1e-4)
+          tf.dispose([x, pa, pb])
         })
       }
     })
