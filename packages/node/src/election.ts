@@ -171,6 +171,15 @@ export class Election {
     return undefined
   }
 
+  /**
+   * Whether a vote request is refused whatever the candidate proves: the rounds it claims are the
+   * most a proof could show. Asked before any proof is fetched, so a request no proof could change
+   * costs no transfer.
+   */
+  refusableUnproven (request: { term: number, candidate: string, round: number }, ourRounds: number, leaderProven: boolean, now: number): boolean {
+    return this.decide(request, request.round, ourRounds, leaderProven, now) !== undefined
+  }
+
   /** The vote this peer gave before it restarted (saved): it votes no more in that term. */
   restoreVote (term: number, candidate: string): void {
     if (term <= this.votedTerm) return

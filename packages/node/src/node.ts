@@ -1,14 +1,15 @@
 // DmlNode: one peer's engine, wired. It owns the election and routes each control message to the
 // unit it concerns: Membership (heartbeats), Worker (round starts), Verifier (proposals), the
 // Coordinator of the term (updates, failures and signatures, while this peer leads), Replica
-// (finished rounds, catch-up). It follows a leader only once it has checked its term certificate,
-// votes by the rules (election.ts), and counts what peers do wrong (misbehaviour.ts).
+// (finished rounds, catch-up), Voting (vote requests and votes). It follows a leader only once it
+// has checked its term certificate, judges it by its progress (leader-watchdog.ts), and counts what
+// peers do wrong (misbehaviour.ts).
 // Time comes from an injected clock and the network through the Network interface, so the whole
 // engine runs in unit tests on an in-memory network with fake time.
-import { encodeTermCert, MAX_HEARTBEAT_EVERY_MS, MAX_TERM_STEP, OWN_DATA, PROTOCOL_VERSION, trainingDifference, voteSigningBytes, type Compression, type ControlMessage, type Device, type Outgoing, type Heartbeat, type RoundStart, type Task, type TermCert, type Unstamped, type UpdateReady, type Vote, type VoteRequest, type WorkFailed, type WorkProgress } from '@dml/protocol'
+import { MAX_HEARTBEAT_EVERY_MS, MAX_TERM_STEP, OWN_DATA, PROTOCOL_VERSION, trainingDifference, type Compression, type ControlMessage, type Device, type Outgoing, type Heartbeat, type RoundStart, type Task, type Unstamped, type UpdateReady, type WorkFailed, type WorkProgress } from '@dml/protocol'
 import type { Checkpoint, SavedVote } from './checkpoint.ts'
 import { Admission } from './admission.ts'
-import { CertificateError, coversView, isAllowed, isForgery, isQuorum, signedBy, type QuorumPolicy, type Signer, type Standing } from './certificates.ts'
+import { CertificateError, coversView, isAllowed, isForgery, type QuorumPolicy, type Signer, type Standing } from './certificates.ts'
 import { Changes, type Clock, isAbort, Supervisor, systemClock } from './clock.ts'
 import { Coordinator, type LeaderStats, type RoundSnapshot, short } from './coordinator.ts'
 import { Election, rankCandidates } from './election.ts'
@@ -24,6 +25,7 @@ import type { Trainer } from './trainer.ts'
 import { Verifier } from './verifier.ts'
 import { Worker, type WorkPhase } from './worker.ts'
 import { LeaderWatchdog } from './leader-watchdog.ts'
+import { Voting, type ProvenCert } from './voting.ts'
 
 export interface NodeConfig {
   task: Task
@@ -109,8 +111,6 @@ export interface NodeStatus {
 /** Senders whose early round start is kept: a liar can push an honest leader's out, which costs a round's wait, as before. */
 const MAX_EARLY_STARTS = 8
 
-interface ProvenCert { hash: string, bytes: Uint8Array, cert: TermCert }
-
 /** A leader elected alone stands again for peers that joined at most once in this many leases (and once a round). */
 const JOINERS_EVERY_LEASES = 10
 
@@ -141,8 +141,6 @@ export class DmlNode implements MessageHandlers {
   private following: { leader: string | null, term: number, since: number } = { leader: null, term: 0, since: 0 }
   /** round starts of senders not proven our leader when they came, by sender (see keepEarlyStart) */
   private readonly earlyStarts = new Map<string, Unstamped<RoundStart>>()
-  /** the candidate each voter was seen voting for, by term, in votes and term certificates (see noteVote) */
-  private readonly votesHeard = new Map<number, Map<string, string>>()
   /** what is new, and what each author and relay may still send (admission.ts) */
   private readonly admission = new Admission()
   private readonly net: Network
@@ -151,7 +149,7 @@ export class DmlNode implements MessageHandlers {
   private readonly log: Logger
   private readonly clock: Clock
   private readonly signer: Signer
-  private readonly votes: NodeDeps['votes']
+  private readonly voting: Voting
   private readonly policy: QuorumPolicy
   private readonly proofs: Proofs
   private readonly supervisor: Supervisor
@@ -161,9 +159,9 @@ export class DmlNode implements MessageHandlers {
   private coordinator: Coordinator | null = null
   /** the term certificate of the leader we follow, or our own while we lead */
   private leaderCert: ProvenCert | null = null
-  /** leadership claims and vote requests being checked, by peer: one at a time each */
+  /** leadership claims being checked, by peer: one at a time each */
   private readonly checking = new Set<string>()
-  /** when the leader we follow should have finished its current round, if it started one */
+  /** the follower's judgement of the leader it follows (leader-watchdog.ts) */
   private readonly watchdog: LeaderWatchdog
   private timer: unknown
   private running = false
@@ -179,8 +177,6 @@ export class DmlNode implements MessageHandlers {
   /** when this leader, elected alone, last stood again for the votes of peers that joined, and at which round */
   private stoodAloneAt = -Infinity
   private stoodAloneRound = -1
-  /** the term of that candidacy: it waits for a live peer's vote (a later one does not) */
-  private joinersTerm: number | null = null
 
   constructor (config: NodeConfig, deps: NodeDeps) {
     this.config = config
@@ -191,7 +187,6 @@ export class DmlNode implements MessageHandlers {
     this.backend = deps.backend
     this.log = deps.log
     this.signer = deps.signer
-    this.votes = deps.votes
     this.clock = deps.clock ?? systemClock
     this.watchdog = new LeaderWatchdog(config, this.clock.now())
     this.policy = { self: this.peerId, allowed: deps.allowed }
@@ -254,6 +249,29 @@ export class DmlNode implements MessageHandlers {
       silentFor: (peer) => this.clock.now() - (this.membership.lastSeen(peer) ?? -Infinity),
       announceGraceMs: 2 * config.heartbeatMs,
       offence: (peer, reason, detail) => { this.ledger.offence(peer, reason, detail) }
+    })
+    this.voting = new Voting({
+      self: this.peerId,
+      election: this.election,
+      replica: this.replica,
+      proofs: this.proofs,
+      ledger: this.ledger,
+      signer: this.signer,
+      store: deps.votes,
+      publish: async (message) => { await this.net.publish(message) },
+      blobs: this.net.blobs,
+      supervisor: this.supervisor,
+      log: this.log,
+      clock: this.clock,
+      policy: this.policy,
+      counters: this.counters,
+      view: () => this.view(),
+      othersLive: () => this.othersLive(),
+      leaderProven: () => this.leaderProven(),
+      sources: (first) => this.sources(first),
+      proofFailed: (peer, what, err) => { this.onProofFailure(peer, what, err) },
+      sayEvery: (key, ms, say) => { this.sayEvery(key, ms, say) },
+      won: (cert) => { this.won(cert) }
     })
   }
 
@@ -360,15 +378,6 @@ export class DmlNode implements MessageHandlers {
     return { isMember, followersOf, byWork: allowed !== undefined || proven.any, fixedCheckers, settledAtStart }
   }
 
-  /**
-   * An open network whose only proven peer is this one (it certified its rounds alone), with
-   * other peers live. Certificates it signs alone prove nothing to them: it stands again for their
-   * votes, and keeps their votes in the certificate beside its own.
-   */
-  private isAloneAmong (view: string[], others: string[]): boolean {
-    return this.policy.allowed === undefined && view.length <= 1 && others.length > 0 && this.replica.proven.any
-  }
-
   /** The live peers other than this one. */
   private othersLive (): string[] {
     return this.live().map(h => h.peer).filter(p => p !== this.peerId)
@@ -425,8 +434,8 @@ export class DmlNode implements MessageHandlers {
     if (!this.running) return
     switch (message.type) {
       case 'heartbeat': this.onHeartbeat(message); break
-      case 'vote-request': this.onVoteRequest(message); break
-      case 'vote': this.onVote(message); break
+      case 'vote-request': this.voting.onVoteRequest(message); break
+      case 'vote': this.voting.onVote(message); break
       case 'round-start': this.onRoundStart(message); break
       case 'update-ready': this.coordinator?.onUpdate(message); break
       case 'work-failed': this.coordinator?.onFailure(message); break
@@ -585,9 +594,9 @@ export class DmlNode implements MessageHandlers {
     if (this.election.isLeader && this.leaderCert !== null && !coversView(this.leaderCert.cert, this.policy, this.view(), followersOf(this.membership.live(now), this.peerId, this.election.term))) {
       this.log.info('re-election', { term: this.election.term }, `more peers than voted for or follow term ${this.election.term}: standing again`)
       this.endTerm('standing again')
-      this.stand(this.election.stand(now))
+      this.voting.stand(this.election.stand(now))
     } else if (this.election.isLeader && this.leaderCert !== null && this.leaderCert.cert.votes.length < 2 && now - this.stoodAloneAt >= JOINERS_EVERY_LEASES * this.config.leaseMs && this.replica.round > this.stoodAloneRound &&
-      this.isAloneAmong(this.view(), this.othersLive())) {
+      this.voting.aloneAmong(this.view(), this.othersLive())) {
       // elected by its own vote, its rounds its own: a peer that joined cannot follow it until it
       // votes. Rarely, and once a round at most: each time ends the round in progress and costs
       // up to a lease without a leader if no joiner votes
@@ -595,9 +604,7 @@ export class DmlNode implements MessageHandlers {
       this.stoodAloneRound = this.replica.round
       this.log.info('re-election', { term: this.election.term }, `elected alone in term ${this.election.term}, and another peer is here: standing again for its vote`)
       this.endTerm('standing again')
-      const term = this.election.stand(now)
-      this.joinersTerm = term
-      this.stand(term)
+      this.voting.stand(this.election.stand(now), true)
     }
     this.considerStanding(now)
     this.sendHeartbeat('due')
@@ -612,7 +619,7 @@ export class DmlNode implements MessageHandlers {
     const ranked = rankCandidates(this.live().filter(h => counted.has(h.peer)).map(h => ({ peer: h.peer, round: h.round })))
     if (!counted.has(this.peerId)) ranked.push(this.peerId) // a newcomer stands last
     const term = this.election.tick(now, ranked)
-    if (term !== undefined) this.stand(term)
+    if (term !== undefined) this.voting.stand(term)
   }
 
   private onHeartbeat (hb: Heartbeat): void {
@@ -660,7 +667,7 @@ export class DmlNode implements MessageHandlers {
           return
         }
         // its votes are genuine: a voter in it that voted otherwise in the term is caught, whether or not they elect it here
-        this.noteTermCert(proven.cert)
+        this.voting.noteTermCert(proven.cert)
         this.proofs.elects(proven.cert, this.election.votedTerm === hb.term && this.election.votedFor === hb.peer)
         // its newest certified round: the proof of the rounds it claims over an older term, and
         // for a newcomer that knows of no proven peers yet, who they are
@@ -765,154 +772,11 @@ export class DmlNode implements MessageHandlers {
     return c !== null && this.election.leader === c.cert.leader && coversView(c.cert, this.policy, this.view())
   }
 
-  private onVoteRequest (request: VoteRequest): void {
-    const candidate = request.candidate
-    if (candidate === this.peerId) return
-    // our next candidacy goes past it: a candidate refused only for its term would otherwise stay
-    // a term behind one that stands as often and is refused for its rounds, for good
-    this.election.noteTerm(request.term)
-    if (this.checking.has(`vote:${candidate}`)) return
-    // refuse at once what no proof could change
-    if (this.election.decide(request, Number.MAX_SAFE_INTEGER, this.replica.round, this.leaderProven(), this.clock.now()) !== undefined) return
-    if (request.round < this.replica.round) return
-    this.checking.add(`vote:${candidate}`)
-    this.supervisor.run(`decide on the vote request of ${short(candidate)}`, async () => {
-      try {
-        let proven = 0
-        if (request.round > 0 && request.roundCert !== null) {
-          try {
-            const round = await this.proofs.round(request.roundCert, this.sources(candidate))
-            if (round.result.round !== request.round) {
-              this.ledger.offence(candidate, 'bad-certificate', `it claims round ${request.round} with the certificate of round ${round.result.round}`)
-              return
-            }
-            proven = round.result.round
-          } catch (err) {
-            if (isForgery(err) || !(err instanceof CertificateError)) throw err
-            // genuine but unproven to us (a lone peer's own rounds): its claim counts as no rounds
-          }
-        }
-        const now = this.clock.now()
-        const refusal = this.election.decide(request, proven, this.replica.round, this.leaderProven(), now)
-        if (refusal !== undefined) return
-        this.election.voted(request.term, candidate, now)
-        if (!await this.saveVote(request.term, candidate)) return
-        const signature = await this.signer.sign(voteSigningBytes(request.term, candidate))
-        this.counters.votesGiven++
-        this.log.info('voted', { term: request.term, candidate }, `voted for ${short(candidate)} in term ${request.term}`)
-        await this.net.publish({ type: 'vote', v: PROTOCOL_VERSION, term: request.term, candidate, voter: this.peerId, signature })
-      } catch (err) {
-        this.onProofFailure(candidate, 'its vote request', err)
-      } finally {
-        this.checking.delete(`vote:${candidate}`)
-      }
-    })
-  }
-
-  /**
-   * Writes our vote down before anyone hears it (Raft keeps votedFor so): a peer restarted in the
-   * middle of an election would otherwise vote again in a term it voted in, and two candidates
-   * could each count it. A vote that cannot be written is not given.
-   */
-  private async saveVote (term: number, candidate: string): Promise<boolean> {
-    if (this.votes === undefined) return true
-    try {
-      await this.votes.saveVote({ term, candidate })
-      return true
-    } catch (err) {
-      this.sayEvery('vote-not-saved', 60_000, () => {
-        this.log.warn('vote-not-saved', { term, candidate, error: (err as Error).message }, `did not vote in term ${term}: the vote could not be written down: ${(err as Error).message}`)
-      })
-      return false
-    }
-  }
-
-  /** A vote, for us or for another candidate: checked, heard (noteVote), and counted if it is for our candidacy. */
-  private onVote (vote: Vote): void {
-    const forUs = vote.candidate === this.peerId && this.election.candidacy?.term === vote.term
-    const inReach = Math.abs(vote.term - this.election.term) <= MAX_TERM_STEP
-    if (!forUs && !inReach) return
-    this.supervisor.run(`check the vote of ${short(vote.voter)}`, async () => {
-      // the voter is the message's gossip author (host.ts): a vote that does not check out is its own doing
-      if (!await signedBy(vote.voter, voteSigningBytes(vote.term, vote.candidate), vote.signature)) {
-        this.ledger.offence(vote.voter, 'bad-vote', `its vote for term ${vote.term} does not check out`)
-        return
-      }
-      this.noteVote(vote.term, vote.voter, vote.candidate)
-      if (forUs) this.countVote(vote.term, vote.voter, vote.signature)
-    })
-  }
-
-  /**
-   * A checked vote, heard or in a checked term certificate: an honest peer votes once a term, and
-   * keeps its vote across restarts, so a voter seen voting for two candidates in one term voted
-   * twice. In a network of an odd number of peers two majorities can meet in one member, so one
-   * such liar could give two candidates a term each, and both would run rounds. It is banned as
-   * soon as the second vote is seen: as a vote, usually before the two can each help make a
-   * leader; in a second leader's certificate, if its votes never reached us. Its votes then fall
-   * out of every view, two such leaders' certificates stop covering a majority, and they stand
-   * again without it. At most 1024 voters a term are kept, for the terms within reach: keys are
-   * free, and this must not grow with them.
-   */
-  private noteVote (term: number, voter: string, candidate: string): void {
-    if (voter === this.peerId) return
-    let voters = this.votesHeard.get(term)
-    if (voters === undefined) {
-      voters = new Map()
-      this.votesHeard.set(term, voters)
-      if (this.votesHeard.size > 2 * MAX_TERM_STEP) this.votesHeard.delete(Math.min(...this.votesHeard.keys()))
-    }
-    const earlier = voters.get(voter)
-    if (earlier === undefined) {
-      if (voters.size < 1024) voters.set(voter, candidate)
-    } else if (earlier !== candidate) {
-      this.ledger.convict(voter, 'equivocation', `voted in term ${term} for both ${short(earlier)} and ${short(candidate)}`)
-    }
-  }
-
-  /** Stands for `term`: votes for itself and asks the others. */
-  private stand (term: number): void {
-    this.log.info('election-started', { term, round: this.replica.round }, `standing for term ${term} with ${this.replica.round} finished rounds`)
-    this.supervisor.run(`stand for term ${term}`, async () => {
-      if (!await this.saveVote(term, this.peerId)) return
-      const signature = await this.signer.sign(voteSigningBytes(term, this.peerId))
-      if (this.election.candidacy?.term !== term) return
-      this.countVote(term, this.peerId, signature)
-      if (this.election.isLeader) return // a quorum of one
-      await this.net.publish({ type: 'vote-request', v: PROTOCOL_VERSION, term, candidate: this.peerId, round: this.replica.round, roundCert: this.replica.cert?.hash ?? null })
-    })
-  }
-
-  private countVote (term: number, voter: string, signature: Uint8Array): void {
-    const view = this.view()
-    // alone in its view (its rounds certified by itself) while others are live: a certificate of
-    // one signer proves nothing to them, so it waits for a live peer's vote and keeps it
-    const others = this.othersLive()
-    const alone = this.isAloneAmong(view, others)
-    // only the candidacy that stood for the joiners waits for one of their votes: if none comes
-    // within its lease (a peer that never votes), the next candidacy is a quorum of one again
-    const waitsForJoiner = alone && term === this.joinersTerm
-    const quorum = (voters: string[]): boolean => isQuorum(voters, this.policy, view) && (!waitsForJoiner || voters.some(v => others.includes(v)))
-    if (!this.election.addVote(term, voter, signature, quorum, this.clock.now())) return
-    // A candidate is in its own electorate, proven or not: a term certificate whose leader is not
-    // in its electorate is a forgery to every peer. A newcomer whose turn to stand came first (32
-    // peers on two cores) was elected by the proven peers' votes alone, then named and banned by
-    // them. Its quorum is still of the proven peers; its own vote is added beside theirs.
-    const members = this.policy.allowed ?? new Set([this.peerId, ...(alone ? [...view, ...others.filter(p => this.election.candidacy!.votes.has(p))] : view)])
-    const votes = [...this.election.candidacy!.votes].filter(([v]) => members.has(v)).map(([v, s]) => ({ voter: v, signature: s }))
-    this.election.candidacy = null
-    const cert: TermCert = { kind: 'term-cert', v: PROTOCOL_VERSION, term, leader: this.peerId, electorate: [...members], votes }
-    const bytes = encodeTermCert(cert)
-    const hash = this.net.blobs.put(bytes, true)
-    if (this.leaderCert !== null && this.leaderCert.hash !== hash && this.leaderCert.cert.leader === this.peerId) this.net.blobs.unpin(this.leaderCert.hash)
-    this.leaderCert = { hash, bytes, cert }
-    this.noteTermCert(cert)
+  /** A candidacy of ours won (voting.ts): our term certificate replaces the one we followed or led by. */
+  private won (won: ProvenCert): void {
+    if (this.leaderCert !== null && this.leaderCert.hash !== won.hash && this.leaderCert.cert.leader === this.peerId) this.net.blobs.unpin(this.leaderCert.hash)
+    this.leaderCert = won
     this.becameLeader()
-  }
-
-  /** The votes of a checked term certificate (ours when we win, each leader's we check), as seen votes (noteVote). */
-  private noteTermCert (cert: TermCert): void {
-    for (const v of cert.votes) this.noteVote(cert.term, v.voter, cert.leader)
   }
 
   private becameLeader (): void {

@@ -123,6 +123,17 @@ describe('election', () => {
     expect(e).to.include({ votedTerm: 2, votedFor: B })
   })
 
+  it('a vote request refusable whatever it proves is refused before any proof is fetched: a stale term, fewer rounds claimed, a live proven leader', () => {
+    const e = new Election(B, LEASE, 0)
+    expect(e.refusableUnproven({ term: 1, candidate: A, round: 3 }, 3, false, 6000)).to.equal(false)
+    expect(e.refusableUnproven({ term: 1, candidate: A, round: 2 }, 3, false, 6000)).to.equal(true)
+    e.voted(1, A, 6000)
+    expect(e.refusableUnproven({ term: 1, candidate: C, round: 9 }, 3, false, 6001)).to.equal(true)
+    expect(e.follow(1, A, 6001)).to.equal('follow')
+    expect(e.refusableUnproven({ term: 2, candidate: C, round: 9 }, 3, true, 6002)).to.equal(true)
+    expect(e.refusableUnproven({ term: 2, candidate: C, round: 9 }, 3, false, 6002)).to.equal(false)
+  })
+
   it('a peer whose saved vote was lost neither votes nor stands for a lease, then takes every term it heard of meanwhile as voted in', () => {
     const e = new Election(B, LEASE, 1000)
     e.noteTerm(2) // its checkpoint's term

@@ -645,13 +645,13 @@ describe('round engine', function () {
     await net.until('the newcomer holds the rounds', () => newcomer.node.replica.round >= 2)
     // Under load a newcomer's turn to stand can come before the proven peers' (32 peers on two
     // cores showed it): here the proven peers hold off, and vote.
-    type Inside = { election: { holdOffUntil: number, stand: (now: number) => number, leaderLive: (now: number) => boolean }, stand: (term: number) => void }
+    type Inside = { election: { holdOffUntil: number, stand: (now: number) => number, leaderLive: (now: number) => boolean }, voting: { stand: (term: number) => void } }
     const inside = (p: typeof newcomer): Inside => p.node as unknown as Inside
     const others = peers.filter(p => p !== leader)
     for (const p of others) inside(p).election.holdOffUntil = Infinity
     leader.net.disconnect()
     await net.until('the leader\'s lease ran out', () => others.every(p => !inside(p).election.leaderLive(net.clock.now())))
-    inside(newcomer).stand(inside(newcomer).election.stand(net.clock.now()))
+    inside(newcomer).voting.stand(inside(newcomer).election.stand(net.clock.now()))
     await net.until('the newcomer leads', () => newcomer.node.isLeading)
     await net.until('the others follow it', () => others.every(p => p.node.status().leader === newcomer.id))
     expect(net.events('misbehaviour', e => e.reason === 'bad-certificate')).to.have.length(0)
@@ -668,13 +668,13 @@ describe('round engine', function () {
     await net.until('two rounds', () => net.roundsDone().length >= 2)
     const old = net.leader()!
     const [leader, voter, late] = peers.filter(p => p !== old)
-    type Inside = { election: { holdOffUntil: number, stand: (now: number) => number, leaderLive: (now: number) => boolean }, stand: (term: number) => void, leaderCert: { cert: { votes: Array<{ voter: string }> } } | null, replica: { proven: { lastRound: Map<string, number> } } }
+    type Inside = { election: { holdOffUntil: number, stand: (now: number) => number, leaderLive: (now: number) => boolean }, voting: { stand: (term: number) => void }, leaderCert: { cert: { votes: Array<{ voter: string }> } } | null, replica: { proven: { lastRound: Map<string, number> } } }
     const inside = (p: TestPeer): Inside => p.node as unknown as Inside
     for (const p of [leader, voter, late]) inside(p).election.holdOffUntil = Infinity
     old.net.disconnect()
     await net.until('the old leader\'s lease ran out', () => [leader, voter, late].every(p => !inside(p).election.leaderLive(net.clock.now())))
     inside(late).replica.proven.lastRound.delete(leader.id)
-    inside(leader).stand(inside(leader).election.stand(net.clock.now()))
+    inside(leader).voting.stand(inside(leader).election.stand(net.clock.now()))
     await net.until('it leads', () => leader.node.isLeading)
     // the votes came in the order the peers joined: the late one's after the quorum
     expect(inside(leader).leaderCert!.cert.votes.map(v => v.voter)).to.have.members([leader.id, voter.id])
