@@ -1,15 +1,15 @@
 // DmlNode: one peer's engine, wired. It owns the election and routes each control message to the
 // unit it concerns: Membership (heartbeats), Worker (round starts), Verifier (proposals), the
 // Coordinator of the term (updates, failures and signatures, while this peer leads), Replica
-// (finished rounds, catch-up), Voting (vote requests and votes). It follows a leader only once it
-// has checked its term certificate, judges it by its progress (leader-watchdog.ts), and counts what
-// peers do wrong (misbehaviour.ts).
+// (finished rounds, catch-up), Voting (vote requests and votes), LeaderClaims (heartbeats that
+// claim the lead). It follows a leader only once its claim checked out, judges it by its progress
+// (leader-watchdog.ts), and counts what peers do wrong (misbehaviour.ts).
 // Time comes from an injected clock and the network through the Network interface, so the whole
 // engine runs in unit tests on an in-memory network with fake time.
 import { MAX_HEARTBEAT_EVERY_MS, MAX_TERM_STEP, OWN_DATA, PROTOCOL_VERSION, trainingDifference, type Compression, type ControlMessage, type Device, type Outgoing, type Heartbeat, type RoundStart, type Task, type Unstamped, type UpdateReady, type WorkFailed, type WorkProgress } from '@dml/protocol'
 import type { Checkpoint, SavedVote } from './checkpoint.ts'
 import { Admission } from './admission.ts'
-import { CertificateError, coversView, isAllowed, isForgery, type QuorumPolicy, type Signer, type Standing } from './certificates.ts'
+import { coversView, isAllowed, isForgery, type QuorumPolicy, type Signer, type Standing } from './certificates.ts'
 import { Changes, type Clock, isAbort, Supervisor, systemClock } from './clock.ts'
 import { Coordinator, type LeaderStats, type RoundSnapshot, short } from './coordinator.ts'
 import { Election, rankCandidates } from './election.ts'
@@ -18,7 +18,7 @@ import { followersIn, followersOf, Membership } from './membership.ts'
 import { Ledger, OFFENCES } from './misbehaviour.ts'
 import type { MessageHandlers, Network, Verdict } from './network.ts'
 import { roundProgress, type RoundProgress } from './progress.ts'
-import { Proofs, type ProvenRound } from './proofs.ts'
+import { Proofs } from './proofs.ts'
 import { Replica, type CheckpointStore } from './replica.ts'
 import { coreShare } from '@dml/trainer'
 import type { Trainer } from './trainer.ts'
@@ -26,6 +26,7 @@ import { Verifier } from './verifier.ts'
 import { Worker, type WorkPhase } from './worker.ts'
 import { LeaderWatchdog } from './leader-watchdog.ts'
 import { Voting, type ProvenCert } from './voting.ts'
+import { LeaderClaims } from './leader-claims.ts'
 
 export interface NodeConfig {
   task: Task
@@ -150,6 +151,7 @@ export class DmlNode implements MessageHandlers {
   private readonly clock: Clock
   private readonly signer: Signer
   private readonly voting: Voting
+  private readonly claims: LeaderClaims
   private readonly policy: QuorumPolicy
   private readonly proofs: Proofs
   private readonly supervisor: Supervisor
@@ -159,8 +161,6 @@ export class DmlNode implements MessageHandlers {
   private coordinator: Coordinator | null = null
   /** the term certificate of the leader we follow, or our own while we lead */
   private leaderCert: ProvenCert | null = null
-  /** leadership claims being checked, by peer: one at a time each */
-  private readonly checking = new Set<string>()
   /** the follower's judgement of the leader it follows (leader-watchdog.ts) */
   private readonly watchdog: LeaderWatchdog
   private timer: unknown
@@ -269,9 +269,26 @@ export class DmlNode implements MessageHandlers {
       othersLive: () => this.othersLive(),
       leaderProven: () => this.leaderProven(),
       sources: (first) => this.sources(first),
-      proofFailed: (peer, what, err) => { this.onProofFailure(peer, what, err) },
+      proofFailed: (peer, what, err) => { this.claims.proofFailed(peer, what, err) },
       sayEvery: (key, ms, say) => { this.sayEvery(key, ms, say) },
       won: (cert) => { this.won(cert) }
+    })
+    this.claims = new LeaderClaims({
+      self: this.peerId,
+      election: this.election,
+      replica: this.replica,
+      proofs: this.proofs,
+      ledger: this.ledger,
+      membership: this.membership,
+      policy: this.policy,
+      supervisor: this.supervisor,
+      log: this.log,
+      clock: this.clock,
+      view: () => this.view(),
+      sources: (first) => this.sources(first),
+      sayEvery: (key, ms, say) => { this.sayEvery(key, ms, say) },
+      noteTermCert: (cert) => { this.voting.noteTermCert(cert) },
+      follow: (proven, hb, provesMoreRounds) => { this.followProven(proven, hb, provesMoreRounds) }
     })
   }
 
@@ -633,7 +650,7 @@ export class DmlNode implements MessageHandlers {
     if (hb.term > this.election.term + MAX_TERM_STEP) this.ledger.note(hb.peer, 'term-out-of-reach', `heartbeats with term ${hb.term}, beyond ${this.election.term + MAX_TERM_STEP}`)
     this.election.noteTerm(hb.term)
     if (hb.leader === hb.peer && hb.termCert !== null) {
-      this.considerLeader(hb, hb.termCert)
+      this.claims.consider(hb, hb.termCert)
     } else if (hb.peer === this.election.leader && !this.election.isLeader && hb.term >= this.election.term) {
       // our leader no longer leads (it gave up, or stands again): elect anew. A heartbeat of an
       // older term is one it sent before it led, delivered late (gossip keeps no order): under
@@ -646,93 +663,8 @@ export class DmlNode implements MessageHandlers {
     if (this.election.fresh) this.considerStanding(now)
   }
 
-  /** A leadership claim: follow it once its term certificate checks out; catch up with a proven leader. */
-  private considerLeader (hb: Heartbeat, termCert: string): void {
-    const now = this.clock.now()
-    // a leader of an older term is still worth checking when it claims more finished rounds (see Election.follow)
-    const claimsMoreRounds = hb.round > this.replica.round && hb.roundCert !== null
-    if ((hb.term < this.election.term && !claimsMoreRounds) || this.election.isDistrusted(hb.peer, now)) return
-    if (hb.term === this.election.term && hb.peer === this.election.leader) {
-      this.election.leaderSeen(now)
-      if (hb.round > this.replica.round && hb.roundCert !== null) this.replica.catchUp(hb.roundCert, this.sources(hb.peer), hb.peer)
-      return
-    }
-    if (this.checking.has(`leader:${hb.peer}`)) return
-    this.checking.add(`leader:${hb.peer}`)
-    this.supervisor.run(`check the leadership claim of ${short(hb.peer)}`, async () => {
-      try {
-        const proven = await this.proofs.term(termCert, this.sources(hb.peer))
-        if (proven.cert.term !== hb.term || proven.cert.leader !== hb.peer) {
-          this.ledger.offence(hb.peer, 'bad-certificate', `its heartbeat claims term ${hb.term} with the certificate of term ${proven.cert.term} of ${short(proven.cert.leader)}`)
-          return
-        }
-        // its votes are genuine: a voter in it that voted otherwise in the term is caught, whether or not they elect it here
-        this.voting.noteTermCert(proven.cert)
-        this.proofs.elects(proven.cert, this.election.votedTerm === hb.term && this.election.votedFor === hb.peer)
-        // its newest certified round: the proof of the rounds it claims over an older term, and
-        // for a newcomer that knows of no proven peers yet, who they are
-        let provesMoreRounds = false
-        let newest: ProvenRound | undefined
-        if (hb.roundCert !== null && (!this.replica.proven.any || (hb.term < this.election.term && claimsMoreRounds))) {
-          try {
-            newest = await this.proofs.round(hb.roundCert, this.sources(hb.peer))
-            provesMoreRounds = newest.result.round > this.replica.round
-          } catch (err) {
-            if (!(err instanceof CertificateError) || err.kind !== 'unproven') throw err
-            // genuine but signed by too few for this peer (a peer's rounds certified alone): they
-            // count as no rounds, and its term certificate, checked above and below, decides
-          }
-        }
-        if (hb.term < this.election.term && !provesMoreRounds) return
-        // those that say they follow it, and this peer if it voted for it: a vote that came after
-        // the quorum is not in the certificate, and the leader may not be proven to this peer
-        const endorsers = followersOf(this.membership.live(this.clock.now()), hb.peer, hb.term)
-        if (this.election.votedTerm === hb.term && this.election.votedFor === hb.peer) endorsers.push(this.peerId)
-        if (!coversView(proven.cert, this.policy, this.view(), endorsers)) {
-          if (this.freshStart(hb)) this.sayFreshLeader(hb, `elected by ${proven.cert.votes.length} votes, too few of the ${this.view().length} peers this node sees`)
-          else this.ledger.note(hb.peer, 'unproven-leader', `claims term ${hb.term}, but too few of the peers this node sees voted for it`)
-          return
-        }
-        // a newcomer learns the members from the rounds of the leader that the peers it sees endorse, not before
-        if (newest !== undefined && !this.replica.proven.any) this.replica.proven.sawRound(newest)
-        this.followProven({ hash: termCert, ...proven }, hb, provesMoreRounds)
-      } catch (err) {
-        if (err instanceof CertificateError && err.kind === 'unproven' && this.freshStart(hb)) this.sayFreshLeader(hb, 'elected on too few votes to prove anything to this peer')
-        else this.onProofFailure(hb.peer, 'its leadership claim', err)
-      } finally {
-        this.checking.delete(`leader:${hb.peer}`)
-      }
-    })
-  }
-
-  /**
-   * Nothing proven yet and no round finished: a fresh network. There the first peer up may elect
-   * itself on its own vote before it hears anyone, and a leader may be elected by fewer peers than
-   * another sees as they come up. Such a claim proves nothing to this peer (an election with more
-   * votes follows), but it is how an honest start looks, not a suspicion.
-   */
-  private freshStart (hb: Heartbeat): boolean {
-    return !this.replica.proven.any && hb.round === 0 && this.replica.round === 0
-  }
-
-  private sayFreshLeader (hb: Heartbeat, why: string): void {
-    this.sayEvery(`fresh-leader:${hb.peer}`, 30_000, () => {
-      this.log.info('leader-unproven', { peer: hb.peer, term: hb.term, why }, `${short(hb.peer)} leads term ${hb.term}, ${why}; not following it yet`)
-    })
-  }
-
-  private onProofFailure (peer: string, what: string, err: unknown): void {
-    const e = err as Error
-    if (isForgery(e)) {
-      this.ledger.offence(peer, 'bad-certificate', `${what}: ${e.message}`)
-    } else if (e instanceof CertificateError) {
-      this.ledger.note(peer, 'unproven-claim', `${what} proves nothing to this peer: ${e.message}`)
-    } else if (!isAbort(e)) {
-      this.sayEvery(`proof:${peer}`, 30_000, () => { this.log.warn('proof-unavailable', { peer, error: e.message }, `could not check ${what} of ${short(peer)}: ${e.message}`) })
-    }
-  }
-
-  private followProven (proven: ProvenCert, hb: Heartbeat, provesMoreRounds = false): void {
+  /** A leadership claim that checked out (leader-claims.ts): follow its leader, or keep following it. */
+  private followProven (proven: ProvenCert, hb: Heartbeat, provesMoreRounds: boolean): void {
     const now = this.clock.now()
     const wasLeader = this.election.isLeader
     const outcome = this.election.follow(proven.cert.term, hb.peer, now, provesMoreRounds)
