@@ -15,7 +15,8 @@ import {
 } from '@dml/protocol'
 import { BLOB_PROTOCOL } from '@dml/protocol'
 import { RPC } from '@libp2p/gossipsub/message'
-import { readSwarmKey, startHost } from '@dml/node'
+import { startHost } from '@dml/node'
+import { readSwarmKey } from '@dml/node/cli'
 import { framed, GOSSIPSUB } from '../packages/node/test/support/gossip-rpc.ts'
 
 const [keyFile, bootstrap, swarmKeyFile] = process.argv.slice(2)

@@ -8,7 +8,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parse } from 'yaml'
-import { envName, NODE_OPTIONS, parseOptions } from '@dml/node'
+import { envName, NODE_OPTIONS, parseOptions } from '@dml/node/cli'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 

@@ -7,7 +7,8 @@
 // Its own events are JSON lines with event "turncoat-*", beside the node's.
 import { createInterface } from 'node:readline'
 import type { Outgoing } from '@dml/protocol'
-import { DmlNode, main, runNode, type Network } from '@dml/node'
+import { DmlNode, type Network } from '@dml/node'
+import { main, runNode } from '@dml/node/cli'
 import { forgeRound, madeUpSigner } from '../packages/node/test/support/forge.ts'
 
 const say = (event: string, fields: Record<string, unknown> = {}): void => { console.log(JSON.stringify({ ts: Date.now(), event: `turncoat-${event}`, ...fields })) }

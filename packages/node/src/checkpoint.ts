@@ -81,6 +81,8 @@ async function listCheckpoints (dir: string): Promise<string[]> {
 
 export class CheckpointError extends Error {
   override name = 'CheckpointError'
+  /** the user's to fix: a command says it in one line (see errors.ts in @dml/node) */
+  readonly expected = true
 }
 
 /** Reads and verifies one checkpoint file. */

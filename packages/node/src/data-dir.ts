@@ -3,7 +3,7 @@
 // one left behind by a node that died is taken over.
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { ConfigError } from './config.ts'
+import { ConfigError } from './errors.ts'
 
 export interface DataDirLock {
   readonly path: string

@@ -7,6 +7,8 @@ import { join } from 'node:path'
 
 export class IdentityError extends Error {
   override name = 'IdentityError'
+  /** the user's to fix: a command says it in one line (see errors.ts in @dml/node) */
+  readonly expected = true
 }
 
 export async function loadOrCreateIdentity (dataDir: string): Promise<{ key: PrivateKey, created: boolean }> {

@@ -1,22 +1,21 @@
-// The library: the engine, its units and the host. Process launchers for tests and the demo are
-// in '@dml/node/launcher'.
+// The library: the engine, its units and the host. The commands (dml-node, dml-monitor, their
+// options) are in '@dml/node/cli' (app/); process launchers for tests and the demo in
+// '@dml/node/launcher'.
 export * from './admission.ts'
 export * from './allocation.ts'
 export * from './blob-transfer.ts'
 export * from './certificates.ts'
 export * from './checkpoint.ts'
-export * from './cli.ts'
 export * from './clock.ts'
-export * from './config.ts'
 export * from './coordinator.ts'
 export * from './data-dir.ts'
 export * from './election.ts'
+export * from './errors.ts'
 export * from './host.ts'
 export * from './identity.ts'
 export * from './log.ts'
 export * from './membership.ts'
 export * from './misbehaviour.ts'
-export * from './monitor.ts'
 export * from './network.ts'
 export * from './node.ts'
 export * from './proofs.ts'
@@ -29,6 +28,4 @@ export * from './worker.ts'
 export * from './private-network.ts'
 export * from './dialer.ts'
 export * from './proven.ts'
-export * from './model-commands.ts'
 export * from './progress.ts'
-export * from './monitor-view.ts'

@@ -9,7 +9,8 @@ import {
   contentHash, decodeMessage, decodeResult, decodeRoundCert, decodeTensors, decodeTermCert, encodeMessage, encodeResult, encodeRoundCert,
   encodeTensors, encodeTermCert, PROTOCOL_VERSION, resultSigningBytes, roundVoteSigningBytes, validateMessage, voteSigningBytes, type RoundResult
 } from '@dml/protocol'
-import { BlobStore, checkRoundCert, checkTermCert, encodeCheckpointFile, NODE_OPTIONS, parseCheckpoint, parseConfigText, requestBlob, serveBlob } from '@dml/node'
+import { BlobStore, checkRoundCert, checkTermCert, encodeCheckpointFile, parseCheckpoint, requestBlob, serveBlob } from '@dml/node'
+import { NODE_OPTIONS, parseConfigText } from '@dml/node/cli'
 import { SAMPLES } from '../../protocol/test/samples.ts'
 import { identities, TASK } from './support/cluster.ts'
 

@@ -1,7 +1,7 @@
 // dml-monitor's views: the lines it prints, and the terminal screen it redraws.
 import { expect } from 'chai'
 import { PassThrough } from 'node:stream'
-import { linesView, sparkline, terminalView, type ShownRound } from '@dml/node'
+import { linesView, sparkline, terminalView, type ShownRound } from '@dml/node/cli'
 import { PROTOCOL_VERSION, type Heartbeat } from '@dml/protocol'
 
 const LEADER = '12D3KooWLeaderAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAleader'

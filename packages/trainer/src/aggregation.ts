@@ -33,6 +33,8 @@ export interface AggregationStrategy {
 
 export class AggregationError extends Error {
   override name = 'AggregationError'
+  /** the user's to fix: a command says it in one line (see errors.ts in @dml/node) */
+  readonly expected = true
 }
 
 /** The updates that aggregateRound found finite already (by their distances): not scanned again. */

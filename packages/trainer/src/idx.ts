@@ -2,6 +2,8 @@
 // then the data. Only unsigned bytes (type 0x08) are accepted: that is what image sets use.
 export class IdxError extends Error {
   override name = 'IdxError'
+  /** the user's to fix: a command says it in one line (see errors.ts in @dml/node) */
+  readonly expected = true
 }
 
 export interface IdxArray {

@@ -18,16 +18,22 @@ export function registerModel (name: string, factory: ModelFactory): void {
   registry.set(name, factory)
 }
 
+/** A model that is not registered, or does not fit the data set: the user's to fix. */
+export class ModelError extends Error {
+  override name = 'ModelError'
+  readonly expected = true
+}
+
 export function modelNames (): string[] {
   return [...registry.keys()]
 }
 
 export function buildModel (name: string, spec: ModelSpec): tf.LayersModel {
   const factory = registry.get(name)
-  if (factory === undefined) throw new Error(`unknown model "${name}"; known models: ${modelNames().join(', ')} (add your own with --model-module)`)
+  if (factory === undefined) throw new ModelError(`unknown model "${name}"; known models: ${modelNames().join(', ')} (add your own with --model-module)`)
   const model = factory(tf.wholeTfjs, spec)
   const out = model.outputs[0].shape
-  if (out[out.length - 1] !== spec.numClasses) throw new Error(`model "${name}" outputs ${String(out[out.length - 1])} classes, the data set has ${spec.numClasses}`)
+  if (out[out.length - 1] !== spec.numClasses) throw new ModelError(`model "${name}" outputs ${String(out[out.length - 1])} classes, the data set has ${spec.numClasses}`)
   return model
 }
 

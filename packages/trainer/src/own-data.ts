@@ -10,6 +10,8 @@ import { parseIdx } from './idx.ts'
 
 export class DataError extends Error {
   override name = 'DataError'
+  /** the user's to fix: a command says it in one line (see errors.ts in @dml/node) */
+  readonly expected = true
 }
 
 /** What every peer's examples must look like: the task names it, so the model fits them all. */

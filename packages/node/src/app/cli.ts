@@ -1,25 +1,26 @@
 // The dml-node command: parse options, pick a backend, start the host, the engine and the status
 // API. Every mistake a user can make here (a flag, a path, an address) ends in one line that
 // names the option, never a stack trace.
+import { ConfigError, isExpected } from '../errors.ts'
 import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import yargs, { type Argv } from 'yargs'
 import { encodeTensors, OWN_DATA, type Compression } from '@dml/protocol'
 import { backendKey, defaultThreads, initBackend, registerModelModule, buildModel, defaultServerLr, getStrategy, TrainingThreads, type ServerOptimizerName } from '@dml/trainer'
-import { DataDirStore, loadLatestCheckpoint, loadVote, type Checkpoint } from './checkpoint.ts'
-import type { CheckpointStore } from './replica.ts'
-import { keySigner } from './certificates.ts'
-import { ConfigError, declareOptions, EVALUATE_OPTIONS, EXPORT_OPTIONS, firstLine, helpText, KEYGEN_OPTIONS, levenshtein, NODE_OPTIONS, parseOptions, parseShard, readAllowList, readSwarmKey, type OptionSpec } from './config.ts'
-import { lockDataDir } from './data-dir.ts'
-import { startHost, type DmlHost } from './host.ts'
-import { loadOrCreateIdentity } from './identity.ts'
-import { createLogger, recordingTo, RecentEvents, type Logger, type LogLevel } from './log.ts'
+import { DataDirStore, loadLatestCheckpoint, loadVote, type Checkpoint } from '../checkpoint.ts'
+import type { CheckpointStore } from '../replica.ts'
+import { keySigner } from '../certificates.ts'
+import { declareOptions, EVALUATE_OPTIONS, EXPORT_OPTIONS, firstLine, helpText, KEYGEN_OPTIONS, levenshtein, NODE_OPTIONS, parseOptions, parseShard, readAllowList, readSwarmKey, type OptionSpec } from './config.ts'
+import { lockDataDir } from '../data-dir.ts'
+import { startHost, type DmlHost } from '../host.ts'
+import { loadOrCreateIdentity } from '../identity.ts'
+import { createLogger, recordingTo, RecentEvents, type Logger, type LogLevel } from '../log.ts'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { lateHandlers } from './network.ts'
-import { DmlNode } from './node.ts'
-import { DEFAULT_STATUS_LIMITS, leaderStatusUrl, startStatusServer } from './status.ts'
-import { NodeMetrics } from './metrics.ts'
-import { LocalTrainer, modelSpec } from './trainer.ts'
+import { lateHandlers } from '../network.ts'
+import { DmlNode } from '../node.ts'
+import { DEFAULT_STATUS_LIMITS, leaderStatusUrl, startStatusServer } from '../status.ts'
+import { NodeMetrics } from '../metrics.ts'
+import { LocalTrainer, modelSpec } from '../trainer.ts'
 import { exportCheckpoint, runEvaluate, runExport, runPredict } from './model-commands.ts'
 
 const SUMMARY = 'A dml peer: finds other peers (mDNS, --bootstrap), elects a coordinator, and trains one model with them.'
@@ -366,7 +367,7 @@ function watchBootstrap (net: DmlHost, log: Logger, everyMs: number): NodeJS.Tim
 /** Runs a command's main, turning expected errors into one clear line and an exit code. */
 export function main (run: (argv: string[]) => Promise<number>): void {
   run(process.argv.slice(2)).then(exitAfterOutput, (err: Error) => {
-    const expected = ['ConfigError', 'DataError', 'IdxError', 'AggregationError', 'IdentityError', 'CheckpointError'].includes(err.name) || /unknown (model|dataset)/.test(err.message)
+    const expected = isExpected(err)
     console.error(`error: ${expected ? err.message : err.stack ?? String(err)}`)
     exitAfterOutput(expected ? 2 : 1)
   })

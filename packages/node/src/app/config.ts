@@ -8,7 +8,8 @@ import { readFileSync } from 'node:fs'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import yargs, { type Argv } from 'yargs'
-import { LOG_LEVELS } from './log.ts'
+import { ConfigError } from '../errors.ts'
+import { LOG_LEVELS } from '../log.ts'
 // the data module alone: the monitor reads these options too, and has no use for TensorFlow.js
 import { COMPRESSIONS, isCompression, MAX_HEARTBEAT_EVERY_MS, parseInputShape } from '@dml/protocol'
 import { PARTITION_FORMS, parsePartition } from '@dml/trainer/data'
@@ -20,9 +21,6 @@ export function firstLine (err: unknown): string {
   return String((err as Error)?.message ?? err).split('\n')[0]
 }
 
-export class ConfigError extends Error {
-  override name = 'ConfigError'
-}
 
 type Kind = 'string' | 'number' | 'integer' | 'boolean' | 'list'
 
