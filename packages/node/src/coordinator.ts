@@ -13,7 +13,7 @@ import { aggregateRound, type ClientUpdate } from '@dml/trainer'
 import { allocateWork, expectedSeconds, roundParticipants } from './allocation.ts'
 import { certVoteOf, drawCheckers, majority, poolSlack, quorumFollowers, roundQuorum, type QuorumPolicy, type Signer, type Standing } from './certificates.ts'
 import { AbortError, abortReason, type Changes, type Clock, sleep, type Supervisor } from './clock.ts'
-import type { Logger } from './log.ts'
+import { short, type Logger } from './log.ts'
 import type { Network } from './network.ts'
 import type { Replica } from './replica.ts'
 import type { Trainer } from './trainer.ts'
@@ -663,8 +663,4 @@ export function graceMs (tookMs: number, missing: Assignment[], delivered: Assig
   const most = Math.max(...missing.map(a => a.samples))
   const factor = typical > 0 ? Math.max(2, 1.5 * most / typical) : 2
   return Math.max(factor * tookMs, tookMs + minMs)
-}
-
-export function short (peer: string): string {
-  return peer.slice(-6)
 }

@@ -5,6 +5,11 @@ export interface Logger {
   warn: (event: string, fields: Record<string, unknown>, text: string) => void
 }
 
+/** A peer id as log lines name it: its last six characters. */
+export function short (peer: string): string {
+  return peer.slice(-6)
+}
+
 export const LOG_LEVELS = ['debug', 'info', 'warn'] as const
 export type LogLevel = typeof LOG_LEVELS[number]
 
