@@ -4,7 +4,7 @@
 // temporary file and renamed, and the previous checkpoint is kept as a fallback.
 import { mkdir, readdir, readFile, rename, rm, open } from 'node:fs/promises'
 import { join } from 'node:path'
-import { contentHash, decodeCbor, describe, encodeCbor, MAX_BLOB_BYTES, type RoundMetrics, type Task } from '@dml/protocol'
+import { contentHash, decodeCbor, describe, encodeCbor, MAX_BLOB_BYTES, type RoundMetrics, type StrategySpec, type Task } from '@dml/protocol'
 import { MAX_KEPT_MEMBERS } from './membership.ts'
 
 export interface RoundRecord {
@@ -110,8 +110,11 @@ export function parseCheckpoint (bytes: Uint8Array, path: string): Checkpoint {
     !bytesOrNull(c.roundCert) || !bytesOrNull(c.termCert)) return fail('unexpected layout')
   if (c.proven !== undefined && !(Array.isArray(c.proven) && c.proven.length <= MAX_KEPT_MEMBERS && c.proven.every(isProvenEntry))) return fail('unexpected layout')
   if (contentHash(c.model) !== c.modelHash) return fail('model does not match its hash')
-  // checkpoints from before the task named its input are of MNIST-shaped sets (MNIST, Fashion-MNIST)
-  const task: Task = { ...{ input: '28x28x1', classes: 10, inputScale: 255, lrSchedule: 'constant', optimizer: 'sgd', proxMu: 0, serverOptimizer: 'none', serverLr: 1 }, ...c.task }
+  // checkpoints from before the task named its input are of MNIST-shaped sets (MNIST, Fashion-MNIST);
+  // before protocol 8 the strategy's fields stood in the task itself
+  const { aggregation, trim, byzantine, clip, normBound, serverOptimizer, serverLr, ...saved } = c.task as Task & Partial<StrategySpec>
+  const strategy = c.task.strategy ?? { aggregation, trim, byzantine, clip, normBound, serverOptimizer: serverOptimizer ?? 'none', serverLr: serverLr ?? 1 } as StrategySpec
+  const task: Task = { ...{ input: '28x28x1', classes: 10, inputScale: 255, lrSchedule: 'constant', optimizer: 'sgd', proxMu: 0 }, ...saved, strategy }
   return { round: c.round, term: c.term, modelHash: c.modelHash, model: c.model, task, history: c.history, roundCert: c.roundCert, termCert: c.termCert, ...(c.proven === undefined ? {} : { proven: c.proven }) }
 }
 

@@ -434,7 +434,7 @@ export class Coordinator {
 
       this.enter(state, 'aggregating', timeoutMs)
       const aggregateStart = performance.now()
-      const { weights, dropped } = aggregateRound(updates, global.weights, task)
+      const { weights, dropped } = aggregateRound(updates, global.weights, task.strategy)
       const aggregateMs = performance.now() - aggregateStart
       for (const d of dropped) {
         stats.rejectedUpdates['norm-bound'] = (stats.rejectedUpdates['norm-bound'] ?? 0) + 1
@@ -449,7 +449,7 @@ export class Coordinator {
       const modelHash = net.blobs.put(bytes, true)
       const result: RoundResult = {
         kind: 'round-result', v: PROTOCOL_VERSION, term: this.term, round, leader: this.deps.self, prevHash: global.hash, modelHash,
-        aggregation: task.aggregation, trim: task.trim, byzantine: task.byzantine, clip: task.clip, normBound: task.normBound, serverOptimizer: task.serverOptimizer, serverLr: task.serverLr,
+        strategy: { ...task.strategy },
         participants: assignments.map(a => a.peer),
         pool,
         checkers,

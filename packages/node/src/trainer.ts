@@ -114,7 +114,7 @@ export class LocalTrainer implements Trainer {
   /** Fresh weights of the task's model for round 0, with the server optimizer's zero state. */
   async initialWeights (task: Task): Promise<NamedTensor[]> {
     const model = buildModel(task.model, modelSpec(task))
-    const weights = withServerState(readWeights(model), task.serverOptimizer as ServerOptimizerName)
+    const weights = withServerState(readWeights(model), task.strategy.serverOptimizer as ServerOptimizerName)
     model.dispose()
     return weights
   }

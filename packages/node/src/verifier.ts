@@ -13,7 +13,7 @@
 // this peer, the checker builds the certificate itself and commits the round. A quorum that
 // signed is a round finished, whether or not its leader lived to say so: otherwise the next
 // leader, elected by peers that had not heard, would do the round again with a different model.
-import { contentHash, decodeResult, encodeRoundCert, MAX_CERT_BYTES, encodeTensors, PROTOCOL_VERSION, roundVoteSigningBytes, trainingDifference, type NamedTensor, type RoundCertVote, type RoundProposal, type RoundResult, type RoundStart, type RoundVote, type Task, type Unstamped } from '@dml/protocol'
+import { contentHash, decodeResult, encodeRoundCert, MAX_CERT_BYTES, encodeTensors, PROTOCOL_VERSION, roundVoteSigningBytes, strategyDifference, type NamedTensor, type RoundCertVote, type RoundProposal, type RoundResult, type RoundStart, type RoundVote, type Task, type Unstamped } from '@dml/protocol'
 import { aggregateRound, type ClientUpdate } from '@dml/trainer'
 import { certVoteOf, drawCheckers, quorumFollowers, roundQuorum, sameSet, type QuorumPolicy, type Signer, type Standing } from './certificates.ts'
 import { AbortError, type Supervisor } from './clock.ts'
@@ -220,7 +220,7 @@ export class Verifier {
     if (!sameSet(result.checkers, start.checkers)) fail('its checkers are not the ones its round start named')
     if (!sameSet(drawCheckers(this.deps.policy, result.pool, start.modelHash), result.checkers)) fail('its checkers are not the ones drawn from its pool')
     const ours = this.deps.task()
-    const difference = trainingDifference(ours, { ...ours, aggregation: result.aggregation, trim: result.trim, byzantine: result.byzantine, clip: result.clip, normBound: result.normBound, serverOptimizer: result.serverOptimizer, serverLr: result.serverLr })
+    const difference = strategyDifference(ours.strategy, result.strategy)
     if (difference !== undefined) fail(`it aggregates with ${difference.field} ${String(difference.theirs)}, this peer with ${String(difference.ours)}`)
     const assigned = start.assignments.map(a => a.peer).sort()
     if (result.participants.length !== assigned.length || [...result.participants].sort().some((peer, i) => peer !== assigned[i])) fail('its participants are not the round\'s')
@@ -235,7 +235,7 @@ export class Verifier {
 }
 
 function aggregate (updates: ClientUpdate[], previous: NamedTensor[], result: RoundResult): NamedTensor[] {
-  return aggregateRound(updates, previous, result).weights
+  return aggregateRound(updates, previous, result.strategy).weights
 }
 
 function remember<T> (map: Map<string, T>, key: string, value: T): void {

@@ -19,7 +19,7 @@ async function termCert (term: number, leader: Identity, voters: Identity[], ele
 async function roundCert (leader: Identity, signers: Identity[], pool: string[], term: TermCert, accuracies: number[], checkers = roundCheckers(pool, HASH)): Promise<ReturnType<typeof decodeRoundCert>> {
   const result: RoundResult = {
     kind: 'round-result', v: PROTOCOL_VERSION, term: term.term, round: 7, leader: leader.id, prevHash: HASH, modelHash: HASH,
-    aggregation: 'fedavg', trim: 0.2, byzantine: 1, clip: 1, normBound: 5, serverOptimizer: 'none', serverLr: 1, participants: pool, pool, checkers, contributions: [], termCert: contentHash(encodeTermCert(term))
+    strategy: { aggregation: 'fedavg', trim: 0.2, byzantine: 1, clip: 1, normBound: 5, serverOptimizer: 'none', serverLr: 1 }, participants: pool, pool, checkers, contributions: [], termCert: contentHash(encodeTermCert(term))
   }
   const bytes = encodeResult(result)
   const resultHash = contentHash(bytes)

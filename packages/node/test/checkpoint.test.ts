@@ -3,9 +3,9 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync, trunc
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { contentHash, encodeTensors } from '@dml/protocol'
-import { DataDirStore, loadLatestCheckpoint, loadVote, saveCheckpoint, saveVote, loadOrCreateIdentity, BlobStore, type Checkpoint } from '@dml/node'
+import { DataDirStore, encodeCheckpointFile, loadLatestCheckpoint, parseCheckpoint, loadVote, saveCheckpoint, saveVote, loadOrCreateIdentity, BlobStore, type Checkpoint } from '@dml/node'
 
-const task = { model: 'mlp', dataset: 'mnist', input: '28x28x1', classes: 10, inputScale: 255, lr: 0.1, lrSchedule: 'constant', optimizer: 'sgd', proxMu: 0, batchSize: 32, localEpochs: 1, totalRounds: 10, targetAccuracy: 1, aggregation: 'fedavg', trim: 0.2, byzantine: 1, clip: 1, normBound: 5, serverOptimizer: 'none', serverLr: 1, evalSamples: 100, partition: 'iid' }
+const task = { model: 'mlp', dataset: 'mnist', input: '28x28x1', classes: 10, inputScale: 255, lr: 0.1, lrSchedule: 'constant', optimizer: 'sgd', proxMu: 0, batchSize: 32, localEpochs: 1, totalRounds: 10, targetAccuracy: 1, strategy: { aggregation: 'fedavg', trim: 0.2, byzantine: 1, clip: 1, normBound: 5, serverOptimizer: 'none', serverLr: 1 }, evalSamples: 100, partition: 'iid' }
 function checkpoint (round: number): Checkpoint {
   const model = encodeTensors([{ name: 'w0', shape: [2], values: Float32Array.from([round, -round]) }])
   return { round, term: 1, modelHash: contentHash(model), model, task, history: [], roundCert: new Uint8Array([round]), termCert: new Uint8Array([1]) }
@@ -30,6 +30,17 @@ describe('checkpoints', () => {
     const corrupt: string[] = []
     expect((await loadLatestCheckpoint(dir, err => corrupt.push(err.message)))?.round).to.equal(1)
     expect(corrupt[0]).to.match(/round-000002.*unexpected layout/)
+  })
+
+  it('of a task from before the strategy was one record load with it as one', () => {
+    // flat, as before protocol 8, and older still: without the server optimizer's fields
+    const { strategy, ...rest } = task
+    const { serverOptimizer, serverLr, ...older } = strategy
+    const old = { ...checkpoint(4), task: { ...rest, ...older, aggregation: 'median' } } as unknown as Checkpoint
+    const loaded = parseCheckpoint(encodeCheckpointFile(old), 'old.cbor')
+    expect(loaded.task.strategy).to.deep.equal({ ...strategy, aggregation: 'median', serverOptimizer: 'none', serverLr: 1 })
+    expect(loaded.task).to.not.have.property('aggregation')
+    expect(parseCheckpoint(encodeCheckpointFile(checkpoint(4)), 'new.cbor').task).to.deep.equal(task)
   })
 
   it('detect a truncated checkpoint and fall back to the previous one', async () => {

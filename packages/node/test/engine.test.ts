@@ -64,7 +64,7 @@ describe('round engine', function () {
 
   for (const serverOptimizer of ['momentum', 'adam']) {
     it(`with a server optimizer (${serverOptimizer}), its state travels in the model blob: every participant computes the same step and signs`, async () => {
-      const task = { ...TASK, serverOptimizer, serverLr: serverOptimizer === 'adam' ? 0.01 : 1 }
+      const task = { ...TASK, strategy: { ...TASK.strategy, serverOptimizer, serverLr: serverOptimizer === 'adam' ? 0.01 : 1 } }
       const peers = [0, 1, 2].map(() => net.add({ config: { task } }))
       await net.until('5 rounds done', () => peers.every(p => p.node.replica.finished))
       const done = net.roundsDone()

@@ -95,7 +95,7 @@ describe('fuzzing every decoder and validator', function () {
       termBytes = encodeTermCert({ kind: 'term-cert', v: PROTOCOL_VERSION, term: 4, leader: ids[0].id, electorate: ids.map(i => i.id), votes })
       const result: RoundResult = {
         kind: 'round-result', v: PROTOCOL_VERSION, term: 4, round: 2, leader: ids[0].id, prevHash: 'a'.repeat(64), modelHash: 'c'.repeat(64),
-        aggregation: 'fedavg', trim: 0.2, byzantine: 1, clip: 1, normBound: 5, serverOptimizer: 'none', serverLr: 1, participants: ids.map(i => i.id), pool: ids.map(i => i.id), checkers: ids.map(i => i.id),
+        strategy: { aggregation: 'fedavg', trim: 0.2, byzantine: 1, clip: 1, normBound: 5, serverOptimizer: 'none', serverLr: 1 }, participants: ids.map(i => i.id), pool: ids.map(i => i.id), checkers: ids.map(i => i.id),
         contributions: ids.map(i => ({ peer: i.id, hash: 'd'.repeat(64), numSamples: 10 })), termCert: contentHash(termBytes)
       }
       resultBytes = encodeResult(result)

@@ -3,9 +3,9 @@
 // here. Checking the signatures needs the peers' public keys, which the node package has; this
 // module fixes what is signed (domain-separated CBOR) and the shape of each certificate.
 import { CodecError, decodeCbor, describe, encodeCbor } from './codec.ts'
-import { MAX_MEMBERS, MAX_ROUND_CHECKERS, MAX_ROUND_PEERS, PROTOCOL_VERSION, SERVER_OPTIMIZERS } from './constants.ts'
+import { MAX_MEMBERS, MAX_ROUND_CHECKERS, MAX_ROUND_PEERS, PROTOCOL_VERSION } from './constants.ts'
 import { contentHash } from './hash.ts'
-import { hash, int, list, MessageError, num, obj, oneOf, peerId, peerList, signature, str, type Obj } from './messages.ts'
+import { hash, int, list, MessageError, num, obj, peerId, peerList, signature, str, strategySpec, type Obj, type StrategySpec } from './messages.ts'
 
 /** Largest certificate blob accepted: a round of MAX_ROUND_PEERS, with room to spare. */
 export const MAX_CERT_BYTES = 256 * 1024
@@ -31,14 +31,7 @@ export interface RoundResult {
   prevHash: string
   modelHash: string
   /** the strategy and its parameters, as the task names them */
-  aggregation: string
-  trim: number
-  byzantine: number
-  clip: number
-  normBound: number
-  /** how the aggregate moved the model: none (it is the model), momentum or adam, at serverLr */
-  serverOptimizer: string
-  serverLr: number
+  strategy: StrategySpec
   /** the peers assigned work (the round's participants) */
   participants: string[]
   /**
@@ -157,13 +150,7 @@ export function decodeResult (bytes: Uint8Array): RoundResult {
     leader: peerId(o.leader, 'leader'),
     prevHash: hash(o, 'prevHash'),
     modelHash: hash(o, 'modelHash'),
-    aggregation: str(o, 'aggregation', 64),
-    trim: num(o, 'trim', 0, 0.49),
-    byzantine: int(o, 'byzantine', 0, MAX_ROUND_PEERS),
-    clip: num(o, 'clip', 0, 1e6),
-    normBound: num(o, 'normBound', 0, 1e6),
-    serverOptimizer: oneOf(o, 'serverOptimizer', SERVER_OPTIMIZERS),
-    serverLr: num(o, 'serverLr', 0, 1000),
+    strategy: strategySpec(o.strategy),
     participants: list(o, 'participants', MAX_ROUND_PEERS, (p) => peerId(p, 'participant')),
     pool: peerList(o, 'pool', MAX_MEMBERS),
     checkers: peerList(o, 'checkers', MAX_ROUND_PEERS),

@@ -2,9 +2,10 @@
  * 2: leaders and rounds are proven by certificates (votes, signatures of a round's participants);
  * 5: heartbeats say how often they come; 6: a round is checked and signed by its checkers (roundCheckers);
  * 7: every message carries its author's message clock (seq), and a round start fixes its checkers,
- * drawn from the round's members (the pool, carried in the round result).
+ * drawn from the round's members (the pool, carried in the round result);
+ * 8: a task and a round result carry their strategy as one record (StrategySpec).
  */
-export const PROTOCOL_VERSION = 7
+export const PROTOCOL_VERSION = 8
 /** gossipsub topic for every control message. */
 export const CONTROL_TOPIC = '/dml/1/control'
 /** libp2p stream protocol that serves blobs (models and updates) by content hash. */

@@ -30,6 +30,16 @@ export interface Task {
   localEpochs: number
   totalRounds: number
   targetAccuracy: number
+  /** how a round's updates become the next model: named in the task, and in each round's result */
+  strategy: StrategySpec
+  evalSamples: number
+  /** how the training set is split between a round's peers: iid, dirichlet:<alpha> or shards:<k> */
+  partition: string
+}
+
+/** A round's aggregation: the strategy, its parameters, and how the aggregate moves the model. */
+export interface StrategySpec {
+  /** fedavg, median, trimmed-mean, krum, multi-krum or clipped-mean */
   aggregation: string
   /** trimmed-mean: the fraction cut from each end of every coordinate */
   trim: number
@@ -42,13 +52,12 @@ export interface Task {
   /** how the round's aggregate moves the model: none (FedAvg), momentum (FedAvgM) or adam (FedAdam) */
   serverOptimizer: string
   serverLr: number
-  evalSamples: number
-  /** how the training set is split between a round's peers: iid, dirichlet:<alpha> or shards:<k> */
-  partition: string
 }
 
-/** The fields of a task that decide what training computes: peers agree on them or do not work together. */
-export const TRAINING_FIELDS = ['model', 'input', 'classes', 'inputScale', 'lr', 'lrSchedule', 'optimizer', 'proxMu', 'batchSize', 'localEpochs', 'aggregation', 'trim', 'byzantine', 'clip', 'normBound', 'serverOptimizer', 'serverLr', 'evalSamples'] as const
+const STRATEGY_FIELDS = ['aggregation', 'trim', 'byzantine', 'clip', 'normBound', 'serverOptimizer', 'serverLr'] as const
+
+/** The fields of a task that decide what training computes (with its strategy): peers agree on them or do not work together. */
+export const TRAINING_FIELDS = ['model', 'input', 'classes', 'inputScale', 'lr', 'lrSchedule', 'optimizer', 'proxMu', 'batchSize', 'localEpochs', 'evalSamples'] as const
 
 /** Peers that train on one shared data set must also agree on which and how it is split. */
 const SHARED_DATA_FIELDS = ['dataset', 'partition'] as const
@@ -60,6 +69,12 @@ export const OWN_DATA = 'own'
 export function trainingDifference (a: Task, b: Task): { field: string, ours: unknown, theirs: unknown } | undefined {
   const shared = a.dataset !== OWN_DATA && b.dataset !== OWN_DATA
   for (const field of [...TRAINING_FIELDS, ...(shared ? SHARED_DATA_FIELDS : [])]) if (a[field] !== b[field]) return { field, ours: a[field], theirs: b[field] }
+  return strategyDifference(a.strategy, b.strategy)
+}
+
+/** The first field in which two strategies differ, if any. */
+export function strategyDifference (a: StrategySpec, b: StrategySpec): { field: string, ours: unknown, theirs: unknown } | undefined {
+  for (const field of STRATEGY_FIELDS) if (a[field] !== b[field]) return { field, ours: a[field], theirs: b[field] }
   return undefined
 }
 
@@ -409,6 +424,20 @@ function inputShape (value: unknown): string {
   return value
 }
 
+/** A strategy as a task or a round result names it: the one check of its values. */
+export function strategySpec (value: unknown): StrategySpec {
+  const o = obj(value, 'strategy')
+  return {
+    aggregation: str(o, 'aggregation', 64),
+    trim: num(o, 'trim', 0, 0.49),
+    byzantine: int(o, 'byzantine', 0, MAX_ROUND_PEERS),
+    clip: num(o, 'clip', 0, 1e6),
+    normBound: num(o, 'normBound', 0, 1e6),
+    serverOptimizer: oneOf(o, 'serverOptimizer', SERVER_OPTIMIZERS),
+    serverLr: num(o, 'serverLr', 0, 1000)
+  }
+}
+
 function task (value: unknown): Task {
   const o = obj(value, 'task')
   return {
@@ -425,13 +454,7 @@ function task (value: unknown): Task {
     localEpochs: num(o, 'localEpochs', 0, 1000),
     totalRounds: int(o, 'totalRounds', 1, 1e9),
     targetAccuracy: num(o, 'targetAccuracy', 0, 1),
-    aggregation: str(o, 'aggregation', 64),
-    trim: num(o, 'trim', 0, 0.49),
-    byzantine: int(o, 'byzantine', 0, MAX_ROUND_PEERS),
-    clip: num(o, 'clip', 0, 1e6),
-    normBound: num(o, 'normBound', 0, 1e6),
-    serverOptimizer: oneOf(o, 'serverOptimizer', SERVER_OPTIMIZERS),
-    serverLr: num(o, 'serverLr', 0, 1000),
+    strategy: strategySpec(o.strategy),
     evalSamples: int(o, 'evalSamples', 1),
     partition: partitionSpec(o.partition)
   }

@@ -4,7 +4,7 @@ import { PROTOCOL_VERSION, type ControlMessage } from '@dml/protocol'
 export const PEER = '12D3KooWN5i3tb5gETU8rZRMgMyvn34rGfgjzCgRSXzt89tLbNKM'
 export const OTHER = '12D3KooWDWG31EDrNyzFQKcBHtq2P5n2x9Vz6Y8JpRPQVhGmdHcK'
 export const HASH = 'a'.repeat(64)
-export const task = { model: 'mlp', dataset: 'mnist', input: '28x28x1', classes: 10, inputScale: 255, lr: 0.1, lrSchedule: 'constant', optimizer: 'sgd', proxMu: 0, batchSize: 32, localEpochs: 1, totalRounds: 10, targetAccuracy: 0.97, aggregation: 'fedavg', trim: 0.2, byzantine: 1, clip: 1, normBound: 5, serverOptimizer: 'none', serverLr: 1, evalSamples: 10000, partition: 'iid' }
+export const task = { model: 'mlp', dataset: 'mnist', input: '28x28x1', classes: 10, inputScale: 255, lr: 0.1, lrSchedule: 'constant', optimizer: 'sgd', proxMu: 0, batchSize: 32, localEpochs: 1, totalRounds: 10, targetAccuracy: 0.97, strategy: { aggregation: 'fedavg', trim: 0.2, byzantine: 1, clip: 1, normBound: 5, serverOptimizer: 'none', serverLr: 1 }, evalSamples: 10000, partition: 'iid' }
 export const SIG = new Uint8Array(64).fill(7)
 export const metrics = { accuracy: 0.9, loss: 0.3, federatedAccuracy: 0.9, federatedLoss: 0.3, evaluatedSamples: 1000, participants: [PEER, OTHER], activeNodes: 2, gpuNodes: 0, cpuNodes: 2, durationMs: 10, trainMs: 5, transferMs: 1, aggregateMs: 1, evalMs: 1, idleMs: 2, finishedAt: 1 }
 

@@ -2,7 +2,7 @@
 // (test/aggregation.contract.test.ts); add one by registering it here. They are deterministic for
 // the same inputs in the same order (float64 accumulation, stable sorts): the participants of a
 // round recompute the leader's aggregate and must arrive at the same bytes.
-import type { NamedTensor } from '@dml/protocol'
+import type { NamedTensor, StrategySpec } from '@dml/protocol'
 import { isServerOptimizer, modelPart, SERVER_OPTIMIZERS, serverStep } from './server-optimizer.ts'
 
 export interface ClientUpdate {
@@ -294,21 +294,12 @@ export function normFilter (updates: ClientUpdate[], global: NamedTensor[], boun
   return { kept, dropped }
 }
 
-export interface RoundAggregation extends AggregationParams {
-  aggregation: string
-  /** see normFilter; 0 turns it off */
-  normBound: number
-  /** see serverStep */
-  serverOptimizer: string
-  serverLr: number
-}
-
 /**
  * A round's aggregate as every peer computes it: sort the updates by peer, drop those beyond the
  * norm bound, combine the rest with the strategy. The leader proposes it; the participants compute
  * it again from the same updates and sign only if they arrive at the same model.
  */
-export function aggregateRound (updates: ClientUpdate[], current: NamedTensor[], spec: RoundAggregation): { weights: NamedTensor[], dropped: Array<{ peer: string, distance: number, limit: number }> } {
+export function aggregateRound (updates: ClientUpdate[], current: NamedTensor[], spec: StrategySpec): { weights: NamedTensor[], dropped: Array<{ peer: string, distance: number, limit: number }> } {
   const sorted = [...updates].sort((a, b) => (a.peer < b.peer ? -1 : a.peer > b.peer ? 1 : 0))
   const global = modelPart(current)
   checkShapes(sorted, global)

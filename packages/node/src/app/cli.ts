@@ -164,13 +164,15 @@ async function runStart (argv: string[]): Promise<number> {
     localEpochs: o['local-epochs'] as number,
     totalRounds: o.rounds as number,
     targetAccuracy: o['target-accuracy'] as number,
-    aggregation: o.aggregation as string,
-    trim: o.trim as number,
-    byzantine: o.byzantine as number,
-    clip: o.clip as number,
-    normBound: o['norm-bound'] as number,
-    serverOptimizer: o['server-optimizer'] as string,
-    serverLr: o['server-lr'] === 0 ? defaultServerLr(o['server-optimizer'] as ServerOptimizerName) : o['server-lr'] as number,
+    strategy: {
+      aggregation: o.aggregation as string,
+      trim: o.trim as number,
+      byzantine: o.byzantine as number,
+      clip: o.clip as number,
+      normBound: o['norm-bound'] as number,
+      serverOptimizer: o['server-optimizer'] as string,
+      serverLr: o['server-lr'] === 0 ? defaultServerLr(o['server-optimizer'] as ServerOptimizerName) : o['server-lr'] as number
+    },
     evalSamples: o['eval-samples'] as number,
     partition: o.partition as string
   }

@@ -53,7 +53,7 @@ export class FakeTrainer implements Trainer {
   }
 
   async initialWeights (task: Task): Promise<NamedTensor[]> {
-    return withServerState([{ name: 'w0', shape: [2, 2], values: new Float32Array(4) }, { name: 'w1', shape: [3], values: new Float32Array(3) }], task.serverOptimizer as ServerOptimizerName)
+    return withServerState([{ name: 'w0', shape: [2, 2], values: new Float32Array(4) }, { name: 'w1', shape: [3], values: new Float32Array(3) }], task.strategy.serverOptimizer as ServerOptimizerName)
   }
 
   async train (job: TrainJob): Promise<TrainResult> {
@@ -92,7 +92,7 @@ export interface TestPeer {
   logs: LogEntry[]
 }
 
-export const TASK: Task = { model: 'fake', dataset: 'fake', input: '2', classes: 2, inputScale: 1, lr: 0.1, lrSchedule: 'constant', optimizer: 'sgd', proxMu: 0, batchSize: 10, localEpochs: 1, totalRounds: 5, targetAccuracy: 1, aggregation: 'fedavg', trim: 0.2, byzantine: 1, clip: 1, normBound: 5, serverOptimizer: 'none', serverLr: 1, evalSamples: 100, partition: 'iid' }
+export const TASK: Task = { model: 'fake', dataset: 'fake', input: '2', classes: 2, inputScale: 1, lr: 0.1, lrSchedule: 'constant', optimizer: 'sgd', proxMu: 0, batchSize: 10, localEpochs: 1, totalRounds: 5, targetAccuracy: 1, strategy: { aggregation: 'fedavg', trim: 0.2, byzantine: 1, clip: 1, normBound: 5, serverOptimizer: 'none', serverLr: 1 }, evalSamples: 100, partition: 'iid' }
 
 export interface Identity { id: string, key: PrivateKey, signer: Signer }
 

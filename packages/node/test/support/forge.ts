@@ -47,7 +47,7 @@ export async function forgeRound (liar: DmlNode, accomplices: Signer[], publish:
   const pool = signers.map(s => s.peerId)
   const result: RoundResult = {
     kind: 'round-result', v: PROTOCOL_VERSION, term: leaderCert.term, round, leader: liar.peerId, prevHash: global.hash, modelHash,
-    aggregation: task.aggregation, trim: task.trim, byzantine: task.byzantine, clip: task.clip, normBound: task.normBound, serverOptimizer: task.serverOptimizer, serverLr: task.serverLr,
+    strategy: { ...task.strategy },
     participants: pool, pool, checkers: pool, contributions: [], termCert: leaderCert.hash
   }
   const resultBytes = encodeResult(result)
