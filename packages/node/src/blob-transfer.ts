@@ -80,7 +80,7 @@ export interface ServeLimits {
 }
 
 /** Serves blobs from `store` on an inbound stream, within `limits`. */
-export async function serveBlob (stream: Stream, store: BlobStore, limits: ServeLimits = { requestTimeoutMs: 10_000, sendTimeoutMs: 120_000 }, refused: (limit: string, detail: string) => void = () => {}): Promise<void> {
+export async function serveBlob (stream: Stream, store: Pick<BlobStore, 'get'>, limits: ServeLimits = { requestTimeoutMs: 10_000, sendTimeoutMs: 120_000 }, refused: (limit: string, detail: string) => void = () => {}): Promise<void> {
   const source = stream[Symbol.asyncIterator]()
   const giveUp = (limit: string, detail: string): void => {
     refused(limit, detail)

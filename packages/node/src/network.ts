@@ -2,7 +2,6 @@
 // from peers that hold it, serve its own blobs. The libp2p host implements it (host.ts); unit
 // tests use an in-memory one. The engine never touches libp2p directly.
 import type { ControlMessage, Outgoing } from '@dml/protocol'
-import type { BlobStore } from './blob-transfer.ts'
 
 /**
  * What a validator decides about a well-formed message in the light of the current state. A
@@ -32,6 +31,14 @@ export interface MessageHandlers {
   limited?: (reason: string, peer: string, detail: string) => void
 }
 
+/** The blobs a peer holds and serves, by content hash (blob-transfer.ts's BlobStore is one). */
+export interface Blobs {
+  /** keeps `bytes` (pinned: until unpinned, else among the most recent) and returns its hash */
+  put: (bytes: Uint8Array, pin?: boolean) => string
+  get: (hash: string) => Uint8Array | undefined
+  unpin: (hash: string) => void
+}
+
 export interface FetchOptions {
   /** ends the whole fetch (the round it belongs to is over) */
   signal?: AbortSignal
@@ -44,7 +51,7 @@ export interface FetchOptions {
 export interface Network {
   readonly peerId: string
   /** blobs this peer holds and serves */
-  readonly blobs: BlobStore
+  readonly blobs: Blobs
   /** publishes on the control topic, stamped with this peer's message clock (Envelope.seq) */
   publish: (message: Outgoing) => Promise<void>
   /** the blob `hash`: local if held, else from the first of `from` that delivers it whole and verified */

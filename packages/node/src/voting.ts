@@ -10,7 +10,7 @@ import type { Clock, Supervisor } from './clock.ts'
 import type { Election } from './election.ts'
 import { short, type Logger } from './log.ts'
 import type { Ledger } from './misbehaviour.ts'
-import type { Network } from './network.ts'
+import type { Blobs } from './network.ts'
 import type { Proofs } from './proofs.ts'
 import type { Replica } from './replica.ts'
 
@@ -30,7 +30,7 @@ export interface VotingDeps {
   /** where this peer's votes are written before they are sent; none: not kept */
   store?: { saveVote: (vote: SavedVote) => Promise<void> }
   publish: (message: Outgoing) => Promise<void>
-  blobs: Pick<Network['blobs'], 'put'>
+  blobs: Blobs
   supervisor: Supervisor
   log: Logger
   clock: Clock
