@@ -17,7 +17,8 @@ import { short, type Logger } from './log.ts'
 import type { Network } from './network.ts'
 import type { Replica } from './replica.ts'
 import type { Trainer } from './trainer.ts'
-import { checkUpdate } from './update-check.ts'
+import type { Offence } from './misbehaviour.ts'
+import { checkUpdate, type UpdateRejection } from './update-check.ts'
 import { probationSlots } from './proven.ts'
 
 /** Failed attempts at a round, in a row, after which the leader hands over. */
@@ -65,7 +66,7 @@ export interface CoordinatorDeps {
   /** who counts for this peer now: the round's pool is of members, and its quorum is what every peer asks (roundQuorum) */
   standing: () => Standing
   /** a peer did what no honest peer does (a forged signature, a non-finite update) */
-  offence: (peer: string, reason: string, detail: string) => void
+  offence: (peer: string, reason: Offence, detail: string) => void
   /** a peer did something suspicious that an honest peer may also do (an update over the norm bound) */
   note: (peer: string, reason: string, detail: string) => void
   task: () => Task
@@ -309,7 +310,7 @@ export class Coordinator {
     return state
   }
 
-  private drop (state: RoundState, peer: string, reason: string, detail: string): void {
+  private drop (state: RoundState, peer: string, reason: UpdateRejection | 'fetch-failed' | 'work-failed', detail: string): void {
     state.dropped.set(peer, reason)
     const { stats, log } = this.deps
     stats.rejectedUpdates[reason] = (stats.rejectedUpdates[reason] ?? 0) + 1

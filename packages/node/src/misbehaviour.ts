@@ -6,10 +6,19 @@
 import type { Logger } from './log.ts'
 
 /** Reasons that are offences; anything else a validator rejects is counted but not held against the sender. */
-export const OFFENCES = new Set([
+export const OFFENCES = [
   'malformed', 'spoofed', 'not-leader', 'not-allowed', 'bad-vote', 'bad-certificate', 'bad-proposal',
   'non-finite', 'wrong-shape', 'too-many-samples', 'unsigned', 'equivocation', 'flood', 'relay-flood'
-])
+] as const
+
+/** What a peer can be held to account for: one of OFFENCES. */
+export type Offence = typeof OFFENCES[number]
+
+const OFFENCE_SET: ReadonlySet<string> = new Set(OFFENCES)
+
+export function isOffence (reason: string): reason is Offence {
+  return OFFENCE_SET.has(reason)
+}
 
 export interface LedgerOptions {
   /** offences after which a peer is banned */
@@ -48,7 +57,7 @@ export class Ledger {
   }
 
   /** Counts an offence of `peer`; says so the first time for each reason; bans a repeat offender. */
-  offence (peer: string, reason: string, detail: string): void {
+  offence (peer: string, reason: Offence, detail: string): void {
     const now = this.now()
     this.totals[reason] = (this.totals[reason] ?? 0) + 1
     const r = this.record(peer)
@@ -64,7 +73,7 @@ export class Ledger {
    * An offence proven beyond doubt by the peer's own signatures (two votes in one term): counted,
    * and the peer banned at once, not after repeat offences.
    */
-  convict (peer: string, reason: string, detail: string): void {
+  convict (peer: string, reason: Offence, detail: string): void {
     this.offence(peer, reason, detail)
     this.ban(peer, this.record(peer), this.now())
   }

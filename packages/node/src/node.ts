@@ -15,7 +15,7 @@ import { Coordinator, type LeaderStats, type RoundSnapshot } from './coordinator
 import { Election, rankCandidates } from './election.ts'
 import { short, type Logger } from './log.ts'
 import { followersIn, followersOf, Membership } from './membership.ts'
-import { Ledger, OFFENCES } from './misbehaviour.ts'
+import { isOffence, Ledger } from './misbehaviour.ts'
 import type { MessageHandlers, Network, Verdict } from './network.ts'
 import { roundProgress, type RoundProgress } from './progress.ts'
 import { Proofs } from './proofs.ts'
@@ -479,7 +479,7 @@ export class DmlNode implements MessageHandlers {
   /** Counts a rejected control message; an offence is held against its sender. */
   rejected (reason: string, from: string): void {
     this.rejectedMessages[reason] = (this.rejectedMessages[reason] ?? 0) + 1
-    if (OFFENCES.has(reason)) {
+    if (isOffence(reason)) {
       this.ledger.offence(from, reason, `a ${reason} control message`)
       return
     }

@@ -21,6 +21,7 @@ import type { Logger } from './log.ts'
 import type { Network } from './network.ts'
 import type { Replica } from './replica.ts'
 import type { Trainer } from './trainer.ts'
+import type { Offence } from './misbehaviour.ts'
 import { checkUpdate } from './update-check.ts'
 
 export class ProposalError extends Error {
@@ -51,7 +52,7 @@ export interface VerifierDeps {
   /** a leader silent this long has not announced its round and may never do so */
   announceGraceMs: number
   /** a leader proposed something no honest leader would, or a peer signed with a forged signature */
-  offence: (peer: string, reason: 'bad-proposal' | 'bad-vote', detail: string) => void
+  offence: (peer: string, reason: Extract<Offence, 'bad-proposal' | 'bad-vote'>, detail: string) => void
 }
 
 /** The result this peer checks or signed, and the signatures of it seen so far. */
