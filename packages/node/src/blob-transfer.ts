@@ -5,7 +5,8 @@
 import { Uint8ArrayList } from 'uint8arraylist'
 import type { Stream } from '@libp2p/interface'
 import { CHUNK_BYTES, MAX_BLOB_BYTES, contentHash, decodeCbor, encodeCbor, isContentHash, splitChunks } from '@dml/protocol'
-import { abortReason } from './clock.ts'
+import { abortReason, deadlineSignal, type Clock } from './clock.ts'
+import type { Blobs, FetchOptions } from './network.ts'
 
 export class BlobError extends Error {
   override name = 'BlobError'
@@ -154,4 +155,33 @@ export async function requestBlob (stream: Stream, hash: string, signal?: AbortS
     clearInterval(watch)
     signal?.removeEventListener('abort', onAbort)
   }
+}
+
+/**
+ * The blob `hash`: held already, or from the first of `from` (this peer, `self`, left out) that
+ * `fetchOne` gets it whole from within `timeoutMs` (one deadline for the whole attempt; then the
+ * next source); kept in `blobs`. `fetchOne` checks what it gets (size, hash); `failed` hears of
+ * each source that did not deliver. The host and the in-memory test network share this loop.
+ */
+export async function fetchFromAny (hash: string, from: string[], self: string, blobs: Blobs, { signal, timeoutMs }: FetchOptions, clock: Clock,
+  fetchOne: (peer: string, signal: AbortSignal) => Promise<Uint8Array>, failed: (peer: string, err: unknown, attempt: AbortSignal) => void = () => {}): Promise<Uint8Array> {
+  const local = blobs.get(hash)
+  if (local !== undefined) return local
+  const errors: string[] = []
+  for (const peer of [...new Set(from)].filter(p => p !== self)) {
+    signal?.throwIfAborted()
+    const attempt = deadlineSignal(clock, timeoutMs, `no complete answer within ${timeoutMs} ms`, signal)
+    try {
+      const bytes = await fetchOne(peer, attempt.signal)
+      blobs.put(bytes)
+      return bytes
+    } catch (err) {
+      signal?.throwIfAborted() // the round is over: no next source
+      failed(peer, err, attempt.signal)
+      errors.push(`${peer.slice(-6)}: ${attempt.signal.aborted ? abortReason(attempt.signal).message : (err as Error).message}`)
+    } finally {
+      attempt.clear()
+    }
+  }
+  throw new BlobError(`could not fetch blob ${hash.slice(0, 12)}: ${errors.join('; ') || 'no peer to ask'}`)
 }

@@ -14,10 +14,10 @@ import { bootstrap } from '@libp2p/bootstrap'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import type { Connection, Metrics, PeerId, PrivateKey } from '@libp2p/interface'
-import { BLOB_PROTOCOL, CONTROL_TOPIC, MAX_CONTROL_BYTES, type ControlMessage, decodeMessage, encodeMessage, MessageClock, messageSender, MessageError } from '@dml/protocol'
-import { BlobStore, requestBlob, serveBlob, BlobError } from './blob-transfer.ts'
-import { abortReason, deadlineSignal, systemClock } from './clock.ts'
-import type { MessageHandlers, Network } from './network.ts'
+import { BLOB_PROTOCOL, CONTROL_TOPIC, MAX_CONTROL_BYTES, decodeMessage, encodeMessage, MessageClock } from '@dml/protocol'
+import { BlobError, BlobStore, fetchFromAny, requestBlob, serveBlob } from './blob-transfer.ts'
+import { abortReason, systemClock } from './clock.ts'
+import { admitMessage, type MessageHandlers, type Network } from './network.ts'
 import { privateNetwork } from './private-network.ts'
 import { DEFAULT_DIALER, Dialer } from './dialer.ts'
 
@@ -194,19 +194,10 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
   const pubsub = libp2p.services.pubsub
   pubsub.topicValidators.set(CONTROL_TOPIC, (peer, msg) => {
     if (msg.type !== 'signed') return reject('unsigned', peer.toString())
-    const from = msg.from.toString()
-    let message: ControlMessage
-    try {
-      message = decodeMessage(msg.data)
-    } catch (err) {
-      if (err instanceof MessageError) return reject('malformed', from)
-      throw err
-    }
-    if (messageSender(message) !== from) return reject('spoofed', from)
-    const verdict = handlers.judge(message, from, peer.toString())
-    if (verdict === 'accept') return TopicValidatorResult.Accept
-    if (verdict === 'ignore') return TopicValidatorResult.Ignore
-    return reject(verdict.reject, verdict.culprit ?? from)
+    const admitted = admitMessage(msg.data, msg.from.toString(), peer.toString(), handlers)
+    if (admitted === 'ignore') return TopicValidatorResult.Ignore
+    if ('reject' in admitted) return reject(admitted.reject, admitted.culprit)
+    return TopicValidatorResult.Accept
   })
   pubsub.addEventListener('message', (event) => {
     if (event.detail.topic !== CONTROL_TOPIC) return
@@ -274,29 +265,14 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
     async publish (message) {
       await pubsub.publish(CONTROL_TOPIC, encodeMessage(clock.stamp(message)))
     },
-    async fetchBlob (hash, from, { signal, timeoutMs, maxBytes }) {
-      const local = blobs.get(hash)
-      if (local !== undefined) return local
-      const errors: string[] = []
-      for (const peer of [...new Set(from)].filter(p => p !== self)) {
-        signal?.throwIfAborted()
-        // one deadline for the whole attempt (dial, header, every byte); then the next source
-        const attempt = deadlineSignal(systemClock, timeoutMs, `no complete answer within ${timeoutMs} ms`, signal)
-        try {
-          const stream = await libp2p.dialProtocol(peerIdFromString(peer), BLOB_PROTOCOL, { signal: attempt.signal })
-          const bytes = await requestBlob(stream, hash, attempt.signal, options.minTransferRate ?? 0, maxBytes)
-          blobs.put(bytes)
-          return bytes
-        } catch (err) {
-          signal?.throwIfAborted() // the round is over: no next source
-          if (err instanceof BlobError && err.limit !== undefined) refuse(err.limit, peer, err.message)
-          else if (attempt.signal.aborted) refuse('transfer-timeout', peer, abortReason(attempt.signal).message)
-          errors.push(`${peer.slice(-6)}: ${attempt.signal.aborted ? abortReason(attempt.signal).message : (err as Error).message}`)
-        } finally {
-          attempt.clear()
-        }
-      }
-      throw new BlobError(`could not fetch blob ${hash.slice(0, 12)}: ${errors.join('; ') || 'no peer to ask'}`)
+    async fetchBlob (hash, from, options_) {
+      return await fetchFromAny(hash, from, self, blobs, options_, systemClock, async (peer, signal) => {
+        const stream = await libp2p.dialProtocol(peerIdFromString(peer), BLOB_PROTOCOL, { signal })
+        return await requestBlob(stream, hash, signal, options.minTransferRate ?? 0, options_.maxBytes)
+      }, (peer, err, attempt) => {
+        if (err instanceof BlobError && err.limit !== undefined) refuse(err.limit, peer, err.message)
+        else if (attempt.aborted) refuse('transfer-timeout', peer, abortReason(attempt).message)
+      })
     },
     dialAddrs (peer, addrs) {
       if (peer === self) return

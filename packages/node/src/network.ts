@@ -1,13 +1,34 @@
 // What the round engine needs of the network: publish a control message, fetch a blob by hash
 // from peers that hold it, serve its own blobs. The libp2p host implements it (host.ts); unit
 // tests use an in-memory one. The engine never touches libp2p directly.
-import type { ControlMessage, Outgoing } from '@dml/protocol'
+import { decodeMessage, messageSender, MessageError, type ControlMessage, type Outgoing } from '@dml/protocol'
 
 /**
  * What a validator decides about a well-formed message in the light of the current state. A
  * rejection is held against its author, or against `culprit` (the peer that relayed a replay).
  */
 export type Verdict = 'accept' | 'ignore' | { reject: string, culprit?: string }
+
+/**
+ * What becomes of the bytes of a control message that `from` signed and `relay` handed over:
+ * decoded, its sender checked, judged by the engine. The libp2p host's gossip validator and the
+ * in-memory network of the engine's tests both take every message through this, so the tests see
+ * what a real peer sees. A rejection names whom it is held against.
+ */
+export function admitMessage (bytes: Uint8Array, from: string, relay: string, handlers: MessageHandlers): { accept: ControlMessage } | 'ignore' | { reject: string, culprit: string } {
+  let message: ControlMessage
+  try {
+    message = decodeMessage(bytes)
+  } catch (err) {
+    if (err instanceof MessageError) return { reject: 'malformed', culprit: from }
+    throw err
+  }
+  if (messageSender(message) !== from) return { reject: 'spoofed', culprit: from }
+  const verdict = handlers.judge(message, from, relay)
+  if (verdict === 'accept') return { accept: message }
+  if (verdict === 'ignore') return 'ignore'
+  return { reject: verdict.reject, culprit: verdict.culprit ?? from }
+}
 
 /** Where the network hands what arrives: a peer's engine implements it. */
 export interface MessageHandlers {

@@ -1,9 +1,10 @@
-// An in-memory network for unit tests of the engine: every message is encoded, decoded, checked
-// for its sender and judged exactly as the libp2p host does, then delivered on a later tick.
+// An in-memory network for unit tests of the engine: every message is encoded, then admitted by
+// the host's own pipeline (admitMessage: decoded, its sender checked, judged) on a later tick, and
+// blobs are fetched by the host's own loop over sources (fetchFromAny).
 // Blob transfers honour deadlines on the fake clock, and each peer can be told to stall or fail
 // when asked for a blob.
-import { contentHash, decodeMessage, encodeMessage, MessageClock, messageSender, MessageError, type ControlMessage, type Outgoing } from '@dml/protocol'
-import { abortReason, BlobError, BlobStore, deadlineSignal, type FetchOptions, type MessageHandlers, type Network } from '@dml/node'
+import { contentHash, encodeMessage, MessageClock, type ControlMessage, type Outgoing } from '@dml/protocol'
+import { abortReason, admitMessage, BlobError, BlobStore, fetchFromAny, type FetchOptions, type MessageHandlers, type Network } from '@dml/node'
 import type { FakeClock } from './fake-clock.ts'
 
 /** How a peer answers a blob request: at once, never (until the requester's deadline), or with an error. */
@@ -75,45 +76,21 @@ export class MemoryEndpoint implements Network {
   receive (bytes: Uint8Array, from: string, relay = from): void {
     const handlers = this.handlers
     if (!this.connected || handlers === undefined) return
-    let message: ControlMessage
-    try {
-      message = decodeMessage(bytes)
-    } catch (err) {
-      if (err instanceof MessageError) handlers.rejected('malformed', from)
-      return
-    }
-    if (messageSender(message) !== from) {
-      handlers.rejected('spoofed', from)
-      return
-    }
-    const verdict = handlers.judge(message, from, relay)
-    if (verdict === 'accept') handlers.deliver(message)
-    else if (verdict !== 'ignore') handlers.rejected(verdict.reject, verdict.culprit ?? from)
+    const admitted = admitMessage(bytes, from, relay, handlers)
+    if (admitted === 'ignore') return
+    if ('reject' in admitted) handlers.rejected(admitted.reject, admitted.culprit)
+    else handlers.deliver(admitted.accept)
   }
 
-  async fetchBlob (hash: string, from: string[], { signal, timeoutMs, maxBytes }: FetchOptions): Promise<Uint8Array> {
-    const local = this.blobs.get(hash)
-    if (local !== undefined) return local
-    const errors: string[] = []
-    for (const peer of [...new Set(from)].filter(p => p !== this.peerId)) {
-      signal?.throwIfAborted()
-      const attempt = deadlineSignal(this.hub.clock, timeoutMs, `no complete answer within ${timeoutMs} ms`, signal)
-      try {
-        const source = this.hub.get(peer)
-        if (source === undefined || !source.connected || !this.connected) throw new BlobError('cannot connect')
-        const bytes = await source.serve(hash, this.peerId, attempt.signal)
-        if (bytes.byteLength > maxBytes) throw new BlobError(`the peer announces ${bytes.byteLength} bytes, more than the ${maxBytes} expected`)
-        if (contentHash(bytes) !== hash) throw new BlobError('bytes do not match their hash')
-        this.blobs.put(bytes)
-        return bytes
-      } catch (err) {
-        signal?.throwIfAborted()
-        errors.push(`${peer.slice(-6)}: ${attempt.signal.aborted ? abortReason(attempt.signal).message : (err as Error).message}`)
-      } finally {
-        attempt.clear()
-      }
-    }
-    throw new BlobError(`could not fetch blob ${hash.slice(0, 12)}: ${errors.join('; ') || 'no peer to ask'}`)
+  async fetchBlob (hash: string, from: string[], options: FetchOptions): Promise<Uint8Array> {
+    return await fetchFromAny(hash, from, this.peerId, this.blobs, options, this.hub.clock, async (peer, signal) => {
+      const source = this.hub.get(peer)
+      if (source === undefined || !source.connected || !this.connected) throw new BlobError('cannot connect')
+      const bytes = await source.serve(hash, this.peerId, signal)
+      if (bytes.byteLength > options.maxBytes) throw new BlobError(`the peer announces ${bytes.byteLength} bytes, more than the ${options.maxBytes} expected`)
+      if (contentHash(bytes) !== hash) throw new BlobError('bytes do not match their hash')
+      return bytes
+    })
   }
 
   private async serve (hash: string, requester: string, signal: AbortSignal): Promise<Uint8Array> {
