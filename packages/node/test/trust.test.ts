@@ -2,7 +2,7 @@
 // with fake time. A certificate counts only signers the checking peer knows as members; nothing
 // stale moves a peer; a flood of well-formed, signed messages costs its sender, not the network.
 import { expect } from 'chai'
-import { decodeMessage, PROTOCOL_VERSION, roundVoteSigningBytes, voteSigningBytes } from '@dml/protocol'
+import { decodeMessage, PROTOCOL_VERSION, roundVoteSigningBytes, voteSigningBytes, type ControlMessage } from '@dml/protocol'
 import { TASK, TestCluster, type LogEntry, type TestPeer } from './support/cluster.ts'
 import { forgeRound, madeUpSigner, sideTerm } from './support/forge.ts'
 
@@ -174,6 +174,24 @@ describe('what a peer accepts, against members that turn', function () {
       outsider.signer.sign(roundVoteSigningBytes(m.resultHash, 1, 0, 1e6)).then(async signature => {
         await outsider.net.publish({ type: 'round-vote', v: PROTOCOL_VERSION, term: m.term, round, peer: outsider.id, resultHash: m.resultHash, accuracy: 1, loss: 0, samples: 1e6, signature })
       }).catch(() => {})
+    }
+    // the outsider signs in real time (ed25519) while the fake clock runs: the leader holds the
+    // checkers' votes of the round until the outsider's has come, so that it comes while the round
+    // still collects signatures, whichever signer is quicker
+    const leaderHandlers = leader.net.handlers!
+    const leaderDeliver = leaderHandlers.deliver.bind(leaderHandlers)
+    const held: ControlMessage[] = []
+    let outsiderVoted = false
+    leaderHandlers.deliver = (m) => {
+      if (m.type !== 'round-vote' || m.round !== round || outsiderVoted) {
+        leaderDeliver(m)
+      } else if (m.peer !== outsider.id) {
+        held.push(m)
+      } else {
+        outsiderVoted = true
+        leaderDeliver(m)
+        for (const vote of held.splice(0)) leaderDeliver(vote)
+      }
     }
     await net.until(`round ${round} done`, () => net.roundsDone().length >= round)
     expect(signed).to.equal(true)
