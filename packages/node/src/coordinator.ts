@@ -8,7 +8,7 @@
 // cause and the round tried again; after MAX_FAILURES_IN_A_ROW failures, or no progress for the
 // round's budget plus a grace, it gives up leadership so that the others elect another. A leader
 // never stays a leader that leads nothing.
-import { encodeResult, encodeRoundCert, encodeTensors, findNonFinite, PROTOCOL_VERSION, resultSigningBytes, roundVoteSigningBytes, roundEvaluation, type Assignment, type Heartbeat, type RoundCertVote, type RoundMetrics, type RoundResult, type RoundStart, type RoundVote, type Task, type Unstamped, type UpdateReady, type WorkFailed } from '@dml/protocol'
+import { encodeResult, encodeRoundCert, encodeTensors, findNonFinite, PROTOCOL_VERSION, resultSigningBytes, roundVoteSigningBytes, roundEvaluation, type Assignment, type Heartbeat, type NamedTensor, type RoundCertVote, type RoundMetrics, type RoundResult, type RoundStart, type RoundVote, type StrategySpec, type Task, type Unstamped, type UpdateReady, type WorkFailed } from '@dml/protocol'
 import { aggregateRound, type ClientUpdate } from '@dml/trainer'
 import { allocateWork, expectedSeconds, roundParticipants } from './allocation.ts'
 import { certVoteOf, drawCheckers, majority, poolSlack, quorumFollowers, roundQuorum, type QuorumPolicy, type Signer, type Standing } from './certificates.ts'
@@ -434,18 +434,7 @@ export class Coordinator {
       }
 
       this.enter(state, 'aggregating', timeoutMs)
-      const aggregateStart = performance.now()
-      const { weights, dropped } = aggregateRound(updates, global.weights, task.strategy)
-      const aggregateMs = performance.now() - aggregateStart
-      for (const d of dropped) {
-        stats.rejectedUpdates['norm-bound'] = (stats.rejectedUpdates['norm-bound'] ?? 0) + 1
-        log.warn('update-rejected', { peer: d.peer, round, reason: 'norm-bound', detail: `distance ${d.distance.toPrecision(3)} over the bound ${d.limit.toPrecision(3)}` },
-          `round ${round}: update of peer ${short(d.peer)} left out of the aggregate: its distance from the model, ${d.distance.toPrecision(3)}, is over the bound ${d.limit.toPrecision(3)} (--norm-bound)`)
-        this.deps.note(d.peer, 'norm-bound', `its update of round ${round} is ${d.distance.toPrecision(3)} from the model, over the bound ${d.limit.toPrecision(3)}`)
-      }
-      const bad = findNonFinite(weights)
-      if (bad !== undefined) throw new RoundError(`the aggregate holds ${bad.value} at ${bad.tensor}[${bad.index}]`)
-
+      const { weights, aggregateMs } = this.aggregate(updates, global.weights, task.strategy, round)
       const bytes = encodeTensors(weights)
       const modelHash = net.blobs.put(bytes, true)
       const result: RoundResult = {
@@ -459,45 +448,8 @@ export class Coordinator {
       }
       const resultBytes = encodeResult(result)
       const resultHash = net.blobs.put(resultBytes, true)
-      let certBytes: Uint8Array
-      let evalMs = 0
-      let certifyStart: number
-      try {
-        const leaderSignature = await this.deps.signer.sign(resultSigningBytes(resultHash))
-        state.resultHash = resultHash
-        // proposed before our own evaluation: the checkers fetch, check and evaluate meanwhile
-        await net.publish({ type: 'round-proposal', v: PROTOCOL_VERSION, term: this.term, round, leader: this.deps.self, resultHash, modelHash, signature: leaderSignature })
-        const proposedMs = clock.now() - startedAt
-        log.info('round-proposed', { round, updates: updates.length, checkers: state.checkers.length, ms: proposedMs },
-          `round ${round}: proposed the model of ${updates.length} updates after ${(proposedMs / 1000).toFixed(1)} s; ${state.checkers.length} checkers check it`)
-        if (state.checkers.includes(this.deps.self)) {
-          this.enter(state, 'evaluating', timeoutMs)
-          const evalStart = performance.now()
-          const evaluation = await this.deps.trainer.evaluate(task, weights, state.signal)
-          evalMs = performance.now() - evalStart
-          const ownVote = { peer: this.deps.self, accuracy: evaluation.accuracy, loss: evaluation.loss, samples: evaluation.samples, signature: await this.deps.signer.sign(roundVoteSigningBytes(resultHash, evaluation.accuracy, evaluation.loss, evaluation.samples)) }
-          state.votes.set(this.deps.self, ownVote)
-          // published like any checker's: with it, the checkers can build the certificate themselves
-          await net.publish({ type: 'round-vote', v: PROTOCOL_VERSION, term: this.term, round, resultHash, ...ownVote })
-        }
-        const certifyBudget = config.transferTimeoutMs + Math.max(30_000, 4 * evalMs) + 2 * config.heartbeatMs
-        this.enter(state, 'certifying', certifyBudget)
-        certifyStart = clock.now()
-        await this.collectSignatures(state, certifyStart + certifyBudget)
-        // a checker that brought an update and signed is in good standing again
-        for (const peer of state.votes.keys()) {
-          this.unsigned.delete(peer)
-          if (state.updates.has(peer)) this.bench.delete(peer)
-        }
-        certBytes = encodeRoundCert({ kind: 'round-cert', v: PROTOCOL_VERSION, result: resultBytes, leaderSignature, votes: [...state.votes.values()].sort((a, b) => (a.peer < b.peer ? -1 : 1)) })
-      } catch (err) {
-        net.blobs.unpin(modelHash)
-        throw err
-      } finally {
-        net.blobs.unpin(resultHash) // the certificate carries the result from now on
-      }
+      const { certBytes, evalMs, certifyMs } = await this.certify(state, { modelHash, resultHash, resultBytes, weights, updates: updates.length, timeoutMs })
       const certHash = net.blobs.put(certBytes, true)
-      const certifyMs = clock.now() - certifyStart
 
       const now = clock.now()
       const durationMs = now - startedAt
@@ -535,6 +487,70 @@ export class Coordinator {
     } finally {
       state.end()
       if (this.current === state) this.current = null
+    }
+  }
+
+  /** The round's aggregate of `updates` (aggregateRound), with the updates the norm bound left out named; an aggregate that is not finite fails the round. */
+  private aggregate (updates: AcceptedUpdate[], current: NamedTensor[], strategy: StrategySpec, round: number): { weights: NamedTensor[], aggregateMs: number } {
+    const { stats, log } = this.deps
+    const aggregateStart = performance.now()
+    const { weights, dropped } = aggregateRound(updates, current, strategy)
+    const aggregateMs = performance.now() - aggregateStart
+    for (const d of dropped) {
+      stats.rejectedUpdates['norm-bound'] = (stats.rejectedUpdates['norm-bound'] ?? 0) + 1
+      log.warn('update-rejected', { peer: d.peer, round, reason: 'norm-bound', detail: `distance ${d.distance.toPrecision(3)} over the bound ${d.limit.toPrecision(3)}` },
+        `round ${round}: update of peer ${short(d.peer)} left out of the aggregate: its distance from the model, ${d.distance.toPrecision(3)}, is over the bound ${d.limit.toPrecision(3)} (--norm-bound)`)
+      this.deps.note(d.peer, 'norm-bound', `its update of round ${round} is ${d.distance.toPrecision(3)} from the model, over the bound ${d.limit.toPrecision(3)}`)
+    }
+    const bad = findNonFinite(weights)
+    if (bad !== undefined) throw new RoundError(`the aggregate holds ${bad.value} at ${bad.tensor}[${bad.index}]`)
+    return { weights, aggregateMs }
+  }
+
+  /**
+   * Proposes the round's result, evaluates the new model if this leader is one of the checkers,
+   * and collects the checkers' signatures into the round certificate. The result blob is unpinned
+   * either way (the certificate carries it from now on); the model blob too, if this fails.
+   */
+  private async certify (state: RoundState, proposed: { modelHash: string, resultHash: string, resultBytes: Uint8Array, weights: NamedTensor[], updates: number, timeoutMs: number }): Promise<{ certBytes: Uint8Array, evalMs: number, certifyMs: number }> {
+    const { clock, net, log, config } = this.deps
+    const { modelHash, resultHash, resultBytes, weights, updates, timeoutMs } = proposed
+    const { round, task } = state.start
+    try {
+      const leaderSignature = await this.deps.signer.sign(resultSigningBytes(resultHash))
+      state.resultHash = resultHash
+      // proposed before our own evaluation: the checkers fetch, check and evaluate meanwhile
+      await net.publish({ type: 'round-proposal', v: PROTOCOL_VERSION, term: this.term, round, leader: this.deps.self, resultHash, modelHash, signature: leaderSignature })
+      const proposedMs = clock.now() - state.startedAt
+      log.info('round-proposed', { round, updates, checkers: state.checkers.length, ms: proposedMs },
+        `round ${round}: proposed the model of ${updates} updates after ${(proposedMs / 1000).toFixed(1)} s; ${state.checkers.length} checkers check it`)
+      let evalMs = 0
+      if (state.checkers.includes(this.deps.self)) {
+        this.enter(state, 'evaluating', timeoutMs)
+        const evalStart = performance.now()
+        const evaluation = await this.deps.trainer.evaluate(task, weights, state.signal)
+        evalMs = performance.now() - evalStart
+        const ownVote = { peer: this.deps.self, accuracy: evaluation.accuracy, loss: evaluation.loss, samples: evaluation.samples, signature: await this.deps.signer.sign(roundVoteSigningBytes(resultHash, evaluation.accuracy, evaluation.loss, evaluation.samples)) }
+        state.votes.set(this.deps.self, ownVote)
+        // published like any checker's: with it, the checkers can build the certificate themselves
+        await net.publish({ type: 'round-vote', v: PROTOCOL_VERSION, term: this.term, round, resultHash, ...ownVote })
+      }
+      const certifyBudget = config.transferTimeoutMs + Math.max(30_000, 4 * evalMs) + 2 * config.heartbeatMs
+      this.enter(state, 'certifying', certifyBudget)
+      const certifyStart = clock.now()
+      await this.collectSignatures(state, certifyStart + certifyBudget)
+      // a checker that brought an update and signed is in good standing again
+      for (const peer of state.votes.keys()) {
+        this.unsigned.delete(peer)
+        if (state.updates.has(peer)) this.bench.delete(peer)
+      }
+      const certBytes = encodeRoundCert({ kind: 'round-cert', v: PROTOCOL_VERSION, result: resultBytes, leaderSignature, votes: [...state.votes.values()].sort((a, b) => (a.peer < b.peer ? -1 : 1)) })
+      return { certBytes, evalMs, certifyMs: clock.now() - certifyStart }
+    } catch (err) {
+      net.blobs.unpin(modelHash)
+      throw err
+    } finally {
+      net.blobs.unpin(resultHash) // the certificate carries the result from now on
     }
   }
 
