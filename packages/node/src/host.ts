@@ -265,10 +265,10 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
     async publish (message) {
       await pubsub.publish(CONTROL_TOPIC, encodeMessage(clock.stamp(message)))
     },
-    async fetchBlob (hash, from, options_) {
-      return await fetchFromAny(hash, from, self, blobs, options_, systemClock, async (peer, signal) => {
+    async fetchBlob (hash, from, fetchOptions) {
+      return await fetchFromAny(hash, from, self, blobs, fetchOptions, systemClock, async (peer, signal) => {
         const stream = await libp2p.dialProtocol(peerIdFromString(peer), BLOB_PROTOCOL, { signal })
-        return await requestBlob(stream, hash, signal, options.minTransferRate ?? 0, options_.maxBytes)
+        return await requestBlob(stream, hash, signal, options.minTransferRate ?? 0, fetchOptions.maxBytes)
       }, (peer, err, attempt) => {
         if (err instanceof BlobError && err.limit !== undefined) refuse(err.limit, peer, err.message)
         else if (attempt.aborted) refuse('transfer-timeout', peer, abortReason(attempt).message)
