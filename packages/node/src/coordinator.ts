@@ -20,6 +20,7 @@ import type { Trainer } from './trainer.ts'
 import type { Offence } from './misbehaviour.ts'
 import { checkUpdate, type UpdateRejection } from './update-check.ts'
 import { probationSlots } from './proven.ts'
+import { Counts } from './counts.ts'
 
 /** Failed attempts at a round, in a row, after which the leader hands over. */
 export const MAX_FAILURES_IN_A_ROW = 3
@@ -34,15 +35,6 @@ export interface CoordinatorConfig {
   transferTimeoutMs: number
   /** the size of a model or update blob of this task */
   modelBytes: number
-}
-
-/** What the leaders of every term add up (the node owns it; each term's coordinator writes to it). */
-export interface LeaderStats {
-  roundsRetried: number
-  roundsFailed: number
-  resignations: number
-  /** updates dropped, by reason (including work a peer reported it could not do) */
-  rejectedUpdates: Record<string, number>
 }
 
 export interface CoordinatorDeps {
@@ -60,7 +52,7 @@ export interface CoordinatorDeps {
   replica: Replica
   changes: Changes
   supervisor: Supervisor
-  stats: LeaderStats
+  counts: Counts
   /** live peers, this one included */
   live: () => Array<Unstamped<Heartbeat>>
   /** who counts for this peer now: the round's pool is of members, and its quorum is what every peer asks (roundQuorum) */
@@ -214,7 +206,7 @@ export class Coordinator {
   }
 
   private async lead (): Promise<void> {
-    const { log, stats, config } = this.deps
+    const { log, counts, config } = this.deps
     let failures = 0
     await this.gatherFollowers()
     while (this.active) {
@@ -225,7 +217,7 @@ export class Coordinator {
       } catch (err) {
         if (!this.active) return
         failures++
-        stats.roundsFailed++
+        counts.add('roundsFailed')
         const round = this.deps.replica.round + 1
         const cause = (err as Error).message ?? String(err)
         log.warn('round-failed', { round, term: this.term, failures, error: cause }, `round ${round} failed (${failures} in a row): ${cause}`)
@@ -312,8 +304,8 @@ export class Coordinator {
 
   private drop (state: RoundState, peer: string, reason: UpdateRejection | 'fetch-failed' | 'work-failed', detail: string): void {
     state.dropped.set(peer, reason)
-    const { stats, log } = this.deps
-    stats.rejectedUpdates[reason] = (stats.rejectedUpdates[reason] ?? 0) + 1
+    const { counts, log } = this.deps
+    Counts.bump(counts.rejectedUpdates, reason)
     const round = state.start.round
     if (reason === 'work-failed') {
       log.warn('work-failed', { peer, round, reason: detail }, `round ${round}: peer ${short(peer)} could not do its work: ${detail}`)
@@ -403,7 +395,7 @@ export class Coordinator {
   }
 
   private async runRound (live: Array<Unstamped<Heartbeat>>, pool: string[]): Promise<'closed' | 'retry'> {
-    const { clock, net, log, config, replica, stats } = this.deps
+    const { clock, net, log, config, replica, counts } = this.deps
     const task = this.deps.task()
     const global = replica.global!
     const round = global.round + 1
@@ -426,7 +418,7 @@ export class Coordinator {
       this.benchNonContributors(state)
       const updates = [...state.updates.values()]
       if (updates.length < config.minPeers) {
-        stats.roundsRetried++
+        counts.add('roundsRetried')
         log.warn('round-retry', { round, updates: updates.length, need: config.minPeers, dropped: Object.fromEntries(state.dropped) },
           `round ${round}: only ${updates.length} of ${config.minPeers} needed updates by the deadline; retrying`)
         await sleep(clock, config.heartbeatMs, this.controller.signal)
@@ -492,12 +484,12 @@ export class Coordinator {
 
   /** The round's aggregate of `updates` (aggregateRound), with the updates the norm bound left out named; an aggregate that is not finite fails the round. */
   private aggregate (updates: AcceptedUpdate[], current: NamedTensor[], strategy: StrategySpec, round: number): { weights: NamedTensor[], aggregateMs: number } {
-    const { stats, log } = this.deps
+    const { counts, log } = this.deps
     const aggregateStart = performance.now()
     const { weights, dropped } = aggregateRound(updates, current, strategy)
     const aggregateMs = performance.now() - aggregateStart
     for (const d of dropped) {
-      stats.rejectedUpdates['norm-bound'] = (stats.rejectedUpdates['norm-bound'] ?? 0) + 1
+      Counts.bump(counts.rejectedUpdates, 'norm-bound')
       log.warn('update-rejected', { peer: d.peer, round, reason: 'norm-bound', detail: `distance ${d.distance.toPrecision(3)} over the bound ${d.limit.toPrecision(3)}` },
         `round ${round}: update of peer ${short(d.peer)} left out of the aggregate: its distance from the model, ${d.distance.toPrecision(3)}, is over the bound ${d.limit.toPrecision(3)} (--norm-bound)`)
       this.deps.note(d.peer, 'norm-bound', `its update of round ${round} is ${d.distance.toPrecision(3)} from the model, over the bound ${d.limit.toPrecision(3)}`)

@@ -36,8 +36,6 @@ export class Election {
   /** whom we voted for in votedTerm */
   votedFor: string | null = null
   candidacy: Candidacy | null = null
-  /** elections this peer won */
-  elections = 0
   /** when a proven heartbeat of our leader was last seen (or when we started waiting) */
   private lastLeaderSeen: number
   /** the highest term heard of within reach: the next candidacy goes past it */
@@ -225,7 +223,6 @@ export class Election {
     this.term = term
     this.leader = this.self
     this.lastLeaderSeen = now
-    this.elections++
     return true
   }
 

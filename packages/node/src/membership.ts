@@ -2,6 +2,7 @@
 // for the lease, or for SILENT_INTERVALS of the interval its heartbeat announced if that is longer
 // (followers of a large network beat less often). Pure state: time is passed in.
 import type { Heartbeat } from '@dml/protocol'
+import type { Counts } from './counts.ts'
 
 /** Heartbeats a member may miss in a row before it is dropped (when that is longer than the lease). */
 export const SILENT_INTERVALS = 3
@@ -33,16 +34,19 @@ interface Member {
 
 export class Membership {
   readonly leaseMs: number
-  readonly counters = { peersJoined: 0, peersLost: 0 }
+  private readonly counts: Counts
   private readonly members = new Map<string, Member>()
 
-  constructor (leaseMs: number) { this.leaseMs = leaseMs }
+  constructor (leaseMs: number, counts: Counts) {
+    this.leaseMs = leaseMs
+    this.counts = counts
+  }
 
   /** Records a heartbeat; true when its peer was not a member. */
   observe (heartbeat: Heartbeat, now: number): boolean {
     const before = this.members.get(heartbeat.peer)
     const joined = !this.members.delete(heartbeat.peer) // kept in the order they were last heard
-    if (joined) this.counters.peersJoined++
+    if (joined) this.counts.add('peersJoined')
     const same = before !== undefined && before.heartbeat.leader === heartbeat.leader && before.heartbeat.term === heartbeat.term
     this.members.set(heartbeat.peer, { heartbeat, lastSeen: now, followingSince: same ? before.followingSince : now })
     if (this.members.size > MAX_KEPT_MEMBERS) this.members.delete(this.members.keys().next().value!)
@@ -62,7 +66,7 @@ export class Membership {
         lost.push({ peer, silentMs: now - member.lastSeen })
       }
     }
-    this.counters.peersLost += lost.length
+    this.counts.add('peersLost', lost.length)
     return lost
   }
 

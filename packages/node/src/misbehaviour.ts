@@ -4,6 +4,7 @@
 // connections refused and its messages ignored. Honest accidents (a stale message after a
 // partition, a transfer that timed out) are not offences.
 import type { Logger } from './log.ts'
+import { Counts } from './counts.ts'
 
 /** Reasons that are offences; anything else a validator rejects is counted but not held against the sender. */
 export const OFFENCES = [
@@ -40,17 +41,16 @@ interface Record {
 }
 
 export class Ledger {
-  /** offences of every peer, by reason, since start */
-  readonly totals: { [reason: string]: number } = {}
-  bans = 0
   private readonly peers = new Map<string, Record>()
   private readonly log: Logger
   private readonly now: () => number
   private readonly options: LedgerOptions
   private readonly onBan: (peer: string) => void
+  private readonly counts: Counts
 
-  constructor (log: Logger, now: () => number, onBan: (peer: string) => void, options: LedgerOptions = DEFAULT_LEDGER) {
+  constructor (log: Logger, now: () => number, onBan: (peer: string) => void, counts: Counts, options: LedgerOptions = DEFAULT_LEDGER) {
     this.log = log
+    this.counts = counts
     this.now = now
     this.onBan = onBan
     this.options = options
@@ -59,7 +59,7 @@ export class Ledger {
   /** Counts an offence of `peer`; says so the first time for each reason; bans a repeat offender. */
   offence (peer: string, reason: Offence, detail: string): void {
     const now = this.now()
-    this.totals[reason] = (this.totals[reason] ?? 0) + 1
+    Counts.bump(this.counts.offences, reason)
     const r = this.record(peer)
     r.times = r.times.filter(t => now - t < this.options.memoryMs)
     r.times.push(now)
@@ -81,7 +81,7 @@ export class Ledger {
   private ban (peer: string, r: Record, now: number): void {
     if (r.bannedUntil > now) return
     r.bannedUntil = now + this.options.banMs
-    this.bans++
+    this.counts.bans++
     this.log.warn('peer-banned', { peer, offences: r.times.length, byReason: { ...r.byReason } },
       `peer ${peer.slice(-6)} banned for ${Math.round(this.options.banMs / 60_000)} min after ${r.times.length} offences (${Object.entries(r.byReason).map(([k, v]) => `${k} ${v}`).join(', ')})`)
     this.onBan(peer)

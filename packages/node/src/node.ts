@@ -11,7 +11,8 @@ import type { Checkpoint, SavedVote } from './checkpoint.ts'
 import { Admission } from './admission.ts'
 import { coversView, isAllowed, isForgery, type QuorumPolicy, type Signer, type Standing } from './certificates.ts'
 import { Changes, type Clock, isAbort, Supervisor, systemClock } from './clock.ts'
-import { Coordinator, type LeaderStats, type RoundSnapshot } from './coordinator.ts'
+import { Coordinator, type RoundSnapshot } from './coordinator.ts'
+import { Counts } from './counts.ts'
 import { Election, rankCandidates } from './election.ts'
 import { short, type Logger } from './log.ts'
 import { followersIn, followersOf, Membership } from './membership.ts'
@@ -134,10 +135,8 @@ export class DmlNode implements MessageHandlers {
   readonly ledger: Ledger
   /** this peer's own task: it works only on this (see trainingDifference) */
   readonly task: Task
-  readonly stats: LeaderStats = { roundsRetried: 0, roundsFailed: 0, resignations: 0, rejectedUpdates: {} }
-  readonly counters = { leaderChanges: 0, checkpointsCorrupt: 0, leadersDistrusted: 0, votesGiven: 0 }
-  /** control messages rejected, by reason */
-  readonly rejectedMessages: Record<string, number> = {}
+  /** what recovery took, what was refused, what peers did wrong: read by the status */
+  readonly counts = new Counts()
   /** the leader and term this peer's heartbeats name, and since when (Membership keeps the others') */
   private following: { leader: string | null, term: number, since: number } = { leader: null, term: 0, since: 0 }
   /** round starts of senders not proven our leader when they came, by sender (see keepEarlyStart) */
@@ -195,12 +194,12 @@ export class DmlNode implements MessageHandlers {
       if (isAbort(err) && !this.running) return // stopping ends transfers on purpose
       this.log.warn('task-failed', { task, error: (err as Error)?.message ?? String(err) }, `${task} failed: ${(err as Error)?.message ?? String(err)}`)
     })
-    this.ledger = new Ledger(this.log, () => this.clock.now(), (peer) => { this.net.hangUp(peer) })
+    this.ledger = new Ledger(this.log, () => this.clock.now(), (peer) => { this.net.hangUp(peer) }, this.counts)
     // a fresh peer stands after two heartbeat intervals: time to hear a leader that already exists
     this.election = new Election(this.peerId, config.leaseMs, this.clock.now(), undefined, 2 * config.heartbeatMs)
     this.election.roundPeers = config.minPeers
     this.election.expectsPeers = config.expectsPeers ?? false
-    this.membership = new Membership(config.leaseMs)
+    this.membership = new Membership(config.leaseMs, this.counts)
     this.proofs = new Proofs({ net: this.net, policy: this.policy, transferTimeoutMs: config.transferTimeoutMs, signal: this.lifetime.signal, standing: () => this.standing() })
     const modelBytes = this.maxBlobBytes
     this.replica = new Replica({
@@ -210,6 +209,7 @@ export class DmlNode implements MessageHandlers {
       log: this.log,
       supervisor: this.supervisor,
       signal: this.lifetime.signal,
+      counts: this.counts,
       now: () => this.clock.now(),
       transferTimeoutMs: config.transferTimeoutMs,
       modelBytes,
@@ -234,6 +234,7 @@ export class DmlNode implements MessageHandlers {
     })
     this.verifier = new Verifier({
       self: this.peerId,
+      counts: this.counts,
       signer: this.signer,
       net: this.net,
       trainer: this.trainer,
@@ -264,7 +265,7 @@ export class DmlNode implements MessageHandlers {
       log: this.log,
       clock: this.clock,
       policy: this.policy,
-      counters: this.counters,
+      counts: this.counts,
       view: () => this.view(),
       othersLive: () => this.othersLive(),
       leaderProven: () => this.leaderProven(),
@@ -478,13 +479,13 @@ export class DmlNode implements MessageHandlers {
 
   /** Counts a rejected control message; an offence is held against its sender. */
   rejected (reason: string, from: string): void {
-    this.rejectedMessages[reason] = (this.rejectedMessages[reason] ?? 0) + 1
+    const total = Counts.bump(this.counts.rejectedMessages, reason)
     if (isOffence(reason)) {
       this.ledger.offence(from, reason, `a ${reason} control message`)
       return
     }
     this.sayEvery(`${reason}:${from}`, 10_000, () => {
-      this.log.warn('message-rejected', { reason, from, total: this.rejectedMessages[reason] }, `rejected a ${reason} control message from ${short(from)} (${this.rejectedMessages[reason]} so far)`)
+      this.log.warn('message-rejected', { reason, from, total }, `rejected a ${reason} control message from ${short(from)} (${total} so far)`)
     })
   }
 
@@ -676,7 +677,7 @@ export class DmlNode implements MessageHandlers {
       }
       this.leaderCert = proven
       this.worker.abandon(`now following ${short(hb.peer)}`)
-      this.counters.leaderChanges++
+      this.counts.add('leaderChanges')
       this.watchdog.reset(now)
       this.log.info('leader-followed', { term: proven.cert.term, leader: hb.peer, votes: proven.cert.votes.length }, `following leader ${short(hb.peer)} (term ${proven.cert.term}, ${proven.cert.votes.length} votes)`)
       this.sendHeartbeat() // the leader gives work to the peers that say they follow it
@@ -708,6 +709,7 @@ export class DmlNode implements MessageHandlers {
   private won (won: ProvenCert): void {
     if (this.leaderCert !== null && this.leaderCert.hash !== won.hash && this.leaderCert.cert.leader === this.peerId) this.net.blobs.unpin(this.leaderCert.hash)
     this.leaderCert = won
+    this.counts.add('electionsWon')
     this.becameLeader()
   }
 
@@ -715,7 +717,7 @@ export class DmlNode implements MessageHandlers {
     this.endTerm('a newer term began')
     const term = this.election.term
     const termCert = this.leaderCert!
-    this.counters.leaderChanges++
+    this.counts.add('leaderChanges')
     this.log.info('leader-elected', { term, round: this.replica.round, peer: this.peerId, votes: termCert.cert.votes.length },
       `elected leader for term ${term} at round ${this.replica.round} (${termCert.cert.votes.length} votes)`)
     this.sendHeartbeat()
@@ -733,7 +735,7 @@ export class DmlNode implements MessageHandlers {
       replica: this.replica,
       changes: this.changes,
       supervisor: this.supervisor,
-      stats: this.stats,
+      counts: this.counts,
       live: () => this.live(),
       standing: () => this.standing(),
       task: () => this.task,
@@ -757,7 +759,7 @@ export class DmlNode implements MessageHandlers {
     this.endTerm(reason)
     const term = this.election.term
     this.election.resign(this.clock.now())
-    this.stats.resignations++
+    this.counts.add('resignations')
     this.log.warn('leader-resigned', { term, reason }, `giving up leadership of term ${term}: ${reason}`)
     this.worker.abandon(`the leader of term ${term} gave up`)
     this.sendHeartbeat()
@@ -778,7 +780,7 @@ export class DmlNode implements MessageHandlers {
     this.election.distrust(leader, now + 10 * this.config.leaseMs)
     this.leaderCert = null
     this.watchdog.reset(now)
-    this.counters.leadersDistrusted++
+    this.counts.add('leadersDistrusted')
     this.log.warn('leader-distrusted', { leader, term: this.election.term, reason: why }, `no longer following ${short(leader)} (term ${this.election.term}): ${why}; electing another`)
     this.worker.abandon(`the leader of term ${this.election.term} made no progress`)
   }
@@ -874,20 +876,10 @@ export class DmlNode implements MessageHandlers {
       backend: { name: this.backend.backend, device: this.backend.device, source: this.backend.source, warning: this.backend.warning ?? null, threads: this.lastThreads ?? this.trainer.threads ?? 1 },
       task: { ...this.task },
       permissioned: this.policy.allowed !== undefined,
-      recovery: {
-        ...this.counters,
-        ...this.membership.counters,
-        electionsWon: this.election.elections,
-        roundsRetried: this.stats.roundsRetried,
-        roundsFailed: this.stats.roundsFailed,
-        resignations: this.stats.resignations,
-        roundsSigned: this.verifier.signed,
-        checkpointErrors: this.replica.counters.checkpointErrors,
-        certificatesRejected: this.replica.counters.certificatesRejected
-      },
-      rejectedMessages: { ...this.rejectedMessages },
-      rejectedUpdates: { ...this.stats.rejectedUpdates },
-      misbehaviour: { offences: { ...this.ledger.totals }, bans: this.ledger.bans, peers: this.ledger.snapshot() },
+      recovery: { ...this.counts.recovery },
+      rejectedMessages: { ...this.counts.rejectedMessages },
+      rejectedUpdates: { ...this.counts.rejectedUpdates },
+      misbehaviour: { offences: { ...this.counts.offences }, bans: this.counts.bans, peers: this.ledger.snapshot() },
       history: this.replica.history.map(r => ({ round: r.round, term: r.term, modelHash: r.modelHash, certHash: r.certHash, ...r.metrics }))
     }
   }

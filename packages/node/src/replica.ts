@@ -11,6 +11,7 @@ import type { Logger } from './log.ts'
 import type { Network } from './network.ts'
 import type { ProvenRound, Proofs } from './proofs.ts'
 import { ProvenPeers } from './proven.ts'
+import type { Counts } from './counts.ts'
 
 export interface GlobalModel {
   round: number
@@ -38,6 +39,7 @@ export interface ReplicaDeps {
   supervisor: Supervisor
   /** aborts when the peer stops: ends fetches that no round owns */
   signal: AbortSignal
+  counts: Counts
   now: () => number
   transferTimeoutMs: number
   /** the size of a model blob of this task: the most a model transfer may bring */
@@ -60,7 +62,6 @@ export class Replica {
   cert: HeldCert | null = null
   /** the peers whose updates counted in the certified rounds this replica holds, lately */
   readonly proven = new ProvenPeers()
-  readonly counters = { checkpointErrors: 0, certificatesRejected: 0 }
   private readonly deps: ReplicaDeps
   private readonly adopting = new Set<string>()
   /** a model this peer computed while checking a proposal, kept (and served) until a round is committed */
@@ -142,7 +143,7 @@ export class Replica {
         } catch (err) {
           const name = (err as Error).name
           if (name !== 'CertificateError' && name !== 'MessageError') throw err
-          this.counters.certificatesRejected++
+          this.deps.counts.add('certificatesRejected')
           if (claimant === undefined) throw err
           this.deps.rejected(claimant, err as Error)
           return
@@ -216,7 +217,7 @@ export class Replica {
         task: this.deps.task(), history: this.history, roundCert: this.cert?.bytes ?? null, termCert: this.cert?.termBytes ?? null, proven: this.proven.entries()
       })
     } catch (err) {
-      this.counters.checkpointErrors++
+      this.deps.counts.add('checkpointErrors')
       this.deps.log.warn('checkpoint-failed', { round: model.round, error: (err as Error).message }, `could not write the checkpoint of round ${model.round}: ${(err as Error).message}`)
     }
   }

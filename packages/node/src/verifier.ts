@@ -23,6 +23,7 @@ import type { Replica } from './replica.ts'
 import type { Trainer } from './trainer.ts'
 import type { Offence } from './misbehaviour.ts'
 import { checkUpdate } from './update-check.ts'
+import type { Counts } from './counts.ts'
 
 export class ProposalError extends Error {
   override name = 'ProposalError'
@@ -30,6 +31,7 @@ export class ProposalError extends Error {
 
 export interface VerifierDeps {
   self: string
+  counts: Counts
   signer: Signer
   net: Network
   trainer: Trainer
@@ -72,8 +74,6 @@ interface Pending {
 const KEPT_ROUNDS = 8
 
 export class Verifier {
-  /** rounds verified and signed (for status) */
-  signed = 0
   private readonly deps: VerifierDeps
   /** recent round starts of our proven leaders, by term:round */
   private readonly starts = new Map<string, { start: Unstamped<RoundStart>, at: number }>()
@@ -208,7 +208,7 @@ export class Verifier {
       pending.pool = result.pool
       pending.votes.set(self, { peer: self, accuracy: vote.accuracy, loss: vote.loss, samples: vote.samples, signature })
     }
-    this.signed++
+    this.deps.counts.add('roundsSigned')
     log.info('round-signed', { round: p.round, term: p.term, accuracy: evaluation.accuracy, loss: evaluation.loss },
       `round ${p.round}: checked and signed the result (accuracy ${(100 * evaluation.accuracy).toFixed(2)}% here)`)
   }

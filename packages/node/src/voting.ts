@@ -13,6 +13,7 @@ import type { Ledger } from './misbehaviour.ts'
 import type { Blobs } from './network.ts'
 import type { Proofs } from './proofs.ts'
 import type { Replica } from './replica.ts'
+import type { Counts } from './counts.ts'
 
 /** A checked term certificate, with its blob's hash and bytes (to pin and to serve). */
 export interface ProvenCert { hash: string, bytes: Uint8Array, cert: TermCert }
@@ -35,7 +36,7 @@ export interface VotingDeps {
   log: Logger
   clock: Clock
   policy: QuorumPolicy
-  counters: { votesGiven: number }
+  counts: Counts
   /** the peers that count in a quorum now */
   view: () => string[]
   /** the live peers other than this one */
@@ -124,7 +125,7 @@ export class Voting {
         election.voted(request.term, candidate, now)
         if (!await this.saveVote(request.term, candidate)) return
         const signature = await this.d.signer.sign(voteSigningBytes(request.term, candidate))
-        this.d.counters.votesGiven++
+        this.d.counts.add('votesGiven')
         this.d.log.info('voted', { term: request.term, candidate }, `voted for ${short(candidate)} in term ${request.term}`)
         await this.d.publish({ type: 'vote', v: PROTOCOL_VERSION, term: request.term, candidate, voter: this.d.self, signature })
       } catch (err) {

@@ -54,6 +54,7 @@ describe('round engine', function () {
     expect(done.every(d => (d.participants as string[]).length === 3)).to.equal(true)
     expect(new Set(peers.map(p => p.node.replica.global!.hash)).size).to.equal(1)
     expect(peers.filter(p => p.node.status().isLeader)).to.have.length(1)
+    expect(peers.map(p => p.node.status().recovery.electionsWon).reduce((a, b) => a + b)).to.equal(1) // one election, won once
     // every peer checkpointed every round
     for (const p of peers) expect(p.checkpoints.map(c => c.round)).to.include.members([1, 2, 3, 4, 5])
     // a finished run: every round done, nothing in progress

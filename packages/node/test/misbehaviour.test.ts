@@ -1,20 +1,21 @@
 // The ledger of what peers do wrong, with time passed in by hand.
 import { expect } from 'chai'
-import { isOffence, Ledger, type Logger } from '@dml/node'
+import { Counts, isOffence, Ledger, type Logger } from '@dml/node'
 
 const OPTIONS = { banAfter: 3, banMs: 60_000, memoryMs: 10_000 }
 
-function setUp (): { ledger: Ledger, said: string[], banned: string[], at: (ms: number) => void } {
+function setUp (): { ledger: Ledger, counts: Counts, said: string[], banned: string[], at: (ms: number) => void } {
   let now = 0
   const said: string[] = []
   const banned: string[] = []
   const log: Logger = { info: (event) => { said.push(event) }, warn: (event) => { said.push(event) } }
-  return { ledger: new Ledger(log, () => now, peer => { banned.push(peer) }, OPTIONS), said, banned, at: (ms) => { now = ms } }
+  const counts = new Counts()
+  return { ledger: new Ledger(log, () => now, peer => { banned.push(peer) }, counts, OPTIONS), counts, said, banned, at: (ms) => { now = ms } }
 }
 
 describe('the misbehaviour ledger', () => {
   it('bans a peer after banAfter offences within its memory, once; says each reason once', () => {
-    const { ledger, said, banned, at } = setUp()
+    const { ledger, counts, said, banned, at } = setUp()
     ledger.offence('p', 'malformed', 'x')
     at(1000)
     ledger.offence('p', 'malformed', 'x')
@@ -28,7 +29,7 @@ describe('the misbehaviour ledger', () => {
     expect(said.filter(e => e === 'misbehaviour')).to.have.length(2)
     at(1000 + OPTIONS.banMs)
     expect(ledger.isBanned('p')).to.equal(false)
-    expect(ledger.totals).to.deep.equal({ malformed: 2, 'bad-vote': 2 })
+    expect(counts.offences).to.deep.equal({ malformed: 2, 'bad-vote': 2 })
   })
 
   it('forgets offences older than its memory: a peer that errs now and then is never banned', () => {

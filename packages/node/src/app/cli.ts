@@ -236,7 +236,7 @@ async function runStart (argv: string[]): Promise<number> {
     compression: o.compression as Compression,
     shareCores
   }, { net, trainer, backend, log, store: exportingStore(dataDirStore, o.export as string, log), votes: dataDirStore, signer: keySigner(peerId, identity.key), allowed })
-  node.counters.checkpointsCorrupt = corruptCheckpoints
+  node.counts.add('checkpointsCorrupt', corruptCheckpoints)
   inbox.bind(node)
   node.start(checkpoint, voteLost ? 'lost' : vote)
   // the training threads load TensorFlow.js while the peers find each other; the first round waits for them
