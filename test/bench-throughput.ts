@@ -29,7 +29,7 @@ const WARM_RUNS = 2
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
 
 async function measure (backend: string, model: string, runner: Runner, samples: number): Promise<number> {
-  const { CANDIDATES, chooseBackend, installKernels, loadDataset, buildModel, trainLocal, makeBatch, tf, TrainingThreads } = await import('@dml/trainer')
+  const { CANDIDATES, chooseBackend, installKernels, loadDataset, buildModel, makeBatch, tf, TrainingThreads } = await import('@dml/trainer')
   const choice = await chooseBackend('cpu', [CANDIDATES[backend]]) // the backend asked for, not the best installed
   if (runner !== 'fit-stock') installKernels(choice.backend)
   await tf.ready()

@@ -31,7 +31,7 @@ async function run (clock: FakeClock, dialer: Dialer, ms: number): Promise<void>
 
 describe('the dialer', () => {
   it('redials a trusted peer (mDNS, --bootstrap) for as long as it takes, with backoff', async () => {
-    const { clock, dialer, dials, refused } = setup(() => false)
+    const { clock, dialer, dials } = setup(() => false)
     dialer.trust('boot')
     await run(clock, dialer, 600_000)
     expect(dials.length).to.be.within(20, 40) // 1, 2, 4, ... then every 30 s for ten minutes

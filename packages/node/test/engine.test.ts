@@ -1,7 +1,7 @@
 // The round engine (Coordinator, Worker, Replica, Membership, wired by DmlNode) on an in-memory
 // network with fake time. Every fault ends in a closed round or a handed-over leadership.
 import { expect } from 'chai'
-import { decodeMessage, encodeMessage, encodeTermCert, MAX_ROUND_CHECKERS, MAX_ROUND_PEERS, PROTOCOL_VERSION, roundCheckers, voteSigningBytes, type Heartbeat, type NamedTensor, type RoundStart } from '@dml/protocol'
+import { decodeMessage, encodeMessage, encodeTermCert, MAX_ROUND_CHECKERS, PROTOCOL_VERSION, roundCheckers, voteSigningBytes, type Heartbeat, type NamedTensor, type RoundStart } from '@dml/protocol'
 import { graceMs, MAX_FAILURES_IN_A_ROW } from '@dml/node'
 import { modelPart } from '@dml/trainer'
 import { addIdler, addLiar, addSybil, CONFIG, TASK, TestCluster, type TestPeer } from './support/cluster.ts'
@@ -646,13 +646,13 @@ describe('round engine', function () {
     await net.until('the newcomer holds the rounds', () => newcomer.node.replica.round >= 2)
     // Under load a newcomer's turn to stand can come before the proven peers' (32 peers on two
     // cores showed it): here the proven peers hold off, and vote.
-    type Inside = { election: { holdOffUntil: number, stand: (now: number) => number, leaderLive: (now: number) => boolean }, voting: { stand: (term: number) => void } }
+    type Inside = { election: { holdOffUntil: number, stand: (now: number) => number, leaderLive: (now: number) => boolean }, leadership: { voting: { stand: (term: number) => void } } }
     const inside = (p: typeof newcomer): Inside => p.node as unknown as Inside
     const others = peers.filter(p => p !== leader)
     for (const p of others) inside(p).election.holdOffUntil = Infinity
     leader.net.disconnect()
     await net.until('the leader\'s lease ran out', () => others.every(p => !inside(p).election.leaderLive(net.clock.now())))
-    inside(newcomer).voting.stand(inside(newcomer).election.stand(net.clock.now()))
+    inside(newcomer).leadership.voting.stand(inside(newcomer).election.stand(net.clock.now()))
     await net.until('the newcomer leads', () => newcomer.node.isLeading)
     await net.until('the others follow it', () => others.every(p => p.node.status().leader === newcomer.id))
     expect(net.events('misbehaviour', e => e.reason === 'bad-certificate')).to.have.length(0)
@@ -669,16 +669,16 @@ describe('round engine', function () {
     await net.until('two rounds', () => net.roundsDone().length >= 2)
     const old = net.leader()!
     const [leader, voter, late] = peers.filter(p => p !== old)
-    type Inside = { election: { holdOffUntil: number, stand: (now: number) => number, leaderLive: (now: number) => boolean }, voting: { stand: (term: number) => void }, leaderCert: { cert: { votes: Array<{ voter: string }> } } | null, replica: { proven: { lastRound: Map<string, number> } } }
+    type Inside = { election: { holdOffUntil: number, stand: (now: number) => number, leaderLive: (now: number) => boolean }, leadership: { voting: { stand: (term: number) => void }, leaderCert: { cert: { votes: Array<{ voter: string }> } } | null }, replica: { proven: { lastRound: Map<string, number> } } }
     const inside = (p: TestPeer): Inside => p.node as unknown as Inside
     for (const p of [leader, voter, late]) inside(p).election.holdOffUntil = Infinity
     old.net.disconnect()
     await net.until('the old leader\'s lease ran out', () => [leader, voter, late].every(p => !inside(p).election.leaderLive(net.clock.now())))
     inside(late).replica.proven.lastRound.delete(leader.id)
-    inside(leader).voting.stand(inside(leader).election.stand(net.clock.now()))
+    inside(leader).leadership.voting.stand(inside(leader).election.stand(net.clock.now()))
     await net.until('it leads', () => leader.node.isLeading)
     // the votes came in the order the peers joined: the late one's after the quorum
-    expect(inside(leader).leaderCert!.cert.votes.map(v => v.voter)).to.have.members([leader.id, voter.id])
+    expect(inside(leader).leadership.leaderCert!.cert.votes.map(v => v.voter)).to.have.members([leader.id, voter.id])
     await net.until('the late voter follows it', () => late.node.status().leader === leader.id, 20_000)
   })
 

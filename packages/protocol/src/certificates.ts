@@ -5,7 +5,7 @@
 import { CodecError, decodeCbor, describe, encodeCbor } from './codec.ts'
 import { MAX_MEMBERS, MAX_ROUND_CHECKERS, MAX_ROUND_PEERS, PROTOCOL_VERSION } from './constants.ts'
 import { contentHash } from './hash.ts'
-import { hash, int, list, MessageError, num, obj, peerId, peerList, signature, str, strategySpec, type Obj, type StrategySpec } from './messages.ts'
+import { hash, int, list, MessageError, num, obj, peerId, peerList, signature, strategySpec, type Obj, type StrategySpec } from './messages.ts'
 
 /** Largest certificate blob accepted: a round of MAX_ROUND_PEERS, with room to spare. */
 export const MAX_CERT_BYTES = 256 * 1024

@@ -1,7 +1,7 @@
 import { expect } from 'chai'
 import { encode } from 'cborg'
 import { decodeMessage, encodeMessage, federatedEvaluation, MessageError, messageSender, MAX_CONTROL_BYTES, MAX_ROUND_PEERS, type ControlMessage } from '@dml/protocol'
-import { HASH, metrics, OTHER, PEER, SAMPLES, task } from './samples.ts'
+import { metrics, OTHER, PEER, SAMPLES, task } from './samples.ts'
 
 describe('control messages', () => {
   it('round-trip every message type through CBOR unchanged', () => {

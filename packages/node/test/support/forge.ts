@@ -8,7 +8,7 @@ import { encodeResult, encodeRoundCert, encodeTensors, encodeTermCert, PROTOCOL_
 import { keySigner, type DmlNode, type Network, type Signer } from '@dml/node'
 
 /** The node's own parts a liar reaches for (private to the engine). */
-type Inside = { leaderCert: { hash: string, bytes: Uint8Array } | null, net: Network, signer: Signer }
+type Inside = { leadership: { leaderCert: { hash: string, bytes: Uint8Array } | null }, net: Network, signer: Signer }
 
 /** A key nobody runs: made up by a liar, which holds it. */
 export async function madeUpSigner (): Promise<Signer> {
@@ -35,7 +35,7 @@ export async function sideTerm (liar: DmlNode, accomplices: Signer[], term: numb
  */
 export async function forgeRound (liar: DmlNode, accomplices: Signer[], publish: (m: Outgoing) => Promise<void>, round = liar.replica.round + 1, term?: { hash: string, bytes: Uint8Array, term: number }): Promise<{ modelHash: string, certHash: string, round: number }> {
   const { net, signer } = liar as unknown as Inside
-  const own = (liar as unknown as Inside).leaderCert
+  const own = (liar as unknown as Inside).leadership.leaderCert
   if (own === null && term === undefined) throw new Error('not leading: nothing to forge with')
   const leaderCert = term ?? { ...own!, term: liar.status().term }
   const global = liar.replica.global!
