@@ -1,31 +1,30 @@
-// Coordinator: leads one term. It runs one round at a time as a state machine,
-//   collecting → aggregating → evaluating → certifying → done,
-// with a quorum (--min-peers updates) and a deadline. Work goes only to peers that follow this
-// leader (they checked its term certificate). A round is done only with a certificate: the
+// Coordinator: leads one term. It runs one round at a time through the phases of RoundState
+// (round-state.ts), with a quorum (--min-peers updates) and a deadline. Work goes only to peers
+// that follow this leader (they checked its term certificate), as the Roster picks them; their
+// updates are collected by the UpdateCollector. A round is done only with a certificate: the
 // leader proposes its result, its checkers (a few of the round's members, drawn by hash when the
 // round starts, see roundCheckers) check it, compute the model themselves and sign, and a quorum
 // of signatures is published with RoundDone. It is supervised: a failed step is logged with its
 // cause and the round tried again; after MAX_FAILURES_IN_A_ROW failures, or no progress for the
 // round's budget plus a grace, it gives up leadership so that the others elect another. A leader
 // never stays a leader that leads nothing.
-import { encodeResult, encodeRoundCert, encodeTensors, findNonFinite, PROTOCOL_VERSION, resultSigningBytes, roundVoteSigningBytes, roundEvaluation, type Assignment, type Heartbeat, type NamedTensor, type RoundCertVote, type RoundMetrics, type RoundResult, type RoundStart, type RoundVote, type StrategySpec, type Task, type Unstamped, type UpdateReady, type WorkFailed } from '@dml/protocol'
-import { aggregateRound, type ClientUpdate } from '@dml/trainer'
+import { encodeResult, encodeRoundCert, encodeTensors, findNonFinite, PROTOCOL_VERSION, resultSigningBytes, roundVoteSigningBytes, roundEvaluation, type Heartbeat, type NamedTensor, type RoundMetrics, type RoundResult, type RoundStart, type RoundVote, type StrategySpec, type Task, type Unstamped, type UpdateReady, type WorkFailed } from '@dml/protocol'
+import { aggregateRound } from '@dml/trainer'
 import { allocateWork, expectedSeconds, roundParticipants } from './allocation.ts'
-import { certVoteOf, drawCheckers, majority, poolSlack, quorumFollowers, roundQuorum, type QuorumPolicy, type Signer, type Standing } from './certificates.ts'
+import { certVoteOf, drawCheckers, quorumFollowers, roundQuorum, type QuorumPolicy, type Signer, type Standing } from './certificates.ts'
 import { AbortError, abortReason, type Changes, type Clock, sleep, type Supervisor } from './clock.ts'
 import { short, type Logger } from './log.ts'
 import type { Network } from './network.ts'
 import type { Replica } from './replica.ts'
 import type { Trainer } from './trainer.ts'
 import type { Offence } from './misbehaviour.ts'
-import { checkUpdate, type UpdateRejection } from './update-check.ts'
-import { probationSlots } from './proven.ts'
+import { UpdateCollector } from './update-collector.ts'
+import { Roster } from './roster.ts'
 import { Counts } from './counts.ts'
+import { RoundError, RoundState, type AcceptedUpdate, type RoundPhase, type RoundSnapshot } from './round-state.ts'
 
 /** Failed attempts at a round, in a row, after which the leader hands over. */
 export const MAX_FAILURES_IN_A_ROW = 3
-/** The longest a peer that brings nothing goes without work, in rounds. */
-const MAX_BENCH_ROUNDS = 32
 
 export interface CoordinatorConfig {
   minPeers: number
@@ -68,69 +67,6 @@ export interface CoordinatorDeps {
   resign: (reason: string) => void
 }
 
-export type RoundPhase = 'collecting' | 'aggregating' | 'evaluating' | 'certifying' | 'done'
-
-export interface RoundSnapshot {
-  round: number
-  term: number
-  state: RoundPhase
-  updates: number
-  expected: number
-  dropped: Array<{ peer: string, reason: string }>
-  signatures: number
-  deadline: number
-}
-
-type AcceptedUpdate = ClientUpdate & { trainMs: number, hash: string }
-
-class RoundError extends Error {
-  override name = 'RoundError'
-}
-
-/** One round, as its coordinator runs it. */
-class RoundState {
-  phase: RoundPhase = 'collecting'
-  readonly start: Unstamped<RoundStart>
-  readonly startedAt: number
-  readonly updates = new Map<string, AcceptedUpdate>()
-  /** peers whose update will not count this round, and why */
-  readonly dropped = new Map<string, string>()
-  readonly fetching = new Set<string>()
-  /** when the last update was announced, and when the last update blob arrived */
-  lastAnnounced: number
-  lastFetched: number
-  /** the members drawn to check the result and sign it (drawCheckers), as the round start says */
-  readonly checkers: readonly string[]
-  /** the members they were drawn from */
-  readonly pool: readonly string[]
-  /** while certifying: the result proposed, and the checkers' signatures of it */
-  resultHash: string | null = null
-  readonly votes = new Map<string, RoundCertVote>()
-  /** aborts when the round is over or the term ends: stops every fetch of the round */
-  private readonly controller = new AbortController()
-  private readonly term: AbortSignal
-  private readonly onTermEnd = (): void => { this.controller.abort(abortReason(this.term)) }
-
-  constructor (start: Unstamped<RoundStart>, pool: readonly string[], startedAt: number, term: AbortSignal) {
-    this.start = start
-    this.checkers = start.checkers
-    this.pool = pool
-    this.startedAt = startedAt
-    this.lastAnnounced = this.lastFetched = startedAt
-    this.term = term
-    if (term.aborted) this.onTermEnd()
-    else term.addEventListener('abort', this.onTermEnd, { once: true })
-  }
-
-  get signal (): AbortSignal { return this.controller.signal }
-
-  /** The round is over: end its transfers, and stop listening to the term (rounds come and go, the term stays). */
-  end (): void {
-    this.term.removeEventListener('abort', this.onTermEnd)
-    this.controller.abort(new AbortError(`round ${this.start.round} is over`))
-  }
-}
-
 export class Coordinator {
   readonly term: number
   private readonly deps: CoordinatorDeps
@@ -140,18 +76,15 @@ export class Coordinator {
   private stallAt = Infinity
   private saidWaiting = false
   private saidAlone = false
-  /**
-   * Peers that took work and brought no update that counts (nothing at all, a bad update, a
-   * failure): no work for them until `untilRound`, for 1, 2, 4, ... rounds in a row. One that
-   * contributes again starts afresh. A follower that never delivers costs one round, not every one.
-   */
-  private readonly bench = new Map<string, { untilRound: number, misses: number }>()
-  /** checkers that did not sign a result they could check, and until which round they are not drawn again */
-  private readonly unsigned = new Map<string, number>()
+  /** who gets work, and who checks (roster.ts) */
+  private readonly roster: Roster
+  private readonly updates: UpdateCollector
 
   constructor (deps: CoordinatorDeps) {
     this.deps = deps
     this.term = deps.term
+    this.roster = new Roster({ self: deps.self, policy: deps.policy, proven: deps.replica.proven, standing: deps.standing, live: deps.live, log: deps.log })
+    this.updates = new UpdateCollector({ ...deps, isNewcomer: (peer) => this.roster.isNewcomer(peer) })
   }
 
   get active (): boolean { return !this.controller.signal.aborted }
@@ -162,18 +95,7 @@ export class Coordinator {
   }
 
   snapshot (): RoundSnapshot | null {
-    const r = this.current
-    if (r === null) return null
-    return {
-      round: r.start.round,
-      term: this.term,
-      state: r.phase,
-      updates: r.updates.size,
-      expected: r.start.assignments.length,
-      dropped: [...r.dropped].map(([peer, reason]) => ({ peer, reason })),
-      signatures: r.votes.size,
-      deadline: r.start.deadline
-    }
+    return this.current?.snapshot(this.term) ?? null
   }
 
   /** The watchdog, called on every tick: a round that stopped moving hands leadership over. */
@@ -234,32 +156,10 @@ export class Coordinator {
     }
   }
 
-  /** An update-ready for our round: fetch it and judge it, alone, in the background. */
+  /** An update-ready for our round: fetched and judged in the background (update-collector.ts). */
   onUpdate (update: Unstamped<UpdateReady>): void {
     const state = this.collecting(update.term, update.round, update.peer)
-    if (state === undefined) return
-    const assigned = state.start.assignments.find(a => a.peer === update.peer)!.samples
-    const { clock, net, config, changes, replica } = this.deps
-    state.fetching.add(update.peer)
-    state.lastAnnounced = Math.max(state.lastAnnounced, clock.now())
-    this.deps.supervisor.run(`update of ${short(update.peer)} for round ${update.round}`, async () => {
-      try {
-        const bytes = await net.fetchBlob(update.hash, [update.peer], { signal: state.signal, timeoutMs: config.transferTimeoutMs, maxBytes: config.modelBytes })
-        const verdict = checkUpdate(bytes, update.numSamples, assigned, replica.global!.weights, replica.global!.hash)
-        if (!verdict.ok) {
-          this.drop(state, update.peer, verdict.reason, verdict.detail)
-          return
-        }
-        state.lastFetched = Math.max(state.lastFetched, clock.now())
-        state.updates.set(update.peer, { peer: update.peer, weights: verdict.weights, numSamples: update.numSamples, trainMs: update.metrics.trainMs, hash: update.hash })
-      } catch (err) {
-        if (state.signal.aborted) return // the round is over; nothing to judge
-        this.drop(state, update.peer, 'fetch-failed', (err as Error).message)
-      } finally {
-        state.fetching.delete(update.peer)
-        changes.notify()
-      }
-    })
+    if (state !== undefined) this.updates.take(state, update)
   }
 
   /** A checker's signature of our proposed result: checked, then counted. */
@@ -288,32 +188,14 @@ export class Coordinator {
   /** A peer could not do its work: name it, and stop waiting for it. */
   onFailure (failure: Unstamped<WorkFailed>): void {
     const state = this.collecting(failure.term, failure.round, failure.peer)
-    if (state === undefined) return
-    this.drop(state, failure.peer, 'work-failed', failure.reason)
-    this.deps.changes.notify()
+    if (state !== undefined) this.updates.failed(state, failure)
   }
 
   /** The round this message is for, if we are collecting it and still wait for its peer. */
   private collecting (term: number, round: number, peer: string): RoundState | undefined {
     const state = this.current
-    if (state === null || !this.active || state.phase !== 'collecting' || term !== this.term || round !== state.start.round) return undefined
-    if (!state.start.assignments.some(a => a.peer === peer)) return undefined
-    if (state.updates.has(peer) || state.fetching.has(peer) || state.dropped.has(peer)) return undefined
+    if (state === null || !this.active || term !== this.term || round !== state.start.round || !this.updates.waitsFor(state, peer)) return undefined
     return state
-  }
-
-  private drop (state: RoundState, peer: string, reason: UpdateRejection | 'fetch-failed' | 'work-failed', detail: string): void {
-    state.dropped.set(peer, reason)
-    const { counts, log } = this.deps
-    Counts.bump(counts.rejectedUpdates, reason)
-    const round = state.start.round
-    if (reason === 'work-failed') {
-      log.warn('work-failed', { peer, round, reason: detail }, `round ${round}: peer ${short(peer)} could not do its work: ${detail}`)
-    } else {
-      log.warn('update-rejected', { peer, round, reason, detail }, `round ${round}: update of peer ${short(peer)} dropped (${reason}): ${detail}`)
-      // a failed fetch may be the network's fault; a bad update is the peer's
-      if (reason !== 'fetch-failed') this.deps.offence(peer, reason, `its update of round ${round}: ${detail}`)
-    }
   }
 
   private touch (budgetMs: number): void {
@@ -334,8 +216,7 @@ export class Coordinator {
     // and not to those on the bench, unless there would be too few without them
     const followers = this.deps.live().filter(h => h.peer === this.deps.self || (h.leader === this.deps.self && h.term === this.term))
     const round = replica.round + 1
-    const rested = followers.filter(h => (this.bench.get(h.peer)?.untilRound ?? 0) <= round)
-    const live = this.onProbation(rested.length >= config.minPeers ? rested : followers)
+    const live = this.roster.workers(followers, round, config.minPeers)
     if (live.length < config.minPeers) {
       if (!this.saidWaiting) log.info('waiting-for-peers', { have: live.length, need: config.minPeers }, `waiting for peers to follow: ${live.length} of ${config.minPeers}`)
       this.saidWaiting = true
@@ -344,44 +225,7 @@ export class Coordinator {
       return 'waiting'
     }
     this.saidWaiting = false
-    return await this.runRound(live, this.pool(followers.map(h => h.peer), round))
-  }
-
-  /**
-   * The round's members, to draw its checkers from: the followers (this peer too) that are
-   * members, sorted, less those that did not sign lately, as long as the pool still leaves out no
-   * more of them than a peer accepts (poolSlack).
-   */
-  private pool (followers: string[], round: number): string[] {
-    const standing = this.deps.standing()
-    const members = followers.filter(p => standing.isMember(p)).sort()
-    const slack = standing.byWork ? poolSlack(members.length) : Infinity
-    let left = 0
-    return members.filter(p => {
-      if ((this.unsigned.get(p) ?? 0) <= round || left >= slack) return true
-      left++
-      return false
-    })
-  }
-
-  /**
-   * Newcomers (peers not proven by a counted update, see proven.ts) get work a few at a time, and
-   * at the proven peers' median speed at most: a made-up identity claiming a huge speed can neither
-   * take the round's samples nor outnumber the peers that sign its result.
-   */
-  private onProbation (followers: Array<Unstamped<Heartbeat>>): Array<Unstamped<Heartbeat>> {
-    if (!this.deps.replica.proven.any) return followers
-    const proven = followers.filter(h => !this.isNewcomer(h.peer))
-    const speeds = proven.map(h => h.speed).sort((a, b) => a - b)
-    const typical = speeds[speeds.length >> 1]
-    const newcomers = followers.filter(h => this.isNewcomer(h.peer)).slice(0, probationSlots(this.deps.policy, proven.length))
-    return [...proven, ...newcomers.map(h => ({ ...h, speed: Math.min(h.speed, typical) }))]
-  }
-
-  /** A peer not proven by a counted update (this one never is a newcomer; before any round nobody is). */
-  private isNewcomer (peer: string): boolean {
-    const { proven } = this.deps.replica
-    return proven.any && peer !== this.deps.self && !proven.has(peer)
+    return await this.runRound(live, this.roster.pool(followers.map(h => h.peer), round))
   }
 
   private async initialise (): Promise<void> {
@@ -414,8 +258,8 @@ export class Coordinator {
         `round ${round}/${task.totalRounds}: ${assignments.length} peers, deadline in ${Math.round(timeoutMs / 1000)} s`)
       await net.publish(start)
       this.deps.startLocalWork(start)
-      await this.collect(state)
-      this.benchNonContributors(state)
+      await this.updates.collect(state)
+      this.roster.collected(state)
       const updates = [...state.updates.values()]
       if (updates.length < config.minPeers) {
         counts.add('roundsRetried')
@@ -469,7 +313,7 @@ export class Coordinator {
       if (!this.active) throw abortReason(this.controller.signal)
       await net.publish({ type: 'round-done', v: PROTOCOL_VERSION, term: this.term, round, leader: this.deps.self, modelHash, certHash, metrics, finished })
       // RoundDone is out: the round is finished network-wide, whatever happens to this term now
-      state.phase = 'done'
+      state.done()
       net.blobs.unpin(certHash) // the replica keeps it pinned while it is the newest
       // said before the commit: a commit that finishes training may end the process (--exit-when-done)
       log.info('round-done', { round, term: this.term, modelHash, certHash, signers: votes.length, ...metrics },
@@ -531,11 +375,7 @@ export class Coordinator {
       this.enter(state, 'certifying', certifyBudget)
       const certifyStart = clock.now()
       await this.collectSignatures(state, certifyStart + certifyBudget)
-      // a checker that brought an update and signed is in good standing again
-      for (const peer of state.votes.keys()) {
-        this.unsigned.delete(peer)
-        if (state.updates.has(peer)) this.bench.delete(peer)
-      }
+      this.roster.signed(state)
       const certBytes = encodeRoundCert({ kind: 'round-cert', v: PROTOCOL_VERSION, result: resultBytes, leaderSignature, votes: [...state.votes.values()].sort((a, b) => (a.peer < b.peer ? -1 : 1)) })
       return { certBytes, evalMs, certifyMs: clock.now() - certifyStart }
     } catch (err) {
@@ -546,69 +386,9 @@ export class Coordinator {
     }
   }
 
-  private benchNonContributors (state: RoundState): void {
-    const round = state.start.round
-    // a peer that went silent (a crash, a partition) is out of the membership already: not benched,
-    // or a healed partition would leave honest peers without work for rounds
-    const live = new Set(this.deps.live().map(h => h.peer))
-    for (const { peer } of state.start.assignments) {
-      if (peer === this.deps.self || !live.has(peer)) continue
-      if (state.updates.has(peer)) {
-        // a checker's misses end once it signs too (see collectSignatures)
-        if (!state.checkers.includes(peer)) this.bench.delete(peer)
-        continue
-      }
-      const reason = state.dropped.get(peer) ?? 'no update'
-      this.benchPeer(peer, round, `brought no update that counts (${reason})`, reason)
-    }
-  }
-
-  /** No work for `peer` for 1, 2, 4, ... rounds (MAX_BENCH_ROUNDS at most) as its misses add up; returns the round it may work again. */
-  private benchPeer (peer: string, round: number, what: string, reason: string): number {
-    const misses = (this.bench.get(peer)?.misses ?? 0) + 1
-    const rounds = Math.min(MAX_BENCH_ROUNDS, 2 ** (misses - 1))
-    const untilRound = round + rounds + 1
-    this.bench.set(peer, { untilRound, misses })
-    this.deps.log.info('peer-benched', { peer, round, rounds, reason },
-      `round ${round}: peer ${short(peer)} ${what}: no work for it for ${rounds} round${rounds === 1 ? '' : 's'}`)
-    return untilRound
-  }
-
-  private enter (state: RoundState, phase: RoundPhase, budgetMs: number): void {
-    if (state.signal.aborted) throw abortReason(state.signal)
-    state.phase = phase
+  private enter (state: RoundState, phase: Exclude<RoundPhase, 'done'>, budgetMs: number): void {
+    state.enter(phase)
     this.touch(budgetMs)
-  }
-
-  /**
-   * Waits until every assigned live peer has reported (or been dropped), or the deadline. Once
-   * enough updates are in (--min-peers, and a majority of the assigned peers), or only newcomers
-   * are missing, the others are waited for about as long again as the round took so far, longer in
-   * proportion to the work they were given beyond that of the peers that delivered: a peer that
-   * takes work and brings nothing costs a round little, not its deadline, while one with more data
-   * than the others (more work) is still waited for.
-   */
-  private async collect (state: RoundState): Promise<void> {
-    const { clock, changes, config } = this.deps
-    const started = clock.now()
-    const assigned = state.start.assignments
-    const enough = Math.max(config.minPeers, majority(assigned.length))
-    let graceEnd: number | undefined
-    while (!state.signal.aborted && clock.now() < state.start.deadline) {
-      const live = new Set(this.deps.live().map(h => h.peer))
-      const missing = assigned.filter(a => live.has(a.peer) && !state.updates.has(a.peer) && !state.dropped.has(a.peer))
-      if (missing.length === 0 && state.fetching.size === 0) return
-      if (missing.length > 0 && (state.updates.size >= enough || missing.every(a => this.isNewcomer(a.peer)))) {
-        graceEnd ??= started + graceMs(clock.now() - started, missing, assigned.filter(a => state.updates.has(a.peer)), 2 * config.heartbeatMs)
-        // an update on its way is not thrown away (its fetch has bounds of its own)
-        if (clock.now() >= graceEnd && state.fetching.size === 0) return
-      } else {
-        graceEnd = undefined
-      }
-      const until = graceEnd !== undefined && clock.now() < graceEnd ? graceEnd : state.start.deadline
-      await changes.wait(until - clock.now(), state.signal)
-    }
-    if (state.signal.aborted) throw abortReason(state.signal)
   }
 
   /**
@@ -654,22 +434,9 @@ export class Coordinator {
     if (state.votes.size < needed) {
       // benched, and not drawn again for as long: the round is done again with other
       // participants and other checkers (the same ones would fail it again and again)
-      for (const peer of unsigned) this.unsigned.set(peer, this.benchPeer(peer, round, 'did not sign the result', 'no signature'))
+      this.roster.unsignedFailed(unsigned, round)
       const missing = checkers.filter(p => !state.votes.has(p)).map(short)
       throw new RoundError(`only ${state.votes.size} of ${checkers.length} checkers signed the result of round ${round} within ${until - started} ms, ${needed} needed (missing: ${missing.join(', ')})`)
     }
   }
-}
-
-/**
- * How long from its start a round waits for its `missing` peers, once enough are in after `tookMs`:
- * twice that, or in proportion to the most work a missing peer was given against the median of
- * those that delivered, one and a half times over; and at least `minMs` more.
- */
-export function graceMs (tookMs: number, missing: Assignment[], delivered: Assignment[], minMs: number): number {
-  const sizes = delivered.map(a => a.samples).sort((a, b) => a - b)
-  const typical = sizes.length > 0 ? sizes[sizes.length >> 1] : 0
-  const most = Math.max(...missing.map(a => a.samples))
-  const factor = typical > 0 ? Math.max(2, 1.5 * most / typical) : 2
-  return Math.max(factor * tookMs, tookMs + minMs)
 }

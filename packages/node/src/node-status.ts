@@ -1,7 +1,7 @@
 // What /api/status shows of a peer: a copy of the engine's state, taken at once (the HTTP server,
 // the dashboard and /metrics read it, never the engine's fields).
 import type { Device, Heartbeat, Task, Unstamped, WorkProgress } from '@dml/protocol'
-import type { RoundSnapshot } from './coordinator.ts'
+import type { RoundSnapshot } from './round-state.ts'
 import type { Counts } from './counts.ts'
 import type { Ledger } from './misbehaviour.ts'
 import type { Membership } from './membership.ts'
