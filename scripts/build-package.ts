@@ -62,7 +62,7 @@ for (const input of Object.keys(result.metafile.inputs)) {
   notices.set(heading, `## ${heading}\n\n${text}\n`)
 }
 writeFileSync(join(out, 'THIRD-PARTY-LICENSES.md'), `# Licences of the packages bundled into dml-node.js and dml-monitor.js\n\n${[...notices.keys()].sort().map(k => notices.get(k)).join('\n')}`)
-cpSync(join(root, 'packages/node/src/dashboard'), join(out, 'dashboard'), { recursive: true })
+cpSync(join(root, 'packages/node/src/app/dashboard'), join(out, 'dashboard'), { recursive: true })
 cpSync(join(root, 'README.md'), join(out, 'README.md'))
 // the README is a front door: its links lead into docs/
 cpSync(join(root, 'docs'), join(out, 'docs'), { recursive: true })

@@ -10,9 +10,9 @@ describe('a clone runs its bundle', () => {
   const at = (path: string, seconds: number): void => { utimesSync(join(root, path), seconds, seconds) }
   beforeEach(() => {
     root = mkdtempSync(join(tmpdir(), 'dml-clone-'))
-    for (const dir of ['bin', 'dist', 'scripts', 'packages/node/src/dashboard', 'packages/node/src/app']) mkdirSync(join(root, dir), { recursive: true })
-    for (const file of ['bin/dml-node.js', 'package-lock.json', 'scripts/build-package.ts', 'packages/node/package.json', 'packages/node/src/app/cli.ts', 'packages/node/src/dashboard/index.html']) writeFileSync(join(root, file), '')
-    for (const path of ['bin', 'bin/dml-node.js', 'package-lock.json', 'scripts/build-package.ts', 'packages/node/package.json', 'packages/node/src', 'packages/node/src/app', 'packages/node/src/app/cli.ts', 'packages/node/src/dashboard', 'packages/node/src/dashboard/index.html']) at(path, 1000)
+    for (const dir of ['bin', 'dist', 'scripts', 'packages/node/src/app/dashboard']) mkdirSync(join(root, dir), { recursive: true })
+    for (const file of ['bin/dml-node.js', 'package-lock.json', 'scripts/build-package.ts', 'packages/node/package.json', 'packages/node/src/app/cli.ts', 'packages/node/src/app/dashboard/index.html']) writeFileSync(join(root, file), '')
+    for (const path of ['bin', 'bin/dml-node.js', 'package-lock.json', 'scripts/build-package.ts', 'packages/node/package.json', 'packages/node/src', 'packages/node/src/app', 'packages/node/src/app/cli.ts', 'packages/node/src/app/dashboard', 'packages/node/src/app/dashboard/index.html']) at(path, 1000)
   })
 
   it('while it is newer than every source, and not without one', () => {
@@ -26,7 +26,7 @@ describe('a clone runs its bundle', () => {
   it('not once a source, the dashboard or the lock file changed since it was built, nor with DML_FROM_SOURCES=1', () => {
     writeFileSync(join(root, 'dist/dml-node.js'), '')
     at('dist/dml-node.js', 2000)
-    for (const path of ['packages/node/src/dashboard/index.html', 'package-lock.json', 'bin/dml-node.js']) {
+    for (const path of ['packages/node/src/app/dashboard/index.html', 'package-lock.json', 'bin/dml-node.js']) {
       at(path, 3000)
       expect(fresh('dml-node', root), path).to.equal(undefined)
       at(path, 1000)

@@ -3,7 +3,8 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync, trunc
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { contentHash, encodeTensors } from '@dml/protocol'
-import { DataDirStore, encodeCheckpointFile, loadLatestCheckpoint, parseCheckpoint, loadVote, saveCheckpoint, saveVote, loadOrCreateIdentity, BlobStore, type Checkpoint } from '@dml/node'
+import { DataDirStore, encodeCheckpointFile, loadLatestCheckpoint, parseCheckpoint, loadVote, saveCheckpoint, saveVote, BlobStore, type Checkpoint } from '@dml/node'
+import { loadOrCreateIdentity } from '@dml/node/cli'
 
 const task = { model: 'mlp', dataset: 'mnist', input: '28x28x1', classes: 10, inputScale: 255, lr: 0.1, lrSchedule: 'constant', optimizer: 'sgd', proxMu: 0, batchSize: 32, localEpochs: 1, totalRounds: 10, targetAccuracy: 1, strategy: { aggregation: 'fedavg', trim: 0.2, byzantine: 1, clip: 1, normBound: 5, serverOptimizer: 'none', serverLr: 1 }, evalSamples: 100, partition: 'iid' }
 function checkpoint (round: number): Checkpoint {

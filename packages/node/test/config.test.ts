@@ -2,7 +2,7 @@ import { expect } from 'chai'
 import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { ConfigError } from '@dml/node'
+import { ConfigError } from '@dml/node/cli'
 import { envName, NODE_OPTIONS, parseOptions, parseShard, helpText } from '@dml/node/cli'
 
 const ID = '12D3KooWN5i3tb5gETU8rZRMgMyvn34rGfgjzCgRSXzt89tLbNKM'

@@ -1,6 +1,7 @@
 import { expect } from 'chai'
 import { AggregationError, DataError, IdxError, ModelError } from '@dml/trainer'
-import { CheckpointError, ConfigError, IdentityError, isExpected } from '@dml/node'
+import { CheckpointError } from '@dml/node'
+import { ConfigError, IdentityError, isExpected } from '@dml/node/cli'
 
 describe('errors the user is to fix', () => {
   it('are told apart by their flag, not their message: each family of input mistakes is expected, a failure of dml is not', () => {

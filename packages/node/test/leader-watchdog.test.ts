@@ -1,5 +1,5 @@
 import { expect } from 'chai'
-import { LeaderWatchdog, UNPROVEN_GRACE_LEASES } from '../src/leader-watchdog.ts'
+import { LeaderWatchdog, UNPROVEN_GRACE_LEASES } from '@dml/node'
 
 const TIMES = { roundTimeoutMs: 60_000, transferTimeoutMs: 10_000, leaseMs: 2_000 }
 /** what a round may take past its deadline: both transfers, the checkers' 30 s, four leases */

@@ -1,7 +1,8 @@
 // The status server's event stream: what a dashboard gets, and what a client that never reads costs.
 import { expect } from 'chai'
 import { connect } from 'node:net'
-import { DEFAULT_STATUS_LIMITS, startStatusServer, type NodeStatus } from '@dml/node'
+import type { NodeStatus } from '@dml/node'
+import { DEFAULT_STATUS_LIMITS, startStatusServer } from '@dml/node/cli'
 
 /** A status that changes at every call and is about `size` bytes long. */
 function changing (size: number): () => NodeStatus & Record<string, unknown> {

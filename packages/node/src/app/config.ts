@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import yargs, { type Argv } from 'yargs'
-import { ConfigError } from '../errors.ts'
+import { ConfigError } from './errors.ts'
 import { LOG_LEVELS } from '../log.ts'
 // the data module alone: the monitor reads these options too, and has no use for TensorFlow.js
 import { COMPRESSIONS, isCompression, MAX_HEARTBEAT_EVERY_MS, parseInputShape } from '@dml/protocol'

@@ -1,13 +1,13 @@
 // The trained model out of dml: `dml-node export` writes the newest checkpoint's model in
 // TensorFlow.js's layers format; `evaluate` and `predict` load such an export, as any user of it
 // would, and run it on a data set's test examples.
-import { ConfigError } from '../errors.ts'
+import { ConfigError } from './errors.ts'
 import { resolve } from 'node:path'
 import { decodeTensors } from '@dml/protocol'
 import { buildModel, evaluate, initBackend, loadDataset, loadModelFiles, loadOwnData, makeBatch, modelPart, registerModelModule, saveModelFiles, tf, writeWeights, type ImageSet } from '@dml/trainer'
-import { loadLatestCheckpoint, type Checkpoint } from '../checkpoint.ts'
+import { loadLatestCheckpoint, type Checkpoint } from '../state/checkpoint.ts'
 import { firstLine, EVALUATE_OPTIONS, EXPORT_OPTIONS, helpText, parseOptions } from './config.ts'
-import { modelSpec } from '../trainer.ts'
+import { modelSpec } from '../round/trainer.ts'
 
 /** What an export says of where it came from (model.json's userDefinedMetadata). */
 export interface ExportMetadata {

@@ -2,7 +2,7 @@
 // redrawn in place: the leader, the round's progress with ETAs, a sparkline of accuracy, the peers
 // and recent events. Both views are fed the same checked facts by monitor.ts.
 import type { Heartbeat, RoundDone, RoundEvaluation, RoundStart } from '@dml/protocol'
-import { roundProgress } from '../progress.ts'
+import { roundProgress } from '../round/progress.ts'
 
 /** A finished round the monitor checked: from a round-done it saw, or (`before`) the newest one when it joined. */
 export interface ShownRound {

@@ -5,15 +5,15 @@
 // only a warning line: it neither counts as a round nor ends the monitor.
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { ControlMessage, Heartbeat, RoundDone } from '@dml/protocol'
-import { Admission } from '../admission.ts'
-import { CertificateError, coversView, isForgery, type Standing } from '../certificates.ts'
+import { Admission } from '../net/admission.ts'
+import { CertificateError, coversView, isForgery, type Standing } from '../proof/certificates.ts'
 import { Supervisor } from '../clock.ts'
 import { helpText, MONITOR_OPTIONS, parseOptions, readAllowList, readSwarmKey } from './config.ts'
-import { startHost } from '../host.ts'
-import { Proofs, type ProvenRound } from '../proofs.ts'
-import { ProvenPeers } from '../proven.ts'
+import { startHost } from '../net/host.ts'
+import { Proofs, type ProvenRound } from '../proof/proofs.ts'
+import { ProvenPeers } from '../proof/proven.ts'
 import { linesView, terminalView } from './monitor-view.ts'
-import { followersIn, followersOf, silenceMs } from '../membership.ts'
+import { followersIn, followersOf, silenceMs } from '../state/membership.ts'
 
 const SUMMARY = 'Follows dml training live: joins the network as a passive peer and prints every finished round.'
 

@@ -5,7 +5,7 @@ import { prometheusMetrics } from '@libp2p/prometheus-metrics'
 import type { Metrics } from '@libp2p/interface'
 import { Counter, Gauge, Histogram, Registry } from 'prom-client'
 import { BLOB_PROTOCOL } from '@dml/protocol'
-import type { NodeStatus } from './node-status.ts'
+import type { NodeStatus } from '../engine/node-status.ts'
 
 /** libp2p's byte counter: labelled "<protocol> sent" / "<protocol> received", and "global ..." for whole connections. */
 const TRANSFER_METRIC = 'libp2p_data_transfer_bytes_total'

@@ -2,14 +2,14 @@
 // judged on its own (update-check.ts), a peer that could not do its work is named, and the round
 // waits until every assigned live peer has reported, or not much longer once enough have.
 import type { Assignment, Heartbeat, Unstamped, UpdateReady, WorkFailed } from '@dml/protocol'
-import { majority } from './certificates.ts'
-import type { Changes, Clock, Supervisor } from './clock.ts'
-import { abortReason } from './clock.ts'
-import { Counts } from './counts.ts'
-import { short, type Logger } from './log.ts'
-import type { Offence } from './misbehaviour.ts'
-import type { Network } from './network.ts'
-import type { Replica } from './replica.ts'
+import { majority } from '../proof/certificates.ts'
+import type { Changes, Clock, Supervisor } from '../clock.ts'
+import { abortReason } from '../clock.ts'
+import { Counts } from '../state/counts.ts'
+import { short, type Logger } from '../log.ts'
+import type { Offence } from '../state/misbehaviour.ts'
+import type { Network } from '../net/network.ts'
+import type { Replica } from '../state/replica.ts'
 import type { RoundState } from './round-state.ts'
 import { checkUpdate, type UpdateRejection } from './update-check.ts'
 

@@ -4,10 +4,10 @@
 // which reaches the transfer of the start model and every training batch.
 import { encodeUpdate, findNonFinite, PROTOCOL_VERSION, trainingDifference, type Assignment, type Compression, type NamedTensor, type RoundStart, type Task, type Unstamped, type UpdateReady, type WorkFailed } from '@dml/protocol'
 import { modelPart } from '@dml/trainer'
-import { AbortError, isAbort } from './clock.ts'
-import type { Logger } from './log.ts'
-import type { Network } from './network.ts'
-import type { Replica } from './replica.ts'
+import { AbortError, isAbort } from '../clock.ts'
+import type { Logger } from '../log.ts'
+import type { Network } from '../net/network.ts'
+import type { Replica } from '../state/replica.ts'
 import type { Trainer } from './trainer.ts'
 
 export interface WorkPhase {

@@ -4,31 +4,31 @@
 // a claim that checked out is followed here, a won candidacy takes up the lead here, and a leader
 // that goes silent, forges, makes no progress or loses its majority is left here.
 import { MAX_TERM_STEP, type Heartbeat, type RoundStart, type Task, type Unstamped, type Vote, type VoteRequest } from '@dml/protocol'
-import type { SavedVote } from './checkpoint.ts'
-import { coversView, isForgery, type QuorumPolicy, type Signer, type Standing } from './certificates.ts'
-import type { Changes, Clock, Supervisor } from './clock.ts'
-import { Coordinator } from './coordinator.ts'
-import type { Counts } from './counts.ts'
+import type { SavedVote } from '../state/checkpoint.ts'
+import { coversView, isForgery, type QuorumPolicy, type Signer, type Standing } from '../proof/certificates.ts'
+import type { Changes, Clock, Supervisor } from '../clock.ts'
+import { Coordinator, type CoordinatorConfig } from '../round/coordinator.ts'
+import type { Counts } from '../state/counts.ts'
 import { rankCandidates, type Election } from './election.ts'
 import { LeaderClaims } from './leader-claims.ts'
-import { LeaderWatchdog } from './leader-watchdog.ts'
-import { short, type Logger } from './log.ts'
-import { followersOf, type Membership } from './membership.ts'
-import type { Ledger } from './misbehaviour.ts'
-import type { Network } from './network.ts'
-import { maxBlobBytes, type NodeConfig } from './node-config.ts'
-import type { Proofs } from './proofs.ts'
-import type { Replica } from './replica.ts'
-import type { Trainer } from './trainer.ts'
+import { LeaderWatchdog, type WatchdogTimes } from './leader-watchdog.ts'
+import { short, type Logger } from '../log.ts'
+import { followersOf, type Membership } from '../state/membership.ts'
+import type { Ledger } from '../state/misbehaviour.ts'
+import type { Network } from '../net/network.ts'
+import type { Proofs } from '../proof/proofs.ts'
+import type { Replica } from '../state/replica.ts'
+import type { Trainer } from '../round/trainer.ts'
 import { Voting, type ProvenCert } from './voting.ts'
-import type { Worker } from './worker.ts'
+import type { Worker } from '../round/worker.ts'
 
 /** A leader elected alone stands again for peers that joined at most once in this many leases (and once a round). */
 const JOINERS_EVERY_LEASES = 10
 
 export interface LeadershipDeps {
   self: string
-  config: NodeConfig
+  /** the coordinator's and the watchdog's times and sizes (modelBytes: the most a model or update blob may be) */
+  config: CoordinatorConfig & WatchdogTimes
   election: Election
   membership: Membership
   replica: Replica
@@ -268,7 +268,7 @@ export class Leadership {
       termCert: { hash: won.hash, bytes: won.bytes },
       signer: d.signer,
       policy: d.policy,
-      config: { ...d.config, modelBytes: maxBlobBytes(d.config) },
+      config: d.config,
       clock: d.clock,
       net: d.net,
       log: d.log,

@@ -4,16 +4,16 @@
 // certificate and hands it to the node (`won`), which takes up the lead. The rules of who may be
 // voted for are election.ts's; the proofs of a candidate's rounds are Proofs'.
 import { encodeTermCert, MAX_TERM_STEP, PROTOCOL_VERSION, voteSigningBytes, type Outgoing, type TermCert, type Vote, type VoteRequest } from '@dml/protocol'
-import type { SavedVote } from './checkpoint.ts'
-import { CertificateError, isForgery, isQuorum, signedBy, type QuorumPolicy, type Signer } from './certificates.ts'
-import type { Clock, Supervisor } from './clock.ts'
+import type { SavedVote } from '../state/checkpoint.ts'
+import { CertificateError, isForgery, isQuorum, signedBy, type QuorumPolicy, type Signer } from '../proof/certificates.ts'
+import type { Clock, Supervisor } from '../clock.ts'
 import type { Election } from './election.ts'
-import { short, type Logger } from './log.ts'
-import type { Ledger } from './misbehaviour.ts'
-import type { Blobs } from './network.ts'
-import type { Proofs } from './proofs.ts'
-import type { Replica } from './replica.ts'
-import type { Counts } from './counts.ts'
+import { short, type Logger } from '../log.ts'
+import type { Ledger } from '../state/misbehaviour.ts'
+import type { Blobs } from '../net/network.ts'
+import type { Proofs } from '../proof/proofs.ts'
+import type { Replica } from '../state/replica.ts'
+import type { Counts } from '../state/counts.ts'
 
 /** A checked term certificate, with its blob's hash and bytes (to pin and to serve). */
 export interface ProvenCert { hash: string, bytes: Uint8Array, cert: TermCert }

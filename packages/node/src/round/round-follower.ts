@@ -4,8 +4,8 @@
 // leader's result the Verifier's.
 import { trainingDifference, type RoundStart, type Task, type Unstamped, type UpdateReady, type WorkFailed } from '@dml/protocol'
 import type { Coordinator } from './coordinator.ts'
-import { short, type Logger } from './log.ts'
-import type { Replica } from './replica.ts'
+import { short, type Logger } from '../log.ts'
+import type { Replica } from '../state/replica.ts'
 import type { Verifier } from './verifier.ts'
 import type { Worker } from './worker.ts'
 

@@ -3,7 +3,7 @@
 // lowers its gossipsub score, and a repeat offender is banned for a while: disconnected, its
 // connections refused and its messages ignored. Honest accidents (a stale message after a
 // partition, a transfer that timed out) are not offences.
-import type { Logger } from './log.ts'
+import type { Logger } from '../log.ts'
 import { Counts } from './counts.ts'
 
 /** Reasons that are offences; anything else a validator rejects is counted but not held against the sender. */

@@ -15,15 +15,15 @@
 // leader, elected by peers that had not heard, would do the round again with a different model.
 import { contentHash, decodeResult, encodeRoundCert, MAX_CERT_BYTES, encodeTensors, PROTOCOL_VERSION, roundVoteSigningBytes, strategyDifference, type NamedTensor, type RoundCertVote, type RoundProposal, type RoundResult, type RoundStart, type RoundVote, type Task, type Unstamped } from '@dml/protocol'
 import { aggregateRound, type ClientUpdate } from '@dml/trainer'
-import { certVoteOf, drawCheckers, quorumFollowers, roundQuorum, sameSet, type QuorumPolicy, type Signer, type Standing } from './certificates.ts'
-import { AbortError, type Supervisor } from './clock.ts'
-import type { Logger } from './log.ts'
-import type { Network } from './network.ts'
-import type { Replica } from './replica.ts'
+import { certVoteOf, drawCheckers, quorumFollowers, roundQuorum, sameSet, type QuorumPolicy, type Signer, type Standing } from '../proof/certificates.ts'
+import { AbortError, type Supervisor } from '../clock.ts'
+import type { Logger } from '../log.ts'
+import type { Network } from '../net/network.ts'
+import type { Replica } from '../state/replica.ts'
 import type { Trainer } from './trainer.ts'
-import type { Offence } from './misbehaviour.ts'
+import type { Offence } from '../state/misbehaviour.ts'
 import { checkUpdate } from './update-check.ts'
-import type { Counts } from './counts.ts'
+import type { Counts } from '../state/counts.ts'
 
 export class ProposalError extends Error {
   override name = 'ProposalError'

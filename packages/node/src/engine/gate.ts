@@ -2,13 +2,13 @@
 // taken (new, within its author's and its relay's budgets, current) and what a refusal costs its
 // sender. Runs inside the gossip validator, so a refused message is not forwarded either.
 import { MAX_TERM_STEP, type ControlMessage, type Outgoing, type RoundStart, type Unstamped } from '@dml/protocol'
-import { Admission } from './admission.ts'
-import { isAllowed, type QuorumPolicy } from './certificates.ts'
-import { Counts } from './counts.ts'
-import type { Election } from './election.ts'
-import { short, type Logger } from './log.ts'
-import { isOffence, type Ledger } from './misbehaviour.ts'
-import type { Verdict } from './network.ts'
+import { Admission } from '../net/admission.ts'
+import { isAllowed, type QuorumPolicy } from '../proof/certificates.ts'
+import { Counts } from '../state/counts.ts'
+import type { Election } from '../election/election.ts'
+import { short, type Logger } from '../log.ts'
+import { isOffence, type Ledger } from '../state/misbehaviour.ts'
+import type { Verdict } from '../net/network.ts'
 
 export interface GateDeps {
   election: Election

@@ -5,7 +5,7 @@
 import { Uint8ArrayList } from 'uint8arraylist'
 import type { Stream } from '@libp2p/interface'
 import { CHUNK_BYTES, MAX_BLOB_BYTES, contentHash, decodeCbor, encodeCbor, isContentHash, splitChunks } from '@dml/protocol'
-import { abortReason, deadlineSignal, type Clock } from './clock.ts'
+import { abortReason, deadlineSignal, type Clock } from '../clock.ts'
 import type { Blobs, FetchOptions } from './network.ts'
 
 export class BlobError extends Error {

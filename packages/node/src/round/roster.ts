@@ -4,9 +4,9 @@
 // newcomers on probation (a few a round, at a typical speed); and the pool the checkers are drawn
 // from, less the members that did not sign lately.
 import type { Heartbeat, Unstamped } from '@dml/protocol'
-import { poolSlack, type QuorumPolicy, type Standing } from './certificates.ts'
-import { short, type Logger } from './log.ts'
-import { probationSlots, type ProvenPeers } from './proven.ts'
+import { poolSlack, type QuorumPolicy, type Standing } from '../proof/certificates.ts'
+import { short, type Logger } from '../log.ts'
+import { probationSlots, type ProvenPeers } from '../proof/proven.ts'
 import type { RoundState } from './round-state.ts'
 
 /** The longest a peer that brings nothing goes without work, in rounds. */

@@ -1,13 +1,13 @@
 // What a node is made of: its configuration (from the command line, see app/config.ts) and the
 // parts it is handed (the network, the trainer, the stores, the clock).
 import type { Compression, Device, Task } from '@dml/protocol'
-import type { SavedVote } from './checkpoint.ts'
-import type { Signer } from './certificates.ts'
-import type { Clock } from './clock.ts'
-import type { Logger } from './log.ts'
-import type { Network } from './network.ts'
-import type { CheckpointStore } from './replica.ts'
-import type { Trainer } from './trainer.ts'
+import type { SavedVote } from '../state/checkpoint.ts'
+import type { Signer } from '../proof/certificates.ts'
+import type { Clock } from '../clock.ts'
+import type { Logger } from '../log.ts'
+import type { Network } from '../net/network.ts'
+import type { CheckpointStore } from '../state/replica.ts'
+import type { Trainer } from '../round/trainer.ts'
 
 export interface NodeConfig {
   task: Task

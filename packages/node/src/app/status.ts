@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs'
 import { createServer, type ServerResponse, type Server } from 'node:http'
 import { createRequire } from 'node:module'
-import type { NodeStatus } from './node-status.ts'
+import type { NodeStatus } from '../engine/node-status.ts'
 
 export type StatusSource = () => Promise<NodeStatus & Record<string, unknown>> | (NodeStatus & Record<string, unknown>)
 

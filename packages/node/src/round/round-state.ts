@@ -5,7 +5,7 @@
 // is over or the term ends. The Coordinator drives it; the status reads its snapshot.
 import type { RoundCertVote, RoundStart, Unstamped } from '@dml/protocol'
 import type { ClientUpdate } from '@dml/trainer'
-import { AbortError, abortReason } from './clock.ts'
+import { AbortError, abortReason } from '../clock.ts'
 
 export type RoundPhase = 'collecting' | 'aggregating' | 'evaluating' | 'certifying' | 'done'
 

@@ -5,7 +5,7 @@
 // every use: a certificate that proves nothing today may tomorrow, once this peer knows its signers.
 import { decodeRoundCert, decodeTermCert, MAX_CERT_BYTES, type TermCert } from '@dml/protocol'
 import { roundQuorumHolds, termQuorum, verifyRoundCert, verifyTermCert, type CheckedRound, type QuorumPolicy, type Standing, type VerifiedRound } from './certificates.ts'
-import type { Network } from './network.ts'
+import type { Network } from '../net/network.ts'
 
 export interface ProvenTerm {
   cert: TermCert

@@ -3,7 +3,7 @@
 // once one between them; a follower of a large network beats less often, so that what each peer
 // receives stays the same as the network grows. What a heartbeat says is the node's.
 import { MAX_HEARTBEAT_EVERY_MS, type Heartbeat, type Unstamped } from '@dml/protocol'
-import type { Clock } from './clock.ts'
+import type { Clock } from '../clock.ts'
 
 /**
  * About how many heartbeats the whole network sends per heartbeat interval. Every peer hears every

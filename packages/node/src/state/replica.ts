@@ -6,11 +6,11 @@
 // through it too.
 import { assertSameShapes, contentHash, decodeRoundCert, decodeTensors, encodeTensors, type NamedTensor, type RoundDone, type RoundMetrics, type Task } from '@dml/protocol'
 import type { Checkpoint, RoundRecord } from './checkpoint.ts'
-import type { Supervisor } from './clock.ts'
-import type { Logger } from './log.ts'
-import type { Network } from './network.ts'
-import type { ProvenRound, Proofs } from './proofs.ts'
-import { ProvenPeers } from './proven.ts'
+import type { Supervisor } from '../clock.ts'
+import type { Logger } from '../log.ts'
+import type { Network } from '../net/network.ts'
+import type { ProvenRound, Proofs } from '../proof/proofs.ts'
+import { ProvenPeers } from '../proof/proven.ts'
 import type { Counts } from './counts.ts'
 
 export interface GlobalModel {

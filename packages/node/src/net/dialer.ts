@@ -6,7 +6,7 @@
 // `memoryMs` (whatever peer ids it is dialed for), with backoff between attempts. An address
 // that answered as a peer is that peer's own: it is dialed again for it, with backoff, like a
 // trusted one (a restart, a partition); for any other peer id it stays on its budget.
-import type { Clock } from './clock.ts'
+import type { Clock } from '../clock.ts'
 
 export interface DialerOptions {
   /** failed attempts after which a hinted address is left alone */

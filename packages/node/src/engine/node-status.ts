@@ -1,14 +1,14 @@
 // What /api/status shows of a peer: a copy of the engine's state, taken at once (the HTTP server,
 // the dashboard and /metrics read it, never the engine's fields).
 import type { Device, Heartbeat, Task, Unstamped, WorkProgress } from '@dml/protocol'
-import type { RoundSnapshot } from './round-state.ts'
-import type { Counts } from './counts.ts'
-import type { Ledger } from './misbehaviour.ts'
-import type { Membership } from './membership.ts'
+import type { RoundSnapshot } from '../round/round-state.ts'
+import type { Counts } from '../state/counts.ts'
+import type { Ledger } from '../state/misbehaviour.ts'
+import type { Membership } from '../state/membership.ts'
 import type { BackendInfo } from './node-config.ts'
-import { roundProgress, type RoundProgress } from './progress.ts'
-import type { Replica } from './replica.ts'
-import type { WorkPhase } from './worker.ts'
+import { roundProgress, type RoundProgress } from '../round/progress.ts'
+import type { Replica } from '../state/replica.ts'
+import type { WorkPhase } from '../round/worker.ts'
 
 /** What /api/status shows of the engine: a copy, taken at once. */
 export interface NodeStatus {

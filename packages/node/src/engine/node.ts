@@ -7,26 +7,26 @@
 // engine runs in unit tests on an in-memory network with fake time.
 import { OWN_DATA, PROTOCOL_VERSION, type ControlMessage, type Outgoing, type Heartbeat, type Task, type Unstamped, type WorkProgress } from '@dml/protocol'
 import { coreShare } from '@dml/trainer'
-import type { Checkpoint, SavedVote } from './checkpoint.ts'
-import { type QuorumPolicy, type Signer, type Standing } from './certificates.ts'
-import { Changes, type Clock, isAbort, Supervisor, systemClock } from './clock.ts'
-import { Counts } from './counts.ts'
-import { Election } from './election.ts'
+import type { Checkpoint, SavedVote } from '../state/checkpoint.ts'
+import { type QuorumPolicy, type Signer, type Standing } from '../proof/certificates.ts'
+import { Changes, type Clock, isAbort, Supervisor, systemClock } from '../clock.ts'
+import { Counts } from '../state/counts.ts'
+import { Election } from '../election/election.ts'
 import { MessageGate } from './gate.ts'
 import { Heartbeats } from './heartbeats.ts'
-import { Leadership } from './leadership.ts'
-import { short, type Logger } from './log.ts'
-import { followersIn, Membership } from './membership.ts'
-import { Ledger } from './misbehaviour.ts'
-import type { MessageHandlers, Network, Verdict } from './network.ts'
+import { Leadership } from '../election/leadership.ts'
+import { short, type Logger } from '../log.ts'
+import { followersIn, Membership } from '../state/membership.ts'
+import { Ledger } from '../state/misbehaviour.ts'
+import type { MessageHandlers, Network, Verdict } from '../net/network.ts'
 import { maxBlobBytes, type BackendInfo, type NodeConfig, type NodeDeps } from './node-config.ts'
 import { nodeStatus, type NodeStatus } from './node-status.ts'
-import { Proofs } from './proofs.ts'
-import { Replica } from './replica.ts'
-import { RoundFollower } from './round-follower.ts'
-import type { Trainer } from './trainer.ts'
-import { Verifier } from './verifier.ts'
-import { Worker } from './worker.ts'
+import { Proofs } from '../proof/proofs.ts'
+import { Replica } from '../state/replica.ts'
+import { RoundFollower } from '../round/round-follower.ts'
+import type { Trainer } from '../round/trainer.ts'
+import { Verifier } from '../round/verifier.ts'
+import { Worker } from '../round/worker.ts'
 
 export class DmlNode implements MessageHandlers {
   readonly peerId: string
@@ -168,7 +168,7 @@ export class DmlNode implements MessageHandlers {
     })
     this.leadership = new Leadership({
       self: this.peerId,
-      config,
+      config: { ...config, modelBytes },
       election: this.election,
       membership: this.membership,
       replica: this.replica,

@@ -4,14 +4,14 @@
 // when it proves more finished rounds. A lie costs its sender (misbehaviour.ts); an honest fresh
 // start that proves nothing yet is said, not held against anyone. The node follows (`follow`).
 import type { Heartbeat, TermCert } from '@dml/protocol'
-import { CertificateError, coversView, isForgery, type QuorumPolicy } from './certificates.ts'
-import { type Clock, isAbort, type Supervisor } from './clock.ts'
+import { CertificateError, coversView, isForgery, type QuorumPolicy } from '../proof/certificates.ts'
+import { type Clock, isAbort, type Supervisor } from '../clock.ts'
 import type { Election } from './election.ts'
-import { short, type Logger } from './log.ts'
-import { followersOf, type Membership } from './membership.ts'
-import type { Ledger } from './misbehaviour.ts'
-import type { Proofs, ProvenRound } from './proofs.ts'
-import type { Replica } from './replica.ts'
+import { short, type Logger } from '../log.ts'
+import { followersOf, type Membership } from '../state/membership.ts'
+import type { Ledger } from '../state/misbehaviour.ts'
+import type { Proofs, ProvenRound } from '../proof/proofs.ts'
+import type { Replica } from '../state/replica.ts'
 import type { ProvenCert } from './voting.ts'
 
 export interface LeaderClaimsDeps {

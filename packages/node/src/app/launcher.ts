@@ -4,8 +4,8 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 
-export const DML_NODE_BIN = fileURLToPath(new URL('../../../bin/dml-node.js', import.meta.url))
-export const DML_MONITOR_BIN = fileURLToPath(new URL('../../../bin/dml-monitor.js', import.meta.url))
+export const DML_NODE_BIN = fileURLToPath(new URL('../../../../bin/dml-node.js', import.meta.url))
+export const DML_MONITOR_BIN = fileURLToPath(new URL('../../../../bin/dml-monitor.js', import.meta.url))
 
 export interface LogEvent {
   event: string
