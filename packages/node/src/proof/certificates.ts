@@ -15,7 +15,7 @@
 // pool (itself and a friend) while others follow it does not make a small quorum. In a large
 // network the pool must also leave out few of them, so that the draw is fair. Any certificate needs two signers, unless this peer is
 // its only signer: one identity proves nothing to others.
-import { MAX_ROUND_CHECKERS, resultSigningBytes, roundCheckers, roundEvaluation, roundVoteSigningBytes, voteSigningBytes, type RoundCert, type RoundCertVote, type RoundEvaluation, type RoundResult, type RoundVote, type TermCert } from '@dml/protocol'
+import { encodeRoundCert, MAX_ROUND_CHECKERS, PROTOCOL_VERSION, resultSigningBytes, roundCheckers, roundEvaluation, roundVoteSigningBytes, voteSigningBytes, type RoundCert, type RoundCertVote, type RoundEvaluation, type RoundResult, type RoundVote, type TermCert } from '@dml/protocol'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { PrivateKey } from '@libp2p/interface'
 
@@ -62,6 +62,15 @@ export async function signedBy (peer: string, bytes: Uint8Array, signature: Uint
 export async function certVoteOf (vote: RoundVote): Promise<RoundCertVote | undefined> {
   if (!await signedBy(vote.peer, roundVoteSigningBytes(vote.resultHash, vote.accuracy, vote.loss, vote.samples), vote.signature)) return undefined
   return { peer: vote.peer, accuracy: vote.accuracy, loss: vote.loss, samples: vote.samples, signature: vote.signature }
+}
+
+/**
+ * The round certificate of a result: its bytes, the leader's signature of it and the checkers'
+ * votes, sorted by peer. The one place a certificate is built, by the leader and by a checker that
+ * certifies a round its leader fell silent on alike, so both build the same bytes.
+ */
+export function roundCertificate (resultBytes: Uint8Array, leaderSignature: Uint8Array, votes: Iterable<RoundCertVote>): Uint8Array {
+  return encodeRoundCert({ kind: 'round-cert', v: PROTOCOL_VERSION, result: resultBytes, leaderSignature, votes: [...votes].sort((a, b) => (a.peer < b.peer ? -1 : 1)) })
 }
 
 export interface QuorumPolicy {

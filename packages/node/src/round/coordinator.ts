@@ -8,10 +8,10 @@
 // cause and the round tried again; after MAX_FAILURES_IN_A_ROW failures, or no progress for the
 // round's budget plus a grace, it gives up leadership so that the others elect another. A leader
 // never stays a leader that leads nothing.
-import { encodeResult, encodeRoundCert, encodeTensors, findNonFinite, PROTOCOL_VERSION, resultSigningBytes, roundVoteSigningBytes, roundEvaluation, type Heartbeat, type NamedTensor, type RoundMetrics, type RoundResult, type RoundStart, type RoundVote, type StrategySpec, type Task, type Unstamped, type UpdateReady, type WorkFailed } from '@dml/protocol'
+import { encodeResult, encodeTensors, findNonFinite, PROTOCOL_VERSION, resultSigningBytes, roundVoteSigningBytes, roundEvaluation, type Heartbeat, type NamedTensor, type RoundMetrics, type RoundResult, type RoundStart, type RoundVote, type StrategySpec, type Task, type Unstamped, type UpdateReady, type WorkFailed } from '@dml/protocol'
 import { aggregateRound } from '@dml/trainer'
 import { allocateWork, expectedSeconds, roundParticipants } from './allocation.ts'
-import { certVoteOf, drawCheckers, quorumFollowers, roundQuorum, type QuorumPolicy, type Signer, type Standing } from '../proof/certificates.ts'
+import { certVoteOf, drawCheckers, roundCertificate, quorumFollowers, roundQuorum, type QuorumPolicy, type Signer, type Standing } from '../proof/certificates.ts'
 import { AbortError, abortReason, type Changes, type Clock, sleep, type Supervisor } from '../clock.ts'
 import { short, type Logger } from '../log.ts'
 import type { Network } from '../net/network.ts'
@@ -376,7 +376,7 @@ export class Coordinator {
       const certifyStart = clock.now()
       await this.collectSignatures(state, certifyStart + certifyBudget)
       this.roster.signed(state)
-      const certBytes = encodeRoundCert({ kind: 'round-cert', v: PROTOCOL_VERSION, result: resultBytes, leaderSignature, votes: [...state.votes.values()].sort((a, b) => (a.peer < b.peer ? -1 : 1)) })
+      const certBytes = roundCertificate(resultBytes, leaderSignature, state.votes.values())
       return { certBytes, evalMs, certifyMs: clock.now() - certifyStart }
     } catch (err) {
       net.blobs.unpin(modelHash)

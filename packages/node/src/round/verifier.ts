@@ -13,9 +13,9 @@
 // this peer, the checker builds the certificate itself and commits the round. A quorum that
 // signed is a round finished, whether or not its leader lived to say so: otherwise the next
 // leader, elected by peers that had not heard, would do the round again with a different model.
-import { contentHash, decodeResult, encodeRoundCert, MAX_CERT_BYTES, encodeTensors, PROTOCOL_VERSION, roundVoteSigningBytes, strategyDifference, type NamedTensor, type RoundCertVote, type RoundProposal, type RoundResult, type RoundStart, type RoundVote, type Task, type Unstamped } from '@dml/protocol'
+import { contentHash, decodeResult, MAX_CERT_BYTES, encodeTensors, roundVoteSigningBytes, strategyDifference, type NamedTensor, type RoundCertVote, type RoundProposal, type RoundResult, type RoundStart, type RoundVote, type Task, type Unstamped } from '@dml/protocol'
 import { aggregateRound, type ClientUpdate } from '@dml/trainer'
-import { certVoteOf, drawCheckers, quorumFollowers, roundQuorum, sameSet, type QuorumPolicy, type Signer, type Standing } from '../proof/certificates.ts'
+import { certVoteOf, drawCheckers, quorumFollowers, roundCertificate, roundQuorum, sameSet, type QuorumPolicy, type Signer, type Standing } from '../proof/certificates.ts'
 import { AbortError, type Supervisor } from '../clock.ts'
 import type { Logger } from '../log.ts'
 import type { Network } from '../net/network.ts'
@@ -159,8 +159,8 @@ export class Verifier {
     if (counted < roundQuorum(this.deps.policy, pending.checkers.length, quorumFollowers(standing, { ...proposal, pool: pending.pool }))) return
     if (this.deps.silentFor(proposal.leader) < this.deps.announceGraceMs) return
     pending.certifying = true
-    const votes = [...pending.votes.values()].sort((a, b) => (a.peer < b.peer ? -1 : 1))
-    const certBytes = encodeRoundCert({ kind: 'round-cert', v: PROTOCOL_VERSION, result: pending.resultBytes, leaderSignature: proposal.signature, votes })
+    const votes = [...pending.votes.values()]
+    const certBytes = roundCertificate(pending.resultBytes, proposal.signature, votes)
     const certHash = this.deps.net.blobs.put(certBytes)
     log.warn('round-self-certified', { round: proposal.round, term: proposal.term, leader: proposal.leader, certHash, signers: votes.length },
       `round ${proposal.round}: ${votes.length} of its ${pending.checkers.length} checkers signed it, and its leader ${proposal.leader.slice(-6)} fell silent without announcing it: certifying it here`)
