@@ -6,31 +6,41 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { ExitedError, PeerProcess, TimeoutError, type LogEvent } from '@dml/node/launcher'
-import type { Hosts } from './hosts.ts'
+
+/** Hosts a cluster runs on: Hosts (one LAN) or NatHosts (sites behind NAT). */
+export interface HostSet {
+  readonly count: number
+  address: (i: number) => string
+  /** the prefix of a command that runs on host i */
+  wrap: (i: number) => string[]
+}
 
 const run = promisify(execFile)
 
 export type HostEvent = LogEvent & { host: string }
 
 export class Cluster {
-  readonly hosts: Hosts
+  readonly hosts: HostSet
   readonly dir = mkdtempSync(join(tmpdir(), 'dml-hosts-'))
   readonly args: string[]
+  /** options of host i's peer only */
+  readonly own: (i: number) => string[]
   /** the process now running on each host, if any */
   readonly current: Array<PeerProcess | undefined>
   /** every process started, in order */
   readonly all: PeerProcess[] = []
 
-  constructor (hosts: Hosts, args: string[]) {
+  constructor (hosts: HostSet, args: string[], own: (i: number) => string[] = () => []) {
     this.hosts = hosts
     this.args = args
+    this.own = own
     this.current = new Array(hosts.count).fill(undefined)
   }
 
   dataDir (i: number): string { return join(this.dir, `host${i}`) }
 
   start (i: number): PeerProcess {
-    const peer = new PeerProcess(`host${i}`, ['--host', this.hosts.address(i), '--port', '4001', '--data-dir', this.dataDir(i), ...this.args], { wrap: this.hosts.wrap(i) })
+    const peer = new PeerProcess(`host${i}`, ['--host', this.hosts.address(i), '--port', '4001', '--data-dir', this.dataDir(i), ...this.args, ...this.own(i)], { wrap: this.hosts.wrap(i) })
     this.current[i] = peer
     this.all.push(peer)
     return peer

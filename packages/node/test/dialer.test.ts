@@ -47,6 +47,25 @@ describe('the dialer', () => {
     expect(refused['addr-budget']).to.be.greaterThan(0)
   })
 
+  it('a relayed address is one relay\'s for every peer behind it: its budget is each peer\'s own', async () => {
+    const relayed = '/ip4/203.0.113.7/tcp/4001/p2p/12D3KooWDWG31EDrNyzFQKcBHtq2P5n2x9Vz6Y8JpRPQVhGmdHcK/p2p-circuit'
+    const { clock, dialer, dials } = setup((peer) => peer !== 'away')
+    dialer.hint('away', [relayed]) // not behind the relay (any more): spends its own budget
+    await run(clock, dialer, 600_000)
+    for (let i = 0; i < 8; i++) dialer.hint(`behind${i}`, [relayed])
+    await run(clock, dialer, 2000)
+    expect(dials.filter(d => d.peer === 'away')).to.have.length(DEFAULT_DIALER.attemptsPerAddr)
+    expect(new Set(dials.filter(d => d.peer.startsWith('behind')).map(d => d.peer)).size).to.equal(8)
+  })
+
+  it('a hint refused for its budget is said once, however many heartbeats repeat it', async () => {
+    const { clock, dialer, refused } = setup(() => false)
+    dialer.hint('silent', ['/ip4/10.9.9.9/tcp/80'])
+    await run(clock, dialer, 600_000)
+    for (let i = 0; i < 20; i++) dialer.hint('silent', ['/ip4/10.9.9.9/tcp/80'])
+    expect(refused['addr-budget']).to.equal(1)
+  })
+
   it('takes a few addresses from a heartbeat, not all of them', async () => {
     const { clock, dialer, dials, refused } = setup(() => false)
     dialer.hint('liar', Array.from({ length: 32 }, (_, i) => `/ip4/10.0.0.${i}/tcp/1`))

@@ -191,6 +191,8 @@ export function peerOptions (o: Options): PeerOptions {
     statusConnections: o['status-connections'] as number,
     bootstrap: o.bootstrap as string[],
     mdns: o.mdns as boolean,
+    relay: o.relay as boolean,
+    announce: o.announce as string[],
     swarmKey: o['swarm-key'] === '' ? undefined : readSwarmKey(o['swarm-key'] as string),
     allowed: allowPeers === '' ? undefined : { peers: readAllowList(allowPeers), file: allowPeers },
     minTransferRate: 1024 * (o['min-transfer-rate'] as number),

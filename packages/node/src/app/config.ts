@@ -59,6 +59,20 @@ export function bootstrapProblem (addr: string): string | undefined {
 }
 const bootstrapList = (v: string[]): string | undefined => v.map(bootstrapProblem).find(p => p !== undefined)
 
+/** Why `addr` can't be announced as this peer's address, or undefined when it can. */
+export function announceProblem (addr: string): string | undefined {
+  let components
+  try {
+    components = multiaddr(addr).getComponents()
+  } catch (err) {
+    return `is not a multiaddr (${(err as Error).message}); expected one such as /ip4/203.0.113.7/tcp/4001`
+  }
+  if (!components.some(c => c.name === 'tcp')) return 'names no TCP port; expected one such as /ip4/203.0.113.7/tcp/4001'
+  if (components.some(c => c.name === 'p2p')) return 'names a peer id: announce the address alone, /ip4/.../tcp/... (the peer id is added)'
+  return undefined
+}
+const announceList = (v: string[]): string | undefined => v.map(announceProblem).find(p => p !== undefined)
+
 export const NODE_OPTIONS = {
   config: { kind: 'string', default: '', arg: 'file', help: 'read options from a JSON file (keys as flag names, e.g. {"model": "cnn", "local-epochs": 2})' },
   model: { kind: 'string', default: 'mlp', arg: 'name', help: 'model to train: mlp, cnn, cnn-small, or one from --model-module' },
@@ -95,6 +109,8 @@ export const NODE_OPTIONS = {
   'data-dir': { kind: 'string', default: '.dml', arg: 'dir', help: 'where the identity key and checkpoints live' },
   bootstrap: { kind: 'list', default: [], arg: 'multiaddr', help: 'peer to connect to, /ip4/.../tcp/.../p2p/... (repeatable)', check: bootstrapList },
   mdns: { kind: 'boolean', default: true, help: 'discover peers on the LAN by mDNS' },
+  relay: { kind: 'boolean', default: false, help: 'relay for members that cannot reach each other (behind NAT): give it to a peer the others can reach' },
+  announce: { kind: 'list', default: [], arg: 'multiaddr', help: 'the address others dial this peer at, /ip4/.../tcp/... (a public address forwarded to it; repeatable)', check: announceList },
   'swarm-key': { kind: 'string', default: '', arg: 'file', help: 'private network: only peers with this libp2p swarm key file can connect' },
   'allow-peers': { kind: 'string', default: '', arg: 'file', help: 'permissioned network: only the peer ids in this file (one per line) take part; quorums are majorities of them' },
   gpu: { kind: 'boolean', default: false, help: 'train with @tensorflow/tfjs-node-gpu (falls back to the CPU, saying so)' },

@@ -17,7 +17,12 @@ export interface Traffic {
   blobs: { sent: number, received: number }
   /** everything on the connections, with encryption and multiplexing */
   total: { sent: number, received: number }
+  /** on the circuit relay's streams: on a relay, what it relayed; on a peer behind NAT, what it sent and received through relays */
+  relayed: { sent: number, received: number }
 }
+
+/** The circuit relay v2 protocols: a relayed connection runs inside a hop stream (to the relay) and a stop stream (from it). */
+const RELAY_PROTOCOLS = ['/libp2p/circuit/relay/0.2.0/hop', '/libp2p/circuit/relay/0.2.0/stop']
 
 const PHASES = ['train', 'transfer', 'aggregate', 'eval', 'idle'] as const
 
@@ -88,11 +93,11 @@ export class NodeMetrics {
   /** Bytes on the wire so far, by kind. */
   async traffic (): Promise<Traffic> {
     const counter = this.registry.getSingleMetric(TRANSFER_METRIC)
-    const traffic: Traffic = { control: { sent: 0, received: 0 }, blobs: { sent: 0, received: 0 }, total: { sent: 0, received: 0 } }
+    const traffic: Traffic = { control: { sent: 0, received: 0 }, blobs: { sent: 0, received: 0 }, total: { sent: 0, received: 0 }, relayed: { sent: 0, received: 0 } }
     if (counter === undefined) return traffic
     for (const { labels, value } of (await counter.get()).values) {
       const [protocol, direction] = String(labels.protocol).split(' ') as [string, 'sent' | 'received']
-      const kind = protocol === 'global' ? 'total' : protocol.startsWith('/meshsub/') ? 'control' : protocol === BLOB_PROTOCOL ? 'blobs' : undefined
+      const kind = protocol === 'global' ? 'total' : protocol.startsWith('/meshsub/') ? 'control' : protocol === BLOB_PROTOCOL ? 'blobs' : RELAY_PROTOCOLS.includes(protocol) ? 'relayed' : undefined
       if (kind !== undefined && (direction === 'sent' || direction === 'received')) traffic[kind][direction] += value
     }
     return traffic

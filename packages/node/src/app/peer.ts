@@ -8,7 +8,7 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { encodeTensors, type Compression, type Device, type Task } from '@dml/protocol'
 import { backendKey, defaultThreads, initBackend, registerModelModule, getStrategy, TrainingThreads } from '@dml/trainer'
 import { DmlNode } from '../engine/node.ts'
-import type { Logger, RecentEvents } from '../log.ts'
+import { short, type Logger, type RecentEvents } from '../log.ts'
 import { startHost, type DmlHost } from '../net/host.ts'
 import { lateHandlers } from '../net/network.ts'
 import { keySigner } from '../proof/certificates.ts'
@@ -54,6 +54,10 @@ export interface PeerOptions {
   statusConnections: number
   bootstrap: string[]
   mdns: boolean
+  /** --relay: relay for members that cannot reach each other */
+  relay: boolean
+  /** --announce: the addresses others are to dial this peer at */
+  announce: string[]
   swarmKey?: Uint8Array
   /** --allow-peers: the peers that may take part, and the file that lists them */
   allowed?: { peers: ReadonlySet<string>, file: string }
@@ -141,7 +145,7 @@ export async function startPeer (options: PeerOptions, log: Logger, recent: Rece
     const inbox = lateHandlers()
     const metrics = new NodeMetrics()
     const { host, port } = o
-    const net = await listen(host, port, async () => await startHost({ metrics: metrics.libp2p(), privateKey: identity.key, host, port, bootstrap: o.bootstrap, mdns: o.mdns, swarmKey: o.swarmKey, minTransferRate: o.minTransferRate, maxPeersPerIp: o.maxPeersPerIp, maxBlobStreams: o.maxBlobStreams, hintDials: o.hintDials, transferTimeoutMs: o.transferTimeoutMs }, inbox.handlers))
+    const net = await listen(host, port, async () => await startHost({ metrics: metrics.libp2p(), privateKey: identity.key, host, port, bootstrap: o.bootstrap, mdns: o.mdns, relay: o.relay, announce: o.announce, allowed: o.allowed?.peers, swarmKey: o.swarmKey, minTransferRate: o.minTransferRate, maxPeersPerIp: o.maxPeersPerIp, maxBlobStreams: o.maxBlobStreams, hintDials: o.hintDials, transferTimeoutMs: o.transferTimeoutMs }, inbox.handlers))
     undo.push(async () => { await net.stop() })
     const dataDirStore = new DataDirStore(dataDir)
     const node = new DmlNode({
@@ -171,11 +175,12 @@ export async function startPeer (options: PeerOptions, log: Logger, recent: Rece
     log.info('started', { peerId: node.peerId, addrs: net.listenAddrs(), identityCreated: identity.created, dataDir },
       `peer ${node.peerId} ${identity.created ? '(new identity)' : '(identity from ' + dataDir + ')'}`)
     for (const addr of net.listenAddrs()) log.info('listening', { addr }, `listening on ${addr}`)
+    watchRelays(net, log)
 
     metrics.follow(() => node.status())
     const status = async (): Promise<ReturnType<DmlNode['status']> & Record<string, unknown>> => {
       const s = node.status()
-      return { ...s, leaderStatusUrl: leaderStatusUrl(s.isLeader ? net.listenAddrs() : s.leaderAddrs, o.httpPort), listenAddrs: net.listenAddrs(), bootstrap: net.bootstrapState(), limits: net.refused(), traffic: await metrics.traffic(), events: recent.list() }
+      return { ...s, leaderStatusUrl: leaderStatusUrl(s.isLeader ? net.listenAddrs() : s.leaderAddrs, o.httpPort), listenAddrs: net.listenAddrs(), bootstrap: net.bootstrapState(), limits: net.refused(), reach: net.reach(), relay: net.relayState(), traffic: await metrics.traffic(), events: recent.list() }
     }
     let server
     try {
@@ -267,6 +272,21 @@ function checkTask (checkpoint: Checkpoint | undefined, task: { model: string, d
   if (model !== task.model || dataset !== task.dataset) {
     throw new ConfigError(`the checkpoint in ${dataDir} is of model "${model}" on "${dataset}", not "${task.model}" on "${task.dataset}": pass --model ${model} --dataset ${dataset}, or use another --data-dir`)
   }
+}
+
+/** Says when the relays this peer is reachable through change, and (with --relay) each reservation it grants. */
+function watchRelays (net: DmlHost, log: Logger): void {
+  let via: string[] = []
+  net.libp2p.addEventListener('self:peer:update', () => {
+    const now = net.relayState().via
+    if (now.join() === via.join()) return
+    const gained = now.filter(r => !via.includes(r))
+    const lost = via.filter(r => !now.includes(r))
+    via = now
+    for (const relay of gained) log.info('relay-reserved', { relay, addrs: net.listenAddrs().filter(a => a.includes(`/p2p/${relay}/p2p-circuit`)) }, `reachable through the relay ${short(relay)}`)
+    for (const relay of lost) log.warn('relay-lost', { relay, left: now }, `no longer reachable through the relay ${short(relay)}${now.length === 0 ? ': peers behind other NATs reach this one only after a hole punch, until a relay takes it again' : ''}`)
+  })
+  net.onRelayReservation((peer) => { log.info('relay-reservation', { peer }, `relaying for ${short(peer)}`) })
 }
 
 /** While the node has no connection at all, says every `everyMs` which bootstrap peers it cannot reach and why. */

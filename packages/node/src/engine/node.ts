@@ -425,8 +425,10 @@ export class DmlNode implements MessageHandlers {
   private onHeartbeat (hb: Heartbeat): void {
     if (this.membership.observe(hb, this.clock.now())) {
       this.log.info('peer-joined', { peer: hb.peer, device: hb.device, backend: hb.backend }, `peer ${short(hb.peer)} joined (${hb.device}, ${hb.backend})`)
-      this.net.dialAddrs(hb.peer, hb.addrs)
     }
+    // a member heard through others but not connected is dialed where it says it is (within the
+    // dialer's budgets): behind NAT, its relayed address comes a while after its first heartbeat
+    this.net.dialAddrs(hb.peer, hb.addrs)
     // membership and rounds changed: the coordinator and drain() wait on this
     this.changes.notify()
     this.leadership.onHeartbeat(hb)

@@ -5,7 +5,9 @@
 // at most `maxAddrsPerPeer` of them, each address at most `attemptsPerAddr` times within
 // `memoryMs` (whatever peer ids it is dialed for), with backoff between attempts. An address
 // that answered as a peer is that peer's own: it is dialed again for it, with backoff, like a
-// trusted one (a restart, a partition); for any other peer id it stays on its budget.
+// trusted one (a restart, a partition); for any other peer id it stays on its budget. A relayed
+// address (`<relay>/p2p-circuit`) is one relay's for every peer behind it: its budget is kept per
+// peer (a dial through a member's relay aims at that peer, and the relay bounds what it relays).
 import type { Clock } from '../clock.ts'
 
 export interface DialerOptions {
@@ -53,6 +55,8 @@ export class Dialer {
   private readonly targets = new Map<string, Target>()
   private readonly addrs = new Map<string, AddrRecord>()
   private readonly dialing = new Set<string>()
+  /** the hints refused for their budget already, by peer and address: said once, not at every heartbeat */
+  private readonly told = new Set<string>()
 
   constructor (deps: DialerDeps, options: DialerOptions = DEFAULT_DIALER) {
     this.deps = deps
@@ -75,7 +79,12 @@ export class Dialer {
       }
       taken++
       if (!this.withinBudget(addr, peer)) {
-        this.deps.refused('addr-budget', peer, `${addr} was dialed ${this.options.attemptsPerAddr} times lately and never answered as this peer`)
+        const key = `${peer} ${addr}`
+        if (!this.told.has(key)) {
+          if (this.told.size >= 4 * this.options.maxPeers) this.told.clear()
+          this.told.add(key)
+          this.deps.refused('addr-budget', peer, `${addr} was dialed ${this.options.attemptsPerAddr} times lately and never answered as this peer`)
+        }
         continue
       }
       this.add({ peer, addr, nextDial: 0, backoffMs: this.options.minBackoffMs })
@@ -99,7 +108,7 @@ export class Dialer {
         t.lastError = undefined
         if (t.addr === undefined) return
         // it answered as its peer: the peer's own address, and not a wasted attempt
-        const record = this.record(t.addr)
+        const record = this.record(t.addr, t.peer)
         record.answeredAs.add(t.peer)
         record.attempts = record.attempts.filter(a => a !== attempt)
       }, (err: unknown) => {
@@ -123,29 +132,35 @@ export class Dialer {
   }
 
   private withinBudget (addr: string, peer: string): boolean {
-    const record = this.addrs.get(addr)
+    const record = this.addrs.get(budgetKey(addr, peer))
     if (record === undefined || record.answeredAs.has(peer)) return true
     const since = this.deps.clock.now() - this.options.memoryMs
     record.attempts = record.attempts.filter(a => a.at > since)
     return record.attempts.length < this.options.attemptsPerAddr
   }
 
-  private record (addr: string): AddrRecord {
-    let record = this.addrs.get(addr)
+  private record (addr: string, peer: string): AddrRecord {
+    const key = budgetKey(addr, peer)
+    let record = this.addrs.get(key)
     if (record === undefined) {
       if (this.addrs.size >= 4 * this.options.maxPeers) this.addrs.delete(this.addrs.keys().next().value!)
       record = { attempts: [], answeredAs: new Set() }
-      this.addrs.set(addr, record)
+      this.addrs.set(key, record)
     }
     return record
   }
 
   /** Counts a dial of `addr` for `peer` against the address's budget; returns the attempt, if counted. */
   private attempted (addr: string, peer: string): { at: number } | undefined {
-    const record = this.record(addr)
+    const record = this.record(addr, peer)
     if (record.answeredAs.has(peer)) return undefined // the peer's own address: a restart or a partition, not a lie
     const attempt = { at: this.deps.clock.now() }
     record.attempts.push(attempt)
     return attempt
   }
+}
+
+/** What a dial of `addr` for `peer` counts against: the address, or for a relayed one, the address and the peer. */
+function budgetKey (addr: string, peer: string): string {
+  return addr.includes('/p2p-circuit') ? `${addr}/p2p/${peer}` : addr
 }

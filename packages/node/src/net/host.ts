@@ -1,12 +1,18 @@
 // The libp2p host: tcp + noise + yamux, identify, gossipsub for control messages, mDNS and
-// bootstrap discovery, optional private network. It exposes the small Network interface the
-// round engine uses, so the engine never touches libp2p directly.
+// bootstrap discovery, optional private network; and past NAT, circuit relay v2 (every peer a
+// client that takes a reservation on a member that relays; with --relay a server for members),
+// DCUtR (hole punching: a relayed connection upgraded to a direct one where the NATs allow) and
+// AutoNAT. It exposes the small Network interface the round engine uses, so the engine never
+// touches libp2p directly.
 import { networkInterfaces } from 'node:os'
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { tcp } from '@libp2p/tcp'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { identify } from '@libp2p/identify'
+import { circuitRelayServer, circuitRelayTransport, type CircuitRelayService } from '@libp2p/circuit-relay-v2'
+import { dcutr } from '@libp2p/dcutr'
+import { autoNAT } from '@libp2p/autonat'
 import { gossipsub, type GossipSub, TopicValidatorResult, StrictSign } from '@libp2p/gossipsub'
 import { createTopicScoreParams, type PeerScoreParams, type PeerScoreThresholds } from '@libp2p/gossipsub/score'
 import { mdns } from '@libp2p/mdns'
@@ -47,6 +53,34 @@ export interface HostOptions {
   transferTimeoutMs?: number
   /** libp2p's metrics (bytes per protocol, connections): see metrics.ts */
   metrics?: (components: any) => Metrics
+  /** --relay: relay connections between members that cannot reach each other (give it to a peer others can reach) */
+  relay?: boolean
+  /** --announce: the addresses others are to dial this peer at (a public address forwarded to it), instead of its listen addresses */
+  announce?: string[]
+  /** --allow-peers: only these may take a reservation on this peer's relay, or be relayed to */
+  allowed?: ReadonlySet<string>
+}
+
+/** What this peer's relay grants each member (circuit relay v2 reservations and their relayed connections). */
+export const RELAY_LIMITS = {
+  /** members holding a reservation at once */
+  reservations: 64,
+  /** bytes one relayed connection may carry before the relay resets it (a peer then connects again): rounds of the built-in models fit */
+  dataBytes: 512 * 1024 * 1024,
+  /** how long one relayed connection may stay open */
+  durationMs: 30 * 60_000
+}
+
+/** How a connected peer is reached: straight, through a relay, or straight after a hole punch (DCUtR) replaced a relayed connection. */
+export type Reach = 'direct' | 'relayed' | 'hole-punched'
+
+export interface RelayState {
+  /** this peer relays for members (--relay) */
+  serving: boolean
+  /** members holding a reservation on this peer's relay */
+  reservations: number
+  /** the relays this peer holds a reservation on: others reach it through them */
+  via: string[]
 }
 
 export interface BootstrapState {
@@ -60,8 +94,13 @@ export interface DmlHost extends Network {
   libp2p: Libp2p<{ pubsub: GossipSub }>
   /** each --bootstrap address: connected now, or why the last dial failed */
   bootstrapState: () => BootstrapState[]
-  /** what the host's limits refused, by reason: dials of gossiped addresses, identities per IP, transfers */
+  /** what the host's limits refused, by reason: dials of gossiped addresses, identities per IP, transfers, relaying */
   refused: () => Record<string, number>
+  /** how each connected peer is reached */
+  reach: () => Record<string, Reach>
+  relayState: () => RelayState
+  /** `listener` hears of each reservation a member asks this peer's relay for and may take (with --relay) */
+  onRelayReservation: (listener: (peer: string) => void) => void
   stop: () => Promise<void>
 }
 
@@ -101,6 +140,31 @@ export function gossipRepairs (connections: Array<{ peer: string, openedAt: numb
   }
 }
 
+/**
+ * The dialable addresses of `peer` among those its signed heartbeat names, without their /p2p/
+ * part (the dialer adds it back): a direct address may name only `peer`; a relayed one names its
+ * relay before /p2p-circuit and may name only `peer` after it. Anything else is not its own.
+ */
+export function announcedAddrs (peer: string, addrs: string[]): string[] {
+  return addrs.flatMap(a => {
+    try {
+      const components = multiaddr(a).getComponents()
+      if (components.length === 0) return []
+      const circuit = components.findIndex(c => c.name === 'p2p-circuit')
+      if (circuit < 0) {
+        if (components.some(c => c.name === 'p2p' && c.value !== peer)) return []
+        return [multiaddr(components.filter(c => c.name !== 'p2p')).toString()]
+      }
+      const relay = components.slice(0, circuit)
+      const after = components.slice(circuit + 1)
+      if (relay.filter(c => c.name === 'p2p').length !== 1 || after.some(c => c.name !== 'p2p' || c.value !== peer)) return []
+      return [multiaddr([...relay, components[circuit]]).toString()]
+    } catch {
+      return []
+    }
+  })
+}
+
 function ipOf (addr: Multiaddr): string | undefined {
   return addr.getComponents().find(c => c.name === 'ip4' || c.name === 'ip6')?.value
 }
@@ -127,13 +191,25 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
     refuse('peers-per-ip', peer, `${others.size} peers already connect from ${ip} (--max-peers-per-ip ${max})`)
     return true
   }
+  const reservationListeners: Array<(peer: string) => void> = []
+  const notRelayed = (peer: string, what: string): boolean => {
+    const banned = handlers.banned?.(peer) ?? false
+    const outside = options.allowed !== undefined && !options.allowed.has(peer)
+    if (banned || outside) refuse('relay-refused', peer, `${banned ? 'a banned peer' : 'a peer off --allow-peers'} ${what}`)
+    return banned || outside
+  }
   const peerDiscovery = []
   if (options.mdns) peerDiscovery.push(mdns({ interval: 2000 }))
   if (options.bootstrap.length > 0) peerDiscovery.push(bootstrap({ list: options.bootstrap, timeout: 0 }))
   const libp2p = await createLibp2p({
     privateKey: options.privateKey,
-    addresses: { listen: [`/ip4/${options.host}/tcp/${options.port}`] },
-    transports: [tcp()],
+    addresses: {
+      // a relay's own peers reach it straight; every other peer also listens through a relay, once
+      // it is connected to a member that relays (its reservation's address is then announced)
+      listen: [`/ip4/${options.host}/tcp/${options.port}`, ...(options.relay === true ? [] : ['/p2p-circuit'])],
+      ...(options.announce !== undefined && options.announce.length > 0 ? { announce: options.announce } : {})
+    },
+    transports: [tcp(), circuitRelayTransport({ reservationCompletionTimeout: 10_000 })],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     ...(options.swarmKey !== undefined ? { connectionProtector: privateNetwork(options.swarmKey) } : {}),
@@ -142,12 +218,23 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
     connectionGater: {
       denyDialPeer: (peer) => handlers.banned?.(peer.toString()) ?? false,
       denyInboundEncryptedConnection: (peer, conn) => (handlers.banned?.(peer.toString()) ?? false) || tooManyFrom(peer.toString(), conn.remoteAddr),
-      denyOutboundEncryptedConnection: (peer, conn) => (handlers.banned?.(peer.toString()) ?? false) || tooManyFrom(peer.toString(), conn.remoteAddr)
+      denyOutboundEncryptedConnection: (peer, conn) => (handlers.banned?.(peer.toString()) ?? false) || tooManyFrom(peer.toString(), conn.remoteAddr),
+      // a relay serves members only: not a banned peer, nor one off the allow-list (the swarm key
+      // already keeps out whoever does not hold it: no connection, so no reservation)
+      denyInboundRelayReservation: (peer) => {
+        if (notRelayed(peer.toString(), 'takes a reservation')) return true
+        for (const listener of reservationListeners) listener(peer.toString())
+        return false
+      },
+      denyOutboundRelayedConnection: (source, destination) => notRelayed(source.toString(), `is relayed to ${destination.toString().slice(-6)}`) || notRelayed(destination.toString(), `is relayed to from ${source.toString().slice(-6)}`)
     },
     peerDiscovery,
     ...(options.metrics !== undefined ? { metrics: options.metrics } : {}),
     services: {
       identify: identify(),
+      dcutr: dcutr(),
+      autoNAT: autoNAT(),
+      ...(options.relay === true ? { relay: circuitRelayServer({ reservations: { maxReservations: RELAY_LIMITS.reservations, defaultDataLimit: BigInt(RELAY_LIMITS.dataBytes), defaultDurationLimit: RELAY_LIMITS.durationMs } }) } : {}),
       pubsub: gossipsub({
         globalSignaturePolicy: StrictSign,
         allowPublishToZeroTopicPeers: true,
@@ -158,6 +245,8 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
         // ed25519 signature names its message: no other message verifies under it, and a copy that
         // does not verify is not remembered
         fastMsgIdFn: (msg) => msg.signature === undefined ? '' : Buffer.from(msg.signature).toString('base64'),
+        // a peer behind NAT may be reached through a relay alone
+        runOnLimitedConnection: true,
         ...scoring(handlers)
       })
     }
@@ -170,6 +259,15 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
   }
 
   node = libp2p
+  // how each peer is reached: a connection over a relay carries its limits; a direct one that
+  // opens while a relayed one is up is DCUtR's hole punch
+  const relayed = (c: Connection): boolean => c.limits !== undefined || c.remoteAddr.toString().includes('/p2p-circuit')
+  const punched = new Set<string>()
+  libp2p.addEventListener('connection:open', (event) => {
+    const c = event.detail
+    if (!relayed(c) && libp2p.getConnections(c.remotePeer).some(relayed)) punched.add(c.remotePeer.toString())
+  })
+  libp2p.addEventListener('peer:disconnect', (event) => { punched.delete(event.detail.toString()) })
   // libp2p 3 does not dial the peers it discovers, and says 'peer:discovery' only the first time a
   // peer is seen. The Dialer keeps them (and the addresses peers announce, within its budgets) and
   // redials whatever is not connected: after a restart or a partition, connections come back.
@@ -255,7 +353,7 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
       if (left > 0) serves.set(connection.id, left)
       else serves.delete(connection.id)
     }
-  }, { maxInboundStreams: 2 * maxStreams })
+  }, { maxInboundStreams: 2 * maxStreams, runOnLimitedConnection: true })
 
   const clock = new MessageClock(() => Date.now())
   const host: DmlHost = {
@@ -267,7 +365,7 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
     },
     async fetchBlob (hash, from, fetchOptions) {
       return await fetchFromAny(hash, from, self, blobs, fetchOptions, systemClock, async (peer, signal) => {
-        const stream = await libp2p.dialProtocol(peerIdFromString(peer), BLOB_PROTOCOL, { signal })
+        const stream = await libp2p.dialProtocol(peerIdFromString(peer), BLOB_PROTOCOL, { signal, runOnLimitedConnection: true })
         return await requestBlob(stream, hash, signal, options.minTransferRate ?? 0, fetchOptions.maxBytes)
       }, (peer, err, attempt) => {
         if (err instanceof BlobError && err.limit !== undefined) refuse(err.limit, peer, err.message)
@@ -276,19 +374,12 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
     },
     dialAddrs (peer, addrs) {
       if (peer === self) return
-      try { peerIdFromString(peer) } catch { return }
+      let id: PeerId
+      try { id = peerIdFromString(peer) } catch { return }
+      if (libp2p.getConnections(id).length > 0) return
       // addresses of this peer only (the heartbeat naming them is signed by it): a /p2p/ part must
       // name it, and is taken off (the dialer adds it back); one naming another peer is not its own
-      const own = addrs.flatMap(a => {
-        try {
-          const components = multiaddr(a).getComponents()
-          const ids = components.filter(c => c.name === 'p2p')
-          if (ids.some(c => c.value !== peer)) return []
-          return [multiaddr(components.filter(c => c.name !== 'p2p')).toString()]
-        } catch {
-          return []
-        }
-      })
+      const own = announcedAddrs(peer, addrs)
       dialer.hint(peer, own)
     },
     listenAddrs: () => libp2p.getMultiaddrs().map(a => a.toString()),
@@ -305,6 +396,21 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
       return connected || error === undefined ? { addr, connected } : { addr, connected, error }
     }),
     refused: () => ({ ...refused }),
+    reach: () => {
+      const reach: Record<string, Reach> = {}
+      for (const c of libp2p.getConnections()) {
+        const peer = c.remotePeer.toString()
+        if (!relayed(c)) reach[peer] = punched.has(peer) ? 'hole-punched' : 'direct'
+        else reach[peer] ??= 'relayed'
+      }
+      return reach
+    },
+    relayState: () => ({
+      serving: options.relay === true,
+      reservations: (libp2p.services as { relay?: CircuitRelayService }).relay?.reservations.size ?? 0,
+      via: [...new Set(libp2p.getMultiaddrs().map(a => a.toString()).filter(a => a.includes('/p2p-circuit')).map(a => /\/p2p\/([^/]+)\/p2p-circuit/.exec(a)?.[1] ?? '').filter(id => id !== ''))]
+    }),
+    onRelayReservation (listener) { reservationListeners.push(listener) },
     async stop () {
       clearInterval(redial)
       clearInterval(gossipWatch)

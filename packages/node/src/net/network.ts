@@ -77,6 +77,7 @@ export interface Network {
   publish: (message: Outgoing) => Promise<void>
   /** the blob `hash`: local if held, else from the first of `from` that delivers it whole and verified */
   fetchBlob: (hash: string, from: string[], options: FetchOptions) => Promise<Uint8Array>
+  /** the addresses a member announces (every heartbeat of it): dialed while it is not connected, within the dialer's budgets */
   dialAddrs: (peer: string, addrs: string[]) => void
   listenAddrs: () => string[]
   connectedPeers: () => string[]

@@ -80,6 +80,8 @@ function drawPeers (s) {
     cell(tr, r.samplesPerSec > 0 ? String(r.samplesPerSec) : '—')
     cell(tr, assigned > 0 && r.work && r.work.round === current ? Math.round(100 * r.work.total / assigned) + '%' : '—')
     cell(tr, r.self ? 'this peer' : (r.lastSeenMs / 1000).toFixed(1) + ' s ago')
+    // how this peer reaches it: straight, through a relay, or straight after a hole punch
+    cell(tr, r.self ? (s.relay && s.relay.via.length > 0 ? 'via relay ' + s.relay.via.map(short).join(', ') : '—') : ((s.reach || {})[r.peerId] || '—'))
     cell(tr, workState(r.work, current))
     body.appendChild(tr)
   }
