@@ -38,6 +38,18 @@ describe('the dialer', () => {
     expect(dialer.lastError('boot')).to.equal('connection refused')
   })
 
+  it('a trusted peer heard again through others is redialed at once, not after its backoff', async () => {
+    let up = false
+    const { clock, dialer, dials } = setup(() => up)
+    dialer.trust('boot')
+    await run(clock, dialer, 120_000) // down for two minutes: the backoff is at its longest
+    const before = dials.length
+    up = true
+    dialer.hint('boot', []) // its heartbeat, through another peer: it is back
+    await run(clock, dialer, 500)
+    expect(dials.length).to.equal(before + 1)
+  })
+
   it('dials a hinted address a few times at most, whatever peer ids name it', async () => {
     const { clock, dialer, dials, refused } = setup(() => false)
     const victim = '/ip4/10.9.9.9/tcp/80'

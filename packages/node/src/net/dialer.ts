@@ -40,8 +40,13 @@ interface Target {
   addr?: string
   nextDial: number
   backoffMs: number
+  /** when it was last dialed */
+  dialedAt: number
   lastError?: string
 }
+
+/** The soonest a peer heard again is redialed after its last dial, whatever its backoff. */
+const HEARD_REDIAL_MS = 2000
 
 interface AddrRecord {
   /** when it was dialed for a peer it has not answered as (counted as the dial starts: dials run at once) */
@@ -65,12 +70,13 @@ export class Dialer {
 
   /** A peer from mDNS or --bootstrap: redialed whenever it is not connected. */
   trust (peer: string): void {
-    this.add({ peer, nextDial: 0, backoffMs: this.options.minBackoffMs })
+    this.add({ peer, nextDial: 0, backoffMs: this.options.minBackoffMs, dialedAt: -Infinity })
   }
 
   /** Addresses a peer announced for itself: dialed within the budgets. */
   hint (peer: string, addrs: string[]): void {
     if (this.deps.connected(peer)) return
+    this.heard(peer, addrs)
     let taken = 0
     for (const addr of addrs) {
       if (taken >= this.options.maxAddrsPerPeer) {
@@ -87,9 +93,25 @@ export class Dialer {
         }
         continue
       }
-      this.add({ peer, addr, nextDial: 0, backoffMs: this.options.minBackoffMs })
+      this.add({ peer, addr, nextDial: 0, backoffMs: this.options.minBackoffMs, dialedAt: -Infinity })
     }
     this.tick()
+  }
+
+  /**
+   * `peer` was heard (its signed heartbeat, through others) while not connected: it is back (a
+   * partition healed, a restart), so its dials that wait out a backoff (by id, if it is trusted;
+   * at addresses that answered as it) are due now, at most once every HEARD_REDIAL_MS.
+   */
+  private heard (peer: string, addrs: string[]): void {
+    const now = this.deps.clock.now()
+    const own = addrs.filter(addr => this.addrs.get(budgetKey(addr, peer))?.answeredAs.has(peer) === true)
+    for (const key of [peer, ...own.map(addr => `${peer} ${addr}`)]) {
+      const t = this.targets.get(key)
+      if (t === undefined || t.nextDial <= now || now - t.dialedAt < HEARD_REDIAL_MS) continue
+      t.nextDial = now
+      t.backoffMs = this.options.minBackoffMs
+    }
   }
 
   /** Dials what is due. Called on every hint and about once a second. */
@@ -102,6 +124,7 @@ export class Dialer {
         continue
       }
       this.dialing.add(key)
+      t.dialedAt = now
       const attempt = t.addr === undefined ? undefined : this.attempted(t.addr, t.peer)
       this.deps.dial(t.peer, t.addr).then(() => {
         t.backoffMs = this.options.minBackoffMs

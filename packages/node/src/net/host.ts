@@ -81,6 +81,8 @@ export interface RelayState {
   reservations: number
   /** the relays this peer holds a reservation on: others reach it through them */
   via: string[]
+  /** the public addresses peers confirmed they reach this peer at when they dialed back (AutoNAT; it does not check private ones) */
+  confirmed: string[]
 }
 
 export interface BootstrapState {
@@ -408,6 +410,8 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
     relayState: () => ({
       serving: options.relay === true,
       reservations: (libp2p.services as { relay?: CircuitRelayService }).relay?.reservations.size ?? 0,
+      confirmed: (libp2p as unknown as { components: { addressManager: { getAddressesWithMetadata: () => Array<{ multiaddr: Multiaddr, verified: boolean, type: string }> } } }).components.addressManager
+        .getAddressesWithMetadata().filter(a => a.verified && a.type === 'observed').map(a => a.multiaddr.toString()),
       via: [...new Set(libp2p.getMultiaddrs().map(a => a.toString()).filter(a => a.includes('/p2p-circuit')).map(a => /\/p2p\/([^/]+)\/p2p-circuit/.exec(a)?.[1] ?? '').filter(id => id !== ''))]
     }),
     onRelayReservation (listener) { reservationListeners.push(listener) },
