@@ -1,21 +1,13 @@
 // Hosts for multi-host tests: one network namespace per host, each with its own IP on a bridge
 // that lives in a namespace of its own, so the machine's own network is never touched.
 // Needs root and iproute2; `Hosts.create` says why when it can't.
-import { execFileSync } from 'node:child_process'
+import { addNamespace, buildOrWhy, removeNamespaces, run } from './namespaces.ts'
 
 const SUBNET = '10.201.0'
 
 function ip (...args: string[]): void {
-  execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] })
+  run('ip', ...args)
 }
-
-/** Every namespace a Hosts made in this process, removed at exit whatever happens. */
-const made = new Set<string>()
-process.once('exit', () => {
-  for (const ns of made) {
-    try { execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' }) } catch {}
-  }
-})
 
 export class Hosts {
   readonly count: number
@@ -30,15 +22,7 @@ export class Hosts {
 
   /** Makes `count` hosts; returns a reason string instead when namespaces can't be made here. */
   static create (count: number): Hosts | string {
-    const hosts = new Hosts(count, `dmlt${process.pid}`)
-    try {
-      hosts.build()
-      return hosts
-    } catch (err) {
-      hosts.destroy()
-      const stderr = String((err as { stderr?: Buffer }).stderr ?? '').trim()
-      return `cannot create network namespaces (needs root and iproute2): ${stderr || (err as Error).message}`
-    }
+    return buildOrWhy(new Hosts(count, `dmlt${process.pid}`), 'root and iproute2')
   }
 
   namespace (i: number): string { return `${this.prefix}-h${i}` }
@@ -46,14 +30,8 @@ export class Hosts {
   /** Prefix for a command that runs on host i. */
   wrap (i: number): string[] { return ['ip', 'netns', 'exec', this.namespace(i)] }
 
-  private addNamespace (name: string): void {
-    ip('netns', 'add', name)
-    made.add(name)
-    ip('-n', name, 'link', 'set', 'lo', 'up')
-  }
-
-  private build (): void {
-    this.addNamespace(this.switchNs)
+  build (): void {
+    addNamespace(this.switchNs)
     for (const bridge of ['br0', 'br1']) {
       // no multicast snooping: mDNS must reach every port of the bridge
       ip('-n', this.switchNs, 'link', 'add', bridge, 'type', 'bridge', 'mcast_snooping', '0')
@@ -61,7 +39,7 @@ export class Hosts {
     }
     for (let i = 0; i < this.count; i++) {
       const ns = this.namespace(i)
-      this.addNamespace(ns)
+      addNamespace(ns)
       ip('-n', this.switchNs, 'link', 'add', `p${i}`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns)
       ip('-n', this.switchNs, 'link', 'set', `p${i}`, 'master', 'br0')
       ip('-n', this.switchNs, 'link', 'set', `p${i}`, 'up')
@@ -83,10 +61,7 @@ export class Hosts {
   }
 
   destroy (): void {
-    for (const ns of [...made].filter(n => n.startsWith(`${this.prefix}-`))) {
-      try { ip('netns', 'del', ns) } catch {}
-      made.delete(ns)
-    }
+    removeNamespaces(`${this.prefix}-`)
   }
 }
 

@@ -4,20 +4,9 @@
 // public hosts and its own site, never another site's hosts: only a relay, or a hole punch, joins
 // them. Needs root, iproute2 and iptables; `NatHosts.create` says why when it can't.
 import { execFileSync } from 'node:child_process'
+import { addNamespace, buildOrWhy, removeNamespaces, run } from './namespaces.ts'
 
 const PUBLIC = '10.202.0'
-
-function run (cmd: string, ...args: string[]): void {
-  execFileSync(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] })
-}
-
-/** Every namespace made in this process, removed at exit whatever happens. */
-const made = new Set<string>()
-process.once('exit', () => {
-  for (const ns of made) {
-    try { execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' }) } catch {}
-  }
-})
 
 export interface NatLayout {
   /** hosts on the public network */
@@ -45,15 +34,7 @@ export class NatHosts {
 
   /** Makes the layout; returns a reason string instead when it can't be made here. */
   static create (layout: NatLayout): NatHosts | string {
-    const hosts = new NatHosts(layout, `dmln${process.pid}`)
-    try {
-      hosts.build()
-      return hosts
-    } catch (err) {
-      hosts.destroy()
-      const stderr = String((err as { stderr?: Buffer }).stderr ?? '').trim()
-      return `cannot build hosts behind NAT (needs root, iproute2 and iptables): ${stderr || (err as Error).message}`
-    }
+    return buildOrWhy(new NatHosts(layout, `dmln${process.pid}`), 'root, iproute2 and iptables')
   }
 
   namespace (i: number): string { return `${this.prefix}-h${i}` }
@@ -70,12 +51,6 @@ export class NatHosts {
   private router (site: number): string { return `${this.prefix}-r${site}` }
   private get switchNs (): string { return `${this.prefix}-sw` }
 
-  private addNamespace (name: string): void {
-    run('ip', 'netns', 'add', name)
-    made.add(name)
-    run('ip', '-n', name, 'link', 'set', 'lo', 'up')
-  }
-
   /** A veth from namespace `ns` (named `dev` there, with `addr`) to a port of `bridge` on the switch. */
   private plug (ns: string, dev: string, addr: string, bridge: string, port: string): void {
     const sw = this.switchNs
@@ -86,9 +61,9 @@ export class NatHosts {
     run('ip', '-n', ns, 'link', 'set', dev, 'up')
   }
 
-  private build (): void {
+  build (): void {
     const sw = this.switchNs
-    this.addNamespace(sw)
+    addNamespace(sw)
     const bridges = ['pub', ...this.layout.sites.map((_, s) => `lan${s}`)]
     for (const bridge of bridges) {
       // no multicast snooping: mDNS must reach every port of a LAN
@@ -97,7 +72,7 @@ export class NatHosts {
     }
     this.layout.sites.forEach((_, s) => {
       const r = this.router(s)
-      this.addNamespace(r)
+      addNamespace(r)
       this.plug(r, 'wan', `${PUBLIC}.${200 + s}`, 'pub', `rw${s}`)
       this.plug(r, 'lan', `192.168.${s + 1}.1`, `lan${s}`, `rl${s}`)
       run('ip', 'netns', 'exec', r, 'sysctl', '-q', '-w', 'net.ipv4.ip_forward=1')
@@ -106,7 +81,7 @@ export class NatHosts {
     for (let i = 0; i < this.count; i++) {
       const ns = this.namespace(i)
       const { site } = this.place[i]
-      this.addNamespace(ns)
+      addNamespace(ns)
       this.plug(ns, 'eth0', this.address(i), site < 0 ? 'pub' : `lan${site}`, `p${i}`)
       if (site >= 0) run('ip', '-n', ns, 'route', 'add', 'default', 'via', `192.168.${site + 1}.1`)
       // without a multicast route, mDNS sends fail silently
@@ -126,9 +101,6 @@ export class NatHosts {
   }
 
   destroy (): void {
-    for (const ns of [...made].filter(n => n.startsWith(`${this.prefix}-`))) {
-      try { run('ip', 'netns', 'del', ns) } catch {}
-      made.delete(ns)
-    }
+    removeNamespaces(`${this.prefix}-`)
   }
 }
