@@ -1,6 +1,7 @@
 // The addresses a peer's signed heartbeat names, as the host takes them to dial it: its own only.
 import { expect } from 'chai'
-import { announcedAddrs } from '@dml/node'
+import { multiaddr } from '@multiformats/multiaddr'
+import { announcedAddrs, ipOf } from '@dml/node'
 
 const PEER = '12D3KooWN5i3tb5gETU8rZRMgMyvn34rGfgjzCgRSXzt89tLbNKM'
 const RELAY = '12D3KooWDWG31EDrNyzFQKcBHtq2P5n2x9Vz6Y8JpRPQVhGmdHcK'
@@ -24,5 +25,10 @@ describe('the addresses a heartbeat announces', () => {
 
   it('what is not a multiaddr is dropped', () => {
     expect(announcedAddrs(PEER, ['not an address', '', '/ip4/999.1.1.1/tcp/1'])).to.deep.equal([])
+  })
+
+  it('a connection through a relay comes from no IP of its own: the relay\'s is shared by every peer behind it', () => {
+    expect(ipOf(multiaddr('/ip4/10.0.0.5/tcp/4001'))).to.equal('10.0.0.5')
+    expect(ipOf(multiaddr(`/ip4/203.0.113.7/tcp/4001/p2p/${RELAY}/p2p-circuit/p2p/${PEER}`))).to.equal(undefined)
   })
 })

@@ -167,8 +167,14 @@ export function announcedAddrs (peer: string, addrs: string[]): string[] {
   })
 }
 
-function ipOf (addr: Multiaddr): string | undefined {
-  return addr.getComponents().find(c => c.name === 'ip4' || c.name === 'ip6')?.value
+/**
+ * The IP address a connection comes from, as far as it tells: a relayed connection's address is
+ * its relay's, which many peers share (the relay bounds them), so it has none here.
+ */
+export function ipOf (addr: Multiaddr): string | undefined {
+  const components = addr.getComponents()
+  if (components.some(c => c.name === 'p2p-circuit')) return undefined
+  return components.find(c => c.name === 'ip4' || c.name === 'ip6')?.value
 }
 
 /** The addresses of this machine's interfaces, loopback included (read each time: interfaces come and go). */
