@@ -119,7 +119,7 @@ export class DmlNode implements MessageHandlers {
       shard: config.shard,
       compression: config.compression ?? 'none',
       task: () => this.task,
-      sources: () => this.membership.live(this.clock.now()).map(h => h.peer),
+      sources: () => this.members(),
       threads: () => this.threadsForRound(),
       report: async (message) => { await this.follower.report(message) }
     })
@@ -135,7 +135,7 @@ export class DmlNode implements MessageHandlers {
       transferTimeoutMs: config.transferTimeoutMs,
       modelBytes,
       task: () => this.task,
-      sources: () => this.membership.live(this.clock.now()).map(h => h.peer),
+      sources: () => this.members(),
       policy: this.policy,
       standing: () => this.standing(),
       silentFor: (peer) => this.clock.now() - (this.membership.lastSeen(peer) ?? -Infinity),
@@ -434,9 +434,14 @@ export class DmlNode implements MessageHandlers {
     this.leadership.onHeartbeat(hb)
   }
 
+  /** The members heard within their leases (not this peer): where a model may be fetched. */
+  private members (): string[] {
+    return this.membership.live(this.clock.now()).map(h => h.peer)
+  }
+
   /** Peers to fetch a model from: `first`, then every live peer. */
   private sources (first: string): string[] {
-    return [first, ...this.membership.live(this.clock.now()).map(h => h.peer)]
+    return [first, ...this.members()]
   }
 
   private sayEvery (key: string, ms: number, say: () => void): void {

@@ -183,7 +183,12 @@ export class Dialer {
   }
 }
 
+/** Whether `addr` goes through a relay (circuit relay v2): the one test of it in the host and the dialer. */
+export function isRelayed (addr: string): boolean {
+  return addr.includes('/p2p-circuit')
+}
+
 /** What a dial of `addr` for `peer` counts against: the address, or for a relayed one, the address and the peer. */
 function budgetKey (addr: string, peer: string): string {
-  return addr.includes('/p2p-circuit') ? `${addr}/p2p/${peer}` : addr
+  return isRelayed(addr) ? `${addr}/p2p/${peer}` : addr
 }

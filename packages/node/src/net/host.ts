@@ -25,7 +25,7 @@ import { BlobError, BlobStore, fetchFromAny, requestBlob, serveBlob } from './bl
 import { abortReason, systemClock } from '../clock.ts'
 import { admitMessage, type MessageHandlers, type Network } from './network.ts'
 import { privateNetwork } from './private-network.ts'
-import { DEFAULT_DIALER, Dialer } from './dialer.ts'
+import { DEFAULT_DIALER, Dialer, isRelayed } from './dialer.ts'
 
 // a bootstrap peer that is still starting is dialed again within a quarter second
 const TICK_MS = 250
@@ -172,9 +172,8 @@ export function announcedAddrs (peer: string, addrs: string[]): string[] {
  * its relay's, which many peers share (the relay bounds them), so it has none here.
  */
 export function ipOf (addr: Multiaddr): string | undefined {
-  const components = addr.getComponents()
-  if (components.some(c => c.name === 'p2p-circuit')) return undefined
-  return components.find(c => c.name === 'ip4' || c.name === 'ip6')?.value
+  if (isRelayed(addr.toString())) return undefined
+  return addr.getComponents().find(c => c.name === 'ip4' || c.name === 'ip6')?.value
 }
 
 /** The addresses of this machine's interfaces, loopback included (read each time: interfaces come and go). */
@@ -269,7 +268,7 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
   node = libp2p
   // how each peer is reached: a connection over a relay carries its limits; a direct one that
   // opens while a relayed one is up is DCUtR's hole punch
-  const relayed = (c: Connection): boolean => c.limits !== undefined || c.remoteAddr.toString().includes('/p2p-circuit')
+  const relayed = (c: Connection): boolean => c.limits !== undefined || isRelayed(c.remoteAddr.toString())
   const punched = new Set<string>()
   libp2p.addEventListener('connection:open', (event) => {
     const c = event.detail
@@ -418,7 +417,7 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
       reservations: (libp2p.services as { relay?: CircuitRelayService }).relay?.reservations.size ?? 0,
       confirmed: (libp2p as unknown as { components: { addressManager: { getAddressesWithMetadata: () => Array<{ multiaddr: Multiaddr, verified: boolean, type: string }> } } }).components.addressManager
         .getAddressesWithMetadata().filter(a => a.verified && a.type === 'observed').map(a => a.multiaddr.toString()),
-      via: [...new Set(libp2p.getMultiaddrs().map(a => a.toString()).filter(a => a.includes('/p2p-circuit')).map(a => /\/p2p\/([^/]+)\/p2p-circuit/.exec(a)?.[1] ?? '').filter(id => id !== ''))]
+      via: [...new Set(libp2p.getMultiaddrs().map(a => a.toString()).filter(isRelayed).map(a => /\/p2p\/([^/]+)\/p2p-circuit/.exec(a)?.[1] ?? '').filter(id => id !== ''))]
     }),
     onRelayReservation (listener) { reservationListeners.push(listener) },
     async stop () {
