@@ -24,14 +24,47 @@ interface DenseLayer {
 export interface DenseStack {
   /** the trained variables, in the stack's own layout: what an optimizer or FedProx acts on */
   variables: tf.Variable[]
-  /** one step on a batch: the optimizer applies the gradients; returns the batch's mean loss (kept) */
-  step: (xs: tf.Tensor, ys: tf.Tensor, optimizer: tf.Optimizer) => tf.Scalar
+  /** one step on a batch: the optimizer applies the gradients; returns the batch's mean loss (a kept scalar, or read already) */
+  step: (xs: tf.Tensor, ys: tf.Tensor, optimizer: tf.Optimizer) => tf.Scalar | number
   /** writes the trained weights back into the model, in its layout */
   writeBack: () => void
   dispose: () => void
 }
 
 let stacksMade = 0
+
+/**
+ * Softmax, the cross-entropy loss and its gradient, on wasm, in JavaScript: the logits are
+ * [classes, batch], a few hundred numbers that wasm hands over as a copy of its memory. As tensor
+ * operations they were eleven (two transposes, softmax, five for the loss, two for the gradient),
+ * each costing more in dispatch than its arithmetic: about 7% of an mlp step.
+ * Returns d(loss)/d(logits) times `scale` (1/batch, times the learning rate for plain SGD), in the
+ * logits' layout, and the batch's mean loss, with the probabilities clipped as modelLoss does.
+ */
+function headOnWasm (logits: tf.Tensor2D, ys: tf.Tensor, scale: number): [tf.Tensor2D, number] {
+  const [classes, n] = logits.shape
+  const z = logits.dataSync() as Float32Array
+  const y = ys.dataSync() as Float32Array // [batch, classes]
+  const delta = new Float32Array(classes * n)
+  let loss = 0
+  for (let j = 0; j < n; j++) {
+    let max = -Infinity
+    for (let c = 0; c < classes; c++) max = Math.max(max, z[c * n + j])
+    let total = 0
+    for (let c = 0; c < classes; c++) {
+      const e = Math.exp(z[c * n + j] - max)
+      delta[c * n + j] = e
+      total += e
+    }
+    for (let c = 0; c < classes; c++) {
+      const p = delta[c * n + j] / total
+      const label = y[j * classes + c]
+      if (label !== 0) loss -= label * Math.log(Math.min(Math.max(p, 1e-7), 1 - 1e-7))
+      delta[c * n + j] = (p - label) * scale
+    }
+  }
+  return [tf.tensor2d(delta, [classes, n]), loss / n]
+}
 
 /**
  * The model as a dense stack, with its current weights copied, or undefined where the model is
@@ -67,7 +100,7 @@ export function denseStack (model: tf.LayersModel): DenseStack | undefined {
   })
   const variables = layers.flatMap(l => l.bias === undefined ? [l.kernel] : [l.kernel, l.bias])
 
-  function step (xs: tf.Tensor, ys: tf.Tensor, optimizer: tf.Optimizer): tf.Scalar {
+  function step (xs: tf.Tensor, ys: tf.Tensor, optimizer: tf.Optimizer): tf.Scalar | number {
     // plain SGD is applied here: its learning rate scales the first gradient, and every later one
     // is then a step already, subtracted as it is. The optimizer spends a scope and two operations
     // on each variable: 4% of an mlp step on wasm
@@ -85,12 +118,16 @@ export function denseStack (model: tf.LayersModel): DenseStack | undefined {
         if (layer.bias !== undefined) z = tf.add<tf.Tensor2D>(z, layer.bias)
         activation = i < layers.length - 1 && layer.relu ? tf.relu(z) : z
       }
-      const probs = tf.softmax(transposed ? activation.transpose() : activation)
-      const loss = tf.neg(tf.div(tf.sum(tf.mul(ys, tf.log(tf.clipByValue(probs, 1e-7, 1 - 1e-7)))), n)) as tf.Scalar
-      // backward: d(loss)/d(logits) of softmax with cross-entropy is (probs - ys) / n (times the
-      // learning rate, for plain SGD)
-      let delta = tf.mul(tf.sub(probs, ys), (sgd ?? 1) / n) as tf.Tensor2D
-      if (transposed) delta = delta.transpose()
+      let delta: tf.Tensor2D
+      let loss: tf.Scalar | number
+      if (transposed) [delta, loss] = headOnWasm(activation, ys, (sgd ?? 1) / n)
+      else {
+        const probs = tf.softmax(activation)
+        loss = tf.neg(tf.div(tf.sum(tf.mul(ys, tf.log(tf.clipByValue(probs, 1e-7, 1 - 1e-7)))), n)) as tf.Scalar
+        // backward: d(loss)/d(logits) of softmax with cross-entropy is (probs - ys) / n (times the
+        // learning rate, for plain SGD)
+        delta = tf.mul(tf.sub(probs, ys), (sgd ?? 1) / n) as tf.Tensor2D
+      }
       // for plain SGD these are the steps themselves (delta holds the learning rate)
       const gradients: tf.NamedTensorMap = {}
       for (let i = layers.length - 1; i >= 0; i--) {

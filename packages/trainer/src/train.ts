@@ -115,6 +115,8 @@ export async function trainLocal (model: tf.LayersModel, set: ImageSet, shard: U
   const nextBatch = claim !== undefined ? () => Atomics.add(claim, 0, 1) : () => taken++
   // the loss stays on the backend between reports: reading it every step would wait for each one
   let lossSum = tf.scalar(0)
+  // where the step reads its loss itself (the dense stack on wasm), the sum is kept here
+  let lossRead = 0
   let batches = 0
   let trained = 0
   const reportEvery = Math.max(1, Math.floor(batchCount / 10))
@@ -131,13 +133,16 @@ export async function trainLocal (model: tf.LayersModel, set: ImageSet, shard: U
       const loss = stack !== undefined ? stack.step(xs, ys, optimizer) : optimizer.minimize(() => modelLoss(model, xs, ys), true, variables)!
       tf.dispose([xs, ys])
       prox?.step()
-      const sum = lossSum.add(loss) as tf.Scalar
-      tf.dispose([lossSum, loss])
-      lossSum = sum
+      if (typeof loss === 'number') lossRead += loss
+      else {
+        const sum = lossSum.add(loss) as tf.Scalar
+        tf.dispose([lossSum, loss])
+        lossSum = sum
+      }
       sync?.trained()
       batches++
       trained += indices.length
-      if (batches % reportEvery === 0) options.onProgress?.(trained, order.length, (await lossSum.data())[0] / batches)
+      if (batches % reportEvery === 0) options.onProgress?.(trained, order.length, (lossRead + (await lossSum.data())[0]) / batches)
       // a step never waits for the backend: give timers and sockets (heartbeats) their turn
       if (performance.now() - lastYield > 25) {
         await yieldToEventLoop()
@@ -146,7 +151,7 @@ export async function trainLocal (model: tf.LayersModel, set: ImageSet, shard: U
     }
     // a thread that found every shared batch taken trained nothing: no loss, its weights the start's
     // (with replicas, the mean they ended on)
-    meanLoss = batches === 0 ? 0 : (await lossSum.data())[0] / batches
+    meanLoss = batches === 0 ? 0 : (lossRead + (await lossSum.data())[0]) / batches
     stack?.writeBack()
   } catch (err) {
     // the other replicas would wait for this one at the next sync point
