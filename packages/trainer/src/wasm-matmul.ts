@@ -1,8 +1,10 @@
 // The wasm backend's matrix product is fast on plain operands and 3-8x slower when told to read
 // one transposed (its transposeA / transposeB flags), which is what every backward pass of a
 // dense layer asks for. On wasm we transpose such an operand first, with wasm's own Transpose
-// kernel, and multiply the plain operands: same result, a fraction of the time.
+// kernel, and multiply the plain operands: same result, a fraction of the time. Plain products
+// then run in wasm-gemm.ts where they can, XNNPACK's kernel elsewhere.
 import * as tf from './tf.ts'
+import { wasmGemm } from './wasm-gemm.ts'
 
 type KernelArgs = Parameters<tf.KernelFunc>[0]
 type Transposes = { transposeA: boolean, transposeB: boolean }
@@ -26,8 +28,13 @@ export function registerWasmMatMul (): void {
       ...original,
       kernelFunc: (args: KernelArgs) => {
         const { transposeA, transposeB } = args.attrs as unknown as Transposes
-        if (!transposeA && !transposeB) return original.kernelFunc(args)
         const backend = args.backend as tf.KernelBackend
+        // a plain product goes to wasm-gemm.ts where it applies (the fused one keeps XNNPACK for
+        // its bias and activation)
+        const multiply = (inputs: Record<string, tf.TensorInfo>): tf.TensorInfo | tf.TensorInfo[] =>
+          (name === 'BatchMatMul' ? wasmGemm(backend, inputs.a, inputs.b) : undefined) ??
+            original.kernelFunc({ ...args, inputs, attrs: { ...args.attrs, transposeA: false, transposeB: false } })
+        if (!transposeA && !transposeB) return multiply(args.inputs as Record<string, tf.TensorInfo>)
         const made: tf.TensorInfo[] = []
         const plain = (t: tf.TensorInfo): tf.TensorInfo => {
           const rank = t.shape.length
@@ -40,7 +47,7 @@ export function registerWasmMatMul (): void {
         if (transposeA) inputs.a = plain(inputs.a)
         if (transposeB) inputs.b = plain(inputs.b)
         try {
-          return original.kernelFunc({ ...args, inputs, attrs: { ...args.attrs, transposeA: false, transposeB: false } })
+          return multiply(inputs)
         } finally {
           for (const t of made) backend.disposeData(t.dataId)
         }

@@ -1,0 +1,98 @@
+;; A matrix product for the wasm backend: c[m,n] = a[m,k] * b[k,n], row-major float32, in the
+;; backend's own memory (imported), so no operand is copied. wasm-gemm.ts says why it exists.
+;;
+;; The micro-kernel holds a tile of 4 rows by 8 columns of c in eight registers and, for each p
+;; of k, multiplies one element of each of the 4 rows of a (splatted) into two vectors of row p of
+;; b, with fused multiply-adds (relaxed SIMD). Rows left over (m not a multiple of 4) go through
+;; the same loop one at a time. n must be a multiple of 8 and k at least 1: the caller sees to it.
+;;
+;; After an edit: npm run build:gemm (writes wasm-gemm-binary.ts); a test checks the two agree.
+(module
+  (import "env" "memory" (memory 1))
+  (func (export "gemm")
+    (param $a i32) (param $b i32) (param $c i32) (param $m i32) (param $k i32) (param $n i32)
+    (local $c00 v128) (local $c01 v128) (local $c10 v128) (local $c11 v128)
+    (local $c20 v128) (local $c21 v128) (local $c30 v128) (local $c31 v128)
+    (local $b0 v128) (local $b1 v128) (local $av v128)
+    (local $ap0 i32) (local $ap1 i32) (local $ap2 i32) (local $ap3 i32)
+    (local $i i32) (local $j i32) (local $p i32) (local $bp i32) (local $cp i32)
+    (local $rowK i32) (local $rowN i32)
+    (local.set $rowK (i32.shl (local.get $k) (i32.const 2)))
+    (local.set $rowN (i32.shl (local.get $n) (i32.const 2)))
+    ;; blocks of 4 rows
+    (local.set $i (i32.const 0))
+    (block $rows4done (loop $rows4
+      (br_if $rows4done (i32.gt_u (i32.add (local.get $i) (i32.const 4)) (local.get $m)))
+      (local.set $j (i32.const 0))
+      (block $cols4done (loop $cols4
+        (br_if $cols4done (i32.ge_u (local.get $j) (local.get $n)))
+        (local.set $c00 (v128.const i32x4 0 0 0 0)) (local.set $c01 (v128.const i32x4 0 0 0 0))
+        (local.set $c10 (v128.const i32x4 0 0 0 0)) (local.set $c11 (v128.const i32x4 0 0 0 0))
+        (local.set $c20 (v128.const i32x4 0 0 0 0)) (local.set $c21 (v128.const i32x4 0 0 0 0))
+        (local.set $c30 (v128.const i32x4 0 0 0 0)) (local.set $c31 (v128.const i32x4 0 0 0 0))
+        (local.set $ap0 (i32.add (local.get $a) (i32.mul (local.get $i) (local.get $rowK))))
+        (local.set $ap1 (i32.add (local.get $ap0) (local.get $rowK)))
+        (local.set $ap2 (i32.add (local.get $ap1) (local.get $rowK)))
+        (local.set $ap3 (i32.add (local.get $ap2) (local.get $rowK)))
+        (local.set $bp (i32.add (local.get $b) (i32.shl (local.get $j) (i32.const 2))))
+        (local.set $p (local.get $k))
+        (loop $inner4
+          (local.set $b0 (v128.load (local.get $bp)))
+          (local.set $b1 (v128.load offset=16 (local.get $bp)))
+          (local.set $av (v128.load32_splat (local.get $ap0)))
+          (local.set $c00 (f32x4.relaxed_madd (local.get $av) (local.get $b0) (local.get $c00)))
+          (local.set $c01 (f32x4.relaxed_madd (local.get $av) (local.get $b1) (local.get $c01)))
+          (local.set $av (v128.load32_splat (local.get $ap1)))
+          (local.set $c10 (f32x4.relaxed_madd (local.get $av) (local.get $b0) (local.get $c10)))
+          (local.set $c11 (f32x4.relaxed_madd (local.get $av) (local.get $b1) (local.get $c11)))
+          (local.set $av (v128.load32_splat (local.get $ap2)))
+          (local.set $c20 (f32x4.relaxed_madd (local.get $av) (local.get $b0) (local.get $c20)))
+          (local.set $c21 (f32x4.relaxed_madd (local.get $av) (local.get $b1) (local.get $c21)))
+          (local.set $av (v128.load32_splat (local.get $ap3)))
+          (local.set $c30 (f32x4.relaxed_madd (local.get $av) (local.get $b0) (local.get $c30)))
+          (local.set $c31 (f32x4.relaxed_madd (local.get $av) (local.get $b1) (local.get $c31)))
+          (local.set $ap0 (i32.add (local.get $ap0) (i32.const 4)))
+          (local.set $ap1 (i32.add (local.get $ap1) (i32.const 4)))
+          (local.set $ap2 (i32.add (local.get $ap2) (i32.const 4)))
+          (local.set $ap3 (i32.add (local.get $ap3) (i32.const 4)))
+          (local.set $bp (i32.add (local.get $bp) (local.get $rowN)))
+          (local.set $p (i32.sub (local.get $p) (i32.const 1)))
+          (br_if $inner4 (local.get $p)))
+        (local.set $cp (i32.add (local.get $c)
+          (i32.add (i32.mul (local.get $i) (local.get $rowN)) (i32.shl (local.get $j) (i32.const 2)))))
+        (v128.store (local.get $cp) (local.get $c00)) (v128.store offset=16 (local.get $cp) (local.get $c01))
+        (local.set $cp (i32.add (local.get $cp) (local.get $rowN)))
+        (v128.store (local.get $cp) (local.get $c10)) (v128.store offset=16 (local.get $cp) (local.get $c11))
+        (local.set $cp (i32.add (local.get $cp) (local.get $rowN)))
+        (v128.store (local.get $cp) (local.get $c20)) (v128.store offset=16 (local.get $cp) (local.get $c21))
+        (local.set $cp (i32.add (local.get $cp) (local.get $rowN)))
+        (v128.store (local.get $cp) (local.get $c30)) (v128.store offset=16 (local.get $cp) (local.get $c31))
+        (local.set $j (i32.add (local.get $j) (i32.const 8)))
+        (br $cols4)))
+      (local.set $i (i32.add (local.get $i) (i32.const 4)))
+      (br $rows4)))
+    ;; the rows left, one at a time
+    (block $rows1done (loop $rows1
+      (br_if $rows1done (i32.ge_u (local.get $i) (local.get $m)))
+      (local.set $j (i32.const 0))
+      (block $cols1done (loop $cols1
+        (br_if $cols1done (i32.ge_u (local.get $j) (local.get $n)))
+        (local.set $c00 (v128.const i32x4 0 0 0 0)) (local.set $c01 (v128.const i32x4 0 0 0 0))
+        (local.set $ap0 (i32.add (local.get $a) (i32.mul (local.get $i) (local.get $rowK))))
+        (local.set $bp (i32.add (local.get $b) (i32.shl (local.get $j) (i32.const 2))))
+        (local.set $p (local.get $k))
+        (loop $inner1
+          (local.set $av (v128.load32_splat (local.get $ap0)))
+          (local.set $c00 (f32x4.relaxed_madd (local.get $av) (v128.load (local.get $bp)) (local.get $c00)))
+          (local.set $c01 (f32x4.relaxed_madd (local.get $av) (v128.load offset=16 (local.get $bp)) (local.get $c01)))
+          (local.set $ap0 (i32.add (local.get $ap0) (i32.const 4)))
+          (local.set $bp (i32.add (local.get $bp) (local.get $rowN)))
+          (local.set $p (i32.sub (local.get $p) (i32.const 1)))
+          (br_if $inner1 (local.get $p)))
+        (local.set $cp (i32.add (local.get $c)
+          (i32.add (i32.mul (local.get $i) (local.get $rowN)) (i32.shl (local.get $j) (i32.const 2)))))
+        (v128.store (local.get $cp) (local.get $c00)) (v128.store offset=16 (local.get $cp) (local.get $c01))
+        (local.set $j (i32.add (local.get $j) (i32.const 8)))
+        (br $cols1)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $rows1)))))
