@@ -6,6 +6,7 @@ import { createRequire } from 'node:module'
 import * as tf from './tf.ts'
 import { registerWasmConvGradient } from './wasm-conv-grad.ts'
 import { registerWasmMatMul } from './wasm-matmul.ts'
+import { registerWasmKernels } from './wasm-gemm.ts'
 import { registerWasmMaxPoolGrad } from './wasm-maxpool-grad.ts'
 
 export interface BackendChoice {
@@ -108,6 +109,7 @@ export function installKernels (backend: string): void {
   if (backend !== 'wasm') return
   registerWasmConvGradient()
   registerWasmMatMul()
+  registerWasmKernels()
   registerWasmMaxPoolGrad()
 }
 

@@ -1,34 +1,49 @@
-// The wasm backend multiplies matrices with XNNPACK built for 128-bit wasm SIMD without fused
-// multiply-adds: about 24 GFLOP/s on this project's machines, where the products are three
-// quarters of an mlp step. A product of our own (wasm-gemm.wat), with relaxed SIMD's fused
-// multiply-add, runs the same products at about 50 GFLOP/s, in the backend's own memory.
-import type * as tf from './tf.ts'
+// The wasm backend multiplies matrices and convolves with XNNPACK built for 128-bit wasm SIMD
+// without fused multiply-adds: about 24 GFLOP/s for products on this project's machines, and
+// 7-20 for cnn-small's convolutions, which are three quarters of a step of the mlp and half of
+// cnn-small's. Kernels of our own (wasm-gemm.wat), with relaxed SIMD's fused multiply-add, run the
+// same products at about 50 GFLOP/s, in the backend's own memory. A sum over every axis but the
+// last (a convolution's bias gradient), which wasm does with a transpose first, is one of them.
+import type { backend_util } from '@tensorflow/tfjs-core'
+import * as tf from './tf.ts'
 import { GEMM_WASM } from './wasm-gemm-binary.ts'
 
-/** c[m,n] = a[m,k] b[k,n], at byte addresses of the backend's memory; n a multiple of 8, k >= 1. */
-type Gemm = (a: number, b: number, c: number, m: number, k: number, n: number) => void
+/** The module's functions; addresses are bytes of the backend's memory (wasm-gemm.wat says what each takes). */
+interface Kernels {
+  gemm: (a: number, b: number, c: number, m: number, k: number, n: number) => void
+  conv2d: (x: number, w: number, out: number, batch: number, h: number, wd: number, ci: number, kh: number, kw: number, co: number) => void
+  colsum: (x: number, out: number, rows: number, cols: number) => void
+}
 
 /** What dml reads of the wasm backend: its memory, and where each tensor's data sits in it. */
 interface WasmBackend {
   wasm: { asm?: { memory?: unknown } }
   dataIdMap: { get: (dataId: object) => { memoryOffset: number } | undefined }
   makeOutput: (shape: number[], dtype: 'float32') => tf.TensorInfo
+  disposeData: (dataId: object) => void
 }
 
 const bytes = Uint8Array.from(atob(GEMM_WASM), c => c.charCodeAt(0))
-/** Without relaxed SIMD (older engines) the module does not validate, and XNNPACK keeps every product. */
-const supported = WebAssembly.validate(bytes)
-const compiled = supported ? new WebAssembly.Module(bytes) : undefined
-const instances = new WeakMap<WebAssembly.Memory, Gemm>()
+/** Without relaxed SIMD (older engines) the module does not validate, and XNNPACK keeps every kernel. */
+const compiled = WebAssembly.validate(bytes) ? new WebAssembly.Module(bytes) : undefined
+const instances = new WeakMap<WebAssembly.Memory, Kernels>()
 
-function gemmFor (memory: WebAssembly.Memory): Gemm {
-  let gemm = instances.get(memory)
-  if (gemm === undefined) {
-    gemm = new WebAssembly.Instance(compiled!, { env: { memory } }).exports.gemm as Gemm
-    instances.set(memory, gemm)
+/** The kernels on this backend's memory, or undefined where they cannot run. */
+function kernelsOf (backend: unknown): Kernels | undefined {
+  const memory = (backend as WasmBackend).wasm?.asm?.memory
+  if (compiled === undefined || !(memory instanceof WebAssembly.Memory)) return undefined
+  let kernels = instances.get(memory)
+  if (kernels === undefined) {
+    kernels = new WebAssembly.Instance(compiled, { env: { memory } }).exports as unknown as Kernels
+    instances.set(memory, kernels)
   }
-  return gemm
+  return kernels
 }
+
+/** How often each kernel ran, for tests that a shape is ours or XNNPACK's. */
+export const wasmKernelRuns = { gemm: 0, conv2d: 0, colsum: 0 }
+
+const address = (backend: unknown, t: tf.TensorInfo): number => (backend as WasmBackend).dataIdMap.get(t.dataId)!.memoryOffset
 
 /** [...batch, rows, columns] as [batch, rows, columns] */
 function asBatch (shape: number[]): [number, number, number] {
@@ -41,8 +56,8 @@ function asBatch (shape: number[]): [number, number, number] {
  * an empty operand, or a backend whose memory it cannot reach.
  */
 export function wasmGemm (backend: unknown, a: tf.TensorInfo, b: tf.TensorInfo): tf.TensorInfo | undefined {
-  const memory = (backend as WasmBackend).wasm?.asm?.memory
-  if (compiled === undefined || !(memory instanceof WebAssembly.Memory)) return undefined
+  const kernels = kernelsOf(backend)
+  if (kernels === undefined) return undefined
   if (a.dtype !== 'float32' || b.dtype !== 'float32' || a.shape.length !== b.shape.length || a.shape.length < 2) return undefined
   const [batchA, m, k] = asBatch(a.shape)
   const [batchB, kb, n] = asBatch(b.shape)
@@ -53,11 +68,82 @@ export function wasmGemm (backend: unknown, a: tf.TensorInfo, b: tf.TensorInfo):
   const wasm = backend as WasmBackend
   const batch = Math.max(batchA, batchB)
   const out = wasm.makeOutput([...(batchA >= batchB ? a : b).shape.slice(0, -2), m, n], 'float32')
-  const at = (t: tf.TensorInfo): number => wasm.dataIdMap.get(t.dataId)!.memoryOffset
-  const [pa, pb, pc] = [at(a), at(b), at(out)]
-  const gemm = gemmFor(memory)
+  const [pa, pb, pc] = [address(backend, a), address(backend, b), address(backend, out)]
+  wasmKernelRuns.gemm++
   for (let i = 0; i < batch; i++) {
-    gemm(pa + (batchA === 1 ? 0 : i * m * k * 4), pb + (batchB === 1 ? 0 : i * k * n * 4), pc + i * m * n * 4, m, k, n)
+    kernels.gemm(pa + (batchA === 1 ? 0 : i * m * k * 4), pb + (batchB === 1 ? 0 : i * k * n * 4), pc + i * m * n * 4, m, k, n)
   }
   return out
 }
+
+type Conv2DAttrs = { strides: number | [number, number], pad: 'valid' | 'same' | number | backend_util.ExplicitPadding, dataFormat: 'NHWC' | 'NCHW', dilations: number | [number, number], dimRoundingMode?: 'floor' | 'round' | 'ceil' }
+
+/**
+ * A convolution (wasm's Conv2D kernel: x [batch, h, w, ci], filter [kh, kw, ci, co]) as a new
+ * tensor of the backend, or undefined where it does not apply: NCHW, a stride or dilation other
+ * than 1, co not a multiple of 8, another dtype. Padding is added first, by wasm's own kernel.
+ */
+export function wasmConv2d (backend: unknown, x: tf.TensorInfo, filter: tf.TensorInfo, attrs: Conv2DAttrs): tf.TensorInfo | undefined {
+  const kernels = kernelsOf(backend)
+  if (kernels === undefined || x.dtype !== 'float32' || filter.dtype !== 'float32' || attrs.dataFormat !== 'NHWC') return undefined
+  const info = tf.backend_util.computeConv2DInfo(x.shape as [number, number, number, number], filter.shape as [number, number, number, number],
+    attrs.strides, attrs.dilations, attrs.pad as 'same', attrs.dimRoundingMode, false, 'channelsLast')
+  if (info.strideHeight !== 1 || info.strideWidth !== 1 || info.dilationHeight !== 1 || info.dilationWidth !== 1) return undefined
+  if (info.outChannels % 8 !== 0 || info.outHeight < 1 || info.outWidth < 1 || info.batchSize < 1 || info.inChannels < 1) return undefined
+  const wasm = backend as WasmBackend
+  const { top, bottom, left, right } = info.padInfo
+  const padded = (top | bottom | left | right) === 0
+    ? x
+    : tf.getKernel('PadV2', 'wasm')!.kernelFunc({ inputs: { x }, backend: backend as tf.KernelBackend, attrs: { paddings: [[0, 0], [top, bottom], [left, right], [0, 0]], constantValue: 0 } }) as tf.TensorInfo
+  try {
+    const [batch, h, w, ci] = padded.shape
+    const out = wasm.makeOutput([batch, info.outHeight, info.outWidth, info.outChannels], 'float32')
+    wasmKernelRuns.conv2d++
+    kernels.conv2d(address(backend, padded), address(backend, filter), address(backend, out), batch, h, w, ci, info.filterHeight, info.filterWidth, info.outChannels)
+    return out
+  } finally {
+    if (padded !== x) wasm.disposeData(padded.dataId)
+  }
+}
+
+/**
+ * The sum of x over every axis but its last (wasm's Sum kernel, as a convolution's or a dense
+ * layer's bias gradient asks for it), or undefined for any other sum: other axes, another dtype,
+ * a last axis not a multiple of 4, an empty x.
+ */
+export function wasmColumnSum (backend: unknown, x: tf.TensorInfo, axis: number | number[], keepDims: boolean): tf.TensorInfo | undefined {
+  const kernels = kernelsOf(backend)
+  const rank = x.shape.length
+  if (kernels === undefined || x.dtype !== 'float32' || rank < 2) return undefined
+  const axes = [...new Set((Array.isArray(axis) ? axis : [axis]).map(a => a < 0 ? a + rank : a))].sort((p, q) => p - q)
+  if (axes.length !== rank - 1 || axes.some((a, i) => a !== i)) return undefined
+  const cols = x.shape[rank - 1]
+  const rows = x.shape.slice(0, -1).reduce((p, q) => p * q, 1)
+  if (cols % 4 !== 0 || cols === 0 || rows === 0) return undefined
+  const out = (backend as WasmBackend).makeOutput(keepDims ? [...x.shape.slice(0, -1).map(() => 1), cols] : [cols], 'float32')
+  wasmKernelRuns.colsum++
+  kernels.colsum(address(backend, x), address(backend, out), rows, cols)
+  return out
+}
+
+let registered = false
+
+/** Puts the convolution and the sum above in front of wasm's own Conv2D and Sum (theirs run where ours do not apply), once; a no-op without wasm. */
+export function registerWasmKernels (): void {
+  if (registered) return
+  for (const [name, ours] of [
+    ['Conv2D', (args: KernelArgs) => wasmConv2d(args.backend, args.inputs.x!, args.inputs.filter!, args.attrs as unknown as Conv2DAttrs)],
+    ['Sum', (args: KernelArgs) => {
+      const { axis, keepDims } = args.attrs as unknown as { axis: number | number[], keepDims: boolean }
+      return wasmColumnSum(args.backend, args.inputs.x!, axis, keepDims)
+    }]
+  ] as const) {
+    const original = tf.getKernel(name, 'wasm')
+    if (original === undefined) return
+    registered = true
+    tf.unregisterKernel(name, 'wasm')
+    tf.registerKernel({ ...original, kernelFunc: (args: KernelArgs) => ours(args) ?? original.kernelFunc(args) })
+  }
+}
+
+type KernelArgs = Parameters<tf.KernelFunc>[0]

@@ -1,5 +1,6 @@
-;; A matrix product for the wasm backend: c[m,n] = a[m,k] * b[k,n], row-major float32, in the
-;; backend's own memory (imported), so no operand is copied. wasm-gemm.ts says why it exists.
+;; Kernels for the wasm backend, float32 in the backend's own memory (imported), so no operand is
+;; copied: a matrix product c[m,n] = a[m,k] * b[k,n], row-major (gemm); a stride-1 convolution
+;; (conv2d); a sum over rows (colsum). wasm-gemm.ts says why they exist.
 ;;
 ;; The micro-kernel holds a tile of 4 rows by 8 columns of c in eight registers and, for each p
 ;; of k, multiplies one element of each of the 4 rows of a (splatted) into two vectors of row p of
@@ -95,4 +96,141 @@
         (local.set $j (i32.add (local.get $j) (i32.const 8)))
         (br $cols1)))
       (local.set $i (i32.add (local.get $i) (i32.const 1)))
-      (br $rows1)))))
+      (br $rows1))))
+  ;; out[b,oh,ow,co] = sum over kh, kw, ci of x[b, oh+kh, ow+kw, ci] * w[kh, kw, ci, co]: a
+  ;; convolution, NHWC, stride 1, no padding, no dilation; co a multiple of 8, kh, kw and ci at
+  ;; least 1, oh = h - kh + 1 and ow = wd - kw + 1. The same tile as gemm's, its 4 rows 4 output
+  ;; pixels side by side: for one row of the kernel, a pixel's inputs (kw pixels of ci channels)
+  ;; lie side by side in x and their weights in w, so the inner loop runs over kw * ci numbers,
+  ;; and w is read straight through as [kh * kw * ci, co].
+  (func (export "conv2d")
+    (param $x i32) (param $w i32) (param $out i32) (param $batch i32) (param $h i32) (param $wd i32)
+    (param $ci i32) (param $kh i32) (param $kw i32) (param $co i32)
+    (local $c00 v128) (local $c01 v128) (local $c10 v128) (local $c11 v128)
+    (local $c20 v128) (local $c21 v128) (local $c30 v128) (local $c31 v128)
+    (local $b0 v128) (local $b1 v128) (local $av v128)
+    (local $ap0 i32) (local $ap1 i32) (local $ap2 i32) (local $ap3 i32)
+    (local $oh i32) (local $ow i32) (local $bi i32) (local $y i32) (local $xo i32) (local $j i32)
+    (local $dy i32) (local $p i32) (local $bp i32) (local $cp i32)
+    (local $seg i32) (local $skip i32) (local $pix i32) (local $coB i32)
+    (local.set $oh (i32.add (i32.sub (local.get $h) (local.get $kh)) (i32.const 1)))
+    (local.set $ow (i32.add (i32.sub (local.get $wd) (local.get $kw)) (i32.const 1)))
+    (local.set $seg (i32.mul (local.get $kw) (local.get $ci)))
+    (local.set $pix (i32.shl (local.get $ci) (i32.const 2)))
+    (local.set $skip (i32.mul (i32.sub (local.get $wd) (local.get $kw)) (local.get $pix)))
+    (local.set $coB (i32.shl (local.get $co) (i32.const 2)))
+    (local.set $bi (i32.const 0))
+    (loop $images
+      (local.set $y (i32.const 0))
+      (loop $lines
+        ;; blocks of 4 output pixels
+        (local.set $xo (i32.const 0))
+        (block $px4done (loop $px4
+          (br_if $px4done (i32.gt_u (i32.add (local.get $xo) (i32.const 4)) (local.get $ow)))
+        (local.set $j (i32.const 0))
+        (block $cols4done (loop $cols4
+          (br_if $cols4done (i32.ge_u (local.get $j) (local.get $co)))
+          (local.set $c00 (v128.const i32x4 0 0 0 0)) (local.set $c01 (v128.const i32x4 0 0 0 0)) (local.set $c10 (v128.const i32x4 0 0 0 0)) (local.set $c11 (v128.const i32x4 0 0 0 0)) (local.set $c20 (v128.const i32x4 0 0 0 0)) (local.set $c21 (v128.const i32x4 0 0 0 0)) (local.set $c30 (v128.const i32x4 0 0 0 0)) (local.set $c31 (v128.const i32x4 0 0 0 0))
+          (local.set $ap0 (i32.add (local.get $x) (i32.mul (i32.add (i32.mul (i32.add (i32.mul (local.get $bi) (local.get $h)) (local.get $y)) (local.get $wd)) (local.get $xo)) (local.get $pix))))
+              (local.set $ap1 (i32.add (local.get $ap0) (local.get $pix)))
+              (local.set $ap2 (i32.add (local.get $ap1) (local.get $pix)))
+              (local.set $ap3 (i32.add (local.get $ap2) (local.get $pix)))
+          (local.set $bp (i32.add (local.get $w) (i32.shl (local.get $j) (i32.const 2))))
+          (local.set $dy (local.get $kh))
+          (loop $rows4
+            (local.set $p (local.get $seg))
+            (loop $inner4
+              (local.set $b0 (v128.load (local.get $bp)))
+              (local.set $b1 (v128.load offset=16 (local.get $bp)))
+                (local.set $av (v128.load32_splat (local.get $ap0)))
+                (local.set $c00 (f32x4.relaxed_madd (local.get $av) (local.get $b0) (local.get $c00)))
+                (local.set $c01 (f32x4.relaxed_madd (local.get $av) (local.get $b1) (local.get $c01)))
+                (local.set $ap0 (i32.add (local.get $ap0) (i32.const 4)))
+                (local.set $av (v128.load32_splat (local.get $ap1)))
+                (local.set $c10 (f32x4.relaxed_madd (local.get $av) (local.get $b0) (local.get $c10)))
+                (local.set $c11 (f32x4.relaxed_madd (local.get $av) (local.get $b1) (local.get $c11)))
+                (local.set $ap1 (i32.add (local.get $ap1) (i32.const 4)))
+                (local.set $av (v128.load32_splat (local.get $ap2)))
+                (local.set $c20 (f32x4.relaxed_madd (local.get $av) (local.get $b0) (local.get $c20)))
+                (local.set $c21 (f32x4.relaxed_madd (local.get $av) (local.get $b1) (local.get $c21)))
+                (local.set $ap2 (i32.add (local.get $ap2) (i32.const 4)))
+                (local.set $av (v128.load32_splat (local.get $ap3)))
+                (local.set $c30 (f32x4.relaxed_madd (local.get $av) (local.get $b0) (local.get $c30)))
+                (local.set $c31 (f32x4.relaxed_madd (local.get $av) (local.get $b1) (local.get $c31)))
+                (local.set $ap3 (i32.add (local.get $ap3) (i32.const 4)))
+              (local.set $bp (i32.add (local.get $bp) (local.get $coB)))
+              (local.set $p (i32.sub (local.get $p) (i32.const 1)))
+              (br_if $inner4 (local.get $p)))
+              (local.set $ap0 (i32.add (local.get $ap0) (local.get $skip)))
+              (local.set $ap1 (i32.add (local.get $ap1) (local.get $skip)))
+              (local.set $ap2 (i32.add (local.get $ap2) (local.get $skip)))
+              (local.set $ap3 (i32.add (local.get $ap3) (local.get $skip)))
+            (local.set $dy (i32.sub (local.get $dy) (i32.const 1)))
+            (br_if $rows4 (local.get $dy)))
+          (local.set $cp (i32.add (local.get $out) (i32.shl (i32.add (i32.mul (i32.add (i32.mul (i32.add (i32.mul (local.get $bi) (local.get $oh)) (local.get $y)) (local.get $ow)) (local.get $xo)) (local.get $co)) (local.get $j)) (i32.const 2))))
+          (v128.store (local.get $cp) (local.get $c00)) (v128.store offset=16 (local.get $cp) (local.get $c01))
+          (local.set $cp (i32.add (local.get $cp) (local.get $coB)))
+          (v128.store (local.get $cp) (local.get $c10)) (v128.store offset=16 (local.get $cp) (local.get $c11))
+          (local.set $cp (i32.add (local.get $cp) (local.get $coB)))
+          (v128.store (local.get $cp) (local.get $c20)) (v128.store offset=16 (local.get $cp) (local.get $c21))
+          (local.set $cp (i32.add (local.get $cp) (local.get $coB)))
+          (v128.store (local.get $cp) (local.get $c30)) (v128.store offset=16 (local.get $cp) (local.get $c31))
+          (local.set $j (i32.add (local.get $j) (i32.const 8)))
+          (br $cols4)))
+          (local.set $xo (i32.add (local.get $xo) (i32.const 4)))
+          (br $px4)))
+        ;; the pixels left, one at a time
+        (block $px1done (loop $px1
+          (br_if $px1done (i32.ge_u (local.get $xo) (local.get $ow)))
+        (local.set $j (i32.const 0))
+        (block $cols1done (loop $cols1
+          (br_if $cols1done (i32.ge_u (local.get $j) (local.get $co)))
+          (local.set $c00 (v128.const i32x4 0 0 0 0)) (local.set $c01 (v128.const i32x4 0 0 0 0))
+          (local.set $ap0 (i32.add (local.get $x) (i32.mul (i32.add (i32.mul (i32.add (i32.mul (local.get $bi) (local.get $h)) (local.get $y)) (local.get $wd)) (local.get $xo)) (local.get $pix))))
+          (local.set $bp (i32.add (local.get $w) (i32.shl (local.get $j) (i32.const 2))))
+          (local.set $dy (local.get $kh))
+          (loop $rows1
+            (local.set $p (local.get $seg))
+            (loop $inner1
+              (local.set $b0 (v128.load (local.get $bp)))
+              (local.set $b1 (v128.load offset=16 (local.get $bp)))
+                (local.set $av (v128.load32_splat (local.get $ap0)))
+                (local.set $c00 (f32x4.relaxed_madd (local.get $av) (local.get $b0) (local.get $c00)))
+                (local.set $c01 (f32x4.relaxed_madd (local.get $av) (local.get $b1) (local.get $c01)))
+                (local.set $ap0 (i32.add (local.get $ap0) (i32.const 4)))
+              (local.set $bp (i32.add (local.get $bp) (local.get $coB)))
+              (local.set $p (i32.sub (local.get $p) (i32.const 1)))
+              (br_if $inner1 (local.get $p)))
+              (local.set $ap0 (i32.add (local.get $ap0) (local.get $skip)))
+            (local.set $dy (i32.sub (local.get $dy) (i32.const 1)))
+            (br_if $rows1 (local.get $dy)))
+          (local.set $cp (i32.add (local.get $out) (i32.shl (i32.add (i32.mul (i32.add (i32.mul (i32.add (i32.mul (local.get $bi) (local.get $oh)) (local.get $y)) (local.get $ow)) (local.get $xo)) (local.get $co)) (local.get $j)) (i32.const 2))))
+          (v128.store (local.get $cp) (local.get $c00)) (v128.store offset=16 (local.get $cp) (local.get $c01))
+          (local.set $j (i32.add (local.get $j) (i32.const 8)))
+          (br $cols1)))
+          (local.set $xo (i32.add (local.get $xo) (i32.const 1)))
+          (br $px1)))
+        (local.set $y (i32.add (local.get $y) (i32.const 1)))
+        (br_if $lines (i32.lt_u (local.get $y) (local.get $oh))))
+      (local.set $bi (i32.add (local.get $bi) (i32.const 1)))
+      (br_if $images (i32.lt_u (local.get $bi) (local.get $batch)))))
+
+  ;; out[c] = sum over r of x[r, c], x [rows, cols] row-major; cols a multiple of 4, rows >= 1
+  (func (export "colsum") (param $x i32) (param $out i32) (param $rows i32) (param $cols i32)
+    (local $c i32) (local $r i32) (local $xp i32) (local $acc v128) (local $rowB i32)
+    (local.set $rowB (i32.shl (local.get $cols) (i32.const 2)))
+    (local.set $c (i32.const 0))
+    (block $done (loop $columns
+      (br_if $done (i32.ge_u (local.get $c) (local.get $cols)))
+      (local.set $acc (v128.const i32x4 0 0 0 0))
+      (local.set $xp (i32.add (local.get $x) (i32.shl (local.get $c) (i32.const 2))))
+      (local.set $r (local.get $rows))
+      (loop $down
+        (local.set $acc (f32x4.add (local.get $acc) (v128.load (local.get $xp))))
+        (local.set $xp (i32.add (local.get $xp) (local.get $rowB)))
+        (local.set $r (i32.sub (local.get $r) (i32.const 1)))
+        (br_if $down (local.get $r)))
+      (v128.store (i32.add (local.get $out) (i32.shl (local.get $c) (i32.const 2))) (local.get $acc))
+      (local.set $c (i32.add (local.get $c) (i32.const 4)))
+      (br $columns))))
+)

@@ -1,10 +1,11 @@
-// wasm-gemm.ts, the product the wasm backend's plain matrix products run through, checked against
-// the cpu backend on the shapes its loops split differently (rows left over after blocks of 4,
-// one column block, a depth of 1, batches, broadcasts); the products it leaves to XNNPACK; and
-// the committed bytes against the text they are assembled from.
+// wasm-gemm.ts, the kernels the wasm backend's plain matrix products, stride-1 convolutions and
+// bias-gradient sums run through, checked against the cpu backend on the shapes their loops split
+// differently (rows or pixels left over after blocks of 4, one column block, a depth of 1, batches,
+// broadcasts, padding); what they leave to wasm's own kernels; and the committed bytes against the
+// text they are assembled from.
 import { expect } from 'chai'
 import { readFileSync } from 'node:fs'
-import { tf, initBackend, registerWasmMatMul } from '@dml/trainer'
+import { tf, initBackend, registerWasmKernels, registerWasmMatMul, wasmKernelRuns } from '@dml/trainer'
 import { gemmBinaryModule, binaryFile } from '../../../scripts/build-gemm.ts'
 import { maxAbsDiff } from './support/compare.ts'
 
@@ -22,7 +23,7 @@ async function onBoth (aShape: number[], bShape: number[], fill?: (i: number) =>
   return [cpu, run()]
 }
 
-describe('wasm gemm: plain matrix products with fused multiply-adds', () => {
+describe('wasm gemm: products and convolutions with fused multiply-adds', () => {
   before(async () => { await initBackend('cpu') })
   after(async () => { await initBackend('auto') })
 
@@ -40,7 +41,9 @@ describe('wasm gemm: plain matrix products with fused multiply-adds', () => {
   ]
   for (const [name, aShape, bShape] of cases) {
     it(`matches the cpu backend: ${name}`, async () => {
+      const runs = wasmKernelRuns.gemm
       const [cpu, wasm] = await onBoth(aShape, bShape)
+      expect(wasmKernelRuns.gemm - runs, 'products run by wasm-gemm').to.equal(name.includes('XNNPACK') ? 0 : 1)
       expect(wasm.length).to.equal(cpu.length)
       expect(maxAbsDiff(wasm, cpu)).to.be.below(1e-4 * Math.sqrt(aShape[aShape.length - 1]))
     })
@@ -65,6 +68,67 @@ describe('wasm gemm: plain matrix products with fused multiply-adds', () => {
     expect(tf.engine().backend.numDataIds()).to.equal(held)
     tf.dispose([a, b])
   })
+
+  // Conv2D: cnn-small's and cnn's convolutions and the convolutions their gradients are made of
+  // (wasm-conv-grad.ts), padded ones, and what stays with XNNPACK
+  type Shape4 = [number, number, number, number]
+  const convolutions: Array<[string, Shape4, Shape4, 'valid' | 'same', number]> = [
+    ['cnn-small\'s first layer', [32, 28, 28, 1], [5, 5, 1, 8], 'valid', 1],
+    ['cnn-small\'s second layer', [32, 12, 12, 8], [5, 5, 8, 16], 'valid', 1],
+    ['a filter gradient as a convolution (batch and channels swapped)', [1, 28, 28, 32], [24, 24, 32, 8], 'valid', 1],
+    ['widths that leave pixels after blocks of 4', [2, 9, 11, 3], [3, 2, 3, 16], 'valid', 1],
+    ['a 1x1 kernel', [2, 5, 5, 4], [1, 1, 4, 8], 'valid', 1],
+    ['same padding (cnn), padded first', [2, 14, 14, 32], [5, 5, 32, 64], 'same', 1],
+    ['stride 2 (XNNPACK\'s)', [2, 9, 9, 3], [3, 3, 3, 8], 'valid', 2],
+    ['6 output channels (XNNPACK\'s)', [2, 9, 9, 3], [3, 3, 3, 6], 'valid', 1]
+  ]
+  for (const [name, xShape, filterShape, pad, stride] of convolutions) {
+    it(`convolves as the cpu backend does: ${name}`, async () => {
+      const x = tf.randomNormal(xShape, 0, 1, 'float32', 3).dataSync()
+      const filter = tf.randomNormal(filterShape, 0, 1, 'float32', 4).dataSync()
+      const run = (): Float32Array => tf.tidy(() => tf.conv2d(tf.tensor(x, xShape) as tf.Tensor4D, tf.tensor(filter, filterShape) as tf.Tensor4D, stride, pad).dataSync() as Float32Array)
+      await tf.setBackend('cpu')
+      const cpu = run()
+      await tf.setBackend('wasm')
+      registerWasmKernels()
+      const before = tf.memory().numTensors
+      const held = tf.engine().backend.numDataIds()
+      const runs = wasmKernelRuns.conv2d
+      const wasm = run()
+      expect(wasmKernelRuns.conv2d - runs, 'convolutions run by wasm-gemm').to.equal(name.includes('XNNPACK') ? 0 : 1)
+      expect(tf.memory().numTensors).to.equal(before)
+      expect(tf.engine().backend.numDataIds(), 'the padded copy is freed').to.equal(held)
+      expect(wasm.length).to.equal(cpu.length)
+      expect(maxAbsDiff(wasm, cpu)).to.be.below(1e-4 * Math.sqrt(filterShape[0] * filterShape[1] * filterShape[2]))
+    })
+  }
+
+  // Sum: over every axis but the last with our kernel, any other sum with wasm's
+  const sums: Array<[string, number[], number | number[], boolean]> = [
+    ['a convolution\'s bias gradient', [32, 24, 24, 8], [0, 1, 2], false],
+    ['kept dimensions, negative axes', [3, 5, 12], [-2, 0], true],
+    ['a dense layer\'s bias gradient', [32, 200], 0, false],
+    ['the last axis (wasm\'s)', [4, 6, 8], 2, false],
+    ['a last axis of 6 (wasm\'s)', [4, 6], 0, false]
+  ]
+  for (const [name, shape, axis, keepDims] of sums) {
+    it(`sums as the cpu backend does: ${name}`, async () => {
+      const x = tf.randomNormal(shape, 0, 1, 'float32', 5).dataSync()
+      const run = (): [Float32Array, number[]] => tf.tidy(() => {
+        const sum = tf.sum(tf.tensor(x, shape), axis, keepDims)
+        return [sum.dataSync() as Float32Array, sum.shape]
+      })
+      await tf.setBackend('cpu')
+      const [cpu, cpuShape] = run()
+      await tf.setBackend('wasm')
+      registerWasmKernels()
+      const runs = wasmKernelRuns.colsum
+      const [wasm, wasmShape] = run()
+      expect(wasmKernelRuns.colsum - runs, 'sums run by wasm-gemm').to.equal(name.includes('wasm\'s') ? 0 : 1)
+      expect(wasmShape).to.deep.equal(cpuShape)
+      expect(maxAbsDiff(wasm, cpu)).to.be.below(1e-3)
+    })
+  }
 
   it('runs the bytes assembled from wasm-gemm.wat (npm run build:gemm)', async () => {
     expect(readFileSync(binaryFile, 'utf8')).to.equal(await gemmBinaryModule())
