@@ -6,7 +6,7 @@ import { createRequire } from 'node:module'
 import * as tf from './tf.ts'
 import { registerWasmConvGradient } from './wasm-conv-grad.ts'
 import { registerWasmMatMul } from './wasm-matmul.ts'
-import { registerWasmKernels } from './wasm-gemm.ts'
+import { registerWasmKernels } from './wasm-kernels.ts'
 import { registerWasmMaxPoolGrad } from './wasm-maxpool-grad.ts'
 
 export interface BackendChoice {

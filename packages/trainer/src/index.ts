@@ -1,7 +1,7 @@
 export * from './backend.ts'
 export * from './wasm-conv-grad.ts'
 export * from './wasm-matmul.ts'
-export { registerWasmKernels, wasmKernelRuns } from './wasm-gemm.ts'
+export { registerWasmKernels, wasmKernelRuns } from './wasm-kernels.ts'
 export * from './wasm-maxpool-grad.ts'
 export * from './idx.ts'
 export * from './data.ts'

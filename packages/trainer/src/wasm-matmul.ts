@@ -2,9 +2,9 @@
 // one transposed (its transposeA / transposeB flags), which is what every backward pass of a
 // dense layer asks for. On wasm we transpose such an operand first, with wasm's own Transpose
 // kernel, and multiply the plain operands: same result, a fraction of the time. Plain products
-// then run in wasm-gemm.ts where they can, XNNPACK's kernel elsewhere.
+// then run in wasm-kernels.ts where they can, XNNPACK's kernel elsewhere.
 import * as tf from './tf.ts'
-import { wasmGemm } from './wasm-gemm.ts'
+import { wasmGemm } from './wasm-kernels.ts'
 
 type KernelArgs = Parameters<tf.KernelFunc>[0]
 type Transposes = { transposeA: boolean, transposeB: boolean }
@@ -29,7 +29,7 @@ export function registerWasmMatMul (): void {
       kernelFunc: (args: KernelArgs) => {
         const { transposeA, transposeB } = args.attrs as unknown as Transposes
         const backend = args.backend as tf.KernelBackend
-        // a plain product goes to wasm-gemm.ts where it applies (the fused one keeps XNNPACK for
+        // a plain product goes to wasm-kernels.ts where it applies (the fused one keeps XNNPACK for
         // its bias and activation)
         const multiply = (inputs: Record<string, tf.TensorInfo>): tf.TensorInfo | tf.TensorInfo[] =>
           (name === 'BatchMatMul' ? wasmGemm(backend, inputs.a, inputs.b) : undefined) ??

@@ -1,14 +1,14 @@
 // The wasm backend multiplies matrices and convolves with XNNPACK built for 128-bit wasm SIMD
 // without fused multiply-adds: about 24 GFLOP/s for products on this project's machines, and
 // 7-20 for cnn-small's convolutions, which are three quarters of a step of the mlp and half of
-// cnn-small's. Kernels of our own (wasm-gemm.wat), with relaxed SIMD's fused multiply-add, run the
+// cnn-small's. Kernels of our own (wasm-kernels.wat), with relaxed SIMD's fused multiply-add, run the
 // same products at about 50 GFLOP/s, in the backend's own memory. A sum over every axis but the
 // last (a convolution's bias gradient), which wasm does with a transpose first, is one of them.
 import type { backend_util } from '@tensorflow/tfjs-core'
 import * as tf from './tf.ts'
-import { GEMM_WASM } from './wasm-gemm-binary.ts'
+import { WASM_KERNELS } from './wasm-kernels-binary.ts'
 
-/** The module's functions; addresses are bytes of the backend's memory (wasm-gemm.wat says what each takes). */
+/** The module's functions; addresses are bytes of the backend's memory (wasm-kernels.wat says what each takes). */
 interface Kernels {
   gemm: (a: number, b: number, c: number, m: number, k: number, n: number) => void
   conv2d: (x: number, w: number, out: number, batch: number, h: number, wd: number, ci: number, kh: number, kw: number, co: number) => void
@@ -23,7 +23,7 @@ interface WasmBackend {
   disposeData: (dataId: object) => void
 }
 
-const bytes = Uint8Array.from(atob(GEMM_WASM), c => c.charCodeAt(0))
+const bytes = Uint8Array.from(atob(WASM_KERNELS), c => c.charCodeAt(0))
 /** Without relaxed SIMD (older engines) the module does not validate, and XNNPACK keeps every kernel. */
 const compiled = WebAssembly.validate(bytes) ? new WebAssembly.Module(bytes) : undefined
 const instances = new WeakMap<WebAssembly.Memory, Kernels>()

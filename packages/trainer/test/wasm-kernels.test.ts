@@ -1,4 +1,4 @@
-// wasm-gemm.ts, the kernels the wasm backend's plain matrix products, stride-1 convolutions and
+// wasm-kernels.ts, the kernels the wasm backend's plain matrix products, stride-1 convolutions and
 // bias-gradient sums run through, checked against the cpu backend on the shapes their loops split
 // differently (rows or pixels left over after blocks of 4, one column block, a depth of 1, batches,
 // broadcasts, padding); what they leave to wasm's own kernels; and the committed bytes against the
@@ -6,7 +6,7 @@
 import { expect } from 'chai'
 import { readFileSync } from 'node:fs'
 import { tf, initBackend, registerWasmKernels, registerWasmMatMul, wasmKernelRuns } from '@dml/trainer'
-import { gemmBinaryModule, binaryFile } from '../../../scripts/build-gemm.ts'
+import { kernelsBinaryModule, binaryFile } from '../../../scripts/build-wasm-kernels.ts'
 import { maxAbsDiff } from './support/compare.ts'
 
 /** a times b on cpu and on wasm, from the same values (random, or a from `fill` and b all ones) */
@@ -23,7 +23,7 @@ async function onBoth (aShape: number[], bShape: number[], fill?: (i: number) =>
   return [cpu, run()]
 }
 
-describe('wasm gemm: products and convolutions with fused multiply-adds', () => {
+describe('wasm kernels of dml\'s own: products and convolutions with fused multiply-adds', () => {
   before(async () => { await initBackend('cpu') })
   after(async () => { await initBackend('auto') })
 
@@ -43,7 +43,7 @@ describe('wasm gemm: products and convolutions with fused multiply-adds', () => 
     it(`matches the cpu backend: ${name}`, async () => {
       const runs = wasmKernelRuns.gemm
       const [cpu, wasm] = await onBoth(aShape, bShape)
-      expect(wasmKernelRuns.gemm - runs, 'products run by wasm-gemm').to.equal(name.includes('XNNPACK') ? 0 : 1)
+      expect(wasmKernelRuns.gemm - runs, 'products run by wasm-kernels.ts').to.equal(name.includes('XNNPACK') ? 0 : 1)
       expect(wasm.length).to.equal(cpu.length)
       expect(maxAbsDiff(wasm, cpu)).to.be.below(1e-4 * Math.sqrt(aShape[aShape.length - 1]))
     })
@@ -95,7 +95,7 @@ describe('wasm gemm: products and convolutions with fused multiply-adds', () => 
       const held = tf.engine().backend.numDataIds()
       const runs = wasmKernelRuns.conv2d
       const wasm = run()
-      expect(wasmKernelRuns.conv2d - runs, 'convolutions run by wasm-gemm').to.equal(name.includes('XNNPACK') ? 0 : 1)
+      expect(wasmKernelRuns.conv2d - runs, 'convolutions run by wasm-kernels.ts').to.equal(name.includes('XNNPACK') ? 0 : 1)
       expect(tf.memory().numTensors).to.equal(before)
       expect(tf.engine().backend.numDataIds(), 'the padded copy is freed').to.equal(held)
       expect(wasm.length).to.equal(cpu.length)
@@ -124,13 +124,13 @@ describe('wasm gemm: products and convolutions with fused multiply-adds', () => 
       registerWasmKernels()
       const runs = wasmKernelRuns.colsum
       const [wasm, wasmShape] = run()
-      expect(wasmKernelRuns.colsum - runs, 'sums run by wasm-gemm').to.equal(name.includes('wasm\'s') ? 0 : 1)
+      expect(wasmKernelRuns.colsum - runs, 'sums run by wasm-kernels.ts').to.equal(name.includes('wasm\'s') ? 0 : 1)
       expect(wasmShape).to.deep.equal(cpuShape)
       expect(maxAbsDiff(wasm, cpu)).to.be.below(1e-3)
     })
   }
 
-  it('runs the bytes assembled from wasm-gemm.wat (npm run build:gemm)', async () => {
-    expect(readFileSync(binaryFile, 'utf8')).to.equal(await gemmBinaryModule())
+  it('runs the bytes assembled from wasm-kernels.wat (npm run build:wasm-kernels)', async () => {
+    expect(readFileSync(binaryFile, 'utf8')).to.equal(await kernelsBinaryModule())
   })
 })

@@ -1,13 +1,13 @@
 ;; Kernels for the wasm backend, float32 in the backend's own memory (imported), so no operand is
 ;; copied: a matrix product c[m,n] = a[m,k] * b[k,n], row-major (gemm); a stride-1 convolution
-;; (conv2d); a sum over rows (colsum). wasm-gemm.ts says why they exist.
+;; (conv2d); a sum over rows (colsum). wasm-kernels.ts says why they exist.
 ;;
 ;; The micro-kernel holds a tile of 4 rows by 8 columns of c in eight registers and, for each p
 ;; of k, multiplies one element of each of the 4 rows of a (splatted) into two vectors of row p of
 ;; b, with fused multiply-adds (relaxed SIMD). Rows left over (m not a multiple of 4) go through
 ;; the same loop one at a time. n must be a multiple of 8 and k at least 1: the caller sees to it.
 ;;
-;; After an edit: npm run build:gemm (writes wasm-gemm-binary.ts); a test checks the two agree.
+;; After an edit: npm run build:wasm-kernels (writes wasm-kernels-binary.ts); a test checks the two agree.
 (module
   (import "env" "memory" (memory 1))
   (func (export "gemm")
