@@ -2,8 +2,10 @@
 // without fused multiply-adds: about 24 GFLOP/s for products on this project's machines, and
 // 7-20 for cnn-small's convolutions, which are three quarters of a step of the mlp and half of
 // cnn-small's. Kernels of our own (wasm-kernels.wat), with relaxed SIMD's fused multiply-add, run the
-// same products at about 50 GFLOP/s, in the backend's own memory. A sum over every axis but the
-// last (a convolution's bias gradient), which wasm does with a transpose first, is one of them.
+// same products at about 50 GFLOP/s, in the backend's own memory. Beside them: a sum over every
+// axis but the last (a bias gradient), which wasm does with a transpose first; a bias added, with
+// relu where asked (wasm broadcasts slowly, and the fused product and convolution of evaluation
+// need it after ours); and the gradient of 2x2 max pooling, four channels at a time.
 import type { backend_util } from '@tensorflow/tfjs-core'
 import * as tf from './tf.ts'
 import { WASM_KERNELS } from './wasm-kernels-binary.ts'
@@ -13,6 +15,8 @@ interface Kernels {
   gemm: (a: number, b: number, c: number, m: number, k: number, n: number) => void
   conv2d: (x: number, w: number, out: number, batch: number, h: number, wd: number, ci: number, kh: number, kw: number, co: number) => void
   colsum: (x: number, out: number, rows: number, cols: number) => void
+  biasact: (x: number, bias: number, out: number, rows: number, cols: number, relu: number) => void
+  maxpoolgrad2x2: (x: number, dy: number, dx: number, batch: number, h: number, w: number, ch: number) => void
 }
 
 /** What dml reads of the wasm backend: its memory, and where each tensor's data sits in it. */
@@ -41,7 +45,7 @@ function kernelsOf (backend: unknown): Kernels | undefined {
 }
 
 /** How often each kernel ran, for tests that a shape is ours or XNNPACK's. */
-export const wasmKernelRuns = { gemm: 0, conv2d: 0, colsum: 0 }
+export const wasmKernelRuns = { gemm: 0, conv2d: 0, colsum: 0, biasact: 0, maxpoolgrad2x2: 0 }
 
 const address = (backend: unknown, t: tf.TensorInfo): number => (backend as WasmBackend).dataIdMap.get(t.dataId)!.memoryOffset
 
@@ -126,23 +130,108 @@ export function wasmColumnSum (backend: unknown, x: tf.TensorInfo, axis: number 
   return out
 }
 
+/** The activations the fused kernels below take; others stay with XNNPACK. */
+const ACTIVATIONS: Record<string, number> = { linear: 0, relu: 1 }
+
+/**
+ * Whether a fused kernel's bias and activation can follow our product: a float32 rank-1 bias of
+ * the output's last size, a multiple of 4 (or none), linear or relu, no prelu weights.
+ */
+function fusable (bias: tf.TensorInfo | undefined, prelu: tf.TensorInfo | undefined, activation: string | undefined, cols: number): boolean {
+  return ACTIVATIONS[activation ?? 'linear'] !== undefined && prelu === undefined && cols % 4 === 0 &&
+    (bias === undefined || (bias.dtype === 'float32' && bias.shape.length === 1 && bias.shape[0] === cols))
+}
+
+/** Adds the bias and applies the activation in place, over `out`'s rows of its last size. */
+function biasAndActivation (backend: unknown, out: tf.TensorInfo, bias: tf.TensorInfo | undefined, activation: string | undefined): void {
+  const relu = ACTIVATIONS[activation ?? 'linear']
+  if (bias === undefined && relu === 0) return
+  const cols = out.shape[out.shape.length - 1]
+  const rows = out.shape.slice(0, -1).reduce((p, q) => p * q, 1)
+  if (rows === 0) return
+  const kernels = kernelsOf(backend)!
+  const at = address(backend, out)
+  // no bias: a zero row, made once per call (a few hundred bytes at most)
+  const zeros = bias === undefined ? (backend as WasmBackend).makeOutput([cols], 'float32') : undefined
+  try {
+    if (zeros !== undefined) new Float32Array(((backend as WasmBackend).wasm.asm!.memory as WebAssembly.Memory).buffer, address(backend, zeros), cols).fill(0)
+    wasmKernelRuns.biasact++
+    kernels.biasact(at, address(backend, bias ?? zeros!), at, rows, cols, relu)
+  } finally {
+    if (zeros !== undefined) (backend as WasmBackend).disposeData(zeros.dataId)
+  }
+}
+
+/** wasm's _FusedMatMul with plain operands: our product, then the bias and activation; or undefined. */
+export function wasmFusedMatMul (backend: unknown, a: tf.TensorInfo, b: tf.TensorInfo, bias: tf.TensorInfo | undefined, prelu: tf.TensorInfo | undefined, activation: string | undefined): tf.TensorInfo | undefined {
+  if (!fusable(bias, prelu, activation, b.shape[b.shape.length - 1])) return undefined
+  const out = wasmGemm(backend, a, b)
+  if (out !== undefined) biasAndActivation(backend, out, bias, activation)
+  return out
+}
+
+/** wasm's FusedConv2D (evaluation's convolutions): our convolution, then the bias and activation; or undefined. */
+export function wasmFusedConv2d (backend: unknown, x: tf.TensorInfo, filter: tf.TensorInfo, bias: tf.TensorInfo | undefined, prelu: tf.TensorInfo | undefined, attrs: Conv2DAttrs & { activation?: string }): tf.TensorInfo | undefined {
+  if (!fusable(bias, prelu, attrs.activation, filter.shape[3])) return undefined
+  const out = wasmConv2d(backend, x, filter, attrs)
+  if (out !== undefined) biasAndActivation(backend, out, bias, attrs.activation)
+  return out
+}
+
+/**
+ * x [..., c] + bias [c] (either way round), as a convolution's or dense layer's bias is added in
+ * training; or undefined for any other sum: wasm broadcasts it, about 10 times slower.
+ */
+export function wasmBiasAdd (backend: unknown, a: tf.TensorInfo, b: tf.TensorInfo): tf.TensorInfo | undefined {
+  const [x, bias] = b.shape.length === 1 && a.shape.length > 1 ? [a, b] : a.shape.length === 1 && b.shape.length > 1 ? [b, a] : []
+  if (x === undefined || bias === undefined || kernelsOf(backend) === undefined || x.dtype !== 'float32' || bias.dtype !== 'float32') return undefined
+  const cols = x.shape[x.shape.length - 1]
+  const rows = x.shape.slice(0, -1).reduce((p, q) => p * q, 1)
+  if (bias.shape[0] !== cols || cols % 4 !== 0 || cols === 0 || rows === 0) return undefined
+  const out = (backend as WasmBackend).makeOutput(x.shape, 'float32')
+  wasmKernelRuns.biasact++
+  kernelsOf(backend)!.biasact(address(backend, x), address(backend, bias), address(backend, out), rows, cols, 0)
+  return out
+}
+
+/**
+ * The gradient of 2x2 max pooling at stride 2 with every window inside the input, into `dx`
+ * (allocated, the input's shape), four channels at a time: true, or false where it does not
+ * apply (channels not a multiple of 4, another dtype) and nothing was written.
+ */
+export function wasmMaxPoolGrad2x2 (backend: unknown, input: tf.TensorInfo, dy: tf.TensorInfo, dx: tf.TensorInfo): boolean {
+  const kernels = kernelsOf(backend)
+  const [batch, h, w, ch] = input.shape
+  if (kernels === undefined || input.dtype !== 'float32' || dy.dtype !== 'float32' || ch % 4 !== 0 || batch < 1 || h < 2 || w < 2) return false
+  wasmKernelRuns.maxpoolgrad2x2++
+  kernels.maxpoolgrad2x2(address(backend, input), address(backend, dy), address(backend, dx), batch, h, w, ch)
+  return true
+}
+
 let registered = false
 
-/** Puts the convolution and the sum above in front of wasm's own Conv2D and Sum (theirs run where ours do not apply), once; a no-op without wasm. */
+/**
+ * Puts the convolutions, the sum and the bias sum above in front of wasm's own Conv2D,
+ * FusedConv2D, Sum and Add (theirs run where ours do not apply), once; a no-op without wasm.
+ * The products are wasm-matmul.ts's, which also reads transposed operands.
+ */
 export function registerWasmKernels (): void {
   if (registered) return
-  for (const [name, ours] of [
-    ['Conv2D', (args: KernelArgs) => wasmConv2d(args.backend, args.inputs.x!, args.inputs.filter!, args.attrs as unknown as Conv2DAttrs)],
-    ['Sum', (args: KernelArgs) => {
+  const ours: Record<string, (args: KernelArgs) => tf.TensorInfo | undefined> = {
+    Conv2D: args => wasmConv2d(args.backend, args.inputs.x!, args.inputs.filter!, args.attrs as unknown as Conv2DAttrs),
+    FusedConv2D: args => wasmFusedConv2d(args.backend, args.inputs.x!, args.inputs.filter!, args.inputs.bias, args.inputs.preluActivationWeights, args.attrs as unknown as Conv2DAttrs),
+    Sum: args => {
       const { axis, keepDims } = args.attrs as unknown as { axis: number | number[], keepDims: boolean }
       return wasmColumnSum(args.backend, args.inputs.x!, axis, keepDims)
-    }]
-  ] as const) {
+    },
+    Add: args => wasmBiasAdd(args.backend, args.inputs.a!, args.inputs.b!)
+  }
+  for (const [name, kernel] of Object.entries(ours)) {
     const original = tf.getKernel(name, 'wasm')
-    if (original === undefined) return
+    if (original === undefined) continue
     registered = true
     tf.unregisterKernel(name, 'wasm')
-    tf.registerKernel({ ...original, kernelFunc: (args: KernelArgs) => ours(args) ?? original.kernelFunc(args) })
+    tf.registerKernel({ ...original, kernelFunc: (args: KernelArgs) => kernel(args) ?? original.kernelFunc(args) })
   }
 }
 

@@ -1,6 +1,7 @@
 ;; Kernels for the wasm backend, float32 in the backend's own memory (imported), so no operand is
 ;; copied: a matrix product c[m,n] = a[m,k] * b[k,n], row-major (gemm); a stride-1 convolution
-;; (conv2d); a sum over rows (colsum). wasm-kernels.ts says why they exist.
+;; (conv2d); a sum over rows (colsum); a bias added to every row, and relu (biasact); the gradient of 2x2
+;; max pooling (maxpoolgrad2x2). wasm-kernels.ts says why they exist.
 ;;
 ;; The micro-kernel holds a tile of 4 rows by 8 columns of c in eight registers and, for each p
 ;; of k, multiplies one element of each of the 4 rows of a (splatted) into two vectors of row p of
@@ -233,4 +234,84 @@
       (v128.store (i32.add (local.get $out) (i32.shl (local.get $c) (i32.const 2))) (local.get $acc))
       (local.set $c (i32.add (local.get $c) (i32.const 4)))
       (br $columns))))
+
+  ;; out[r, c] = x[r, c] + bias[c], then max(0, that) where relu is 1; x [rows, cols] row-major,
+  ;; cols a multiple of 4, rows >= 1; out may be x. NaN stays NaN, as in tfjs's relu.
+  (func (export "biasact") (param $x i32) (param $bias i32) (param $out i32) (param $rows i32) (param $cols i32) (param $relu i32)
+    (local $c i32) (local $end i32) (local $rowB i32) (local $v v128)
+    (local.set $rowB (i32.shl (local.get $cols) (i32.const 2)))
+    (local.set $end (i32.add (local.get $x) (i32.mul (local.get $rows) (local.get $rowB))))
+    (loop $rows
+      (local.set $c (i32.const 0))
+      (loop $columns
+        (local.set $v (f32x4.add (v128.load (i32.add (local.get $x) (local.get $c))) (v128.load (i32.add (local.get $bias) (local.get $c)))))
+        (if (local.get $relu) (then (local.set $v (f32x4.max (local.get $v) (v128.const f32x4 0 0 0 0)))))
+        (v128.store (i32.add (local.get $out) (local.get $c)) (local.get $v))
+        (local.set $c (i32.add (local.get $c) (i32.const 16)))
+        (br_if $columns (i32.lt_u (local.get $c) (local.get $rowB))))
+      (local.set $x (i32.add (local.get $x) (local.get $rowB)))
+      (local.set $out (i32.add (local.get $out) (local.get $rowB)))
+      (br_if $rows (i32.lt_u (local.get $x) (local.get $end)))))
+
+  ;; The gradient of 2x2 max pooling at stride 2, every window inside x [batch, h, w, ch] (NHWC),
+  ;; 4 channels at a time; ch a multiple of 4, oh = h / 2 and ow = w / 2 rounded down, at least 1.
+  ;; Each window's gradient goes to its first strict maximum in row-major order, as tfjs's cpu
+  ;; backend chooses (wasm-maxpool-grad.ts): c0..c3 say where each candidate beat all before it,
+  ;; and the last to do so wins. A window of NaN or -Infinity only gives nothing.
+  (func (export "maxpoolgrad2x2")
+    (param $x i32) (param $dy i32) (param $dx i32) (param $batch i32) (param $h i32) (param $w i32) (param $ch i32)
+    (local $oh i32) (local $ow i32) (local $b i32) (local $y i32) (local $xo i32) (local $c i32)
+    (local $rowB i32) (local $pixB i32) (local $i00 i32) (local $i10 i32) (local $g i32)
+    (local $v00 v128) (local $v01 v128) (local $v10 v128) (local $v11 v128) (local $best v128) (local $grad v128)
+    (local $c0 v128) (local $c1 v128) (local $c2 v128) (local $c3 v128)
+    (local.set $oh (i32.shr_u (local.get $h) (i32.const 1)))
+    (local.set $ow (i32.shr_u (local.get $w) (i32.const 1)))
+    (local.set $pixB (i32.shl (local.get $ch) (i32.const 2)))
+    (local.set $rowB (i32.mul (local.get $w) (local.get $pixB)))
+    ;; dx starts at zero: inputs no window chose, and the odd last row or column, take nothing
+    (memory.fill (local.get $dx) (i32.const 0) (i32.mul (i32.mul (local.get $batch) (local.get $h)) (local.get $rowB)))
+    (local.set $g (local.get $dy))
+    (local.set $b (i32.const 0))
+    (loop $images
+      (local.set $y (i32.const 0))
+      (loop $lines
+        (local.set $xo (i32.const 0))
+        (loop $windows
+          ;; the byte offset of the window's corner, channel 0, from x (and from dx)
+          (local.set $i00 (i32.add (i32.mul (i32.add (i32.mul (local.get $b) (local.get $h)) (i32.shl (local.get $y) (i32.const 1))) (local.get $rowB))
+            (i32.mul (i32.shl (local.get $xo) (i32.const 1)) (local.get $pixB))))
+          (local.set $c (i32.const 0))
+          (loop $channels
+            (local.set $i10 (i32.add (local.get $i00) (local.get $rowB)))
+            (local.set $v00 (v128.load (i32.add (local.get $x) (local.get $i00))))
+            (local.set $v01 (v128.load (i32.add (i32.add (local.get $x) (local.get $i00)) (local.get $pixB))))
+            (local.set $v10 (v128.load (i32.add (local.get $x) (local.get $i10))))
+            (local.set $v11 (v128.load (i32.add (i32.add (local.get $x) (local.get $i10)) (local.get $pixB))))
+            (local.set $best (v128.const f32x4 -inf -inf -inf -inf))
+            (local.set $c0 (f32x4.gt (local.get $v00) (local.get $best)))
+            (local.set $best (v128.bitselect (local.get $v00) (local.get $best) (local.get $c0)))
+            (local.set $c1 (f32x4.gt (local.get $v01) (local.get $best)))
+            (local.set $best (v128.bitselect (local.get $v01) (local.get $best) (local.get $c1)))
+            (local.set $c2 (f32x4.gt (local.get $v10) (local.get $best)))
+            (local.set $best (v128.bitselect (local.get $v10) (local.get $best) (local.get $c2)))
+            (local.set $c3 (f32x4.gt (local.get $v11) (local.get $best)))
+            ;; a later winner takes the gradient from the earlier ones
+            (local.set $c2 (v128.andnot (local.get $c2) (local.get $c3)))
+            (local.set $c1 (v128.andnot (v128.andnot (local.get $c1) (local.get $c3)) (local.get $c2)))
+            (local.set $c0 (v128.andnot (v128.andnot (v128.andnot (local.get $c0) (local.get $c3)) (local.get $c2)) (local.get $c1)))
+            (local.set $grad (v128.load (local.get $g)))
+            (v128.store (i32.add (local.get $dx) (local.get $i00)) (v128.and (local.get $grad) (local.get $c0)))
+            (v128.store (i32.add (i32.add (local.get $dx) (local.get $i00)) (local.get $pixB)) (v128.and (local.get $grad) (local.get $c1)))
+            (v128.store (i32.add (local.get $dx) (local.get $i10)) (v128.and (local.get $grad) (local.get $c2)))
+            (v128.store (i32.add (i32.add (local.get $dx) (local.get $i10)) (local.get $pixB)) (v128.and (local.get $grad) (local.get $c3)))
+            (local.set $g (i32.add (local.get $g) (i32.const 16)))
+            (local.set $i00 (i32.add (local.get $i00) (i32.const 16)))
+            (local.set $c (i32.add (local.get $c) (i32.const 4)))
+            (br_if $channels (i32.lt_u (local.get $c) (local.get $ch))))
+          (local.set $xo (i32.add (local.get $xo) (i32.const 1)))
+          (br_if $windows (i32.lt_u (local.get $xo) (local.get $ow))))
+        (local.set $y (i32.add (local.get $y) (i32.const 1)))
+        (br_if $lines (i32.lt_u (local.get $y) (local.get $oh))))
+      (local.set $b (i32.add (local.get $b) (i32.const 1)))
+      (br_if $images (i32.lt_u (local.get $b) (local.get $batch)))))
 )

@@ -4,7 +4,7 @@
 // kernel, and multiply the plain operands: same result, a fraction of the time. Plain products
 // then run in wasm-kernels.ts where they can, XNNPACK's kernel elsewhere.
 import * as tf from './tf.ts'
-import { wasmGemm } from './wasm-kernels.ts'
+import { wasmFusedMatMul, wasmGemm } from './wasm-kernels.ts'
 
 type KernelArgs = Parameters<tf.KernelFunc>[0]
 type Transposes = { transposeA: boolean, transposeB: boolean }
@@ -29,10 +29,10 @@ export function registerWasmMatMul (): void {
       kernelFunc: (args: KernelArgs) => {
         const { transposeA, transposeB } = args.attrs as unknown as Transposes
         const backend = args.backend as tf.KernelBackend
-        // a plain product goes to wasm-kernels.ts where it applies (the fused one keeps XNNPACK for
-        // its bias and activation)
+        // the plain operands go to wasm-kernels.ts's product where it applies, XNNPACK's elsewhere
+        const { activation } = args.attrs as { activation?: string }
         const multiply = (inputs: Record<string, tf.TensorInfo>): tf.TensorInfo | tf.TensorInfo[] =>
-          (name === 'BatchMatMul' ? wasmGemm(backend, inputs.a, inputs.b) : undefined) ??
+          (name === 'BatchMatMul' ? wasmGemm(backend, inputs.a, inputs.b) : wasmFusedMatMul(backend, inputs.a, inputs.b, inputs.bias, inputs.preluActivationWeights, activation)) ??
             original.kernelFunc({ ...args, inputs, attrs: { ...args.attrs, transposeA: false, transposeB: false } })
         if (!transposeA && !transposeB) return multiply(args.inputs as Record<string, tf.TensorInfo>)
         const made: tf.TensorInfo[] = []

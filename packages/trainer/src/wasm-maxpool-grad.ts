@@ -4,6 +4,7 @@
 // first strict maximum, in row-major window order, and adds the window's gradient there. That is
 // what tfjs's cpu backend does, ties and padding included; the tests compare the two.
 import * as tf from './tf.ts'
+import { wasmMaxPoolGrad2x2 } from './wasm-kernels.ts'
 
 type KernelArgs = Parameters<tf.KernelFunc>[0]
 
@@ -41,6 +42,8 @@ function maxPoolGrad ({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo {
   // every window inside the input: no padding before, none needed after
   const inside = top === 0 && left === 0 && 2 * outHeight <= inHeight && 2 * outWidth <= inWidth
   if (inside && dilationHeight === 1 && dilationWidth === 1 && effectiveFilterHeight === 2 && effectiveFilterWidth === 2 && strideHeight === 2 && strideWidth === 2) {
+    // four channels at a time in wasm-kernels.wat where they divide by 4; here otherwise
+    if (outHeight === inHeight >> 1 && outWidth === inWidth >> 1 && wasmMaxPoolGrad2x2(backend, input, dy, dx)) return dx
     tiles2x2(x, gradient, out, batchSize, inHeight, inWidth, channels, outHeight, outWidth)
     return dx
   }

@@ -130,6 +130,55 @@ describe('wasm kernels of dml\'s own: products and convolutions with fused multi
     })
   }
 
+  /** runs `op` on cpu and on wasm from the same random inputs; returns both and how often each of our kernels ran */
+  async function compare (shapes: number[][], op: (...t: tf.Tensor[]) => tf.Tensor): Promise<[Float32Array, Float32Array, typeof wasmKernelRuns]> {
+    const inputs = shapes.map((shape, i) => tf.randomNormal(shape, 0, 1, 'float32', 10 + i).dataSync())
+    const run = (): Float32Array => tf.tidy(() => op(...inputs.map((v, i) => tf.tensor(v, shapes[i]))).dataSync() as Float32Array)
+    await tf.setBackend('cpu')
+    const cpu = run()
+    await tf.setBackend('wasm')
+    registerWasmMatMul()
+    registerWasmKernels()
+    const before = { ...wasmKernelRuns }
+    const held = tf.engine().backend.numDataIds()
+    const wasm = run()
+    expect(tf.engine().backend.numDataIds(), 'nothing left in wasm memory').to.equal(held)
+    const runs = Object.fromEntries(Object.entries(wasmKernelRuns).map(([k, v]) => [k, v - before[k as keyof typeof before]])) as typeof wasmKernelRuns
+    return [cpu, wasm, runs]
+  }
+
+  // evaluation's dense layers: the fused product, its bias and activation after ours
+  for (const [name, activation, withBias, n] of [['relu with a bias', 'relu', true, 200], ['linear with a bias', 'linear', true, 16], ['relu without a bias', 'relu', false, 8], ['10 columns (XNNPACK\'s)', 'relu', true, 10]] as const) {
+    it(`fuses a product's bias and activation as the cpu backend does: ${name}`, async () => {
+      const [cpu, wasm, runs] = await compare(withBias ? [[25, 30], [30, n], [n]] : [[25, 30], [30, n]],
+        (a, b, bias) => tf.fused.matMul({ a: a as tf.Tensor2D, b: b as tf.Tensor2D, bias, activation }))
+      expect(runs.gemm, 'products run by wasm-kernels.ts').to.equal(n % 8 === 0 ? 1 : 0)
+      expect(maxAbsDiff(wasm, cpu)).to.be.below(1e-4)
+    })
+  }
+
+  it('fuses a convolution\'s bias and relu as the cpu backend does (evaluation of cnn-small)', async () => {
+    const [cpu, wasm, runs] = await compare([[4, 12, 12, 8], [5, 5, 8, 16], [16]],
+      (x, filter, bias) => tf.fused.conv2d({ x: x as tf.Tensor4D, filter: filter as tf.Tensor4D, strides: 1, pad: 'valid', bias, activation: 'relu' }))
+    expect(runs.conv2d).to.equal(1)
+    expect(runs.biasact).to.equal(1)
+    expect(cpu.some(v => v === 0), 'relu cut some').to.equal(true)
+    expect(maxAbsDiff(wasm, cpu)).to.be.below(1e-3)
+  })
+
+  for (const [name, shapes, ours] of [
+    ['a convolution\'s bias, as training adds it', [[8, 6, 6, 8], [8]], true],
+    ['the bias first', [[16], [3, 16]], true],
+    ['same shapes (wasm\'s)', [[3, 16], [3, 16]], false],
+    ['a bias of 6 (wasm\'s)', [[3, 6], [6]], false]
+  ] as const) {
+    it(`adds as the cpu backend does: ${name}`, async () => {
+      const [cpu, wasm, runs] = await compare(shapes.map(s => [...s]), (a, b) => tf.add(a, b))
+      expect(runs.biasact).to.equal(ours ? 1 : 0)
+      expect(maxAbsDiff(wasm, cpu)).to.be.below(1e-6)
+    })
+  }
+
   it('runs the bytes assembled from wasm-kernels.wat (npm run build:wasm-kernels)', async () => {
     expect(readFileSync(binaryFile, 'utf8')).to.equal(await kernelsBinaryModule())
   })
