@@ -6,7 +6,6 @@
 // axis but the last (a bias gradient), which wasm does with a transpose first; a bias added, with
 // relu where asked (wasm broadcasts slowly, and the fused product and convolution of evaluation
 // need it after ours); and the gradient of 2x2 max pooling, four channels at a time.
-import type { backend_util } from '@tensorflow/tfjs-core'
 import * as tf from './tf.ts'
 import { WASM_KERNELS } from './wasm-kernels-binary.ts'
 
@@ -49,6 +48,11 @@ export const wasmKernelRuns = { gemm: 0, conv2d: 0, colsum: 0, biasact: 0, maxpo
 
 const address = (backend: unknown, t: tf.TensorInfo): number => (backend as WasmBackend).dataIdMap.get(t.dataId)!.memoryOffset
 
+/** A shape's last size, and the product of the others: the rows and columns a row-wise kernel sees. */
+function rowsAndColumns (shape: number[]): [number, number] {
+  return [shape.slice(0, -1).reduce((p, q) => p * q, 1), shape[shape.length - 1]]
+}
+
 /** [...batch, rows, columns] as [batch, rows, columns] */
 function asBatch (shape: number[]): [number, number, number] {
   return [shape.slice(0, -2).reduce((x, y) => x * y, 1), shape[shape.length - 2], shape[shape.length - 1]]
@@ -80,14 +84,12 @@ export function wasmGemm (backend: unknown, a: tf.TensorInfo, b: tf.TensorInfo):
   return out
 }
 
-type Conv2DAttrs = { strides: number | [number, number], pad: 'valid' | 'same' | number | backend_util.ExplicitPadding, dataFormat: 'NHWC' | 'NCHW', dilations: number | [number, number], dimRoundingMode?: 'floor' | 'round' | 'ceil' }
-
 /**
  * A convolution (wasm's Conv2D kernel: x [batch, h, w, ci], filter [kh, kw, ci, co]) as a new
  * tensor of the backend, or undefined where it does not apply: NCHW, a stride or dilation other
  * than 1, co not a multiple of 8, another dtype. Padding is added first, by wasm's own kernel.
  */
-export function wasmConv2d (backend: unknown, x: tf.TensorInfo, filter: tf.TensorInfo, attrs: Conv2DAttrs): tf.TensorInfo | undefined {
+export function wasmConv2d (backend: unknown, x: tf.TensorInfo, filter: tf.TensorInfo, attrs: tf.Conv2DAttrs): tf.TensorInfo | undefined {
   const kernels = kernelsOf(backend)
   if (kernels === undefined || x.dtype !== 'float32' || filter.dtype !== 'float32' || attrs.dataFormat !== 'NHWC') return undefined
   const info = tf.backend_util.computeConv2DInfo(x.shape as [number, number, number, number], filter.shape as [number, number, number, number],
@@ -121,8 +123,7 @@ export function wasmColumnSum (backend: unknown, x: tf.TensorInfo, axis: number 
   if (kernels === undefined || x.dtype !== 'float32' || rank < 2) return undefined
   const axes = [...new Set((Array.isArray(axis) ? axis : [axis]).map(a => a < 0 ? a + rank : a))].sort((p, q) => p - q)
   if (axes.length !== rank - 1 || axes.some((a, i) => a !== i)) return undefined
-  const cols = x.shape[rank - 1]
-  const rows = x.shape.slice(0, -1).reduce((p, q) => p * q, 1)
+  const [rows, cols] = rowsAndColumns(x.shape)
   if (cols % 4 !== 0 || cols === 0 || rows === 0) return undefined
   const out = (backend as WasmBackend).makeOutput(keepDims ? [...x.shape.slice(0, -1).map(() => 1), cols] : [cols], 'float32')
   wasmKernelRuns.colsum++
@@ -146,8 +147,7 @@ function fusable (bias: tf.TensorInfo | undefined, prelu: tf.TensorInfo | undefi
 function biasAndActivation (backend: unknown, out: tf.TensorInfo, bias: tf.TensorInfo | undefined, activation: string | undefined): void {
   const relu = ACTIVATIONS[activation ?? 'linear']
   if (bias === undefined && relu === 0) return
-  const cols = out.shape[out.shape.length - 1]
-  const rows = out.shape.slice(0, -1).reduce((p, q) => p * q, 1)
+  const [rows, cols] = rowsAndColumns(out.shape)
   if (rows === 0) return
   const kernels = kernelsOf(backend)!
   const at = address(backend, out)
@@ -171,7 +171,7 @@ export function wasmFusedMatMul (backend: unknown, a: tf.TensorInfo, b: tf.Tenso
 }
 
 /** wasm's FusedConv2D (evaluation's convolutions): our convolution, then the bias and activation; or undefined. */
-export function wasmFusedConv2d (backend: unknown, x: tf.TensorInfo, filter: tf.TensorInfo, bias: tf.TensorInfo | undefined, prelu: tf.TensorInfo | undefined, attrs: Conv2DAttrs & { activation?: string }): tf.TensorInfo | undefined {
+export function wasmFusedConv2d (backend: unknown, x: tf.TensorInfo, filter: tf.TensorInfo, bias: tf.TensorInfo | undefined, prelu: tf.TensorInfo | undefined, attrs: tf.FusedConv2DAttrs): tf.TensorInfo | undefined {
   if (!fusable(bias, prelu, attrs.activation, filter.shape[3])) return undefined
   const out = wasmConv2d(backend, x, filter, attrs)
   if (out !== undefined) biasAndActivation(backend, out, bias, attrs.activation)
@@ -184,13 +184,13 @@ export function wasmFusedConv2d (backend: unknown, x: tf.TensorInfo, filter: tf.
  */
 export function wasmBiasAdd (backend: unknown, a: tf.TensorInfo, b: tf.TensorInfo): tf.TensorInfo | undefined {
   const [x, bias] = b.shape.length === 1 && a.shape.length > 1 ? [a, b] : a.shape.length === 1 && b.shape.length > 1 ? [b, a] : []
-  if (x === undefined || bias === undefined || kernelsOf(backend) === undefined || x.dtype !== 'float32' || bias.dtype !== 'float32') return undefined
-  const cols = x.shape[x.shape.length - 1]
-  const rows = x.shape.slice(0, -1).reduce((p, q) => p * q, 1)
+  const kernels = kernelsOf(backend)
+  if (x === undefined || bias === undefined || kernels === undefined || x.dtype !== 'float32' || bias.dtype !== 'float32') return undefined
+  const [rows, cols] = rowsAndColumns(x.shape)
   if (bias.shape[0] !== cols || cols % 4 !== 0 || cols === 0 || rows === 0) return undefined
   const out = (backend as WasmBackend).makeOutput(x.shape, 'float32')
   wasmKernelRuns.biasact++
-  kernelsOf(backend)!.biasact(address(backend, x), address(backend, bias), address(backend, out), rows, cols, 0)
+  kernels.biasact(address(backend, x), address(backend, bias), address(backend, out), rows, cols, 0)
   return out
 }
 
@@ -218,8 +218,8 @@ let registered = false
 export function registerWasmKernels (): void {
   if (registered) return
   const ours: Record<string, (args: KernelArgs) => tf.TensorInfo | undefined> = {
-    Conv2D: args => wasmConv2d(args.backend, args.inputs.x!, args.inputs.filter!, args.attrs as unknown as Conv2DAttrs),
-    FusedConv2D: args => wasmFusedConv2d(args.backend, args.inputs.x!, args.inputs.filter!, args.inputs.bias, args.inputs.preluActivationWeights, args.attrs as unknown as Conv2DAttrs),
+    Conv2D: args => wasmConv2d(args.backend, args.inputs.x!, args.inputs.filter!, args.attrs as unknown as tf.Conv2DAttrs),
+    FusedConv2D: args => wasmFusedConv2d(args.backend, args.inputs.x!, args.inputs.filter!, args.inputs.bias, args.inputs.preluActivationWeights, args.attrs as unknown as tf.FusedConv2DAttrs),
     Sum: args => {
       const { axis, keepDims } = args.attrs as unknown as { axis: number | number[], keepDims: boolean }
       return wasmColumnSum(args.backend, args.inputs.x!, axis, keepDims)

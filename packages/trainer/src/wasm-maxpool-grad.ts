@@ -32,18 +32,19 @@ function maxPoolGrad ({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo {
   const info = tf.backend_util.computePool2DInfo(input.shape as [number, number, number, number], filterSize, strides, 1, pad, dimRoundingMode)
   const heap = backend as unknown as WasmHeap
   const dx = heap.makeOutput(input.shape, 'float32')
+  const { batchSize, inHeight, inWidth, inChannels: channels, outHeight, outWidth, strideHeight, strideWidth, dilationHeight, dilationWidth, effectiveFilterHeight, effectiveFilterWidth } = info
+  const { top, left } = info.padInfo
+  // every window inside the input: no padding before, none needed after
+  const inside = top === 0 && left === 0 && 2 * outHeight <= inHeight && 2 * outWidth <= inWidth
+  const tiles = inside && dilationHeight === 1 && dilationWidth === 1 && effectiveFilterHeight === 2 && effectiveFilterWidth === 2 && strideHeight === 2 && strideWidth === 2
+  // four channels at a time in wasm-kernels.wat where they divide by 4 (it zeroes dx itself); here otherwise
+  if (tiles && outHeight === inHeight >> 1 && outWidth === inWidth >> 1 && wasmMaxPoolGrad2x2(backend, input, dy, dx)) return dx
   // views after the allocation: it may grow the heap, which detaches older views
   const x = heap.typedArrayFromHeap(input)
   const gradient = heap.typedArrayFromHeap(dy)
   const out = heap.typedArrayFromHeap(dx)
   out.fill(0)
-  const { batchSize, inHeight, inWidth, inChannels: channels, outHeight, outWidth, strideHeight, strideWidth, dilationHeight, dilationWidth, effectiveFilterHeight, effectiveFilterWidth } = info
-  const { top, left } = info.padInfo
-  // every window inside the input: no padding before, none needed after
-  const inside = top === 0 && left === 0 && 2 * outHeight <= inHeight && 2 * outWidth <= inWidth
-  if (inside && dilationHeight === 1 && dilationWidth === 1 && effectiveFilterHeight === 2 && effectiveFilterWidth === 2 && strideHeight === 2 && strideWidth === 2) {
-    // four channels at a time in wasm-kernels.wat where they divide by 4; here otherwise
-    if (outHeight === inHeight >> 1 && outWidth === inWidth >> 1 && wasmMaxPoolGrad2x2(backend, input, dy, dx)) return dx
+  if (tiles) {
     tiles2x2(x, gradient, out, batchSize, inHeight, inWidth, channels, outHeight, outWidth)
     return dx
   }
