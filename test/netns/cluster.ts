@@ -82,6 +82,21 @@ export class Cluster {
     }
   }
 
+  /** Waits until every running process has exited; names those still running after `timeoutMs`, with their last events. */
+  async allExited (timeoutMs: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined
+    const late = new Promise<void>(resolve => { timer = setTimeout(resolve, timeoutMs) })
+    try {
+      await Promise.race([Promise.all(this.current.map(async p => await p?.exited)), late])
+    } finally {
+      clearTimeout(timer)
+    }
+    const running = this.current.filter((p): p is PeerProcess => p?.running === true)
+    if (running.length > 0) {
+      throw new TimeoutError(`still running ${timeoutMs} ms later: ${running.map(p => `${p.name} (last events: ${p.events.slice(-12).map(e => String(e.msg ?? e.event)).join(' | ')})`).join('; ')}`)
+    }
+  }
+
   /** Index of the host whose process started the latest round: the leader, as far as events tell. */
   leader (): number {
     const last = this.events(e => e.event === 'round-start').at(-1)

@@ -104,6 +104,9 @@ async function runKeygen (argv: string[]): Promise<number> {
   return 0
 }
 
+/** How long stopping may take before the process exits without the step that hangs (a network library's close, say). */
+const STOP_WITHIN_MS = 10_000
+
 async function runStart (argv: string[]): Promise<number> {
   const o = parseOptions(argv, NODE_OPTIONS, process.env)
   if (o.help === true) {
@@ -118,7 +121,7 @@ async function runStart (argv: string[]): Promise<number> {
     log.warn('unhandled-rejection', { error: String(err) }, `unhandled rejection: ${(err as Error)?.stack ?? String(err)}`)
   })
   const peer = await startPeer(options, log, recent)
-  const onSignal = (): void => { peer.stop().then(() => process.exit(0), (err: unknown) => { console.error(`error while stopping: ${firstLine(err)}`); process.exit(1) }) }
+  const onSignal = (): void => { peer.stop(STOP_WITHIN_MS).then(() => process.exit(0), (err: unknown) => { console.error(`error while stopping: ${firstLine(err)}`); process.exit(1) }) }
   process.once('SIGINT', onSignal)
   process.once('SIGTERM', onSignal)
 
@@ -131,7 +134,7 @@ async function runStart (argv: string[]): Promise<number> {
   await peer.node.drain(15_000)
   const drainedMs = Math.round(performance.now() - drainStart)
   log.info('drained', { ms: drainedMs }, `every live peer holds the final model (${drainedMs} ms)`)
-  await peer.stop()
+  await peer.stop(STOP_WITHIN_MS)
   return 0
 }
 

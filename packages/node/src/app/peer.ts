@@ -74,8 +74,12 @@ export interface Peer {
   net: DmlHost
   /** the port the status API listens on (the one asked for, or the one picked for 0) */
   httpPort: number
-  /** stops the status API, the engine, the host and the trainer, once, however often it is called */
-  stop: () => Promise<void>
+  /**
+   * Stops the status API, the engine, the host and the trainer, once, however often it is called.
+   * With `withinMs`, a step still running by then is named (stop-slow) and no longer waited for:
+   * whoever stops the process exits anyway.
+   */
+  stop: (withinMs?: number) => Promise<void>
 }
 
 export async function startPeer (options: PeerOptions, log: Logger, recent: RecentEvents): Promise<Peer> {
@@ -201,10 +205,12 @@ export async function startPeer (options: PeerOptions, log: Logger, recent: Rece
     const lonely = watchBootstrap(net, log, 2 * o.leaseMs)
 
     let stopping: Promise<void> | undefined
-    const stop = async (): Promise<void> => {
+    let stepNow = 'status API'
+    const stop = async (withinMs = Infinity): Promise<void> => {
       stopping ??= (async () => {
         const took: Record<string, number> = {}
         const timed = async (what: string, step: () => Promise<void> | void): Promise<void> => {
+          stepNow = what.replace(/Ms$/, '')
           const start = performance.now()
           await step()
           took[what] = Math.round(performance.now() - start)
@@ -217,7 +223,11 @@ export async function startPeer (options: PeerOptions, log: Logger, recent: Rece
         lock.release()
         log.info('stopped', took, `stopped (engine ${took.engineMs} ms, network ${took.networkMs} ms, trainer ${took.trainerMs} ms)`)
       })()
-      await stopping
+      if (withinMs === Infinity) return await stopping
+      let timer: NodeJS.Timeout | undefined
+      const late = await Promise.race([stopping.then(() => false), new Promise<boolean>(resolve => { timer = setTimeout(() => { resolve(true) }, withinMs) })])
+      clearTimeout(timer)
+      if (late) log.warn('stop-slow', { step: stepNow, ms: withinMs }, `stopping the ${stepNow} took over ${withinMs} ms: exiting without waiting for it`)
     }
     return { node, net, httpPort, stop }
   } catch (err) {

@@ -19,7 +19,7 @@ import { mdns } from '@libp2p/mdns'
 import { bootstrap } from '@libp2p/bootstrap'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
-import type { Connection, Metrics, PeerId, PrivateKey } from '@libp2p/interface'
+import type { Connection, Metrics, PeerId, PrivateKey, Stream } from '@libp2p/interface'
 import { BLOB_PROTOCOL, CONTROL_TOPIC, MAX_CONTROL_BYTES, decodeMessage, encodeMessage, MessageClock } from '@dml/protocol'
 import { BlobError, BlobStore, fetchFromAny, requestBlob, serveBlob } from './blob-transfer.ts'
 import { abortReason, systemClock } from '../clock.ts'
@@ -270,6 +270,17 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
   // opens while a relayed one is up is DCUtR's hole punch
   const relayed = (c: Connection): boolean => c.limits !== undefined || isRelayed(c.remoteAddr.toString())
   const punched = new Set<string>()
+  /**
+   * A stream to `peer` on a connection already open, a direct one first; dialled only without one.
+   * libp2p's own dial counts a relayed connection (it carries the relay's limits) as none and dials
+   * again: behind a NAT that waited out a dial timeout, about 6 s, for every blob.
+   */
+  const openStream = async (peer: PeerId, protocol: string, signal: AbortSignal): Promise<Stream> => {
+    const open = libp2p.getConnections(peer).filter(c => c.status === 'open')
+    const connection = open.find(c => !relayed(c)) ?? open[0]
+    if (connection === undefined) return await libp2p.dialProtocol(peer, protocol, { signal, runOnLimitedConnection: true })
+    return await connection.newStream(protocol, { signal, runOnLimitedConnection: true })
+  }
   libp2p.addEventListener('connection:open', (event) => {
     const c = event.detail
     if (!relayed(c) && libp2p.getConnections(c.remotePeer).some(relayed)) punched.add(c.remotePeer.toString())
@@ -372,7 +383,7 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
     },
     async fetchBlob (hash, from, fetchOptions) {
       return await fetchFromAny(hash, from, self, blobs, fetchOptions, systemClock, async (peer, signal) => {
-        const stream = await libp2p.dialProtocol(peerIdFromString(peer), BLOB_PROTOCOL, { signal, runOnLimitedConnection: true })
+        const stream = await openStream(peerIdFromString(peer), BLOB_PROTOCOL, signal)
         return await requestBlob(stream, hash, signal, options.minTransferRate ?? 0, fetchOptions.maxBytes)
       }, (peer, err, attempt) => {
         if (err instanceof BlobError && err.limit !== undefined) refuse(err.limit, peer, err.message)
