@@ -50,6 +50,26 @@ describe('model registry', () => {
     })
   }
 
+  it('evaluates as tfjs\'s own metrics do: accuracy and cross-entropy over chunks, of the first examples or of chosen ones', async () => {
+    const mnist = await loadDataset('mnist')
+    const model = buildModel('mlp', spec)
+    await trainLocal(model, mnist.train, shardIndices(mnist.train.count, 0, 60), { samples: 640, batchSize: 32, lr: 0.1, seed: 1 })
+    // more than one chunk, the last one short
+    const chosen = Array.from({ length: 1700 }, (_, i) => (i * 7919) % mnist.test.count)
+    for (const examples of [1700, chosen]) {
+      const ours = await evaluate(model, mnist.test, examples)
+      const indices = typeof examples === 'number' ? Array.from({ length: examples }, (_, i) => i) : examples
+      const { xs, ys } = makeBatch(mnist.test, indices)
+      const probs = model.predict(xs) as tf.Tensor
+      const accuracy = (await probs.argMax(-1).equal(ys.argMax(-1)).mean().data())[0]
+      const loss = (await ys.mul(probs.clipByValue(1e-7, 1).log()).sum(-1).neg().mean().data())[0]
+      tf.dispose([xs, ys, probs])
+      expect(ours.samples).to.equal(1700)
+      expect(ours.accuracy).to.be.closeTo(accuracy, 1e-6) // tfjs's mean is of float32s
+      expect(ours.loss).to.be.closeTo(loss, 1e-4)
+    }
+  })
+
   it('minimises what trainOnBatch does: one SGD step gives the same weights and loss', async () => {
     const mnist = await loadDataset('mnist')
     const a = buildModel('mlp', spec)
