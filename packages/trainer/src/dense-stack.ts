@@ -12,6 +12,7 @@
 //   at no cost, and each explicit transpose would be one more operation.
 // The loss and its gradient are those of `modelLoss` in train.ts; the step is checked against it.
 import * as tf from './tf.ts'
+import { wasmMomentum } from './wasm-kernels.ts'
 
 interface DenseLayer {
   /** the kernel: [out, in] on wasm, [in, out] (the model's layout) elsewhere */
@@ -99,12 +100,18 @@ export function denseStack (model: tf.LayersModel): DenseStack | undefined {
     }
   })
   const variables = layers.flatMap(l => l.bias === undefined ? [l.kernel] : [l.kernel, l.bias])
+  // momentum on wasm is stepped here, its accumulators this stack's own (the optimizer's state is
+  // as fresh, made with it for one round's training)
+  const momentumStep = transposed ? wasmMomentum() : undefined
+  let accumulators: tf.Tensor[] | undefined
 
   function step (xs: tf.Tensor, ys: tf.Tensor, optimizer: tf.Optimizer): tf.Scalar | number {
     // plain SGD is applied here: its learning rate scales the first gradient, and every later one
     // is then a step already, subtracted as it is. The optimizer spends a scope and two operations
     // on each variable: 4% of an mlp step on wasm
-    const sgd = optimizer.getClassName() === tf.SGDOptimizer.className ? optimizer.getConfig().learningRate as number : undefined
+    const config = optimizer.getConfig()
+    const sgd = optimizer.getClassName() === tf.SGDOptimizer.className ? config.learningRate as number : undefined
+    const momentum = momentumStep !== undefined && optimizer.getClassName() === tf.MomentumOptimizer.className && config.useNesterov !== true ? { lr: config.learningRate as number, mu: config.momentum as number } : undefined
     return tf.tidy(() => {
       const n = xs.shape[0]
       const x = xs.reshape([n, -1]) as tf.Tensor2D
@@ -142,8 +149,11 @@ export function denseStack (model: tf.LayersModel): DenseStack | undefined {
         // relu's derivative. tf.step is four kernels on tfjs-node, sign one; on wasm step is cheaper
         if (layers[i - 1].relu) delta = tf.mul(delta, transposed ? tf.step(inputs[i]) : tf.sign(inputs[i]))
       }
-      if (sgd === undefined) optimizer.applyGradients(gradients)
-      else for (const v of variables) v.assign(tf.sub(v, gradients[v.name]))
+      if (sgd !== undefined) for (const v of variables) v.assign(tf.sub(v, gradients[v.name]))
+      else if (momentum !== undefined) {
+        accumulators ??= variables.map(v => tf.keep(tf.zeros(v.shape)))
+        for (const [i, v] of variables.entries()) v.assign(momentumStep!(v, accumulators[i], gradients[v.name] as tf.Tensor, momentum.lr, momentum.mu))
+      } else optimizer.applyGradients(gradients)
       return loss
     })
   }
@@ -159,5 +169,5 @@ export function denseStack (model: tf.LayersModel): DenseStack | undefined {
     tf.dispose(weights)
   }
 
-  return { variables, step, writeBack, dispose: () => { tf.dispose(variables) } }
+  return { variables, step, writeBack, dispose: () => { tf.dispose([...variables, ...(accumulators ?? [])]) } }
 }

@@ -1,7 +1,8 @@
 ;; Kernels for the wasm backend, float32 in the backend's own memory (imported), so no operand is
 ;; copied: a matrix product c[m,n] = a[m,k] * b[k,n], row-major (gemm); a stride-1 convolution
-;; (conv2d); a sum over rows (colsum); a bias added to every row, and relu (biasact); the gradient of 2x2
-;; max pooling (maxpoolgrad2x2). wasm-kernels.ts says why they exist.
+;; (conv2d); a sum over rows (colsum); a bias added to every row, and relu (biasact); a step of SGD
+;; with momentum (momentum); the gradient of 2x2 max pooling (maxpoolgrad2x2). wasm-kernels.ts says
+;; why they exist.
 ;;
 ;; The micro-kernel holds a tile of 4 rows by 8 columns of c in eight registers and, for each p
 ;; of k, multiplies one element of each of the 4 rows of a (splatted) into two vectors of row p of
@@ -252,6 +253,30 @@
       (local.set $x (i32.add (local.get $x) (local.get $rowB)))
       (local.set $out (i32.add (local.get $out) (local.get $rowB)))
       (br_if $rows (i32.lt_u (local.get $x) (local.get $end)))))
+
+  ;; SGD with momentum, as tfjs's MomentumOptimizer steps (not Nesterov), in one pass:
+  ;; acc = acc * mu + g (in place), then out = w + acc * (-lr); n >= 0 floats each, 4 at a time and
+  ;; the rest one by one. The same multiplications and additions as tfjs's, not fused: the same bits.
+  (func (export "momentum") (param $w i32) (param $acc i32) (param $g i32) (param $out i32) (param $n i32) (param $lr f32) (param $mu f32)
+    (local $i i32) (local $end4 i32) (local $a v128) (local $mu4 v128) (local $step4 v128) (local $s f32)
+    (local.set $mu4 (f32x4.splat (local.get $mu)))
+    (local.set $step4 (f32x4.splat (f32.neg (local.get $lr))))
+    (local.set $end4 (i32.shl (i32.and (local.get $n) (i32.const -4)) (i32.const 2)))
+    (local.set $i (i32.const 0))
+    (block $done4 (loop $vectors
+      (br_if $done4 (i32.ge_u (local.get $i) (local.get $end4)))
+      (local.set $a (f32x4.add (f32x4.mul (v128.load (i32.add (local.get $acc) (local.get $i))) (local.get $mu4)) (v128.load (i32.add (local.get $g) (local.get $i)))))
+      (v128.store (i32.add (local.get $acc) (local.get $i)) (local.get $a))
+      (v128.store (i32.add (local.get $out) (local.get $i)) (f32x4.add (v128.load (i32.add (local.get $w) (local.get $i))) (f32x4.mul (local.get $a) (local.get $step4))))
+      (local.set $i (i32.add (local.get $i) (i32.const 16)))
+      (br $vectors)))
+    (block $done (loop $scalars
+      (br_if $done (i32.ge_u (local.get $i) (i32.shl (local.get $n) (i32.const 2))))
+      (local.set $s (f32.add (f32.mul (f32.load (i32.add (local.get $acc) (local.get $i))) (local.get $mu)) (f32.load (i32.add (local.get $g) (local.get $i)))))
+      (f32.store (i32.add (local.get $acc) (local.get $i)) (local.get $s))
+      (f32.store (i32.add (local.get $out) (local.get $i)) (f32.add (f32.load (i32.add (local.get $w) (local.get $i))) (f32.mul (local.get $s) (f32.neg (local.get $lr)))))
+      (local.set $i (i32.add (local.get $i) (i32.const 4)))
+      (br $scalars))))
 
   ;; The gradient of 2x2 max pooling at stride 2, every window inside x [batch, h, w, ch] (NHWC),
   ;; 4 channels at a time; ch a multiple of 4, oh = h / 2 and ow = w / 2 rounded down, at least 1.

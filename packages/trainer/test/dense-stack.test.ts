@@ -1,6 +1,6 @@
 // The dense-stack step (dense-stack.ts) against the layers API it replaces, on real MNIST.
 import { expect } from 'chai'
-import { buildModel, denseStack, initBackend, loadDataset, readWeights, shardIndices, trainLocal, writeWeights, tf } from '@dml/trainer'
+import { buildModel, denseStack, initBackend, loadDataset, readWeights, shardIndices, trainLocal, writeWeights, wasmKernelRuns, tf } from '@dml/trainer'
 import type { OptimizerName } from '@dml/trainer'
 import { maxAbsDiff } from './support/compare.ts'
 
@@ -74,7 +74,7 @@ describe('dense stack: the mlp\'s training step', () => {
       after(async () => { await tf.setBackend(previous) })
 
       const cases: Array<[string, DenseConfig[], OptimizerName, number]> = [
-        ['mlp', MLP, 'sgd', 0], ['mlp', MLP, 'sgd', 0.5], ['mlp', MLP, 'momentum', 0], ['mlp', MLP, 'adam', 0.1],
+        ['mlp', MLP, 'sgd', 0], ['mlp', MLP, 'sgd', 0.5], ['mlp', MLP, 'momentum', 0], ['mlp', MLP, 'momentum', 0.5], ['mlp', MLP, 'adam', 0.1],
         ['a bias-less relu layer and a linear one', ODD, 'sgd', 0]
       ]
       for (const [name, dense, optimizer, proxMu] of cases) {
@@ -89,7 +89,10 @@ describe('dense stack: the mlp\'s training step', () => {
           writeWeights(slow, readWeights(fast))
           const shard = shardIndices(mnist.train.count, 1, 60)
           const options = { samples: 640, batchSize: 32, lr: optimizer === 'adam' ? 0.001 : 0.1, seed: 3, optimizer, proxMu }
+          const momentumSteps = wasmKernelRuns.momentum
           const a = await trainLocal(fast, mnist.train, shard, options)
+          // on wasm momentum is stepped by wasm-kernels.wat, a step of each variable
+          expect(wasmKernelRuns.momentum - momentumSteps).to.equal(backend === 'wasm' && optimizer === 'momentum' ? 20 * fast.trainableWeights.length : 0)
           const b = await trainLocal(slow, mnist.train, shard, options)
           expect(a.loss).to.be.closeTo(b.loss, 1e-4)
           for (const [i, w] of a.weights.entries()) expect(maxAbsDiff(w.values, b.weights[i].values), `weight ${i}`).to.be.below(1e-4)
