@@ -725,6 +725,27 @@ describe('round engine', function () {
     await net.until('the straggler holds a round of the new leader', () => straggler.node.replica.round > rounds, 60_000)
   })
 
+  it('a fresh network\'s leader that proves nothing to a newcomer: the newcomer follows it at the next heartbeat of another peer that makes the claim hold, not at the leader\'s next one', async () => {
+    const config = { minPeers: 3, task: { ...TASK, totalRounds: 3 } }
+    const first = net.add({ config })
+    // the second beats 400 ms after the first, each interval
+    await net.clock.advance(400)
+    const second = net.add({ config })
+    await net.until('a leader of two', () => first.node.status().leader === first.id && second.node.status().leader === first.id)
+    // the newcomer is not connected to the other voter yet: one vote of the two peers it counts
+    const newcomer = net.add({ config })
+    newcomer.net.unconnected.add(second.id)
+    await net.until('the claim proves nothing to it', () => net.events('leader-unproven', e => e.node === newcomer.id).length > 0)
+    const connected = net.clock.now()
+    newcomer.net.unconnected.delete(second.id)
+    await net.until('it follows the leader', () => newcomer.node.status().leader === first.id)
+    // at the second's heartbeat, 400 ms on, not at the leader's, a whole interval on
+    const followed = net.events('leader-followed', e => e.node === newcomer.id)[0]
+    expect(followed.ts - connected).to.be.below(CONFIG.heartbeatMs / 2)
+    await net.until('round 1 done', () => net.roundsDone().length >= 1)
+    expect(net.roundsDone()[0].participants).to.have.length(3)
+  })
+
   it('a peer alone says that its rounds prove nothing to others, and goes on', async () => {
     const alone = net.add({ config: { task: { ...TASK, totalRounds: 2 } } })
     await net.until('finished', () => alone.node.replica.finished)

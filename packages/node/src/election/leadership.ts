@@ -158,6 +158,8 @@ export class Leadership {
       election.leaderLost()
       worker.abandon(`the leader of term ${election.term} gave up`)
     }
+    // one more peer known, or one more following a claimant: a claim that proved nothing may hold now
+    if (hb.leader !== hb.peer) this.claims.recheck()
     // on a fresh network, the peer that completes the set a round needs may let the first-ranked stand now
     if (election.fresh) this.considerStanding(this.d.clock.now())
   }
