@@ -208,6 +208,34 @@ describe('round engine', function () {
     expect(diverged.net.published.some(m => m.type === 'update-ready')).to.equal(false)
   })
 
+  it('a checker fetches each update as it is announced, ahead of the proposal: its check finds them here', async () => {
+    const config = { minPeers: 3, task: { ...TASK, totalRounds: 1 } }
+    const peers = [net.add({ config }), net.add({ config }), net.add({ config, behaviour: { trainMs: 6000 } })]
+    const fetches: Array<{ peer: string, hash: string, at: number, here: boolean }> = []
+    for (const p of peers) {
+      const fetchBlob = p.net.fetchBlob.bind(p.net)
+      p.net.fetchBlob = async (hash, from, options) => {
+        fetches.push({ peer: p.id, hash, at: net.clock.now(), here: p.net.blobs.get(hash) !== undefined })
+        return await fetchBlob(hash, from, options)
+      }
+    }
+    await net.until('round 1 done', () => net.roundsDone().length >= 1)
+    const leader = net.leader()!
+    const proposedAt = net.events('round-proposed')[0].ts
+    const announced = peers.flatMap(p => p.net.published.filter(m => m.type === 'update-ready').map(m => ({ from: p.id, hash: (m as { hash: string }).hash })))
+    // the followers' (the leader hands its own to itself)
+    expect(announced.map(u => u.from).sort()).to.deep.equal(peers.filter(p => p !== leader).map(p => p.id).sort())
+    // the slow peer checks the update the fast follower announced seconds before the proposal
+    const [fast, slow] = [peers[1], peers[2]]
+    expect(leader).to.equal(peers[0])
+    const update = announced.find(u => u.from === fast.id)!
+    const mine = fetches.filter(f => f.peer === slow.id && f.hash === update.hash)
+    expect(mine[0].at, 'fetched ahead of the proposal').to.be.below(proposedAt - 1000)
+    // the check's own fetch finds it here
+    expect(mine.length).to.be.at.least(2)
+    expect(mine.slice(1).every(f => f.here)).to.equal(true)
+  })
+
   it('a stalled transfer of the start model falls over to the next source', async () => {
     // rounds long enough for a newcomer's stalled fetch (a newcomer is waited for only about as long as the round took)
     const long = { config: { task: { ...TASK, totalRounds: 30 } }, behaviour: { trainMs: 15_000 } }

@@ -325,7 +325,10 @@ export class DmlNode implements MessageHandlers {
       case 'vote-request': this.leadership.onVoteRequest(message); break
       case 'vote': this.leadership.onVote(message); break
       case 'round-start': this.follower.start(message); break
-      case 'update-ready': coordinator?.onUpdate(message); break
+      case 'update-ready':
+        coordinator?.onUpdate(message)
+        this.verifier.prefetch(message)
+        break
       case 'work-failed': coordinator?.onFailure(message); break
       case 'round-proposal': if (message.leader !== this.peerId) this.verifier.onProposal(message); break
       case 'round-vote':
