@@ -2,7 +2,7 @@
 // version, subcommands, environment variables and shell completion.
 import { expect } from 'chai'
 import { execFile } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, realpathSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -35,6 +35,16 @@ describe('the dml-node command line', function () {
       expect(code).to.equal(0)
       expect(stdout.trim()).to.equal(VERSION)
     }
+  })
+
+  it('npx dml-node and npx dml-monitor in the clone run the bins npm linked from the workspace, not the root package\'s', async () => {
+    // a bin of the root package made npx load the whole dependency tree first, every launch
+    expect((JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { bin?: unknown }).bin).to.equal(undefined)
+    for (const name of ['dml-node', 'dml-monitor']) {
+      expect(realpathSync(join(ROOT, 'node_modules/.bin', name))).to.equal(join(ROOT, 'packages/node/bin', `${name}.js`))
+    }
+    const { stdout } = await promisify(execFile)('npx', ['dml-node', '--version'], { cwd: ROOT, timeout: 30_000 })
+    expect(stdout.trim()).to.equal(VERSION)
   })
 
   it('-h lists the commands, every option with its variable, and examples', async () => {
