@@ -13,6 +13,9 @@ import { createLibp2p } from 'libp2p'
 import { tcp } from '@libp2p/tcp'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
+import { webSockets } from '@libp2p/websockets'
+import { identify } from '@libp2p/identify'
+import { gossipsub, StrictSign } from '@libp2p/gossipsub'
 import { multiaddr } from '@multiformats/multiaddr'
 import { GOSSIP_GRACE_MS, startHost } from '@dml/node'
 import type { PeerProcess, LogEvent } from '@dml/node/launcher'
@@ -201,6 +204,40 @@ describe('a connection that gossip never reaches', function () {
     } finally {
       await mute.stop()
     }
+  })
+})
+
+describe('WebSockets, the transport a browser has', function () {
+  this.timeout(3 * MINUTE)
+  const net = new LocalNetwork()
+  after(async () => { await net.stop() })
+
+  it('a libp2p peer with WebSockets alone connects over Noise, and hears the control topic; --ws-port off listens on none', async () => {
+    const peer = await net.add(['--rounds', '1000', '--local-epochs', '0.01', '--eval-samples', '100'])
+    const addr = await peer.multiaddr('127.0.0.1')
+    const ws = (await peer.waitFor(e => e.event === 'listening' && String(e.addr).includes('/ws/'), MINUTE)).addr as string
+    expect(ws).to.match(/^\/ip4\/127\.0\.0\.1\/tcp\/\d+\/ws\/p2p\//)
+    expect(ws.split('/')[4]).to.not.equal(addr.split('/')[4])
+    const tab = await createLibp2p({
+      transports: [webSockets()],
+      connectionEncrypters: [noise()],
+      streamMuxers: [yamux()],
+      services: { identify: identify(), pubsub: gossipsub({ globalSignaturePolicy: StrictSign, emitSelf: false }) }
+    })
+    try {
+      const heard = new Promise<void>(resolve => {
+        tab.services.pubsub.addEventListener('message', (e) => { if (e.detail.topic === CONTROL_TOPIC) resolve() })
+      })
+      tab.services.pubsub.subscribe(CONTROL_TOPIC)
+      const connection = await tab.dial(multiaddr(ws))
+      expect(connection.encryption).to.equal('/noise')
+      await within(heard, 30_000, 'a message on the control topic over WebSockets')
+    } finally {
+      await tab.stop()
+    }
+    const off = await net.add(['--ws-port', 'off'])
+    await off.multiaddr('127.0.0.1')
+    expect(off.events.filter(e => e.event === 'listening').map(e => String(e.addr)).some(a => a.includes('/ws/'))).to.equal(false)
   })
 })
 

@@ -190,6 +190,7 @@ export function peerOptions (o: Options): PeerOptions {
     transferTimeoutMs: (o['transfer-timeout'] as number) * 1000,
     host: o.host as string,
     port: o.port as number,
+    wsPort: o['ws-port'] === 'off' ? undefined : Number(o['ws-port']),
     httpPort: o['http-port'] as number,
     statusConnections: o['status-connections'] as number,
     bootstrap: o.bootstrap as string[],

@@ -105,6 +105,7 @@ export const NODE_OPTIONS = {
   'eval-samples': { kind: 'integer', default: 10000, arg: 'n', help: 'test examples the coordinator evaluates on', check: positive },
   host: { kind: 'string', default: '0.0.0.0', arg: 'ip', help: 'IPv4 address to listen on' },
   port: { kind: 'integer', default: 4001, arg: 'n', help: 'libp2p TCP port (0 picks a free one)', check: port },
+  'ws-port': { kind: 'string', default: '0', arg: 'n|off', help: 'libp2p WebSockets port, where browsers connect (0 picks a free one; the status API lists it), or off', check: (v: string) => v === 'off' || (/^\d+$/.test(v) && Number(v) <= 65535) ? undefined : 'must be a port number (0-65535, 0 picks a free one) or off' },
   'http-port': { kind: 'integer', default: 5000, arg: 'n', help: 'status API port (GET /api/status)', check: port },
   'data-dir': { kind: 'string', default: '.dml', arg: 'dir', help: 'where the identity key and checkpoints live' },
   bootstrap: { kind: 'list', default: [], arg: 'multiaddr', help: 'peer to connect to, /ip4/.../tcp/.../p2p/... (repeatable)', check: bootstrapList },

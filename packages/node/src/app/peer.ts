@@ -50,6 +50,8 @@ export interface PeerOptions {
   transferTimeoutMs: number
   host: string
   port: number
+  /** the WebSockets port (browsers connect there), or none */
+  wsPort?: number
   httpPort: number
   statusConnections: number
   bootstrap: string[]
@@ -148,8 +150,8 @@ export async function startPeer (options: PeerOptions, log: Logger, recent: Rece
 
     const inbox = lateHandlers()
     const metrics = new NodeMetrics()
-    const { host, port } = o
-    const net = await listen(host, port, async () => await startHost({ metrics: metrics.libp2p(), privateKey: identity.key, host, port, bootstrap: o.bootstrap, mdns: o.mdns, relay: o.relay, announce: o.announce, allowed: o.allowed?.peers, swarmKey: o.swarmKey, minTransferRate: o.minTransferRate, maxPeersPerIp: o.maxPeersPerIp, maxBlobStreams: o.maxBlobStreams, hintDials: o.hintDials, transferTimeoutMs: o.transferTimeoutMs }, inbox.handlers))
+    const { host, port, wsPort } = o
+    const net = await listen(host, port, wsPort, async () => await startHost({ metrics: metrics.libp2p(), privateKey: identity.key, host, port, wsPort, bootstrap: o.bootstrap, mdns: o.mdns, relay: o.relay, announce: o.announce, allowed: o.allowed?.peers, swarmKey: o.swarmKey, minTransferRate: o.minTransferRate, maxPeersPerIp: o.maxPeersPerIp, maxBlobStreams: o.maxBlobStreams, hintDials: o.hintDials, transferTimeoutMs: o.transferTimeoutMs }, inbox.handlers))
     undo.push(async () => { await net.stop() })
     const dataDirStore = new DataDirStore(dataDir)
     const node = new DmlNode({
@@ -263,12 +265,17 @@ function exportingStore (store: CheckpointStore, dir: string, log: Logger): Chec
 }
 
 /** Starts the host; an address that can't be listened on is an error naming --host or --port. */
-async function listen (host: string, port: number, start: () => Promise<DmlHost>): Promise<DmlHost> {
+async function listen (host: string, port: number, wsPort: number | undefined, start: () => Promise<DmlHost>): Promise<DmlHost> {
   try {
     return await start()
   } catch (err) {
     const text = `${(err as NodeJS.ErrnoException).code ?? ''} ${String((err as Error).message)}`
-    if (/EADDRINUSE|address already in use/i.test(text)) throw new ConfigError(`cannot listen on ${host}:${port}: the port is in use; pick another --port (0 picks a free one)`)
+    if (/EADDRINUSE|address already in use/i.test(text)) {
+      const ws = wsPort !== undefined && wsPort !== 0 && text.includes(`:${wsPort}`)
+      throw new ConfigError(ws
+        ? `cannot listen for WebSockets on ${host}:${wsPort}: the port is in use; pick another --ws-port (0 picks a free one, off listens on none)`
+        : `cannot listen on ${host}:${port}: the port is in use; pick another --port (0 picks a free one)`)
+    }
     if (/EADDRNOTAVAIL|address not available/i.test(text)) throw new ConfigError(`cannot listen on --host ${host}: no such address on this machine (0.0.0.0 listens on all of them)`)
     if (/EACCES|permission denied/i.test(text)) throw new ConfigError(`cannot listen on ${host}:${port}: permission denied; pick a --port above 1023`)
     throw err

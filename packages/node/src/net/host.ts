@@ -7,6 +7,7 @@
 import { networkInterfaces } from 'node:os'
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { tcp } from '@libp2p/tcp'
+import { webSockets } from '@libp2p/websockets'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { identify } from '@libp2p/identify'
@@ -36,6 +37,8 @@ export interface HostOptions {
   privateKey: PrivateKey
   host: string
   port: number
+  /** WebSockets, where browsers connect (Noise-encrypted like every link): its port, or none */
+  wsPort?: number
   /** multiaddrs with a /p2p/ peer id (checked by the CLI) */
   bootstrap: string[]
   mdns: boolean
@@ -213,10 +216,10 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
     addresses: {
       // a relay's own peers reach it straight; every other peer also listens through a relay, once
       // it is connected to a member that relays (its reservation's address is then announced)
-      listen: [`/ip4/${options.host}/tcp/${options.port}`, ...(options.relay === true ? [] : ['/p2p-circuit'])],
+      listen: [`/ip4/${options.host}/tcp/${options.port}`, ...(options.wsPort !== undefined ? [`/ip4/${options.host}/tcp/${options.wsPort}/ws`] : []), ...(options.relay === true ? [] : ['/p2p-circuit'])],
       ...(options.announce !== undefined && options.announce.length > 0 ? { announce: options.announce } : {})
     },
-    transports: [tcp(), circuitRelayTransport({ reservationCompletionTimeout: 10_000 })],
+    transports: [tcp(), webSockets(), circuitRelayTransport({ reservationCompletionTimeout: 10_000 })],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     ...(options.swarmKey !== undefined ? { connectionProtector: privateNetwork(options.swarmKey) } : {}),
