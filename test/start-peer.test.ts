@@ -5,6 +5,8 @@ import { expect } from 'chai'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { createServer } from 'node:net'
+import type { AddressInfo } from 'node:net'
 import { RecentEvents, type Logger } from '@dml/node'
 import { ConfigError, NODE_OPTIONS, parseOptions, peerOptions, startPeer } from '@dml/node/cli'
 
@@ -52,5 +54,25 @@ describe('startPeer', function () {
     // nothing of it is left running: the data directory is free for the next start
     const peer = await startPeer(options(), log, new RecentEvents())
     await peer.stop()
+  })
+
+  it('a port in use is a ConfigError naming its option: --port, or --ws-port for WebSockets', async () => {
+    const server = createServer()
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+    const taken = String((server.address() as AddressInfo).port)
+    try {
+      for (const [flag, name] of [['--port', /pick another --port/], ['--ws-port', /WebSockets on 127\.0\.0\.1:\d+: the port is in use; pick another --ws-port/]] as const) {
+        let caught: unknown
+        try {
+          await startPeer(options(flag, taken), log, new RecentEvents())
+        } catch (err) {
+          caught = err
+        }
+        expect(caught, flag).to.be.instanceOf(ConfigError)
+        expect((caught as Error).message).to.match(name)
+      }
+    } finally {
+      server.close()
+    }
   })
 })
