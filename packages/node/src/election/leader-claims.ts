@@ -41,11 +41,12 @@ export class LeaderClaims {
   /** claims being checked, by claimant: one check at a time each */
   private readonly checking = new Set<string>()
   /**
-   * The latest claim that proved nothing here for want of voters or endorsers this peer knows (a
-   * fresh network's leader, elected before this peer came up): checked again at the next heartbeat
-   * of any other peer (recheck), not only at the claimant's next one, up to a second later.
+   * The claimant whose claim proved nothing here for want of voters or endorsers this peer knows (a
+   * fresh network's leader, elected before this peer came up): its latest heartbeat is checked
+   * again at the next heartbeat of any other peer (recheck), not only at its own next one, up to a
+   * second later.
    */
-  private unproven: { hb: Heartbeat, termCert: string } | null = null
+  private unproven: string | null = null
   /** claimants whose claim was being checked when a recheck came: checked again after */
   private readonly recheckAfter = new Set<string>()
 
@@ -56,8 +57,8 @@ export class LeaderClaims {
   /** A leadership claim: follow it once its term certificate checks out; catch up with a proven leader. */
   consider (hb: Heartbeat, termCert: string): void {
     const { election, replica, clock } = this.d
-    // a newer claim of the same peer replaces the one kept for a recheck
-    if (this.unproven?.hb.peer === hb.peer) this.unproven = null
+    // checked now: a recheck waits for its outcome
+    if (this.unproven === hb.peer) this.unproven = null
     const now = clock.now()
     // a leader of an older term is still worth checking when it claims more finished rounds (see Election.follow)
     const claimsMoreRounds = hb.round > replica.round && hb.roundCert !== null
@@ -74,7 +75,7 @@ export class LeaderClaims {
         await this.check(hb, termCert, claimsMoreRounds)
       } catch (err) {
         if (err instanceof CertificateError && err.kind === 'unproven' && this.freshStart(hb)) {
-          this.unproven = { hb, termCert }
+          this.unproven = hb.peer
           this.sayFreshLeader(hb, 'elected on too few votes to prove anything to this peer')
         } else this.proofFailed(hb.peer, 'its leadership claim', err)
       } finally {
@@ -89,17 +90,17 @@ export class LeaderClaims {
    * follows the claimant, may make the claim that proved nothing hold now.
    */
   recheck (): void {
-    const claim = this.unproven
-    if (claim === null) return
-    const claimant = claim.hb.peer
+    const claimant = this.unproven
+    if (claimant === null) return
     if (this.checking.has(claimant)) {
       this.recheckAfter.add(claimant)
       return
     }
-    // nothing stale: a claimant that fell silent is not followed on its old heartbeat
-    if (!this.d.membership.live(this.d.clock.now()).some(h => h.peer === claimant)) return
     this.unproven = null
-    this.consider(claim.hb, claim.termCert)
+    // its latest heartbeat, while it is live and still claims the lead: nothing stale moves this peer
+    const latest = this.d.membership.live(this.d.clock.now()).find(h => h.peer === claimant)
+    if (latest === undefined || latest.leader !== claimant || latest.termCert === null) return
+    this.consider(latest, latest.termCert)
   }
 
   /** A proof `peer` gave did not check out: a forgery is an offence, a proof of nothing here a note, a failed fetch is said. */
@@ -146,7 +147,7 @@ export class LeaderClaims {
     const view = this.d.view()
     if (!coversView(proven.cert, this.d.policy, view, endorsers)) {
       if (this.freshStart(hb)) {
-        this.unproven = { hb, termCert }
+        this.unproven = hb.peer
         this.sayFreshLeader(hb, `elected by ${proven.cert.votes.length} votes, too few of the ${view.length} peers this node sees`)
       } else ledger.note(hb.peer, 'unproven-leader', `claims term ${hb.term}, but too few of the peers this node sees voted for it`)
       return
