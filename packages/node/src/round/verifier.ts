@@ -13,7 +13,7 @@
 // this peer, the checker builds the certificate itself and commits the round. A quorum that
 // signed is a round finished, whether or not its leader lived to say so: otherwise the next
 // leader, elected by peers that had not heard, would do the round again with a different model.
-import { contentHash, decodeResult, MAX_CERT_BYTES, MAX_ROUND_PEERS, encodeTensors, roundVoteSigningBytes, strategyDifference, type NamedTensor, type RoundCertVote, type RoundProposal, type RoundResult, type RoundStart, type RoundVote, type Task, type Unstamped, type UpdateReady } from '@dml/protocol'
+import { contentHash, decodeResult, MAX_CERT_BYTES, encodeTensors, roundVoteSigningBytes, strategyDifference, type NamedTensor, type RoundCertVote, type RoundProposal, type RoundResult, type RoundStart, type RoundVote, type Task, type Unstamped, type UpdateReady } from '@dml/protocol'
 import { aggregateRound, type ClientUpdate } from '@dml/trainer'
 import { certVoteOf, drawCheckers, quorumFollowers, roundCertificate, roundQuorum, sameSet, type QuorumPolicy, type Signer, type Standing } from '../proof/certificates.ts'
 import { AbortError, type Supervisor } from '../clock.ts'
@@ -81,8 +81,8 @@ export class Verifier {
   private readonly sent = new Map<string, string>()
   private current: AbortController | null = null
   private pending: Pending | null = null
-  /** updates fetched before their round's proposal, by term:round:peer (prefetch) */
-  private readonly prefetched = new Set<string>()
+  /** the participants whose update was fetched before the proposal, by term:round (prefetch) */
+  private readonly prefetched = new Map<string, Set<string>>()
   private readonly prefetching = new AbortController()
 
   constructor (deps: VerifierDeps) { this.deps = deps }
@@ -117,10 +117,11 @@ export class Verifier {
     // a leader's own collector fetches every update of its round
     if (start === undefined || start.leader === this.deps.self || update.peer === this.deps.self || !start.checkers.includes(this.deps.self)) return
     if (!start.assignments.some(a => a.peer === update.peer)) return
-    const key = `${update.term}:${update.round}:${update.peer}`
-    if (this.prefetched.has(key)) return
-    this.prefetched.add(key)
-    if (this.prefetched.size > KEPT_ROUNDS * MAX_ROUND_PEERS) this.prefetched.delete(this.prefetched.values().next().value!)
+    const key = `${update.term}:${update.round}`
+    let fetched = this.prefetched.get(key)
+    if (fetched === undefined) remember(this.prefetched, key, fetched = new Set())
+    if (fetched.has(update.peer)) return
+    fetched.add(update.peer)
     const { net, supervisor, transferTimeoutMs, modelBytes } = this.deps
     supervisor.run(`fetch the update of ${update.peer.slice(-6)} for round ${update.round} ahead of its check`, async () => {
       try {
