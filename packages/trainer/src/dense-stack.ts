@@ -67,6 +67,12 @@ function headOnWasm (logits: tf.Tensor2D, ys: tf.Tensor, scale: number): [tf.Ten
   return [tf.tensor2d(delta, [classes, n]), loss / n]
 }
 
+/** A MomentumOptimizer's rate and momentum, where wasm-kernels.wat steps as it does (not Nesterov). */
+function momentumOf (optimizer: tf.Optimizer): { lr: number, mu: number } | undefined {
+  const config = optimizer.getConfig()
+  return config.useNesterov === true ? undefined : { lr: config.learningRate as number, mu: config.momentum as number }
+}
+
 /**
  * The model as a dense stack, with its current weights copied, or undefined where the model is
  * anything else: another layer type, a hidden activation other than relu or linear, a last
@@ -109,9 +115,9 @@ export function denseStack (model: tf.LayersModel): DenseStack | undefined {
     // plain SGD is applied here: its learning rate scales the first gradient, and every later one
     // is then a step already, subtracted as it is. The optimizer spends a scope and two operations
     // on each variable: 4% of an mlp step on wasm
-    const config = optimizer.getConfig()
-    const sgd = optimizer.getClassName() === tf.SGDOptimizer.className ? config.learningRate as number : undefined
-    const momentum = momentumStep !== undefined && optimizer.getClassName() === tf.MomentumOptimizer.className && config.useNesterov !== true ? { lr: config.learningRate as number, mu: config.momentum as number } : undefined
+    const name = optimizer.getClassName()
+    const sgd = name === tf.SGDOptimizer.className ? optimizer.getConfig().learningRate as number : undefined
+    const momentum = momentumStep !== undefined && name === tf.MomentumOptimizer.className ? momentumOf(optimizer) : undefined
     return tf.tidy(() => {
       const n = xs.shape[0]
       const x = xs.reshape([n, -1]) as tf.Tensor2D
