@@ -271,7 +271,7 @@ async function listen (host: string, port: number, wsPort: number | undefined, s
   } catch (err) {
     const text = `${(err as NodeJS.ErrnoException).code ?? ''} ${String((err as Error).message)}`
     if (/EADDRINUSE|address already in use/i.test(text)) {
-      const ws = wsPort !== undefined && wsPort !== 0 && text.includes(`:${wsPort}`)
+      const ws = wsPort !== undefined && wsPort !== 0 && new RegExp(`:${wsPort}(?!\\d)`).test(text)
       throw new ConfigError(ws
         ? `cannot listen for WebSockets on ${host}:${wsPort}: the port is in use; pick another --ws-port (0 picks a free one, off listens on none)`
         : `cannot listen on ${host}:${port}: the port is in use; pick another --port (0 picks a free one)`)
