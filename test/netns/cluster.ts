@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { ExitedError, PeerProcess, TimeoutError, type LogEvent } from '@dml/node/launcher'
+import { within } from '../helpers.ts'
 
 /** Hosts a cluster runs on: Hosts (one LAN) or NatHosts (sites behind NAT). */
 export interface HostSet {
@@ -84,12 +85,10 @@ export class Cluster {
 
   /** Waits until every running process has exited; names those still running after `timeoutMs`, with their last events. */
   async allExited (timeoutMs: number): Promise<void> {
-    let timer: NodeJS.Timeout | undefined
-    const late = new Promise<void>(resolve => { timer = setTimeout(resolve, timeoutMs) })
     try {
-      await Promise.race([Promise.all(this.current.map(async p => await p?.exited)), late])
-    } finally {
-      clearTimeout(timer)
+      await within(Promise.all(this.current.map(async p => await p?.exited)), timeoutMs, 'every peer exits')
+    } catch {
+      // the ones still running are named below
     }
     const running = this.current.filter((p): p is PeerProcess => p?.running === true)
     if (running.length > 0) {
