@@ -124,6 +124,23 @@ describe('blob transfer between real hosts', function () {
     expect(Date.now() - started).to.be.within(5000, 8000)
   })
 
+  it('a fetch waiting on a stalled source ends as soon as the blob lands here by other means, with no source blamed', async () => {
+    const slow = await staller(false)
+    const blob = new Uint8Array(50_000).map((_, i) => (i * 7 + ++served) % 251)
+    const hash = slow.blobs.put(blob) // its handler stalls whatever it holds
+    const blamed: string[] = []
+    const waiting = await startHost({ privateKey: await generateKeyPair('Ed25519'), host: '127.0.0.1', port: 0, bootstrap: [], mdns: false, minTransferRate: 0 },
+      { ...quiet, limited: (reason) => { blamed.push(reason) } })
+    hosts.push(slow, waiting)
+    await waiting.libp2p.dial(slow.libp2p.getMultiaddrs()[0])
+    setTimeout(() => { waiting.blobs.put(blob) }, 300) // this peer made it itself, meanwhile
+    const started = Date.now()
+    const bytes = await waiting.fetchBlob(hash, [slow.peerId], { timeoutMs: 60_000, maxBytes: 4 * 1024 * 1024 })
+    expect(bytes).to.deep.equal(blob)
+    expect(Date.now() - started).to.be.below(2000)
+    expect(blamed).to.deep.equal([])
+  })
+
   it('the round\'s signal ends a fetch at once, whatever the deadline', async () => {
     const slow = await connected(await staller(false))
     const controller = new AbortController()

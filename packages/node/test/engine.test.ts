@@ -331,6 +331,31 @@ describe('round engine', function () {
     expect(net.events('round-self-certified').length).to.be.at.least(1)
   })
 
+  it('a leader cut off as its announcement goes out: its followers, whose fetch of the certificate stalls, adopt the round they certified themselves at once, not after the transfer timeout', async () => {
+    // as when a partition falls between a round's announcement and the fetch of its certificate:
+    // judged only after the stalled fetch, the certificate no longer proved anything to peers that
+    // by then saw too few of its signers
+    const peers = [net.add(), net.add(), net.add()]
+    await net.until('a leader', () => net.leader() !== undefined)
+    const leader = net.leader()!
+    const publish = leader.net.publish.bind(leader.net)
+    let cut = false
+    leader.net.publish = async (message) => {
+      if (cut) return
+      if (message.type === 'round-done' && message.round === 2) {
+        cut = true
+        leader.net.serving = 'stall'
+      }
+      await publish(message)
+    }
+    const rest = peers.filter(p => p !== leader)
+    await net.until('round 2 announced', () => cut)
+    const announcedAt = net.clock.now()
+    await net.until('round 2 adopted by the others', () => rest.every(p => p.node.replica.round >= 2), 300_000)
+    expect(net.clock.now() - announcedAt).to.be.below(CONFIG.transferTimeoutMs / 2)
+    expect(net.events('round-self-certified', e => e.round === 2).length).to.be.at.least(1)
+  })
+
   it('a participant whose round signature is forged: the leader and the other participants name it, and rounds go on with the rest', async () => {
     const peers = [net.add(), net.add(), net.add()]
     await net.until('a leader', () => net.leader() !== undefined)

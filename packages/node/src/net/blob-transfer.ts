@@ -5,7 +5,7 @@
 import { Uint8ArrayList } from 'uint8arraylist'
 import type { Stream } from '@libp2p/interface'
 import { CHUNK_BYTES, MAX_BLOB_BYTES, contentHash, decodeCbor, encodeCbor, isContentHash, splitChunks } from '@dml/protocol'
-import { abortReason, deadlineSignal, type Clock } from '../clock.ts'
+import { AbortError, abortReason, deadlineSignal, type Clock } from '../clock.ts'
 import type { Blobs, FetchOptions } from './network.ts'
 
 export class BlobError extends Error {
@@ -23,6 +23,8 @@ export class BlobStore {
   private readonly blobs = new Map<string, Uint8Array>()
   private readonly pinned = new Set<string>()
   private readonly capacity: number
+  /** hash → what to call when it is put (see whenPut) */
+  private readonly awaited = new Map<string, Set<() => void>>()
 
   constructor (capacity = 32) { this.capacity = capacity }
 
@@ -35,7 +37,19 @@ export class BlobStore {
       if (this.blobs.size - this.pinned.size <= this.capacity) break
       if (!this.pinned.has(key)) this.blobs.delete(key)
     }
+    for (const arrived of this.awaited.get(hash) ?? []) arrived()
     return hash
+  }
+
+  /** Calls `arrived` when blob `hash` is put, until the returned function is called. */
+  whenPut (hash: string, arrived: () => void): () => void {
+    const waiting = this.awaited.get(hash) ?? new Set()
+    waiting.add(arrived)
+    this.awaited.set(hash, waiting)
+    return () => {
+      waiting.delete(arrived)
+      if (waiting.size === 0) this.awaited.delete(hash)
+    }
   }
 
   get (hash: string): Uint8Array | undefined { return this.blobs.get(hash) }
@@ -167,21 +181,32 @@ export async function fetchFromAny (hash: string, from: string[], self: string, 
   fetchOne: (peer: string, signal: AbortSignal) => Promise<Uint8Array>, failed: (peer: string, err: unknown, attempt: AbortSignal) => void = () => {}): Promise<Uint8Array> {
   const local = blobs.get(hash)
   if (local !== undefined) return local
+  // the blob may land here while a source stalls (this peer made it, or another fetch brought it):
+  // the attempt ends then, not at its deadline (a peer cut off from the leader waited out two of
+  // them for a round certificate it had certified itself meanwhile, and judged it too late)
+  const arrival = new AbortController()
+  const stopWaiting = blobs.whenPut(hash, () => { arrival.abort(new AbortError(`blob ${hash.slice(0, 12)} arrived here`)) })
   const errors: string[] = []
-  for (const peer of [...new Set(from)].filter(p => p !== self)) {
-    signal?.throwIfAborted()
-    const attempt = deadlineSignal(clock, timeoutMs, `no complete answer within ${timeoutMs} ms`, signal)
-    try {
-      const bytes = await fetchOne(peer, attempt.signal)
-      blobs.put(bytes)
-      return bytes
-    } catch (err) {
-      signal?.throwIfAborted() // the round is over: no next source
-      failed(peer, err, attempt.signal)
-      errors.push(`${peer.slice(-6)}: ${attempt.signal.aborted ? abortReason(attempt.signal).message : (err as Error).message}`)
-    } finally {
-      attempt.clear()
+  try {
+    for (const peer of [...new Set(from)].filter(p => p !== self)) {
+      signal?.throwIfAborted()
+      const attempt = deadlineSignal(clock, timeoutMs, `no complete answer within ${timeoutMs} ms`, signal === undefined ? arrival.signal : AbortSignal.any([signal, arrival.signal]))
+      try {
+        const bytes = await fetchOne(peer, attempt.signal)
+        blobs.put(bytes)
+        return bytes
+      } catch (err) {
+        const arrived = blobs.get(hash)
+        if (arrived !== undefined) return arrived
+        signal?.throwIfAborted() // the round is over: no next source
+        failed(peer, err, attempt.signal)
+        errors.push(`${peer.slice(-6)}: ${attempt.signal.aborted ? abortReason(attempt.signal).message : (err as Error).message}`)
+      } finally {
+        attempt.clear()
+      }
     }
+  } finally {
+    stopWaiting()
   }
   throw new BlobError(`could not fetch blob ${hash.slice(0, 12)}: ${errors.join('; ') || 'no peer to ask'}`)
 }

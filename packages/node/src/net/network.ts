@@ -58,6 +58,8 @@ export interface Blobs {
   put: (bytes: Uint8Array, pin?: boolean) => string
   get: (hash: string) => Uint8Array | undefined
   unpin: (hash: string) => void
+  /** calls `arrived` when blob `hash` is put, until the returned function is called */
+  whenPut: (hash: string, arrived: () => void) => () => void
 }
 
 export interface FetchOptions {
