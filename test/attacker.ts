@@ -105,7 +105,7 @@ function zeros (): NamedTensor[] {
 async function selfMadeCerts (term: number, round: number, modelHash: string): Promise<{ termCert: string, roundCert: string }> {
   const termBytes = encodeTermCert({ kind: 'term-cert', v: PROTOCOL_VERSION, term, leader: self, electorate: [self], votes: [{ voter: self, signature: await key.sign(voteSigningBytes(term, self)) }] })
   const termCert = host.blobs.put(termBytes, true)
-  const result = encodeResult({ kind: 'round-result', v: PROTOCOL_VERSION, term, round, leader: self, prevHash: modelHash, modelHash, strategy: { aggregation: 'fedavg', trim: 0.2, byzantine: 1, clip: 1, normBound: 5, serverOptimizer: 'none', serverLr: 1 }, participants: [self], pool: [self], checkers: [self], contributions: [], termCert })
+  const result = encodeResult({ kind: 'round-result', v: PROTOCOL_VERSION, term, round, leader: self, deadline: 0, prevHash: modelHash, modelHash, strategy: { aggregation: 'fedavg', trim: 0.2, byzantine: 1, clip: 1, normBound: 5, serverOptimizer: 'none', serverLr: 1 }, participants: [self], pool: [self], checkers: [self], contributions: [], termCert })
   const resultHash = contentHash(result)
   const roundBytes = encodeRoundCert({ kind: 'round-cert', v: PROTOCOL_VERSION, result, leaderSignature: await key.sign(resultSigningBytes(resultHash)), votes: [{ peer: self, accuracy: 1, loss: 0, samples: 1, signature: await key.sign(roundVoteSigningBytes(resultHash, 1, 0, 1)) }] })
   return { termCert, roundCert: host.blobs.put(roundBytes, true) }

@@ -18,7 +18,7 @@ async function termCert (term: number, leader: Identity, voters: Identity[], ele
 /** A round certificate of `term`: checkers drawn from `pool` (or as given), signed by `signers`. */
 async function roundCert (leader: Identity, signers: Identity[], pool: string[], term: TermCert, accuracies: number[], checkers = roundCheckers(pool, HASH)): Promise<ReturnType<typeof decodeRoundCert>> {
   const result: RoundResult = {
-    kind: 'round-result', v: PROTOCOL_VERSION, term: term.term, round: 7, leader: leader.id, prevHash: HASH, modelHash: HASH,
+    kind: 'round-result', v: PROTOCOL_VERSION, term: term.term, round: 7, leader: leader.id, deadline: 0, prevHash: HASH, modelHash: HASH,
     strategy: { aggregation: 'fedavg', trim: 0.2, byzantine: 1, clip: 1, normBound: 5, serverOptimizer: 'none', serverLr: 1 }, participants: pool, pool, checkers, contributions: [], termCert: contentHash(encodeTermCert(term))
   }
   const bytes = encodeResult(result)

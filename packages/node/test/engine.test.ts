@@ -297,6 +297,47 @@ describe('round engine', function () {
     expect(second.node.status().misbehaviour.offences).to.deep.equal({})
   })
 
+  it('a checker that missed its leader\'s new start of a round (a retry, with other checkers) takes the result for none of its business, not for a lie, and adopts the certified round', async () => {
+    // as after a partition heals: the peer took the round's first start, followed another leader
+    // while the round was started again, and came back to see the retried round's result
+    const config = { config: { minPeers: 2 } }
+    const peers = [net.add(config), net.add(config), net.add(config), net.add(config)]
+    await net.until('a leader', () => net.leader() !== undefined)
+    const leader = net.leader()!
+    const [missing, gone, other] = peers.filter(p => p !== leader)
+    // the round's first start goes without updates (its deadline passes), and one peer leaves
+    // meanwhile, so that the second start draws its checkers from another pool
+    let firstStart = true
+    for (const p of [missing, gone, other]) {
+      const publish = p.net.publish.bind(p.net)
+      p.net.publish = async (m) => { if (!(m.type === 'update-ready' && m.round === 2 && firstStart)) await publish(m) }
+    }
+    const leaderPublish = leader.net.publish.bind(leader.net)
+    leader.net.publish = async (m) => {
+      if (m.type === 'update-ready' && m.round === 2 && firstStart) return
+      if (m.type === 'round-start' && m.round === 2) gone.net.disconnect()
+      await leaderPublish(m)
+    }
+    const receive = missing.net.receive.bind(missing.net)
+    let starts = 0
+    missing.net.receive = (bytes, from) => {
+      const m = decodeMessage(bytes)
+      if (m.type === 'round-start' && m.round === 2 && ++starts > 1) return // the second start never reaches it
+      receive(bytes, from)
+    }
+    await net.until('the round started again', () => net.events('round-retry', e => e.round === 2).length > 0, 300_000)
+    firstStart = false
+    await net.until('round 2 done', () => net.roundsDone().some(d => d.round === 2), 300_000)
+    const done = net.roundsDone().find(d => d.round === 2)!
+    expect(starts).to.equal(2)
+    await net.until('the peer that missed the start adopts round 2', () => missing.node.replica.round >= 2, 300_000)
+    expect(missing.node.replica.history.find(r => r.round === 2)?.modelHash).to.equal(done.modelHash)
+    expect(missing.node.status().misbehaviour.offences).to.deep.equal({})
+    expect(net.events('leader-distrusted')).to.deep.equal([])
+    expect(net.events('proposal-skipped', e => e.node === missing.id && e.round === 2)).to.have.length(1)
+    expect(net.events('round-signed', e => e.node === other.id && e.round === 2)).to.have.length(1)
+  })
+
   it('the status shows the round in progress: examples trained of those assigned, over every peer, and an ETA', async () => {
     const peers = [net.add(), net.add(), net.add()]
     await net.until('round 1 done', () => peers.every(p => p.node.replica.round >= 1))

@@ -94,7 +94,7 @@ describe('fuzzing every decoder and validator', function () {
       const votes = await Promise.all(ids.map(async v => ({ voter: v.id, signature: await v.signer.sign(voteSigningBytes(4, ids[0].id)) })))
       termBytes = encodeTermCert({ kind: 'term-cert', v: PROTOCOL_VERSION, term: 4, leader: ids[0].id, electorate: ids.map(i => i.id), votes })
       const result: RoundResult = {
-        kind: 'round-result', v: PROTOCOL_VERSION, term: 4, round: 2, leader: ids[0].id, prevHash: 'a'.repeat(64), modelHash: 'c'.repeat(64),
+        kind: 'round-result', v: PROTOCOL_VERSION, term: 4, round: 2, leader: ids[0].id, deadline: 1_700_000_000_000, prevHash: 'a'.repeat(64), modelHash: 'c'.repeat(64),
         strategy: { aggregation: 'fedavg', trim: 0.2, byzantine: 1, clip: 1, normBound: 5, serverOptimizer: 'none', serverLr: 1 }, participants: ids.map(i => i.id), pool: ids.map(i => i.id), checkers: ids.map(i => i.id),
         contributions: ids.map(i => ({ peer: i.id, hash: 'd'.repeat(64), numSamples: 10 })), termCert: contentHash(termBytes)
       }

@@ -27,6 +27,11 @@ export interface RoundResult {
   term: number
   round: number
   leader: string
+  /**
+   * the deadline of the round start it closes: which start of the round, when its leader started
+   * it again (a retry, with other participants and checkers)
+   */
+  deadline: number
   /** the model the round started from */
   prevHash: string
   modelHash: string
@@ -148,6 +153,7 @@ export function decodeResult (bytes: Uint8Array): RoundResult {
     term: int(o, 'term', 1),
     round: int(o, 'round', 1),
     leader: peerId(o.leader, 'leader'),
+    deadline: num(o, 'deadline', 0),
     prevHash: hash(o, 'prevHash'),
     modelHash: hash(o, 'modelHash'),
     strategy: strategySpec(o.strategy),

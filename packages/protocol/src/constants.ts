@@ -3,9 +3,10 @@
  * 5: heartbeats say how often they come; 6: a round is checked and signed by its checkers (roundCheckers);
  * 7: every message carries its author's message clock (seq), and a round start fixes its checkers,
  * drawn from the round's members (the pool, carried in the round result);
- * 8: a task and a round result carry their strategy as one record (StrategySpec).
+ * 8: a task and a round result carry their strategy as one record (StrategySpec);
+ * 9: a round result names the start it closes by that start's deadline (a retried round starts again).
  */
-export const PROTOCOL_VERSION = 8
+export const PROTOCOL_VERSION = 9
 /** gossipsub topic for every control message. */
 export const CONTROL_TOPIC = '/dml/1/control'
 /** libp2p stream protocol that serves blobs (models and updates) by content hash. */

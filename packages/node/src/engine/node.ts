@@ -290,7 +290,10 @@ export class DmlNode implements MessageHandlers {
    */
   standing (): Standing {
     const live = this.live()
-    const fixedCheckers = (term: number, round: number): readonly string[] | undefined => this.verifier.startOf(term, round)?.checkers
+    const fixedCheckers = (term: number, round: number, deadline: number): readonly string[] | undefined => {
+      const start = this.verifier.startOf(term, round)
+      return start?.deadline === deadline ? start.checkers : undefined
+    }
     // a round started after this peer took its start, if it did, and else after this peer took up
     // the round before it (or an older one); a follower since a heartbeat before that followed then
     const since = (peer: string): number => (peer === this.peerId ? this.following.since : this.membership.followingSince(peer)) ?? Infinity

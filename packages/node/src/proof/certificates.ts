@@ -100,8 +100,11 @@ export interface Standing {
    */
   followersOf: (leader: string, term: number) => readonly string[]
   byWork: boolean
-  /** the checkers of round `round` of `term` as the leader's signed round start named them, if this peer saw it */
-  fixedCheckers?: (term: number, round: number) => readonly string[] | undefined
+  /**
+   * the checkers of round `round` of `term` as the leader's signed round start named them, if this
+   * peer saw that start: the one of that `deadline` (a start it missed, a retry, fixes nothing here)
+   */
+  fixedCheckers?: (term: number, round: number, deadline: number) => readonly string[] | undefined
   /**
    * the members of followersOf(`leader`, `term`) that followed it already when round `round` of
    * `term` started, as far as this peer can tell: those that followed it a heartbeat interval
@@ -292,7 +295,7 @@ export async function verifyRoundCert (cert: RoundCert & { parsed: RoundResult, 
 export function roundQuorumHolds (verified: VerifiedRound, termCert: TermCert, policy: QuorumPolicy, standing: Standing): CheckedRound {
   const { result } = verified
   const what = `round ${result.round} certificate`
-  const fixed = standing.fixedCheckers?.(result.term, result.round)
+  const fixed = standing.fixedCheckers?.(result.term, result.round, result.deadline)
   if (fixed !== undefined && !sameSet(fixed, result.checkers)) throw new CertificateError('forged', `${what}: its checkers are not the ones its leader's signed round start named`)
   termQuorum(termCert, policy, standing)
   const followers = standing.followersOf(result.leader, result.term)

@@ -274,7 +274,7 @@ export class Coordinator {
       const bytes = encodeTensors(weights)
       const modelHash = net.blobs.put(bytes, true)
       const result: RoundResult = {
-        kind: 'round-result', v: PROTOCOL_VERSION, term: this.term, round, leader: this.deps.self, prevHash: global.hash, modelHash,
+        kind: 'round-result', v: PROTOCOL_VERSION, term: this.term, round, leader: this.deps.self, deadline: start.deadline, prevHash: global.hash, modelHash,
         strategy: { ...task.strategy },
         participants: assignments.map(a => a.peer),
         pool,

@@ -215,6 +215,11 @@ export class Verifier {
     const previous = await replica.weights(start.modelHash, from, signal)
     const resultBytes = await fetch(p.resultHash, MAX_CERT_BYTES)
     const result = decodeResult(resultBytes)
+    if (result.deadline !== start.deadline && result.term === start.term && result.round === start.round) {
+      // its leader started the round again (a retry) while this peer was elsewhere: not a lie, a start it missed
+      log.info('proposal-skipped', { round: p.round, term: p.term }, `round ${p.round}: not checking the result, this peer did not see the start it closes (the round was started again)`)
+      return
+    }
     this.match(result, p, start)
     const assigned = new Map(start.assignments.map(a => [a.peer, a.samples]))
     const updates = await Promise.all(result.contributions.map(async (c): Promise<ClientUpdate> => {

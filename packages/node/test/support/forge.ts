@@ -8,7 +8,7 @@ import { encodeResult, encodeRoundCert, encodeTensors, encodeTermCert, PROTOCOL_
 import { keySigner, type DmlNode, type Network, type Signer } from '@dml/node'
 
 /** The node's own parts a liar reaches for (private to the engine). */
-type Inside = { leadership: { leaderCert: { hash: string, bytes: Uint8Array } | null }, net: Network, signer: Signer }
+type Inside = { leadership: { leaderCert: { hash: string, bytes: Uint8Array } | null }, net: Network, signer: Signer, verifier: { startOf: (term: number, round: number) => { deadline: number } | undefined } }
 
 /** A key nobody runs: made up by a liar, which holds it. */
 export async function madeUpSigner (): Promise<Signer> {
@@ -34,7 +34,7 @@ export async function sideTerm (liar: DmlNode, accomplices: Signer[], term: numb
  * Returns the forged model's and certificate's hashes.
  */
 export async function forgeRound (liar: DmlNode, accomplices: Signer[], publish: (m: Outgoing) => Promise<void>, round = liar.replica.round + 1, term?: { hash: string, bytes: Uint8Array, term: number }): Promise<{ modelHash: string, certHash: string, round: number }> {
-  const { net, signer } = liar as unknown as Inside
+  const { net, signer, verifier } = liar as unknown as Inside
   const own = (liar as unknown as Inside).leadership.leaderCert
   if (own === null && term === undefined) throw new Error('not leading: nothing to forge with')
   const leaderCert = term ?? { ...own!, term: liar.status().term }
@@ -46,7 +46,8 @@ export async function forgeRound (liar: DmlNode, accomplices: Signer[], publish:
   const signers = [signer, ...accomplices]
   const pool = signers.map(s => s.peerId)
   const result: RoundResult = {
-    kind: 'round-result', v: PROTOCOL_VERSION, term: leaderCert.term, round, leader: liar.peerId, prevHash: global.hash, modelHash,
+    // of the start it made of the round, if it made one: a lie about that start, not another start
+    kind: 'round-result', v: PROTOCOL_VERSION, term: leaderCert.term, round, leader: liar.peerId, deadline: verifier.startOf(leaderCert.term, round)?.deadline ?? 0, prevHash: global.hash, modelHash,
     strategy: { ...task.strategy },
     participants: pool, pool, checkers: pool, contributions: [], termCert: leaderCert.hash
   }
