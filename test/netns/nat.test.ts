@@ -35,8 +35,29 @@ function relayedCluster (hosts: NatHosts, args: string[]): Cluster {
   return net
 }
 
-/** How every peer reaches every other, from their statuses, and the bytes on relays' streams. */
-async function reachAll (net: Cluster, hosts: NatHosts): Promise<{ across: string[], relayedBytes: number, totalBytes: number }> {
+/**
+ * How every peer reaches every other, from their statuses, and the bytes on relays' streams: asked
+ * again until each peer behind a NAT reaches every peer of the other sites (the dials through the
+ * relay follow the heartbeats that name the peers, and one may still be on its way), or `withinMs`
+ * has passed.
+ */
+async function reachAll (net: Cluster, hosts: NatHosts, withinMs: number): Promise<{ across: string[], relayedBytes: number, totalBytes: number, waitedMs: number }> {
+  const started = Date.now()
+  for (;;) {
+    const reach = await reachNow(net, hosts)
+    const waitedMs = Date.now() - started
+    if (reach.across.length === acrossPairs(hosts) || waitedMs > withinMs) return { ...reach, waitedMs }
+    await new Promise(resolve => setTimeout(resolve, 500)) // the status API is all there is to ask
+  }
+}
+
+/** Each peer behind a NAT with each peer of another site, as the first of the two sees it. */
+function acrossPairs (hosts: NatHosts): number {
+  const sites = Array.from({ length: hosts.count }, (_, i) => hosts.site(i)).filter(s => s >= 0)
+  return sites.reduce((sum, s) => sum + sites.filter(t => t !== s).length, 0)
+}
+
+async function reachNow (net: Cluster, hosts: NatHosts): Promise<{ across: string[], relayedBytes: number, totalBytes: number }> {
   const statuses = await Promise.all(Array.from({ length: hosts.count }, async (_, i) => await net.status(i)))
   const site = new Map(statuses.map((s, i) => [s.peerId as string, hosts.site(i)]))
   // each pair of peers on different sites, as the one of them behind a NAT sees it
@@ -72,7 +93,7 @@ describe('peers behind NAT', function () {
       expect(hosts.reaches(0, 1, 4001), 'the public host into a site').to.equal(false)
 
       await net.waitAny(e => e.event === 'round-done' && e.round >= 2, 5 * MINUTE)
-      const { across, relayedBytes, totalBytes } = await reachAll(net, hosts)
+      const { across, relayedBytes, totalBytes, waitedMs } = await reachAll(net, hosts, 20_000)
       const done = await net.waitAny(e => e.event === 'training-finished', 10 * MINUTE)
       // a peer drains for at most 15 s once training has finished
       await net.allExited(MINUTE)
@@ -80,12 +101,13 @@ describe('peers behind NAT', function () {
       const participants = new Set(net.events(e => e.event === 'round-done').flatMap(e => e.participants as string[]))
       console.log(`      ${done.round as number} rounds, ${(100 * (done.accuracy as number)).toFixed(2)}% in ${seconds.toFixed(1)} s (all exited); ` +
         `across the NATs: ${across.filter(h => h === 'relayed').length} relayed, ${across.filter(h => h === 'hole-punched').length} hole-punched of ${across.length}; ` +
-        `${(relayedBytes / 1e6).toFixed(1)} MB through the relay by round 2, ${(100 * relayedBytes / totalBytes).toFixed(0)}% of all bytes`)
+        `${(relayedBytes / 1e6).toFixed(1)} MB through the relay so far, ${(100 * relayedBytes / totalBytes).toFixed(0)}% of all bytes` +
+        (waitedMs > 1000 ? `; every pair across was connected ${(waitedMs / 1000).toFixed(1)} s after round 2` : ''))
       expect(done.accuracy).to.be.at.least(0.97)
       // every peer behind a NAT took part: its updates counted in the rounds
       expect(participants.size).to.equal(5)
       // peers on different sites are connected, each pair through the relay or after a hole punch
-      expect(across).to.have.length(8)
+      expect(across).to.have.length(acrossPairs(hosts))
       expect(across.every(h => h === 'relayed' || h === 'hole-punched')).to.equal(true)
       expect(relayedBytes).to.be.greaterThan(0)
     })
