@@ -1,8 +1,8 @@
-import { createHash } from 'node:crypto'
+import { sha256Hex } from '#sha256'
 
 /** Content address of a blob: lowercase hex SHA-256. */
 export function contentHash (bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex')
+  return sha256Hex(bytes)
 }
 
 export function isContentHash (value: unknown): value is string {

@@ -42,15 +42,6 @@ export function defaultThreads (device: 'gpu' | 'cpu', cores = availableParallel
   return device === 'cpu' ? Math.max(1, cores) : 1
 }
 
-/**
- * A peer's share of `threads` (its machine's cores) when `others` peers on the same machine train
- * too: whole cores each, at least one. Threads beyond a peer's share give it no speed, and their
- * replicas, averaged at the end of the round, cost it rounds.
- */
-export function coreShare (threads: number, others: number): number {
-  return Math.max(1, Math.floor(threads / (1 + Math.max(0, others))))
-}
-
 interface Job {
   resolve: (result: TrainResult) => void
   reject: (err: Error) => void

@@ -6,7 +6,7 @@
 // Time comes from an injected clock and the network through the Network interface, so the whole
 // engine runs in unit tests on an in-memory network with fake time.
 import { OWN_DATA, PROTOCOL_VERSION, type ControlMessage, type Outgoing, type Heartbeat, type Task, type Unstamped, type WorkProgress } from '@dml/protocol'
-import { coreShare } from '@dml/trainer'
+import { coreShare } from '@dml/trainer/cores'
 import type { Checkpoint, SavedVote } from '../state/checkpoint.ts'
 import { type QuorumPolicy, type Signer, type Standing } from '../proof/certificates.ts'
 import { Changes, type Clock, isAbort, Supervisor, systemClock } from '../clock.ts'

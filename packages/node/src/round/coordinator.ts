@@ -9,7 +9,7 @@
 // round's budget plus a grace, it gives up leadership so that the others elect another. A leader
 // never stays a leader that leads nothing.
 import { encodeResult, encodeTensors, findNonFinite, PROTOCOL_VERSION, resultSigningBytes, roundVoteSigningBytes, roundEvaluation, type Heartbeat, type NamedTensor, type RoundMetrics, type RoundResult, type RoundStart, type RoundVote, type StrategySpec, type Task, type Unstamped, type UpdateReady, type WorkFailed } from '@dml/protocol'
-import { aggregateRound } from '@dml/trainer'
+import { aggregateRound } from '@dml/trainer/aggregation'
 import { allocateWork, expectedSeconds, roundParticipants } from './allocation.ts'
 import { certVoteOf, drawCheckers, roundCertificate, quorumFollowers, roundQuorum, type QuorumPolicy, type Signer, type Standing } from '../proof/certificates.ts'
 import { AbortError, abortReason, type Changes, type Clock, sleep, type Supervisor } from '../clock.ts'

@@ -4,7 +4,7 @@
 // updates taken and dropped and the checkers' signatures, and ends the round's transfers when it
 // is over or the term ends. The Coordinator drives it; the status reads its snapshot.
 import type { RoundCertVote, RoundStart, Unstamped } from '@dml/protocol'
-import type { ClientUpdate } from '@dml/trainer'
+import type { ClientUpdate } from '@dml/trainer/aggregation'
 import { AbortError, abortReason } from '../clock.ts'
 
 export type RoundPhase = 'collecting' | 'aggregating' | 'evaluating' | 'certifying' | 'done'

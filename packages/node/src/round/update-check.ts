@@ -1,7 +1,7 @@
 // How the coordinator judges one update before it counts. Each update is judged alone: a bad one
 // is dropped with its reason and the round goes on with the rest.
 import { assertSameShapes, decodeUpdate, findNonFinite, type NamedTensor } from '@dml/protocol'
-import { modelPart } from '@dml/trainer'
+import { modelPart } from '@dml/trainer/server-optimizer'
 
 export type UpdateRejection = 'too-many-samples' | 'malformed' | 'wrong-shape' | 'non-finite'
 

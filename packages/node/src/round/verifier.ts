@@ -14,7 +14,7 @@
 // signed is a round finished, whether or not its leader lived to say so: otherwise the next
 // leader, elected by peers that had not heard, would do the round again with a different model.
 import { contentHash, decodeResult, MAX_CERT_BYTES, encodeTensors, roundVoteSigningBytes, strategyDifference, type NamedTensor, type RoundCertVote, type RoundProposal, type RoundResult, type RoundStart, type RoundVote, type Task, type Unstamped, type UpdateReady } from '@dml/protocol'
-import { aggregateRound, type ClientUpdate } from '@dml/trainer'
+import { aggregateRound, type ClientUpdate } from '@dml/trainer/aggregation'
 import { certVoteOf, drawCheckers, quorumFollowers, roundCertificate, roundQuorum, sameSet, type QuorumPolicy, type Signer, type Standing } from '../proof/certificates.ts'
 import { AbortError, type Supervisor } from '../clock.ts'
 import type { Logger } from '../log.ts'

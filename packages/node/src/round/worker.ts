@@ -3,7 +3,7 @@
 // shared); a newer round, a new leader or stop() aborts the current job through its signal,
 // which reaches the transfer of the start model and every training batch.
 import { encodeUpdate, findNonFinite, PROTOCOL_VERSION, trainingDifference, type Assignment, type Compression, type NamedTensor, type RoundStart, type Task, type Unstamped, type UpdateReady, type WorkFailed } from '@dml/protocol'
-import { modelPart } from '@dml/trainer'
+import { modelPart } from '@dml/trainer/server-optimizer'
 import { AbortError, isAbort } from '../clock.ts'
 import type { Logger } from '../log.ts'
 import type { Network } from '../net/network.ts'
