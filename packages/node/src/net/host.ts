@@ -4,9 +4,7 @@
 // DCUtR (hole punching: a relayed connection upgraded to a direct one where the NATs allow) and
 // AutoNAT. It exposes the small Network interface the round engine uses, so the engine never
 // touches libp2p directly.
-import { networkInterfaces } from 'node:os'
 import { createLibp2p, type Libp2p } from 'libp2p'
-import { tcp } from '@libp2p/tcp'
 import { webSockets } from '@libp2p/websockets'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
@@ -16,7 +14,6 @@ import { dcutr } from '@libp2p/dcutr'
 import { autoNAT } from '@libp2p/autonat'
 import { gossipsub, type GossipSub, TopicValidatorResult, StrictSign } from '@libp2p/gossipsub'
 import { createTopicScoreParams, type PeerScoreParams, type PeerScoreThresholds } from '@libp2p/gossipsub/score'
-import { mdns } from '@libp2p/mdns'
 import { bootstrap } from '@libp2p/bootstrap'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
@@ -27,6 +24,7 @@ import { abortReason, systemClock } from '../clock.ts'
 import { admitMessage, type MessageHandlers, type Network } from './network.ts'
 import { privateNetwork } from './private-network.ts'
 import { DEFAULT_DIALER, Dialer, isRelayed } from './dialer.ts'
+import { platform } from '#host-platform'
 
 // a bootstrap peer that is still starting is dialed again within a quarter second
 const TICK_MS = 250
@@ -35,8 +33,10 @@ export const GOSSIP_GRACE_MS = 30_000
 
 export interface HostOptions {
   privateKey: PrivateKey
-  host: string
-  port: number
+  /** the address to listen on (none in a browser tab, which only dials) */
+  host?: string
+  /** TCP's port: with none (a browser tab), no TCP, no listening, and no hole punching */
+  port?: number
   /** WebSockets, where browsers connect (Noise-encrypted like every link): its port, or none */
   wsPort?: number
   /** multiaddrs with a /p2p/ peer id (checked by the CLI) */
@@ -179,11 +179,6 @@ export function ipOf (addr: Multiaddr): string | undefined {
   return addr.getComponents().find(c => c.name === 'ip4' || c.name === 'ip6')?.value
 }
 
-/** The addresses of this machine's interfaces, loopback included (read each time: interfaces come and go). */
-function ownIps (): Set<string> {
-  return new Set(Object.values(networkInterfaces()).flatMap(list => (list ?? []).map(i => i.address)))
-}
-
 export async function startHost (options: HostOptions, handlers: MessageHandlers): Promise<DmlHost> {
   const refused: Record<string, number> = {}
   const refuse = (reason: string, peer: string, detail: string): void => {
@@ -209,17 +204,17 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
     return banned || outside
   }
   const peerDiscovery = []
-  if (options.mdns) peerDiscovery.push(mdns({ interval: 2000 }))
+  if (options.mdns) peerDiscovery.push(...platform.mdns(2000))
   if (options.bootstrap.length > 0) peerDiscovery.push(bootstrap({ list: options.bootstrap, timeout: 0 }))
   const libp2p = await createLibp2p({
     privateKey: options.privateKey,
     addresses: {
       // a relay's own peers reach it straight; every other peer also listens through a relay, once
       // it is connected to a member that relays (its reservation's address is then announced)
-      listen: [`/ip4/${options.host}/tcp/${options.port}`, ...(options.wsPort !== undefined ? [`/ip4/${options.host}/tcp/${options.wsPort}/ws`] : []), ...(options.relay === true ? [] : ['/p2p-circuit'])],
+      listen: options.port === undefined ? [] : [`/ip4/${options.host}/tcp/${options.port}`, ...(options.wsPort !== undefined ? [`/ip4/${options.host}/tcp/${options.wsPort}/ws`] : []), ...(options.relay === true ? [] : ['/p2p-circuit'])],
       ...(options.announce !== undefined && options.announce.length > 0 ? { announce: options.announce } : {})
     },
-    transports: [tcp(), webSockets(), circuitRelayTransport({ reservationCompletionTimeout: 10_000 })],
+    transports: [...(options.port === undefined ? [] : platform.tcp()), webSockets(), circuitRelayTransport({ reservationCompletionTimeout: 10_000 })],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     ...(options.swarmKey !== undefined ? { connectionProtector: privateNetwork(options.swarmKey) } : {}),
@@ -242,8 +237,7 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
     ...(options.metrics !== undefined ? { metrics: options.metrics } : {}),
     services: {
       identify: identify(),
-      dcutr: dcutr(),
-      autoNAT: autoNAT(),
+      ...(options.port === undefined ? {} : { dcutr: dcutr(), autoNAT: autoNAT() }),
       ...(options.relay === true ? { relay: circuitRelayServer({ reservations: { maxReservations: RELAY_LIMITS.reservations, defaultDataLimit: BigInt(RELAY_LIMITS.dataBytes), defaultDurationLimit: RELAY_LIMITS.durationMs } }) } : {}),
       pubsub: gossipsub({
         globalSignaturePolicy: StrictSign,
@@ -254,7 +248,7 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
         // checked before it is known as a duplicate (most of an idle peer's CPU at 16 peers). An
         // ed25519 signature names its message: no other message verifies under it, and a copy that
         // does not verify is not remembered
-        fastMsgIdFn: (msg) => msg.signature === undefined ? '' : Buffer.from(msg.signature).toString('base64'),
+        fastMsgIdFn: (msg) => msg.signature === undefined ? '' : String.fromCharCode(...msg.signature),
         // a peer behind NAT may be reached through a relay alone
         runOnLimitedConnection: true,
         ...scoring(handlers)
@@ -407,7 +401,7 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
     connectedPeers: () => libp2p.getPeers().map(p => p.toString()),
     peersOnThisHost: () => {
       // the address a connection comes from, which a peer cannot choose as it can what it announces
-      const own = ownIps()
+      const own = platform.ownIps()
       return [...new Set(libp2p.getConnections().filter(c => own.has(ipOf(c.remoteAddr) ?? '')).map(c => c.remotePeer.toString()))]
     },
     hangUp,

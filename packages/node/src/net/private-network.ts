@@ -5,7 +5,6 @@
 // doubles until grow() throws inside a socket handler and the process dies (seen with 5 peers
 // verifying each other's updates). Protocol: each side sends a random 24-byte nonce; each
 // direction is then XORed with XSalsa20(pre-shared key, the sending side's nonce).
-import { randomBytes } from 'node:crypto'
 import { xsalsa20 } from '@noble/ciphers/salsa.js'
 import { AbstractMultiaddrConnection, byteStream } from '@libp2p/utils'
 import type { AbortOptions, ConnectionProtector, Logger, MessageStream, MultiaddrConnection } from '@libp2p/interface'
@@ -86,7 +85,7 @@ export function privateNetwork (swarmKey: Uint8Array): () => ConnectionProtector
   const key = swarmKeyBytes(swarmKey)
   return () => ({
     async protect (connection: MessageStream, options?: AbortOptions): Promise<MessageStream> {
-      const localNonce = Uint8Array.from(randomBytes(NONCE_BYTES))
+      const localNonce = crypto.getRandomValues(new Uint8Array(NONCE_BYTES))
       const signal = options?.signal ?? AbortSignal.timeout(HANDSHAKE_TIMEOUT_MS)
       const bytes = byteStream(connection)
       const [remote] = await Promise.all([bytes.read({ bytes: NONCE_BYTES, signal }), bytes.write(localNonce, { signal })])
