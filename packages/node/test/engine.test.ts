@@ -338,6 +338,25 @@ describe('round engine', function () {
     expect(net.events('round-signed', e => e.node === other.id && e.round === 2)).to.have.length(1)
   })
 
+  it('browser tabs train, check and sign like any peer, and never lead: not at the start, nor when the leader dies', async () => {
+    const tabs = [net.add({ device: 'browser' }), net.add({ device: 'browser' })]
+    const nodes = [net.add(), net.add()]
+    await net.until('two rounds', () => net.roundsDone().length >= 2)
+    expect(nodes).to.include(net.leader())
+    const done = net.roundsDone()[1]
+    expect(done.participants).to.include.members(tabs.map(t => t.id))
+    expect(net.events('round-signed', e => tabs.some(t => t.id === e.node)).length).to.be.at.least(2)
+    expect(nodes[0].node.status().browserNodes).to.equal(2)
+    // the leader dies: the other node leads, though each tab ranks as high as it does
+    const leader = net.leader()!
+    leader.net.disconnect()
+    const rounds = net.roundsDone().length
+    await net.until('a round by the other node', () => net.roundsDone().length > rounds + 1, 300_000)
+    expect(net.leader()).to.equal(nodes.find(n => n !== leader))
+    expect(net.events('election-started', e => tabs.some(t => t.id === e.node))).to.deep.equal([])
+    expect(net.events('voted', e => tabs.some(t => t.id === e.candidate))).to.deep.equal([])
+  })
+
   it('the status shows the round in progress: examples trained of those assigned, over every peer, and an ETA', async () => {
     const peers = [net.add(), net.add(), net.add()]
     await net.until('round 1 done', () => peers.every(p => p.node.replica.round >= 1))

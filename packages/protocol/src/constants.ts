@@ -4,7 +4,8 @@
  * 7: every message carries its author's message clock (seq), and a round start fixes its checkers,
  * drawn from the round's members (the pool, carried in the round result);
  * 8: a task and a round result carry their strategy as one record (StrategySpec);
- * 9: a round result names the start it closes by that start's deadline (a retried round starts again).
+ * 9: a round result names the start it closes by that start's deadline (a retried round starts again),
+ *    and a heartbeat's device may be "browser" (a tab: a peer that never coordinates).
  */
 export const PROTOCOL_VERSION = 9
 /** gossipsub topic for every control message. */

@@ -4,7 +4,8 @@ import { CodecError, decodeCbor, describe, encodeCbor } from './codec.ts'
 import { LOCAL_OPTIMIZERS, MAX_CONTROL_BYTES, MAX_HEARTBEAT_EVERY_MS, MAX_ROUND_PEERS, PROTOCOL_VERSION, SERVER_OPTIMIZERS } from './constants.ts'
 import { isContentHash } from './hash.ts'
 
-export type Device = 'gpu' | 'cpu'
+/** what trains: a GPU, a CPU, or a browser tab (which never coordinates: it may vanish, and serves no status) */
+export type Device = 'gpu' | 'cpu' | 'browser'
 
 /**
  * What the network trains: carried in every RoundStart. A peer works only on the task it was
@@ -394,7 +395,7 @@ export function peerList (o: Obj, key: string, max: number): string[] {
   return ids
 }
 function device (value: unknown): Device {
-  if (value !== 'gpu' && value !== 'cpu') fail('device must be "gpu" or "cpu"')
+  if (value !== 'gpu' && value !== 'cpu' && value !== 'browser') fail('device must be "gpu", "cpu" or "browser"')
   return value
 }
 

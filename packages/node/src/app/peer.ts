@@ -5,7 +5,7 @@
 // own calls it too. Every mistake a user can make here ends in one ConfigError naming the option.
 import { resolve } from 'node:path'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { encodeTensors, type Compression, type Device, type Task } from '@dml/protocol'
+import { encodeTensors, type Compression, type Task } from '@dml/protocol'
 import { backendKey, defaultThreads, initBackend, registerModelModule, getStrategy, TrainingThreads } from '@dml/trainer'
 import { DmlNode } from '../engine/node.ts'
 import { short, type Logger, type RecentEvents } from '../log.ts'
@@ -34,7 +34,7 @@ export interface PeerOptions {
   dataDir: string
   /** --model-module: files that register models, loaded by every training thread too */
   modelModules: string[]
-  device: Device | 'auto'
+  device: 'gpu' | 'cpu' | 'auto'
   /** the native backend's own logs */
   nativeLogs: boolean
   /** --threads: training threads; 0, one per core, shared with the peers on this machine */

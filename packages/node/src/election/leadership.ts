@@ -59,6 +59,8 @@ export interface LeadershipDeps {
   sayEvery: (key: string, ms: number, say: () => void) => void
   /** on its way out: it stands for no term */
   leaving: () => boolean
+  /** whether `peer` may lead, by what its heartbeat says it is (a browser tab may not) */
+  mayLead: (peer: string) => boolean
   /** say this peer's heartbeat now (whom it follows changed) */
   sendHeartbeat: () => void
   /** this peer's own share of a round it leads: taken up as a follower takes a round start */
@@ -101,6 +103,7 @@ export class Leadership {
       counts,
       view: deps.view,
       othersLive: deps.othersLive,
+      mayLead: deps.mayLead,
       leaderProven: () => this.leaderProven(),
       sources: deps.sources,
       proofFailed: (peer, what, err) => { this.claims.proofFailed(peer, what, err) },
@@ -210,9 +213,10 @@ export class Leadership {
   private considerStanding (now: number): void {
     // a leaving peer could lead nothing: when a finished network's leader leaves first, the others
     // used to elect one of themselves on their way out
-    if (this.d.leaving()) return
+    // nor could a browser tab, which may vanish with its page, and serves no status
+    if (this.d.leaving() || !this.d.mayLead(this.d.self)) return
     const counted = new Set(this.d.view())
-    const ranked = rankCandidates(this.d.live().filter(h => counted.has(h.peer)).map(h => ({ peer: h.peer, round: h.round })))
+    const ranked = rankCandidates(this.d.live().filter(h => counted.has(h.peer) && this.d.mayLead(h.peer)).map(h => ({ peer: h.peer, round: h.round })))
     if (!counted.has(this.d.self)) ranked.push(this.d.self) // a newcomer stands last
     const term = this.d.election.tick(now, ranked)
     if (term !== undefined) this.voting.stand(term)

@@ -41,6 +41,8 @@ export interface VotingDeps {
   view: () => string[]
   /** the live peers other than this one */
   othersLive: () => string[]
+  /** whether `peer` may lead, by what its heartbeat says it is (a browser tab may not) */
+  mayLead: (peer: string) => boolean
   /** whether the leader this peer follows is still proven by the votes of the peers it sees */
   leaderProven: () => boolean
   /** the peers to fetch a blob of `first` from: it first */
@@ -100,6 +102,7 @@ export class Voting {
     // a term behind one that stands as often and is refused for its rounds, for good
     election.noteTerm(request.term)
     if (this.checking.has(candidate)) return
+    if (!this.d.mayLead(candidate)) return // a browser tab: no vote makes it lead
     // refuse at once what no proof could change
     if (election.refusableUnproven(request, replica.round, this.d.leaderProven(), clock.now())) return
     this.checking.add(candidate)

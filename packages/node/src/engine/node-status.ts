@@ -34,6 +34,8 @@ export interface NodeStatus {
   activeNodes: number
   gpuNodes: number
   cpuNodes: number
+  /** browser tabs (they train, check and sign like any peer, and never coordinate) */
+  browserNodes: number
   /** `proven`: its update counted in a certified round lately (see proven.ts), so it counts in quorums */
   nodes: Array<{ peerId: string, device: Device, backend: string, round: number, samplesPerSec: number, examples: number, isLeader: boolean, proven: boolean, work: WorkProgress | null, lastSeenMs: number }>
   backend: { name: string, device: Device, source: string, warning: string | null, threads: number }
@@ -95,6 +97,7 @@ export function nodeStatus (p: StatusParts): NodeStatus {
     activeNodes: live.length,
     gpuNodes: live.filter(h => h.device === 'gpu').length,
     cpuNodes: live.filter(h => h.device === 'cpu').length,
+    browserNodes: live.filter(h => h.device === 'browser').length,
     nodes: live.map(h => ({ peerId: h.peer, device: h.device, backend: h.backend, round: h.round, samplesPerSec: Math.round(h.speed), examples: h.examples, isLeader: h.peer === leader, proven: replica.proven.has(h.peer), work: h.work, lastSeenMs: now - (p.membership.lastSeen(h.peer) ?? now) })),
     backend: { name: p.backend.backend, device: p.backend.device, source: p.backend.source, warning: p.backend.warning ?? null, threads: p.threads },
     task: { ...p.task },

@@ -193,6 +193,7 @@ export class DmlNode implements MessageHandlers {
       sources,
       sayEvery,
       leaving: () => this.leaving,
+      mayLead: (peer) => (peer === this.peerId ? this.backend.device : this.membership.get(peer)?.device) !== 'browser',
       sendHeartbeat: () => { this.beats.send() },
       startLocalWork: (start) => { this.follower.start(start) },
       followed: (leader, term) => { this.follower.followed(leader, term) }

@@ -130,7 +130,7 @@ export class TestCluster {
   }
 
   /** Adds (and starts) a peer; peers added earlier have lower ids and so win election ties. */
-  add (options: { behaviour?: Partial<Behaviour>, config?: Partial<NodeConfig>, store?: CheckpointStore, allowed?: ReadonlySet<string>, vote?: SavedVote | 'lost' } = {}): TestPeer {
+  add (options: { behaviour?: Partial<Behaviour>, config?: Partial<NodeConfig>, store?: CheckpointStore, allowed?: ReadonlySet<string>, vote?: SavedVote | 'lost', device?: 'cpu' | 'browser' } = {}): TestPeer {
     const { id, signer } = this.identity()
     const net = this.hub.join(id)
     const trainer = new FakeTrainer(this.clock, options.behaviour)
@@ -143,7 +143,7 @@ export class TestCluster {
     const log: Logger = { info: entry('info'), warn: entry('warn') }
     const node = new DmlNode({ ...CONFIG, ...options.config }, {
       net, trainer, log, clock: this.clock,
-      backend: { backend: 'fake', device: 'cpu', source: 'test' },
+      backend: { backend: 'fake', device: options.device ?? 'cpu', source: 'test' },
       store: options.store ?? { save: async (c) => { checkpoints.push(c) } },
       votes: { saveVote: async (v) => { votes.push(v) } },
       signer,
