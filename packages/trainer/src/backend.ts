@@ -4,10 +4,7 @@
 // script downloads, so where that failed they are simply absent and we fall through.
 import { createRequire } from 'node:module'
 import * as tf from './tf.ts'
-import { registerWasmConvGradient } from './wasm-conv-grad.ts'
-import { registerWasmMatMul } from './wasm-matmul.ts'
-import { registerWasmKernels } from './wasm-kernels.ts'
-import { registerWasmMaxPoolGrad } from './wasm-maxpool-grad.ts'
+import { installKernels } from './kernels.ts'
 
 export interface BackendChoice {
   /** tfjs backend name: 'tensorflow', 'wasm' or 'cpu' */
@@ -102,15 +99,6 @@ export function backendKey (choice: Pick<BackendChoice, 'source'>): string {
 
 function firstLine (err: unknown): string {
   return String((err as Error)?.message ?? err).split('\n')[0].slice(0, 200)
-}
-
-/** On wasm: the convolution gradients it lacks or runs slowly, matrix products without transposed operands, a faster max-pooling gradient. */
-export function installKernels (backend: string): void {
-  if (backend !== 'wasm') return
-  registerWasmConvGradient()
-  registerWasmMatMul()
-  registerWasmKernels()
-  registerWasmMaxPoolGrad()
 }
 
 /**

@@ -1,8 +1,6 @@
 // The model registry. A model is built from its name on every peer, so only names travel on
 // the wire; code is only ever loaded from a module path the local user passed on the command line.
 import * as tf from './tf.ts'
-import { pathToFileURL } from 'node:url'
-import { resolve } from 'node:path'
 
 export interface ModelSpec {
   inputShape: number[]
@@ -42,6 +40,9 @@ export function buildModel (name: string, spec: ModelSpec): tf.LayersModel {
  * Only ever called with a path from the local command line or config file.
  */
 export async function registerModelModule (path: string): Promise<string[]> {
+  // Node's modules, loaded here alone: the registry runs in a browser tab too, which loads no module by path
+  const { pathToFileURL } = await import('node:url')
+  const { resolve } = await import('node:path')
   const mod = await import(pathToFileURL(resolve(path)).href) as { models?: Record<string, ModelFactory> }
   if (mod.models === undefined || typeof mod.models !== 'object') throw new Error(`${path} must export "models": an object of name -> (tf, {inputShape, numClasses}) => tf.LayersModel`)
   for (const [name, factory] of Object.entries(mod.models)) {

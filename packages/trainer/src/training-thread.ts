@@ -2,7 +2,8 @@
 // training one part of a peer's round at a time on the data set the peer shares with it.
 import { parentPort } from 'node:worker_threads'
 import type { LayersModel } from './tf.ts'
-import { CANDIDATES, chooseBackend, installKernels } from './backend.ts'
+import { CANDIDATES, chooseBackend } from './backend.ts'
+import { installKernels } from './kernels.ts'
 import type { ImageSet } from './data.ts'
 import { buildModel, registerModelModule } from './models.ts'
 import { trainLocal, TrainingAborted, writeWeights } from './train.ts'

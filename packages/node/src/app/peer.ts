@@ -13,6 +13,7 @@ import { startHost, type DmlHost } from '../net/host.ts'
 import { lateHandlers } from '../net/network.ts'
 import { keySigner } from '../proof/certificates.ts'
 import { LocalTrainer } from '../round/trainer.ts'
+import { diskData } from '../round/disk-data.ts'
 import { DataDirStore, loadLatestCheckpoint, loadVote, type Checkpoint } from '../state/checkpoint.ts'
 import type { CheckpointStore } from '../state/replica.ts'
 import { firstLine } from './config.ts'
@@ -110,7 +111,7 @@ export async function startPeer (options: PeerOptions, log: Logger, recent: Rece
     // --threads 0: the cores, shared each round with the peers on this machine (NodeConfig.shareCores)
     const shareCores = o.threads === 0
     const threads = shareCores ? defaultThreads(backend.device) : o.threads
-    const trainer = new LocalTrainer({ own: o.ownData, holdout: o.holdout }, new TrainingThreads(threads, backendKey(backend), o.modelModules, (err) => {
+    const trainer = new LocalTrainer(diskData({ own: o.ownData, holdout: o.holdout }), new TrainingThreads(threads, backendKey(backend), o.modelModules, (err) => {
       log.warn('threads-failed', { error: firstLine(err) }, `training threads could not start (${firstLine(err)}); training on this thread alone`)
     }))
     undo.push(async () => { await trainer.close() })

@@ -1,6 +1,8 @@
 // The peer's local trainer: the data set, the current task's model, and this peer's shard.
-// The round engine sees it through the Trainer interface, so unit tests can give it a fake.
-import { buildModel, checkFits, DataError, evaluate, lrOfRound, modelPart, parseLrSchedule, withServerState, type OptimizerName, type ServerOptimizerName, holdoutSplit, loadDataset, loadOwnData, readWeights, parsePartition, partitionIndices, TrainingThreads, writeWeights, type Evaluation, type ImageSet, type TrainResult, tf } from '@dml/trainer'
+// The round engine sees it through the Trainer interface, so unit tests can give it a fake. Where
+// the data comes from (disk-data.ts in Node, the node's HTTP server in a browser tab) and what
+// trains (worker threads in Node, the tab's own thread) are handed to it: the rest is one trainer.
+import { buildModel, evaluate, lrOfRound, modelPart, parseLrSchedule, withServerState, type OptimizerName, type ServerOptimizerName, readWeights, parsePartition, partitionIndices, trainLocal, writeWeights, type Evaluation, type ImageSet, type ModelSpec, type TrainOptions, type TrainResult, tf } from '@dml/trainer/browser'
 import { parseInputShape, type NamedTensor, type Task } from '@dml/protocol'
 
 export interface TrainJob {
@@ -32,16 +34,9 @@ export interface Trainer {
   evaluate: (task: Task, weights: NamedTensor[], signal?: AbortSignal) => Promise<Evaluation>
 }
 
-/** Where a peer's examples come from: its own (--data), or its part of a shared data set. */
-export interface DataSource {
-  /** --data: this peer's own examples; undefined: the task's shared data set */
-  own?: string
-  /** --holdout: the fraction of this peer's training examples kept out of training to evaluate on */
-  holdout: number
-}
-
-interface LoadedData {
-  key: string
+export interface LoadedData {
+  /** the examples are the peer's own (--data, or files a tab's user picked): trained whole, whatever shard it is given */
+  own: boolean
   train: ImageSet
   /** the examples this peer may train on (its holdout excluded) */
   trainable: Uint32Array
@@ -50,20 +45,42 @@ interface LoadedData {
   evalExamples: Uint32Array | number
 }
 
+/** Where a peer's examples come from: `key` names what `load` gives for a task (loaded again when it changes). */
+export interface DataLoader {
+  key: (task: Task) => string
+  load: (task: Task) => Promise<LoadedData>
+}
+
+/** What trains: TrainingThreads in Node, or ONE_THREAD. */
+export interface TrainingPool {
+  readonly active: number
+  train: (model: tf.LayersModel, name: string, spec: ModelSpec, set: ImageSet, shard: Uint32Array, options: TrainOptions, threads?: number) => Promise<TrainResult>
+  start: () => Promise<boolean>
+  close: () => Promise<void>
+}
+
+/** Training on the calling thread alone. */
+export const ONE_THREAD: TrainingPool = {
+  active: 1,
+  train: async (model, _name, _spec, set, shard, options) => await trainLocal(model, set, shard, options),
+  start: async () => false,
+  close: async () => {}
+}
+
 export class LocalTrainer implements Trainer {
-  private readonly source: DataSource
-  private data: LoadedData | undefined
+  private readonly source: DataLoader
+  private data: (LoadedData & { key: string }) | undefined
   private model: tf.LayersModel | undefined
   private modelKey = ''
   /** parts of the shared set cut so far (this peer's shard, and the parts a leader weighs work by), by index/count and partition */
   private readonly parts = new Map<string, Uint32Array>()
 
-  private readonly pool: TrainingThreads
+  private readonly pool: TrainingPool
 
-  /** `threads`: how local training is split over threads (default: this one alone). */
-  constructor (source: DataSource, threads = new TrainingThreads(1, 'cpu')) {
+  /** `pool`: how local training is split over threads (default: this one alone). */
+  constructor (source: DataLoader, pool: TrainingPool = ONE_THREAD) {
     this.source = source
-    this.pool = threads
+    this.pool = pool
   }
 
   get threads (): number { return this.pool.active }
@@ -75,24 +92,9 @@ export class LocalTrainer implements Trainer {
 
   /** Loads this peer's data for the task, checked against the task's input shape and classes. */
   async load (task: Task): Promise<LoadedData> {
-    const shape = { input: parseInputShape(task.input) ?? [], classes: task.classes, scale: task.inputScale }
-    const key = `${this.source.own ?? task.dataset} ${task.input} ${task.classes} ${task.inputScale}`
+    const key = this.source.key(task)
     if (this.data?.key === key) return this.data
-    const holdout = this.source.holdout
-    if (this.source.own !== undefined) {
-      const train = await loadOwnData(this.source.own, shape)
-      const split = holdoutSplit(train.count, holdout)
-      if (split.holdout.length === 0) throw new DataError(`--data ${this.source.own}: --holdout ${holdout} of ${train.count} examples holds none out to evaluate on`)
-      this.data = { key, train, trainable: split.train, evalSet: train, evalExamples: split.holdout }
-    } else {
-      const dataset = await loadDataset(task.dataset)
-      checkFits(dataset.train, shape, 'its training set')
-      checkFits(dataset.test, shape, 'its test set')
-      const split = holdoutSplit(dataset.train.count, holdout)
-      this.data = holdout > 0
-        ? { key, train: dataset.train, trainable: split.train, evalSet: dataset.train, evalExamples: split.holdout }
-        : { key, train: dataset.train, trainable: split.train, evalSet: dataset.test, evalExamples: task.evalSamples }
-    }
+    this.data = { ...await this.source.load(task), key }
     this.parts.clear()
     return this.data
   }
@@ -137,7 +139,7 @@ export class LocalTrainer implements Trainer {
 
   /** Own data: all of it, whatever shard the leader names. A shared set: the shard's part of the partition. */
   private indicesFor (task: Task, shard: [number, number]): Uint32Array {
-    if (this.source.own !== undefined) return this.data!.trainable
+    if (this.data!.own) return this.data!.trainable
     const indices = this.sharedPart(task, shard[0], shard[1])
     if (indices.length === 0) throw new Error(`partition ${task.partition} gives shard ${shard[0]}/${shard[1]} no examples`)
     return indices
@@ -163,7 +165,7 @@ export class LocalTrainer implements Trainer {
 
   /** What a leader weighs a shared-set peer's work by: the size of its part, as the peer will cut it. */
   partSize (task: Task, index: number, count: number): number {
-    if (this.data === undefined || this.source.own !== undefined) return this.examples / count
+    if (this.data === undefined || this.data.own) return this.examples / count
     return this.sharedPart(task, index, count).length
   }
 
