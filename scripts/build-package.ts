@@ -4,7 +4,7 @@
 // them, and a package.json whose dependencies are those left out of the bundle. `npm run package`
 // packs it into a tarball.
 import { build } from 'esbuild'
-import { cpSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { cpSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -63,6 +63,28 @@ for (const input of Object.keys(result.metafile.inputs)) {
 }
 writeFileSync(join(out, 'THIRD-PARTY-LICENSES.md'), `# Licences of the packages bundled into dml-node.js and dml-monitor.js\n\n${[...notices.keys()].sort().map(k => notices.get(k)).join('\n')}`)
 cpSync(join(root, 'packages/node/src/app/dashboard'), join(out, 'dashboard'), { recursive: true })
+
+// The page a node serves at /train runs this in a browser tab: the same engine, protocol and
+// trainer, for the browser (package.json's imports take their browser forms), with tfjs's wasm
+// files beside it. Node's modules stay out: the few the tab's code names it imports only where a
+// tab never goes (a model module loaded from a path).
+const tabOut = join(out, 'tab')
+await build({
+  entryPoints: { 'dml-tab': join(root, 'packages/node/src/tab/tab-page.ts') },
+  outdir: tabOut,
+  bundle: true,
+  platform: 'browser',
+  format: 'esm',
+  target: ['chrome111', 'firefox115', 'safari16.4'],
+  minify: true,
+  external: ['node:*'],
+  legalComments: 'eof',
+  logLevel: 'error'
+})
+const wasmDir = join(root, 'node_modules/@tensorflow/tfjs-backend-wasm/dist')
+for (const name of readdirSync(wasmDir).filter(n => n.endsWith('.wasm'))) cpSync(join(wasmDir, name), join(tabOut, name))
+const tabSizes = readdirSync(tabOut).map(name => `${name} ${(statSync(join(tabOut, name)).size / 1e6).toFixed(2)} MB`)
+console.log(`built the browser tab's bundle in ${tabOut}: ${tabSizes.join(', ')}`)
 cpSync(join(root, 'README.md'), join(out, 'README.md'))
 // the README is a front door: its links lead into docs/
 cpSync(join(root, 'docs'), join(out, 'docs'), { recursive: true })

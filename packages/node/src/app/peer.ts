@@ -5,8 +5,8 @@
 // own calls it too. Every mistake a user can make here ends in one ConfigError naming the option.
 import { resolve } from 'node:path'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { encodeTensors, type Compression, type Task } from '@dml/protocol'
-import { backendKey, defaultThreads, initBackend, registerModelModule, getStrategy, TrainingThreads } from '@dml/trainer'
+import { encodeTensors, PROTOCOL_VERSION, type Compression, type Task } from '@dml/protocol'
+import { backendKey, defaultThreads, initBackend, loadDataset, registerModelModule, getStrategy, TrainingThreads, type Dataset } from '@dml/trainer'
 import { DmlNode } from '../engine/node.ts'
 import { short, type Logger, type RecentEvents } from '../log.ts'
 import { startHost, type DmlHost } from '../net/host.ts'
@@ -23,6 +23,8 @@ import { loadOrCreateIdentity } from './identity.ts'
 import { NodeMetrics } from './metrics.ts'
 import { exportCheckpoint } from './model-commands.ts'
 import { DEFAULT_STATUS_LIMITS, leaderStatusUrl, startStatusServer } from './status.ts'
+import { encodeImageSet } from '../tab/data-wire.ts'
+import type { TabInfo } from '../tab/tab.ts'
 
 /** What a peer is started with: dml-node's options, parsed and checked (docs/usage.md names each). */
 export interface PeerOptions {
@@ -198,7 +200,33 @@ export async function startPeer (options: PeerOptions, log: Logger, recent: Rece
         saidAt = Date.now()
         log.warn('status-failed', { error: err.message }, `the status API could not make its answer: ${err.message}`)
       }
-      server = await startStatusServer(status, host, o.httpPort, { ...DEFAULT_STATUS_LIMITS, maxConnections: o.statusConnections }, { metrics, onError })
+      // a browser tab trains with this node's network on the data set it serves (tab/tab.ts)
+      let dataset: Promise<Dataset> | undefined
+      const tabInfo = (): TabInfo => {
+        const wsAddrs = net.listenAddrs().filter(a => a.includes('/ws/'))
+        const noData = o.ownData !== undefined
+          ? 'this node trains on its own data (--data): it has no data set to give a tab; open the page of a node that trains on a built-in one'
+          : o.swarmKey !== undefined
+            ? 'this network is private (--swarm-key): a tab cannot hold its key, and cannot join it'
+            : wsAddrs.length === 0 ? 'this node does not listen on WebSockets (--ws-port off), which is how a tab connects' : undefined
+        return {
+          protocol: PROTOCOL_VERSION,
+          peerId: node.peerId,
+          wsAddrs,
+          task,
+          config: { minPeers: o.minPeers, heartbeatMs: o.heartbeatMs, leaseMs: o.leaseMs, roundTimeoutMs: o.roundTimeoutMs, transferTimeoutMs: o.transferTimeoutMs, modelBytes },
+          ...(noData !== undefined ? { noData } : {})
+        }
+      }
+      const tab = {
+        info: tabInfo,
+        data: async (split: 'train' | 'test'): Promise<Uint8Array> => {
+          if (o.ownData !== undefined) throw new Error('this node serves no data set: it trains on its own data')
+          dataset ??= loadDataset(task.dataset)
+          return encodeImageSet((await dataset)[split])
+        }
+      }
+      server = await startStatusServer(status, host, o.httpPort, { ...DEFAULT_STATUS_LIMITS, maxConnections: o.statusConnections }, { metrics, onError, tab })
     } catch (err) {
       throw new ConfigError(`cannot serve the status API on ${host}:${o.httpPort} (${firstLine(err)}); pick another --http-port (0 picks a free one)`)
     }

@@ -3,10 +3,14 @@
 // leader's answer is the network's state; a follower answers with its own view and says where
 // the leader is. The server reads a snapshot (a plain copy the engine makes on request), never
 // the engine's fields.
-import { readFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { createServer, type ServerResponse, type Server } from 'node:http'
 import { createRequire } from 'node:module'
+import { fileURLToPath } from 'node:url'
+import { gzip } from 'node:zlib'
+import { promisify } from 'node:util'
 import type { NodeStatus } from '../engine/node-status.ts'
+import type { TabInfo } from '../tab/tab.ts'
 
 export type StatusSource = () => Promise<NodeStatus & Record<string, unknown>> | (NodeStatus & Record<string, unknown>)
 
@@ -33,7 +37,34 @@ export interface StatusServerOptions {
   metrics?: { contentType: string, text: () => Promise<string> }
   /** told of a snapshot or metrics that could not be made (the request got a 500; a push is retried) */
   onError?: (err: Error) => void
+  /** what a browser tab that trains with this node's network needs (/train, /api/tab, /tab/...) */
+  tab?: {
+    info: () => TabInfo
+    /** the data set's split, encoded for the tab (data-wire.ts) */
+    data: (split: 'train' | 'test') => Promise<Uint8Array>
+  }
 }
+
+/**
+ * The tab's bundle and tfjs's wasm files, as the build made them (scripts/build-package.ts): beside
+ * the bundled dml-node.js, or in the clone's dist/ when dml-node runs from its sources.
+ */
+function tabFiles (): Map<string, { type: string, body: Buffer }> {
+  const dirs = [new URL('./tab/', import.meta.url), new URL('../../../../dist/tab/', import.meta.url)].map(u => fileURLToPath(u))
+  const dir = dirs.find(d => existsSync(`${d}dml-tab.js`))
+  const files = new Map<string, { type: string, body: Buffer }>()
+  if (dir === undefined) {
+    // the page then says why it cannot train, rather than nothing at all
+    files.set('/tab/dml-tab.js', { type: 'text/javascript; charset=utf-8', body: Buffer.from("document.getElementById('state').textContent = 'this node has no tab bundle: npm install builds it (with Node 22.18 or newer)'; document.getElementById('join').disabled = true\n") })
+    return files
+  }
+  for (const name of readdirSync(dir).filter(n => n.endsWith('.js') || n.endsWith('.wasm'))) {
+    files.set(`/tab/${name}`, { type: name.endsWith('.js') ? 'text/javascript; charset=utf-8' : 'application/wasm', body: readFileSync(`${dir}${name}`) })
+  }
+  return files
+}
+
+const gzipped = promisify(gzip)
 
 /** The dashboard's files, read once: its own, and uPlot's from its npm package (no CDN: it works offline). */
 function dashboardFiles (): Map<string, { type: string, body: Buffer }> {
@@ -43,6 +74,7 @@ function dashboardFiles (): Map<string, { type: string, body: Buffer }> {
     ['/', { type: 'text/html; charset=utf-8', body: own('index.html') }],
     ['/dashboard.js', { type: 'text/javascript; charset=utf-8', body: own('dashboard.js') }],
     ['/dashboard.css', { type: 'text/css; charset=utf-8', body: own('dashboard.css') }],
+    ['/train', { type: 'text/html; charset=utf-8', body: own('train.html') }],
     ['/vendor/uplot.js', { type: 'text/javascript; charset=utf-8', body: vendor('uplot/dist/uPlot.iife.min.js') }],
     ['/vendor/uplot.css', { type: 'text/css; charset=utf-8', body: vendor('uplot/dist/uPlot.min.css') }]
   ])
@@ -63,11 +95,31 @@ export async function startStatusServer (status: StatusSource, host: string, por
   const metrics = route === undefined ? undefined : { contentType: route.contentType, body: cachedFor(limits.cacheMs, async () => await route.text()) }
   const failed = (err: unknown): void => { options.onError?.(err instanceof Error ? err : new Error(String(err))) }
   const files = dashboardFiles()
+  const tab = options.tab
+  if (tab !== undefined) for (const [path, file] of tabFiles()) files.set(path, file)
+  else files.delete('/train')
+  // what tabs fetch whole, gzipped once (MNIST's training set: 47 MB as it is, about a fifth of that gzipped)
+  const zipped = new Map<string, Promise<Buffer>>()
+  const zip = (path: string, make: () => Promise<Uint8Array>): Promise<Buffer> => {
+    let z = zipped.get(path)
+    if (z === undefined) {
+      z = make().then(async bytes => await gzipped(bytes, { level: 1 }))
+      z.catch(() => { zipped.delete(path) }) // made again at the next request
+      zipped.set(path, z)
+    }
+    return z
+  }
   const streams = new Set<ServerResponse>()
   /** what each event stream was last sent, and when */
   const last = new Map<ServerResponse, { body: string, at: number }>()
-  const answer = async (path: string): Promise<{ code: number, type: string, body: string | Buffer }> => {
+  const answer = async (path: string): Promise<{ code: number, type: string, body: string | Buffer, gzipped?: boolean }> => {
     if (path === '/api/status') return { code: 200, type: 'application/json', body: (await snapshot()).pretty }
+    if (tab !== undefined && path === '/api/tab') return { code: 200, type: 'application/json', body: JSON.stringify(tab.info()) }
+    if (tab !== undefined && (path === '/tab/data/train' || path === '/tab/data/test')) {
+      const split = path === '/tab/data/train' ? 'train' : 'test'
+      return { code: 200, type: 'application/octet-stream', body: await zip(path, async () => await tab.data(split)), gzipped: true }
+    }
+    if (path === '/tab/dml-tab.js' && files.has(path)) return { code: 200, type: files.get(path)!.type, body: await zip(path, async () => files.get(path)!.body), gzipped: true }
     if (path === '/metrics' && metrics !== undefined) return { code: 200, type: metrics.contentType, body: await metrics.body() }
     const file = files.get(path)
     if (file !== undefined) return { code: 200, type: file.type, body: file.body }
@@ -87,8 +139,8 @@ export async function startStatusServer (status: StatusSource, host: string, por
       push().catch(failed) // the newcomer gets the state now; a failure is retried by the next push
       return
     }
-    answer(path).then(({ code, type, body }) => {
-      res.writeHead(code, { 'content-type': type, 'access-control-allow-origin': '*' }).end(body)
+    answer(path).then(({ code, type, body, gzipped }) => {
+      res.writeHead(code, { 'content-type': type, 'access-control-allow-origin': '*', ...(gzipped === true ? { 'content-encoding': 'gzip' } : {}) }).end(body)
     }, (err: unknown) => {
       failed(err)
       res.writeHead(500, { 'content-type': 'application/json' }).end(JSON.stringify({ error: String((err as Error).message) }))

@@ -222,6 +222,8 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
     // brings at most maxPeersPerIp identities (keys are free, addresses are not)
     connectionGater: {
       denyDialPeer: (peer) => handlers.banned?.(peer.toString()) ?? false,
+      // libp2p in a browser refuses to dial private addresses by default: a tab's node is on the LAN
+      denyDialMultiaddr: () => false,
       denyInboundEncryptedConnection: (peer, conn) => (handlers.banned?.(peer.toString()) ?? false) || tooManyFrom(peer.toString(), conn.remoteAddr),
       denyOutboundEncryptedConnection: (peer, conn) => (handlers.banned?.(peer.toString()) ?? false) || tooManyFrom(peer.toString(), conn.remoteAddr),
       // a relay serves members only: not a banned peer, nor one off the allow-list (the swarm key
