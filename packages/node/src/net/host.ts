@@ -170,6 +170,17 @@ export function announcedAddrs (peer: string, addrs: string[]): string[] {
   })
 }
 
+/** Whether a browser tab has a transport for `addr`: WebSockets, or a relay's circuit (over a connection to the relay it has). */
+export function canDialFromBrowser (addr: string): boolean {
+  return /\/wss?(\/|$)/.test(addr) || addr.includes('/p2p-circuit')
+}
+
+/** A node's WebSockets addresses as a browser tab dials them: at the host name its page came from (the node may listen on 0.0.0.0, or be behind a name). */
+export function dialableFrom (wsAddrs: string[], hostname: string): string[] {
+  const at = /^\d+\.\d+\.\d+\.\d+$/.test(hostname) ? `/ip4/${hostname}` : hostname.startsWith('[') ? `/ip6/${hostname.slice(1, -1)}` : `/dns4/${hostname}`
+  return [...new Set(wsAddrs.map(a => a.replace(/^\/(ip4|ip6|dns4|dns6|dns)\/[^/]+/, at)))]
+}
+
 /**
  * The IP address a connection comes from, as far as it tells: a relayed connection's address is
  * its relay's, which many peers share (the relay bounds them), so it has none here.
@@ -396,7 +407,7 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
       if (libp2p.getConnections(id).length > 0) return
       // addresses of this peer only (the heartbeat naming them is signed by it): a /p2p/ part must
       // name it, and is taken off (the dialer adds it back); one naming another peer is not its own
-      const own = announcedAddrs(peer, addrs)
+      const own = announcedAddrs(peer, addrs).filter(a => options.port !== undefined || canDialFromBrowser(a))
       dialer.hint(peer, own)
     },
     listenAddrs: () => libp2p.getMultiaddrs().map(a => a.toString()),

@@ -11,7 +11,7 @@ import type { PrivateKey } from '@libp2p/interface'
 import { PROTOCOL_VERSION, type Task } from '@dml/protocol'
 import { DmlNode } from '../engine/node.ts'
 import type { NodeStatus } from '../engine/node-status.ts'
-import { startHost, type DmlHost } from '../net/host.ts'
+import { dialableFrom, startHost, type DmlHost } from '../net/host.ts'
 import { lateHandlers } from '../net/network.ts'
 import { keySigner } from '../proof/certificates.ts'
 import { LocalTrainer, ONE_THREAD, type LoadedData } from '../round/trainer.ts'
@@ -60,12 +60,6 @@ async function tabKey (storage: Storage): Promise<{ key: PrivateKey, created: bo
   const key = await generateKeyPair('Ed25519')
   storage.setItem(KEY_STORAGE, btoa(String.fromCharCode(...privateKeyToProtobuf(key))))
   return { key, created: true }
-}
-
-/** The node's WebSockets addresses, at the host name this page came from (the node may listen on 0.0.0.0). */
-export function dialableFrom (wsAddrs: string[], hostname: string): string[] {
-  const at = /^\d+\.\d+\.\d+\.\d+$/.test(hostname) ? `/ip4/${hostname}` : `/dns4/${hostname}`
-  return [...new Set(wsAddrs.map(a => a.replace(/^\/(ip4|ip6|dns4|dns6|dns)\/[^/]+/, at)))]
 }
 
 async function fetchBytes (url: string): Promise<Uint8Array> {

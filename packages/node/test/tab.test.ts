@@ -1,0 +1,65 @@
+// What a browser tab takes from its node, checked before it is trusted: the data set's bytes
+// (data-wire.ts), and the addresses it dials (host.ts).
+import { expect } from 'chai'
+import { canDialFromBrowser, dialableFrom } from '@dml/node'
+import { decodeImageSet, encodeImageSet } from '../src/tab/data-wire.ts'
+
+const SET = { images: Uint8Array.from({ length: 3 * 4 }, (_, i) => i * 20), labels: Uint8Array.from([0, 2, 1]), count: 3, exampleShape: [2, 2, 1], numClasses: 3, scale: 255 }
+
+/** The encoded set with its header replaced by `header` (the rest kept). */
+function withHeader (header: unknown, rest = encodeImageSet(SET).slice(4 + new DataView(encodeImageSet(SET).buffer).getUint32(0))): Uint8Array {
+  const json = new TextEncoder().encode(JSON.stringify(header))
+  const out = new Uint8Array(4 + json.byteLength + rest.byteLength)
+  new DataView(out.buffer).setUint32(0, json.byteLength)
+  out.set(json, 4)
+  out.set(rest, 4 + json.byteLength)
+  return out
+}
+
+describe('a tab\'s data set from its node', () => {
+  it('comes through whole: uint8 pixels and float values', () => {
+    expect(decodeImageSet(encodeImageSet(SET))).to.deep.equal(SET)
+    const floats = { ...SET, images: Float32Array.from({ length: 12 }, (_, i) => i / 3), scale: 1 }
+    expect(decodeImageSet(encodeImageSet(floats))).to.deep.equal(floats)
+  })
+
+  it('is refused, with a reason, when its bytes and its header disagree or its header lies', () => {
+    const header = { count: 3, exampleShape: [2, 2, 1], numClasses: 3, scale: 255, values: 'uint8' }
+    const cases: Array<[Uint8Array, RegExp]> = [
+      [new Uint8Array(2), /no header/],
+      [Uint8Array.from([0, 0, 0x10, 0, 1, 2]), /a header of 4096 bytes/],
+      [withHeader('not an object'), /count undefined/],
+      [encodeImageSet(SET).slice(0, -1), /bytes, where its header makes/],
+      [withHeader({ ...header, count: 4 }), /where its header makes/],
+      [withHeader({ ...header, count: 1e12 }), /count 1000000000000/],
+      [withHeader({ ...header, exampleShape: [2, -2, 1] }), /example shape/],
+      [withHeader({ ...header, exampleShape: [1 << 20, 1 << 20] }), /values an example/],
+      [withHeader({ ...header, numClasses: 2 }), /a label of 2 classes or more/],
+      [withHeader({ ...header, scale: Number.NaN }), /scale null/],
+      [withHeader({ ...header, values: 'int64' }), /values of type int64/]
+    ]
+    for (const [bytes, reason] of cases) {
+      expect(() => decodeImageSet(bytes), String(reason)).to.throw(reason)
+      try { decodeImageSet(bytes) } catch (err) { expect((err as Error).name).to.equal('DataWireError') }
+    }
+    const nan = encodeImageSet({ ...SET, images: Float32Array.from({ length: 12 }, (_, i) => i === 5 ? Number.NaN : i), scale: 1 })
+    expect(() => decodeImageSet(nan)).to.throw(/not a finite number/)
+  })
+})
+
+describe('the addresses a tab dials', () => {
+  it('a node\'s WebSockets addresses at the host name its page came from', () => {
+    const addrs = ['/ip4/0.0.0.0/tcp/4100/ws/p2p/12D3KooWA', '/ip4/10.0.0.5/tcp/4100/ws/p2p/12D3KooWA']
+    expect(dialableFrom(addrs, '192.168.1.7')).to.deep.equal(['/ip4/192.168.1.7/tcp/4100/ws/p2p/12D3KooWA'])
+    expect(dialableFrom(addrs, 'lab.example')).to.deep.equal(['/dns4/lab.example/tcp/4100/ws/p2p/12D3KooWA'])
+    expect(dialableFrom(addrs, '[::1]')).to.deep.equal(['/ip6/::1/tcp/4100/ws/p2p/12D3KooWA'])
+  })
+
+  it('only addresses a browser has a transport for: WebSockets and relays\' circuits, not TCP', () => {
+    expect(canDialFromBrowser('/ip4/127.0.0.1/tcp/4100/ws')).to.equal(true)
+    expect(canDialFromBrowser('/dns4/lab.example/tcp/443/wss')).to.equal(true)
+    expect(canDialFromBrowser('/ip4/1.2.3.4/tcp/4001/p2p/12D3KooWR/p2p-circuit')).to.equal(true)
+    expect(canDialFromBrowser('/ip4/127.0.0.1/tcp/4001')).to.equal(false)
+    expect(canDialFromBrowser('/ip4/127.0.0.1/tcp/4001/wsx')).to.equal(false)
+  })
+})
