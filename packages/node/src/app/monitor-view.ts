@@ -107,10 +107,10 @@ export function terminalView (out: NodeJS.WriteStream = process.stdout, everyMs 
     else lines.push(`round ${current}  ${bar(progress.fraction, 30)} ${String(Math.round(100 * progress.fraction)).padStart(3)}%  ETA ${duration(progress.etaSeconds)}, all rounds ${duration(progress.trainingEtaSeconds)}`)
     lines.push(`accuracy  ${sparkline(rounds.map(r => r.evaluation.accuracy))}  ${done === undefined ? '—' : `${pct(done.evaluation.accuracy)} (round ${done.round}, signed by ${done.signers})`}`)
     lines.push('')
-    lines.push('peer      device  backend     samples/s  work              last seen')
+    lines.push('peer      device   backend     samples/s  work              last seen')
     for (const { hb, seen } of live.sort((a, b) => (a.hb.peer < b.hb.peer ? -1 : 1))) {
       const work = hb.work === null ? 'idle' : `round ${hb.work.round}: ${hb.work.total === 0 ? 0 : Math.round(100 * hb.work.done / hb.work.total)}%`
-      lines.push(`${hb.peer.slice(-6)}${hb.leader === hb.peer ? ' ★' : '  '}  ${hb.device.padEnd(6)}  ${hb.backend.slice(0, 10).padEnd(10)}  ${String(Math.round(hb.speed)).padStart(9)}  ${work.padEnd(16)}  ${((t - seen) / 1000).toFixed(1)} s`)
+      lines.push(`${hb.peer.slice(-6)}${hb.leader === hb.peer ? ' ★' : '  '}  ${hb.device.padEnd(7)}  ${hb.backend.slice(0, 10).padEnd(10)}  ${String(Math.round(hb.speed)).padStart(9)}  ${work.padEnd(16)}  ${((t - seen) / 1000).toFixed(1)} s`)
     }
     lines.push('')
     lines.push('events')

@@ -123,7 +123,7 @@ export async function startStatusServer (status: StatusSource, host: string, por
     if (path === '/metrics' && metrics !== undefined) return { code: 200, type: metrics.contentType, body: await metrics.body() }
     const file = files.get(path)
     if (file !== undefined) return { code: 200, type: file.type, body: file.body }
-    return { code: 404, type: 'application/json', body: JSON.stringify({ error: `not found; try / (the dashboard), GET /api/status, /api/events${metrics === undefined ? '' : ' or /metrics'}` }) }
+    return { code: 404, type: 'application/json', body: JSON.stringify({ error: `not found; try / (the dashboard), ${tab === undefined ? '' : '/train (train in a browser tab), '}GET /api/status, /api/events${metrics === undefined ? '' : ' or /metrics'}` }) }
   }
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0]
