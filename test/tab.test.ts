@@ -4,8 +4,10 @@
 // WebSockets, train on the data set the nodes serve, check and sign rounds, and never lead.
 import { expect } from 'chai'
 import { existsSync } from 'node:fs'
+import { join } from 'node:path'
 import { chromium, type Browser, type Page } from 'playwright-core'
 import type { LogEvent } from '@dml/node/launcher'
+import { mnistDirectory } from '@dml/trainer'
 import { getJson, LocalNetwork } from './helpers.ts'
 
 const MINUTE = 60_000
@@ -29,11 +31,12 @@ describe('a browser tab as a peer', function () {
   this.timeout(10 * MINUTE)
   const net = new LocalNetwork()
   let browser: Browser | undefined
-  before(function () {
+  before(async function () {
     if (!existsSync(CHROMIUM)) {
       console.log(`    (skipped: no Chromium at ${CHROMIUM}; apt-get install chromium, or set DML_CHROMIUM)`)
       this.skip()
     }
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS })
   })
   after(async () => {
     await browser?.close()
@@ -45,7 +48,6 @@ describe('a browser tab as a peer', function () {
     // rounds start once a tab is in (the other follows within a round or two); one leaving leaves three
     const nodes = await net.start(2, ['--min-peers', '3', '--rounds', '300', '--threads', '1'])
     const pages = await Promise.all(nodes.map(async node => (await node.statusUrl()).replace('/api/status', '/train?join')))
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS })
     const errors: string[] = []
     const tabs = await Promise.all(pages.map(async url => {
       const page = await (await browser!.newContext()).newPage()
@@ -97,5 +99,27 @@ describe('a browser tab as a peer', function () {
     expect(await joined(tabs[0]), 'the same peer after a reload').to.equal(tabIds[0])
     await either(e => e.event === 'round-done' && (e.participants as string[]).includes(tabIds[0]), 2 * MINUTE, reloadedAt)
     expect(errors, 'errors in the pages').to.deep.equal([])
+  })
+
+  it('a tab trains on files its user picks, which never leave it, beside a node on its own data', async () => {
+    const own = new LocalNetwork()
+    try {
+      // the node trains on MNIST's test set as its own data; the tab on the training set's files
+      const [node] = await own.start(1, ['--min-peers', '2', '--rounds', '3', '--data', join(mnistDirectory(), 't10k-images-idx3-ubyte')])
+      const page = await (await browser!.newContext()).newPage()
+      const requests: string[] = []
+      page.on('request', r => { requests.push(new URL(r.url()).pathname) })
+      await page.goto((await node.statusUrl()).replace('/api/status', '/train'))
+      await page.setInputFiles('#files', ['train-images-idx3-ubyte', 'train-labels-idx1-ubyte'].map(f => join(mnistDirectory(), f)))
+      await page.click('#join')
+      const tab = await joined(page)
+      const done = await node.waitFor(e => e.event === 'round-done' && (e.participants as string[]).includes(tab), 3 * MINUTE)
+      const said = await page.$$eval('#log li', ls => ls.map(l => l.textContent ?? ''))
+      console.log(`      round ${done.round as number} with the tab on its own 54000 examples: ${(100 * (done.accuracy as number)).toFixed(2)}%`)
+      expect(said.some(l => /your files: 54000 examples to train on, 6000 kept to evaluate on; they stay in this tab/.test(l)), said.slice(0, 5).join(' | ')).to.equal(true)
+      expect(requests.filter(p => p.startsWith('/tab/data/')), 'the data set fetched').to.deep.equal([])
+    } finally {
+      await own.stop()
+    }
   })
 })

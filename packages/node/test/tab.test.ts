@@ -2,7 +2,10 @@
 // (data-wire.ts), and the addresses it dials (host.ts).
 import { expect } from 'chai'
 import { canDialFromBrowser, dialableFrom } from '@dml/node'
+import { gzipSync } from 'node:zlib'
+import { TASK } from './support/cluster.ts'
 import { decodeImageSet, encodeImageSet } from '../src/tab/data-wire.ts'
+import { ownFiles } from '../src/tab/tab.ts'
 
 const SET = { images: Uint8Array.from({ length: 3 * 4 }, (_, i) => i * 20), labels: Uint8Array.from([0, 2, 1]), count: 3, exampleShape: [2, 2, 1], numClasses: 3, scale: 255 }
 
@@ -61,5 +64,28 @@ describe('the addresses a tab dials', () => {
     expect(canDialFromBrowser('/ip4/1.2.3.4/tcp/4001/p2p/12D3KooWR/p2p-circuit')).to.equal(true)
     expect(canDialFromBrowser('/ip4/127.0.0.1/tcp/4001')).to.equal(false)
     expect(canDialFromBrowser('/ip4/127.0.0.1/tcp/4001/wsx')).to.equal(false)
+  })
+})
+
+describe('files a tab\'s user picks', () => {
+  const task = { ...TASK, input: '2', classes: 2 }
+  const csv = ['label,a,b', ...Array.from({ length: 20 }, (_, i) => `${i % 2},${i},${i / 2}`)].join('\n')
+
+  it('a CSV, plain or gzipped: its examples, a tenth kept to evaluate on', async () => {
+    for (const bytes of [new TextEncoder().encode(csv), gzipSync(csv)]) {
+      const data = await ownFiles([new File([bytes], 'mine.csv')], task)
+      expect(data.own).to.equal(true)
+      expect(data.train.count).to.equal(20)
+      expect(data.trainable.length + (data.evalExamples as Uint32Array).length).to.equal(20)
+      expect((data.evalExamples as Uint32Array).length).to.equal(2)
+    }
+  })
+
+  it('anything else is refused with what to pick, or why the files do not fit the task', async () => {
+    const refused = async (files: File[]): Promise<string> => await ownFiles(files, task).then(() => 'accepted', (err: Error) => `${err.name}: ${err.message}`)
+    expect(await refused([new File(['x'], 'photo.png')])).to.match(/^DataError: pick an IDX images file and its labels file .*not photo\.png/)
+    expect(await refused([new File([csv.replace('label,a,b', 'label,a')], 'mine.csv')])).to.match(/^DataError: mine\.csv: /)
+    expect(await refused([new File([csv.replaceAll('\n1,', '\n7,')], 'mine.csv')])).to.match(/^DataError: your files: label 7 is not one of the task's 2 classes/)
+    expect(await refused([new File([Uint8Array.from([0x1f, 0x8b, 1, 2, 3])], 'broken.csv.gz')])).to.match(/^DataError: broken\.csv\.gz: not valid gzip/)
   })
 })

@@ -204,18 +204,18 @@ export async function startPeer (options: PeerOptions, log: Logger, recent: Rece
       let dataset: Promise<Dataset> | undefined
       const tabInfo = (): TabInfo => {
         const wsAddrs = net.listenAddrs().filter(a => a.includes('/ws/'))
-        const noData = o.ownData !== undefined
-          ? 'this node trains on its own data (--data): it has no data set to give a tab; open the page of a node that trains on a built-in one'
-          : o.swarmKey !== undefined
-            ? 'this network is private (--swarm-key): a tab cannot hold its key, and cannot join it'
-            : wsAddrs.length === 0 ? 'this node does not listen on WebSockets (--ws-port off), which is how a tab connects' : undefined
+        const noTabs = o.swarmKey !== undefined
+          ? 'this network is private (--swarm-key): a tab cannot hold its key, and cannot join it'
+          : wsAddrs.length === 0 ? 'this node does not listen on WebSockets (--ws-port off), which is how a tab connects' : undefined
+        const noData = o.ownData !== undefined ? 'this node trains on its own data (--data): it has no data set to give a tab' : undefined
         return {
           protocol: PROTOCOL_VERSION,
           peerId: node.peerId,
           wsAddrs,
           task,
           config: { minPeers: o.minPeers, heartbeatMs: o.heartbeatMs, leaseMs: o.leaseMs, roundTimeoutMs: o.roundTimeoutMs, transferTimeoutMs: o.transferTimeoutMs, modelBytes },
-          ...(noData !== undefined ? { noData } : {})
+          ...(noData !== undefined ? { noData } : {}),
+          ...(noTabs !== undefined ? { noTabs } : {})
         }
       }
       const tab = {

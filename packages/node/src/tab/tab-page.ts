@@ -1,6 +1,7 @@
 // The "train in this tab" page's script (train.html): a button that starts the tab's peer, and
 // what it does, shown as it happens. `?join` in the address starts it at once (a lab's machines
-// opening one link); `?backend=wasm` (or webgl, cpu) picks the backend.
+// opening one link); `?backend=wasm` (or webgl, cpu) picks the backend. Files picked in the page
+// are the tab's own data: read in the tab, never sent.
 import { startTab, type RunningTab } from './tab.ts'
 
 const $ = (id: string): HTMLElement => document.getElementById(id)!
@@ -33,7 +34,8 @@ async function join (): Promise<void> {
   button.disabled = true
   $('state').textContent = 'starting…'
   try {
-    running = await startTab({ said: say }, { backend: params.get('backend') ?? undefined })
+    const files = Array.from((($('files') as HTMLInputElement).files ?? []) as ArrayLike<File>)
+    running = await startTab({ said: say }, { backend: params.get('backend') ?? undefined, files })
     ;(window as unknown as { dmlTab: RunningTab }).dmlTab = running
     setInterval(show, 500)
     show()
