@@ -139,7 +139,8 @@ export async function startTab (events: TabEvents, options: { backend?: string, 
   const inbox = lateHandlers()
   const bootstrap = dialableFrom(info.wsAddrs, location.hostname)
   const net: DmlHost = await startHost({ privateKey: key, bootstrap, mdns: false, transferTimeoutMs: info.config.transferTimeoutMs }, inbox.handlers)
-  const node = new DmlNode({ task, shard: null, expectsPeers: true, ...info.config }, {
+  const { minPeers, heartbeatMs, leaseMs, roundTimeoutMs, transferTimeoutMs, modelBytes } = info.config
+  const node = new DmlNode({ task, shard: null, expectsPeers: true, minPeers, heartbeatMs, leaseMs, roundTimeoutMs, transferTimeoutMs, modelBytes }, {
     net,
     trainer,
     backend: { backend: backend.backend, device: 'browser', source: backend.source },
