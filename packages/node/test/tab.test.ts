@@ -87,5 +87,6 @@ describe('files a tab\'s user picks', () => {
     expect(await refused([new File([csv.replace('label,a,b', 'label,a')], 'mine.csv')])).to.match(/^DataError: mine\.csv: /)
     expect(await refused([new File([csv.replaceAll('\n1,', '\n7,')], 'mine.csv')])).to.match(/^DataError: your files: label 7 is not one of the task's 2 classes/)
     expect(await refused([new File([Uint8Array.from([0x1f, 0x8b, 1, 2, 3])], 'broken.csv.gz')])).to.match(/^DataError: broken\.csv\.gz: not valid gzip/)
+    expect(await refused([new File(['label,a,b\n0,1,2\n1,3,4'], 'two.csv')])).to.match(/^DataError: your files hold 2 examples: too few to keep a tenth to evaluate on/)
   })
 })

@@ -1,8 +1,8 @@
 // A node's examples, from disk: its own (--data, with --holdout of them kept to evaluate on), or a
 // built-in data set's training and test sets.
-import { checkFits, DataError, holdoutSplit, loadDataset, loadOwnData } from '@dml/trainer'
+import { checkFits, holdoutSplit, loadDataset, loadOwnData } from '@dml/trainer'
 import { parseInputShape, type Task } from '@dml/protocol'
-import type { DataLoader } from './trainer.ts'
+import { ownExamples, type DataLoader } from './trainer.ts'
 
 /** Where a peer's examples come from: its own (--data), or its part of a shared data set. */
 export interface DataSource {
@@ -19,10 +19,7 @@ export function diskData (source: DataSource): DataLoader {
       const shape = { input: parseInputShape(task.input) ?? [], classes: task.classes, scale: task.inputScale }
       const holdout = source.holdout
       if (source.own !== undefined) {
-        const train = await loadOwnData(source.own, shape)
-        const split = holdoutSplit(train.count, holdout)
-        if (split.holdout.length === 0) throw new DataError(`--data ${source.own}: --holdout ${holdout} of ${train.count} examples holds none out to evaluate on`)
-        return { own: true, train, trainable: split.train, evalSet: train, evalExamples: split.holdout }
+        return ownExamples(await loadOwnData(source.own, shape), holdout, (count) => `--data ${source.own}: --holdout ${holdout} of ${count} examples holds none out to evaluate on`)
       }
       const dataset = await loadDataset(task.dataset)
       checkFits(dataset.train, shape, 'its training set')

@@ -2,7 +2,7 @@
 // The round engine sees it through the Trainer interface, so unit tests can give it a fake. Where
 // the data comes from (disk-data.ts in Node, the node's HTTP server in a browser tab) and what
 // trains (worker threads in Node, the tab's own thread) are handed to it: the rest is one trainer.
-import { buildModel, evaluate, lrOfRound, modelPart, parseLrSchedule, withServerState, type OptimizerName, type ServerOptimizerName, readWeights, parsePartition, partitionIndices, trainLocal, writeWeights, type Evaluation, type ImageSet, type ModelSpec, type TrainOptions, type TrainResult, tf } from '@dml/trainer/browser'
+import { buildModel, DataError, evaluate, holdoutSplit, lrOfRound, modelPart, parseLrSchedule, withServerState, type OptimizerName, type ServerOptimizerName, readWeights, parsePartition, partitionIndices, trainLocal, writeWeights, type Evaluation, type ImageSet, type ModelSpec, type TrainOptions, type TrainResult, tf } from '@dml/trainer/browser'
 import { parseInputShape, type NamedTensor, type Task } from '@dml/protocol'
 
 export interface TrainJob {
@@ -43,6 +43,13 @@ export interface LoadedData {
   /** what this peer evaluates on: its holdout, else the shared data set's test set */
   evalSet: ImageSet
   evalExamples: Uint32Array | number
+}
+
+/** A peer's own examples, `holdout` of them kept to evaluate on (a node's --data, a tab's picked files); `tooFew` says why when that keeps none. */
+export function ownExamples (train: ImageSet, holdout: number, tooFew: (count: number) => string): LoadedData {
+  const split = holdoutSplit(train.count, holdout)
+  if (split.holdout.length === 0) throw new DataError(tooFew(train.count))
+  return { own: true, train, trainable: split.train, evalSet: train, evalExamples: split.holdout }
 }
 
 /** Where a peer's examples come from: `key` names what `load` gives for a task (loaded again when it changes). */

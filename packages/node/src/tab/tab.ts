@@ -9,13 +9,13 @@ import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { PrivateKey } from '@libp2p/interface'
 import { OWN_DATA, parseInputShape, PROTOCOL_VERSION, type Task } from '@dml/protocol'
-import { checkFits, csvSet, DataError, holdoutSplit, idxPair, type ImageSet } from '@dml/trainer/browser'
+import { checkFits, csvSet, DataError, idxPair, type ImageSet } from '@dml/trainer/browser'
 import { DmlNode } from '../engine/node.ts'
 import type { NodeStatus } from '../engine/node-status.ts'
 import { dialableFrom, startHost, type DmlHost } from '../net/host.ts'
 import { lateHandlers } from '../net/network.ts'
 import { keySigner } from '../proof/certificates.ts'
-import { LocalTrainer, ONE_THREAD, type LoadedData } from '../round/trainer.ts'
+import { LocalTrainer, ONE_THREAD, ownExamples, type LoadedData } from '../round/trainer.ts'
 import type { Logger } from '../log.ts'
 import { decodeImageSet } from './data-wire.ts'
 import { chooseTabBackend } from './tab-backend.ts'
@@ -94,9 +94,7 @@ export async function ownFiles (files: File[], task: Task): Promise<LoadedData> 
   else if (files.length === 2 && images !== undefined && labels !== undefined) set = idxPair(await fileBytes(images), await fileBytes(labels), images.name, labels.name)
   else throw new DataError(`pick an IDX images file and its labels file (their names say "images" and "labels"), or one CSV file; not ${files.map(f => f.name).join(', ')}`)
   checkFits(set, shape, 'your files')
-  const split = holdoutSplit(set.count, OWN_HOLDOUT)
-  if (split.holdout.length === 0) throw new DataError(`your files hold ${set.count} examples: too few to keep a tenth to evaluate on`)
-  return { own: true, train: set, trainable: split.train, evalSet: set, evalExamples: split.holdout }
+  return ownExamples(set, OWN_HOLDOUT, (count) => `your files hold ${count} examples: too few to keep a tenth to evaluate on`)
 }
 
 async function fetchBytes (url: string): Promise<Uint8Array> {
