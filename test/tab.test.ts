@@ -16,6 +16,21 @@ const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-
   // a tab in the background trains as one in front (the test's tabs are all in the background)
   '--disable-background-timer-throttling', '--disable-renderer-backgrounding', '--disable-backgrounding-occluded-windows']
 
+/** How `page`'s tab reaches `other`: waits until it is over WebRTC (set up through a node's relay), and fails naming its links if not within a minute. */
+async function overWebRTC (page: Page, other: string): Promise<{ addr: string, reach: string }> {
+  type Tab = { dmlTab: { network: () => { reach: Record<string, string>, links: Array<{ peer: string, addr: string }> } } }
+  try {
+    await page.waitForFunction((peer) => (window as unknown as Tab).dmlTab.network().links.some(l => l.peer === peer && l.addr.includes('/webrtc')), other, { timeout: MINUTE, polling: 250 })
+  } catch (err) {
+    const links = await page.evaluate(() => (window as unknown as Tab).dmlTab.network().links).catch(() => '(page gone)')
+    throw new Error(`the tab did not reach ${other} over WebRTC within a minute (${(err as Error).message.split('\n')[0]}); its links: ${JSON.stringify(links)}`)
+  }
+  return await page.evaluate((peer) => {
+    const n = (window as unknown as Tab).dmlTab.network()
+    return { addr: n.links.find(l => l.peer === peer && l.addr.includes('/webrtc'))!.addr, reach: n.reach[peer] }
+  }, other)
+}
+
 /** The tab's peer id, once it has joined (its page sets window.dmlTab). */
 async function joined (page: Page): Promise<string> {
   try {
@@ -57,6 +72,10 @@ describe('a browser tab as a peer', function () {
     }))
     const tabIds = await Promise.all(tabs.map(joined))
     expect(new Set(tabIds).size, 'two tabs, two peers').to.equal(2)
+    // the tabs reach each other: WebRTC, its handshake carried by a node's relay, and no relay left between them
+    const link = await overWebRTC(tabs[0], tabIds[1])
+    expect(link.reach, `tab to tab over ${link.addr}`).to.not.equal('relayed')
+    console.log(`      the tabs reached each other over WebRTC (${link.reach}) ${((Date.now() - started) / 1000).toFixed(1)} s after the first node started`)
     const nodeIds = await Promise.all(nodes.map(async n => await n.peerId()))
     /** The first event of either node, since `sinceTs`, that matches: whichever leads. */
     const either = async (match: (e: LogEvent) => boolean, timeoutMs: number, sinceTs = 0): Promise<LogEvent> => {

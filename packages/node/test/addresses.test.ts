@@ -23,6 +23,16 @@ describe('the addresses a heartbeat announces', () => {
     ])).to.deep.equal([`/ip4/203.0.113.7/tcp/4001/p2p/${RELAY}/p2p-circuit`, `/ip4/203.0.113.7/tcp/4001/p2p/${RELAY}/p2p-circuit`])
   })
 
+  it('a tab\'s WebRTC address names the relay that carries its handshake, then may name only this peer', () => {
+    const relay = `/ip4/10.0.0.5/tcp/4100/ws/p2p/${RELAY}/p2p-circuit`
+    expect(announcedAddrs(PEER, [
+      `${relay}/webrtc/p2p/${PEER}`,
+      `${relay}/webrtc/p2p/${OTHER}`, // another peer's
+      `${relay}/webrtc/webrtc/p2p/${PEER}`, // not a form libp2p dials
+      `${relay}/p2p/${PEER}/webrtc` // webrtc after the peer
+    ])).to.deep.equal([`${relay}/webrtc`])
+  })
+
   it('what is not a multiaddr is dropped', () => {
     expect(announcedAddrs(PEER, ['not an address', '', '/ip4/999.1.1.1/tcp/1'])).to.deep.equal([])
   })

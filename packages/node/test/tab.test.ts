@@ -1,7 +1,7 @@
 // What a browser tab takes from its node, checked before it is trusted: the data set's bytes
 // (data-wire.ts), and the addresses it dials (host.ts).
 import { expect } from 'chai'
-import { canDialFromBrowser, dialableFrom } from '@dml/node'
+import { canDialFromBrowser, dialableFrom, isWebRTC, tabAddrOrder } from '@dml/node'
 import { gzipSync } from 'node:zlib'
 import { TASK } from './support/cluster.ts'
 import { decodeImageSet, encodeImageSet } from '../src/tab/data-wire.ts'
@@ -64,6 +64,17 @@ describe('the addresses a tab dials', () => {
     expect(canDialFromBrowser('/ip4/1.2.3.4/tcp/4001/p2p/12D3KooWR/p2p-circuit')).to.equal(true)
     expect(canDialFromBrowser('/ip4/127.0.0.1/tcp/4001')).to.equal(false)
     expect(canDialFromBrowser('/ip4/127.0.0.1/tcp/4001/wsx')).to.equal(false)
+    expect(canDialFromBrowser('/ip4/1.2.3.4/tcp/4100/ws/p2p/12D3KooWR/p2p-circuit/webrtc')).to.equal(true)
+  })
+
+  it('a tab announces first what another tab uses best: WebRTC through a relay it reaches over WebSockets, then that relay\'s circuit', () => {
+    const ws = '/ip4/10.0.0.5/tcp/4100/ws/p2p/12D3KooWR/p2p-circuit'
+    const tcp = '/ip4/10.0.0.5/tcp/4001/p2p/12D3KooWR/p2p-circuit'
+    expect(tabAddrOrder([`${tcp}/p2p/T`, `${tcp}/webrtc/p2p/T`, `${ws}/p2p/T`, `${ws}/webrtc/p2p/T`]))
+      .to.deep.equal([`${ws}/webrtc/p2p/T`, `${ws}/p2p/T`, `${tcp}/webrtc/p2p/T`, `${tcp}/p2p/T`])
+    expect(isWebRTC(`${ws}/webrtc/p2p/T`)).to.equal(true)
+    expect(isWebRTC(`${ws}/p2p/T`)).to.equal(false)
+    expect(isWebRTC('/ip4/10.0.0.5/udp/4001/webrtc-direct')).to.equal(false)
   })
 })
 

@@ -2,7 +2,9 @@
 // bootstrap discovery, optional private network; and past NAT, circuit relay v2 (every peer a
 // client that takes a reservation on a member that relays; with --relay a server for members),
 // DCUtR (hole punching: a relayed connection upgraded to a direct one where the NATs allow) and
-// AutoNAT. It exposes the small Network interface the round engine uses, so the engine never
+// AutoNAT. A node that takes browsers (WebSockets) relays for the peers connected to it over
+// WebSockets, so that tabs reach each other through it, and over WebRTC once it has carried their
+// handshake. It exposes the small Network interface the round engine uses, so the engine never
 // touches libp2p directly.
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { webSockets } from '@libp2p/websockets'
@@ -161,18 +163,36 @@ export function announcedAddrs (peer: string, addrs: string[]): string[] {
         return [multiaddr(components.filter(c => c.name !== 'p2p')).toString()]
       }
       const relay = components.slice(0, circuit)
-      const after = components.slice(circuit + 1)
+      // a tab's WebRTC address: the relay carries its handshake
+      const webrtc = components[circuit + 1]?.name === 'webrtc' ? [components[circuit + 1]] : []
+      const after = components.slice(circuit + 1 + webrtc.length)
       if (relay.filter(c => c.name === 'p2p').length !== 1 || after.some(c => c.name !== 'p2p' || c.value !== peer)) return []
-      return [multiaddr([...relay, components[circuit]]).toString()]
+      return [multiaddr([...relay, components[circuit], ...webrtc]).toString()]
     } catch {
       return []
     }
   })
 }
 
-/** Whether a browser tab has a transport for `addr`: WebSockets, or a relay's circuit (over a connection to the relay it has). */
+/** Whether a browser tab has a transport for `addr`: WebSockets, or a relay's circuit (over a connection to the relay it has), or WebRTC set up through one. */
 export function canDialFromBrowser (addr: string): boolean {
   return /\/wss?(\/|$)/.test(addr) || addr.includes('/p2p-circuit')
+}
+
+/** Whether `addr` is a tab's WebRTC address (its handshake goes through the relay the address names; the connection does not). */
+export function isWebRTC (addr: string): boolean {
+  return /\/p2p-circuit\/webrtc(\/|$)/.test(addr)
+}
+
+/** Whether `addr` is a WebSockets address, or a relay's circuit reached over WebSockets: what one tab can dial to reach another. */
+function overWebSockets (addr: string): boolean {
+  return /\/wss?(\/|$)/.test(addr.split('/p2p-circuit')[0])
+}
+
+/** A tab's own addresses in the order another tab is best served by them (it dials the first few): WebRTC through a relay it reaches over WebSockets, then that relay's circuit, then the rest. */
+export function tabAddrOrder (addrs: string[]): string[] {
+  const rank = (a: string): number => (overWebSockets(a) ? 0 : 2) + (isWebRTC(a) ? 0 : 1)
+  return [...addrs].sort((a, b) => rank(a) - rank(b))
 }
 
 /** A node's WebSockets addresses as a browser tab dials them: at the host name its page came from (the node may listen on 0.0.0.0, or be behind a name). */
@@ -208,6 +228,9 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
     return true
   }
   const reservationListeners: Array<(peer: string) => void> = []
+  // with WebSockets, a node relays for the peers connected to it over them (tabs); with --relay, for every member
+  const relaysTabs = options.wsPort !== undefined
+  const tabLike = (peer: PeerId): boolean => node?.getConnections(peer).some(c => overWebSockets(c.remoteAddr.toString())) ?? false
   const notRelayed = (peer: string, what: string): boolean => {
     const banned = handlers.banned?.(peer) ?? false
     const outside = options.allowed !== undefined && !options.allowed.has(peer)
@@ -221,11 +244,12 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
     privateKey: options.privateKey,
     addresses: {
       // a relay's own peers reach it straight; every other peer also listens through a relay, once
-      // it is connected to a member that relays (its reservation's address is then announced)
-      listen: options.port === undefined ? [] : [`/ip4/${options.host}/tcp/${options.port}`, ...(options.wsPort !== undefined ? [`/ip4/${options.host}/tcp/${options.wsPort}/ws`] : []), ...(options.relay === true ? [] : ['/p2p-circuit'])],
+      // it is connected to a member that relays (its reservation's address is then announced); a
+      // tab listens only there, and for WebRTC handshakes the relay carries
+      listen: options.port === undefined ? ['/p2p-circuit', ...(platform.webrtc().length > 0 ? ['/webrtc'] : [])] : [`/ip4/${options.host}/tcp/${options.port}`, ...(options.wsPort !== undefined ? [`/ip4/${options.host}/tcp/${options.wsPort}/ws`] : []), ...(options.relay === true ? [] : ['/p2p-circuit'])],
       ...(options.announce !== undefined && options.announce.length > 0 ? { announce: options.announce } : {})
     },
-    transports: [...(options.port === undefined ? [] : platform.tcp()), webSockets(), circuitRelayTransport({ reservationCompletionTimeout: 10_000 })],
+    transports: [...(options.port === undefined ? [] : platform.tcp()), webSockets(), circuitRelayTransport({ reservationCompletionTimeout: 10_000 }), ...platform.webrtc()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     ...(options.swarmKey !== undefined ? { connectionProtector: privateNetwork(options.swarmKey) } : {}),
@@ -240,6 +264,8 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
       // a relay serves members only: not a banned peer, nor one off the allow-list (the swarm key
       // already keeps out whoever does not hold it: no connection, so no reservation)
       denyInboundRelayReservation: (peer) => {
+        // a member's reservation is --relay's to grant (a node that does not relay tries every peer that does)
+        if (options.relay !== true && !tabLike(peer)) return true
         if (notRelayed(peer.toString(), 'takes a reservation')) return true
         for (const listener of reservationListeners) listener(peer.toString())
         return false
@@ -251,7 +277,7 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
     services: {
       identify: identify(),
       ...(options.port === undefined ? {} : { dcutr: dcutr(), autoNAT: autoNAT() }),
-      ...(options.relay === true ? { relay: circuitRelayServer({ reservations: { maxReservations: RELAY_LIMITS.reservations, defaultDataLimit: BigInt(RELAY_LIMITS.dataBytes), defaultDurationLimit: RELAY_LIMITS.durationMs } }) } : {}),
+      ...(options.relay === true || relaysTabs ? { relay: circuitRelayServer({ reservations: { maxReservations: RELAY_LIMITS.reservations, defaultDataLimit: BigInt(RELAY_LIMITS.dataBytes), defaultDurationLimit: RELAY_LIMITS.durationMs } }) } : {}),
       pubsub: gossipsub({
         globalSignaturePolicy: StrictSign,
         allowPublishToZeroTopicPeers: true,
@@ -277,8 +303,9 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
 
   node = libp2p
   // how each peer is reached: a connection over a relay carries its limits; a direct one that
-  // opens while a relayed one is up is DCUtR's hole punch
-  const relayed = (c: Connection): boolean => c.limits !== undefined || isRelayed(c.remoteAddr.toString())
+  // opens while a relayed one is up is DCUtR's hole punch, or two tabs' WebRTC (its address names
+  // the relay that carried the handshake)
+  const relayed = (c: Connection): boolean => c.limits !== undefined || (isRelayed(c.remoteAddr.toString()) && !isWebRTC(c.remoteAddr.toString()))
   const punched = new Set<string>()
   /**
    * A stream to `peer` on a connection already open, a direct one first; dialled only without one.
@@ -294,6 +321,11 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
   libp2p.addEventListener('connection:open', (event) => {
     const c = event.detail
     if (!relayed(c) && libp2p.getConnections(c.remotePeer).some(relayed)) punched.add(c.remotePeer.toString())
+    // two tabs that reached each other over WebRTC no longer need the relay between them (as DCUtR
+    // does after a hole punch): its node carried every byte of that connection
+    if (isWebRTC(c.remoteAddr.toString())) {
+      for (const other of libp2p.getConnections(c.remotePeer).filter(relayed)) other.close().catch(() => {}) // it may be gone already
+    }
   })
   libp2p.addEventListener('peer:disconnect', (event) => { punched.delete(event.detail.toString()) })
   // libp2p 3 does not dial the peers it discovers, and says 'peer:discovery' only the first time a
@@ -407,10 +439,13 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
       if (libp2p.getConnections(id).length > 0) return
       // addresses of this peer only (the heartbeat naming them is signed by it): a /p2p/ part must
       // name it, and is taken off (the dialer adds it back); one naming another peer is not its own
-      const own = announcedAddrs(peer, addrs).filter(a => options.port !== undefined || canDialFromBrowser(a))
+      const own = announcedAddrs(peer, addrs).filter(a => options.port !== undefined ? !isWebRTC(a) : canDialFromBrowser(a))
       dialer.hint(peer, own)
     },
-    listenAddrs: () => libp2p.getMultiaddrs().map(a => a.toString()),
+    listenAddrs: () => {
+      const addrs = libp2p.getMultiaddrs().map(a => a.toString())
+      return options.port === undefined ? tabAddrOrder(addrs) : addrs
+    },
     connectedPeers: () => libp2p.getPeers().map(p => p.toString()),
     peersOnThisHost: () => {
       // the address a connection comes from, which a peer cannot choose as it can what it announces

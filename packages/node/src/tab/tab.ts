@@ -12,7 +12,7 @@ import { OWN_DATA, parseInputShape, PROTOCOL_VERSION, type Task } from '@dml/pro
 import { checkFits, csvSet, DataError, idxPair, type ImageSet } from '@dml/trainer/browser'
 import { DmlNode } from '../engine/node.ts'
 import type { NodeStatus } from '../engine/node-status.ts'
-import { dialableFrom, startHost, type DmlHost } from '../net/host.ts'
+import { dialableFrom, startHost, type DmlHost, type Reach } from '../net/host.ts'
 import { lateHandlers } from '../net/network.ts'
 import { keySigner } from '../proof/certificates.ts'
 import { LocalTrainer, ONE_THREAD, ownExamples, type LoadedData } from '../round/trainer.ts'
@@ -43,8 +43,8 @@ export interface RunningTab {
   peerId: string
   backend: string
   status: () => NodeStatus
-  /** the peers it is connected to, and how its dials of the node went */
-  network: () => { connected: string[], bootstrap: Array<{ addr: string, connected: boolean, error?: string }> }
+  /** the peers it is connected to and how (WebSockets to nodes, WebRTC or a node's relay to other tabs), and how its dials of the node went */
+  network: () => { connected: string[], reach: Record<string, Reach>, links: Array<{ peer: string, addr: string }>, bootstrap: Array<{ addr: string, connected: boolean, error?: string }> }
   stop: () => Promise<void>
 }
 
@@ -154,7 +154,12 @@ export async function startTab (events: TabEvents, options: { backend?: string, 
     peerId,
     backend: backend.backend,
     status: () => node.status(),
-    network: () => ({ connected: net.connectedPeers(), bootstrap: net.bootstrapState() }),
+    network: () => ({
+      connected: net.connectedPeers(),
+      reach: net.reach(),
+      links: net.libp2p.getConnections().map(c => ({ peer: c.remotePeer.toString(), addr: c.remoteAddr.toString() })),
+      bootstrap: net.bootstrapState()
+    }),
     stop: async () => {
       stopped ??= (async () => {
         await node.stop()
