@@ -90,6 +90,14 @@ export function finishedRounds (peers: PeerProcess[]): LogEvent[] {
   return [...new Map(peers.flatMap(p => roundsDone(p.events)).map(r => [r.round, r])).values()].sort((a, b) => a.round - b.round)
 }
 
+/** A self-signed certificate for `host` (an IP address) and its key, PEM files in `dir`, made by openssl. */
+export function selfSignedCert (dir: string, host: string): { cert: string, key: string } {
+  const cert = join(dir, 'cert.pem')
+  const key = join(dir, 'key.pem')
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2', '-subj', `/CN=${host}`, '-addext', `subjectAltName=IP:${host}`, '-keyout', key, '-out', cert], { stdio: 'ignore' })
+  return { cert, key }
+}
+
 /** `promise`, or a loud failure naming `what` after `ms`. */
 export async function within<T> (promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined

@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import { chromium, type Browser, type Page } from 'playwright-core'
 import type { LogEvent } from '@dml/node/launcher'
 import { mnistDirectory } from '@dml/trainer'
-import { getJson, LocalNetwork } from './helpers.ts'
+import { getJson, LocalNetwork, selfSignedCert } from './helpers.ts'
 
 const MINUTE = 60_000
 const CHROMIUM = process.env.DML_CHROMIUM ?? '/usr/bin/chromium'
@@ -139,6 +139,26 @@ describe('a browser tab as a peer', function () {
       expect(requests.filter(p => p.startsWith('/tab/data/')), 'the data set fetched').to.deep.equal([])
     } finally {
       await own.stop()
+    }
+  })
+
+  it('a node with a certificate serves the page on https, and its tab connects over secure WebSockets', async () => {
+    const secure = new LocalNetwork()
+    try {
+      const { cert, key } = selfSignedCert(secure.dir, '127.0.0.1')
+      const [node] = await secure.start(1, ['--min-peers', '2', '--rounds', '2', '--threads', '1', '--tls-cert', cert, '--tls-key', key])
+      const url = (await node.statusUrl()).replace('/api/status', '/train?join')
+      expect(url).to.match(/^https:/)
+      // the test's certificate is its own: the browser is told to take it, as a user would install theirs
+      const page = await (await browser!.newContext({ ignoreHTTPSErrors: true })).newPage()
+      await page.goto(url)
+      const tab = await joined(page)
+      const done = await node.waitFor(e => e.event === 'round-done' && (e.participants as string[]).includes(tab), 3 * MINUTE)
+      const links = await page.evaluate(() => (window as unknown as { dmlTab: { network: () => { links: Array<{ addr: string }> } } }).dmlTab.network().links.map(l => l.addr))
+      expect(links.length > 0 && links.every(a => a.includes('/tls/ws')), `the tab's links: ${links.join(' ')}`).to.equal(true)
+      console.log(`      round ${done.round as number} with a tab on https and wss: ${(100 * (done.accuracy as number)).toFixed(2)}%`)
+    } finally {
+      await secure.stop()
     }
   })
 })

@@ -3,7 +3,8 @@ import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ConfigError } from '@dml/node/cli'
-import { envName, NODE_OPTIONS, parseOptions, parseShard, helpText } from '@dml/node/cli'
+import { envName, NODE_OPTIONS, parseOptions, parseShard, helpText, readTls } from '@dml/node/cli'
+import { selfSignedCert } from '../../../test/helpers.ts'
 
 const ID = '12D3KooWN5i3tb5gETU8rZRMgMyvn34rGfgjzCgRSXzt89tLbNKM'
 
@@ -89,6 +90,20 @@ describe('options', () => {
     expect(parseOptions(['--rounds', '9'], NODE_OPTIONS, env).rounds).to.equal(9)
     expect(() => parseOptions([], NODE_OPTIONS, { DML_ROUNDS: 'many' })).to.throw(ConfigError, 'DML_ROUNDS (--rounds) must be a number (got "many")')
     expect(() => parseOptions([], NODE_OPTIONS, { DML_GPU: 'maybe' })).to.throw(ConfigError, 'DML_GPU (--gpu) is a switch')
+  })
+
+  it('--tls-cert and --tls-key: both or neither, readable PEM, and the key the certificate was made for', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dml-tls-'))
+    const { cert, key } = selfSignedCert(dir, '127.0.0.1')
+    const other = selfSignedCert(mkdtempSync(join(tmpdir(), 'dml-tls-')), '127.0.0.1')
+    expect(readTls('', '')).to.equal(undefined)
+    expect(readTls(cert, key)).to.deep.equal({ cert: readFileSync(cert, 'utf8'), key: readFileSync(key, 'utf8') })
+    expect(() => readTls(cert, '')).to.throw(ConfigError, '--tls-cert needs --tls-key')
+    expect(() => readTls('', key)).to.throw(ConfigError, '--tls-key needs --tls-cert')
+    expect(() => readTls(join(dir, 'none.pem'), key)).to.throw(ConfigError, 'cannot read --tls-cert')
+    expect(() => readTls(key, key)).to.throw(ConfigError, 'is not a PEM certificate')
+    expect(() => readTls(cert, cert)).to.throw(ConfigError, 'is not a PEM private key')
+    expect(() => readTls(cert, other.key)).to.throw(ConfigError, 'is not the key of --tls-cert')
   })
 
   it('the options table of docs/usage.md has every option (the table in the code is the one source)', () => {

@@ -9,7 +9,7 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { OWN_DATA, type Compression, type Task } from '@dml/protocol'
 import { defaultServerLr, type ServerOptimizerName } from '@dml/trainer'
 import { createLogger, recordingTo, RecentEvents, type LogLevel } from '../log.ts'
-import { declareOptions, EVALUATE_OPTIONS, EXPORT_OPTIONS, firstLine, helpText, KEYGEN_OPTIONS, levenshtein, NODE_OPTIONS, parseOptions, parseShard, readAllowList, readSwarmKey, type OptionSpec, type Options } from './config.ts'
+import { declareOptions, EVALUATE_OPTIONS, EXPORT_OPTIONS, firstLine, helpText, KEYGEN_OPTIONS, levenshtein, NODE_OPTIONS, parseOptions, parseShard, readAllowList, readSwarmKey, readTls, type OptionSpec, type Options, type Tls } from './config.ts'
 import { ConfigError, isExpected } from './errors.ts'
 import { loadOrCreateIdentity } from './identity.ts'
 import { runEvaluate, runExport, runPredict } from './model-commands.ts'
@@ -139,6 +139,8 @@ async function runStart (argv: string[]): Promise<number> {
 }
 
 /** dml-node's flags as a peer's options: files read, values parsed, contradictions refused. */
+const tlsOption = (tls: Tls | undefined): { tls?: Tls } => tls === undefined ? {} : { tls }
+
 export function peerOptions (o: Options): PeerOptions {
   if (o.gpu === true && o.cpu === true) throw new ConfigError('--gpu and --cpu contradict each other; pass one')
   const ownData = o.data === '' ? undefined : o.data as string
@@ -198,6 +200,7 @@ export function peerOptions (o: Options): PeerOptions {
     relay: o.relay as boolean,
     announce: o.announce as string[],
     swarmKey: o['swarm-key'] === '' ? undefined : readSwarmKey(o['swarm-key'] as string),
+    ...tlsOption(readTls(o['tls-cert'] as string, o['tls-key'] as string)),
     allowed: allowPeers === '' ? undefined : { peers: readAllowList(allowPeers), file: allowPeers },
     minTransferRate: 1024 * (o['min-transfer-rate'] as number),
     maxPeersPerIp: o['max-peers-per-ip'] as number,

@@ -5,6 +5,7 @@
 // defaults. An unknown flag or key, or a bad value, is an error that names the option and, for a
 // typo, the right one.
 import { readFileSync } from 'node:fs'
+import { createPrivateKey, X509Certificate } from 'node:crypto'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import yargs, { type Argv } from 'yargs'
@@ -113,6 +114,8 @@ export const NODE_OPTIONS = {
   relay: { kind: 'boolean', default: false, help: 'relay for members that cannot reach each other (behind NAT): give it to a peer the others can reach' },
   announce: { kind: 'list', default: [], arg: 'multiaddr', help: 'the address others dial this peer at, /ip4/.../tcp/... (a public address forwarded to it; repeatable)', check: announceList },
   'swarm-key': { kind: 'string', default: '', arg: 'file', help: 'private network: only peers with this libp2p swarm key file can connect' },
+  'tls-cert': { kind: 'string', default: '', arg: 'file', help: 'a PEM certificate (with --tls-key): the dashboard, the /train page and WebSockets over TLS (https, wss), as a page on https needs' },
+  'tls-key': { kind: 'string', default: '', arg: 'file', help: 'the PEM private key of --tls-cert' },
   'allow-peers': { kind: 'string', default: '', arg: 'file', help: 'permissioned network: only the peer ids in this file (one per line) take part; quorums are majorities of them' },
   gpu: { kind: 'boolean', default: false, help: 'train with @tensorflow/tfjs-node-gpu (falls back to the CPU, saying so)' },
   cpu: { kind: 'boolean', default: false, help: 'never use the GPU' },
@@ -402,6 +405,37 @@ export function readAllowList (path: string): Set<string> {
 }
 
 /** Reads a libp2p swarm key file (/key/swarm/psk/1.0.0/, /base16/, 64 hex digits). */
+/** A certificate and its key, PEM: what --tls-cert and --tls-key name. */
+export interface Tls { cert: string, key: string }
+
+/** --tls-cert and --tls-key: both or neither; a PEM certificate and the private key that belongs to it. */
+export function readTls (certPath: string, keyPath: string): Tls | undefined {
+  if (certPath === '' && keyPath === '') return undefined
+  if (certPath === '' || keyPath === '') throw new ConfigError(`--${certPath === '' ? 'tls-key' : 'tls-cert'} needs --${certPath === '' ? 'tls-cert' : 'tls-key'}: a certificate and its private key, both PEM files`)
+  const read = (flag: string, path: string): string => {
+    try {
+      return readFileSync(path, 'utf8')
+    } catch (err) {
+      throw new ConfigError(`cannot read --${flag} ${path}: ${(err as Error).message}`)
+    }
+  }
+  const [cert, key] = [read('tls-cert', certPath), read('tls-key', keyPath)]
+  let certificate: X509Certificate
+  try {
+    certificate = new X509Certificate(cert)
+  } catch (err) {
+    throw new ConfigError(`--tls-cert ${certPath} is not a PEM certificate (${(err as Error).message}): expected "-----BEGIN CERTIFICATE-----"`)
+  }
+  let privateKey: ReturnType<typeof createPrivateKey>
+  try {
+    privateKey = createPrivateKey(key)
+  } catch (err) {
+    throw new ConfigError(`--tls-key ${keyPath} is not a PEM private key (${(err as Error).message}): expected "-----BEGIN PRIVATE KEY-----"`)
+  }
+  if (!certificate.checkPrivateKey(privateKey)) throw new ConfigError(`--tls-key ${keyPath} is not the key of --tls-cert ${certPath}: pass the key the certificate was made for`)
+  return { cert, key }
+}
+
 export function readSwarmKey (path: string): Uint8Array {
   let text: string
   try {

@@ -127,6 +127,6 @@ export class PeerProcess extends EventProcess {
 
   async statusUrl (timeoutMs = 60_000): Promise<string> {
     const e = await this.waitFor('status-api', timeoutMs)
-    return `http://127.0.0.1:${e.port as number}/api/status`
+    return `${e.tls === true ? 'https' : 'http'}://127.0.0.1:${e.port as number}/api/status`
   }
 }

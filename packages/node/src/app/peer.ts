@@ -16,7 +16,7 @@ import { LocalTrainer } from '../round/trainer.ts'
 import { diskData } from '../round/disk-data.ts'
 import { DataDirStore, loadLatestCheckpoint, loadVote, type Checkpoint } from '../state/checkpoint.ts'
 import type { CheckpointStore } from '../state/replica.ts'
-import { firstLine } from './config.ts'
+import { firstLine, type Tls } from './config.ts'
 import { lockDataDir } from './data-dir.ts'
 import { ConfigError } from './errors.ts'
 import { loadOrCreateIdentity } from './identity.ts'
@@ -64,6 +64,8 @@ export interface PeerOptions {
   /** --announce: the addresses others are to dial this peer at */
   announce: string[]
   swarmKey?: Uint8Array
+  /** --tls-cert and --tls-key: the status server on https and WebSockets on wss */
+  tls?: Tls
   /** --allow-peers: the peers that may take part, and the file that lists them */
   allowed?: { peers: ReadonlySet<string>, file: string }
   /** bytes per second below which a transfer is cut off */
@@ -154,7 +156,7 @@ export async function startPeer (options: PeerOptions, log: Logger, recent: Rece
     const inbox = lateHandlers()
     const metrics = new NodeMetrics()
     const { host, port, wsPort } = o
-    const net = await listen(host, port, wsPort, async () => await startHost({ metrics: metrics.libp2p(), privateKey: identity.key, host, port, wsPort, bootstrap: o.bootstrap, mdns: o.mdns, relay: o.relay, announce: o.announce, allowed: o.allowed?.peers, swarmKey: o.swarmKey, minTransferRate: o.minTransferRate, maxPeersPerIp: o.maxPeersPerIp, maxBlobStreams: o.maxBlobStreams, hintDials: o.hintDials, transferTimeoutMs: o.transferTimeoutMs }, inbox.handlers))
+    const net = await listen(host, port, wsPort, async () => await startHost({ metrics: metrics.libp2p(), privateKey: identity.key, host, port, wsPort, bootstrap: o.bootstrap, mdns: o.mdns, relay: o.relay, ...(o.tls !== undefined ? { tls: o.tls } : {}), announce: o.announce, allowed: o.allowed?.peers, swarmKey: o.swarmKey, minTransferRate: o.minTransferRate, maxPeersPerIp: o.maxPeersPerIp, maxBlobStreams: o.maxBlobStreams, hintDials: o.hintDials, transferTimeoutMs: o.transferTimeoutMs }, inbox.handlers))
     undo.push(async () => { await net.stop() })
     const dataDirStore = new DataDirStore(dataDir)
     const node = new DmlNode({
@@ -226,13 +228,13 @@ export async function startPeer (options: PeerOptions, log: Logger, recent: Rece
           return encodeImageSet((await dataset)[split])
         }
       }
-      server = await startStatusServer(status, host, o.httpPort, { ...DEFAULT_STATUS_LIMITS, maxConnections: o.statusConnections }, { metrics, onError, tab })
+      server = await startStatusServer(status, host, o.httpPort, { ...DEFAULT_STATUS_LIMITS, maxConnections: o.statusConnections }, { metrics, onError, tab, ...(o.tls !== undefined ? { tls: o.tls } : {}) })
     } catch (err) {
       throw new ConfigError(`cannot serve the status API on ${host}:${o.httpPort} (${firstLine(err)}); pick another --http-port (0 picks a free one)`)
     }
     const address = server.address()
     const httpPort = typeof address === 'object' && address !== null ? address.port : o.httpPort
-    log.info('status-api', { port: httpPort }, `dashboard on http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${httpPort}/ (status API on /api/status, metrics on /metrics)`)
+    log.info('status-api', { port: httpPort, tls: o.tls !== undefined }, `dashboard on ${o.tls !== undefined ? 'https' : 'http'}://${host === '0.0.0.0' ? '127.0.0.1' : host}:${httpPort}/ (status API on /api/status, metrics on /metrics)`)
     const lonely = watchBootstrap(net, log, 2 * o.leaseMs)
 
     let stopping: Promise<void> | undefined

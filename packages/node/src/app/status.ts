@@ -4,13 +4,15 @@
 // the leader is. The server reads a snapshot (a plain copy the engine makes on request), never
 // the engine's fields.
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
-import { createServer, type ServerResponse, type Server } from 'node:http'
+import { createServer, type IncomingMessage, type ServerResponse, type Server } from 'node:http'
+import { createServer as createTlsServer } from 'node:https'
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
 import { gzip } from 'node:zlib'
 import { promisify } from 'node:util'
 import type { NodeStatus } from '../engine/node-status.ts'
 import type { TabInfo } from '../tab/tab.ts'
+import type { Tls } from './config.ts'
 
 export type StatusSource = () => Promise<NodeStatus & Record<string, unknown>> | (NodeStatus & Record<string, unknown>)
 
@@ -37,6 +39,8 @@ export interface StatusServerOptions {
   metrics?: { contentType: string, text: () => Promise<string> }
   /** told of a snapshot or metrics that could not be made (the request got a 500; a push is retried) */
   onError?: (err: Error) => void
+  /** a certificate and its key: served over https (a page on https dials only wss) */
+  tls?: Tls
   /** what a browser tab that trains with this node's network needs (/train, /api/tab, /tab/...) */
   tab?: {
     info: () => TabInfo
@@ -125,7 +129,7 @@ export async function startStatusServer (status: StatusSource, host: string, por
     if (file !== undefined) return { code: 200, type: file.type, body: file.body }
     return { code: 404, type: 'application/json', body: JSON.stringify({ error: `not found; try / (the dashboard), ${tab === undefined ? '' : '/train (train in a browser tab), '}GET /api/status, /api/events${metrics === undefined ? '' : ' or /metrics'}` }) }
   }
-  const server = createServer((req, res) => {
+  const handle = (req: IncomingMessage, res: ServerResponse): void => {
     const path = (req.url ?? '/').split('?')[0]
     if (req.method !== 'GET') {
       res.writeHead(405, { allow: 'GET' }).end()
@@ -145,7 +149,8 @@ export async function startStatusServer (status: StatusSource, host: string, por
       failed(err)
       res.writeHead(500, { 'content-type': 'application/json' }).end(JSON.stringify({ error: String((err as Error).message) }))
     })
-  })
+  }
+  const server: Server = options.tls !== undefined ? createTlsServer({ cert: options.tls.cert, key: options.tls.key }, handle) : createServer(handle)
   // the event stream: each client gets the snapshot whenever it differs from what it last got
   let pushing = false
   const push = async (): Promise<void> => {

@@ -58,6 +58,8 @@ export interface HostOptions {
   transferTimeoutMs?: number
   /** libp2p's metrics (bytes per protocol, connections): see metrics.ts */
   metrics?: (components: any) => Metrics
+  /** a certificate and its key (PEM): WebSockets over TLS (wss), for pages served on https */
+  tls?: { cert: string, key: string }
   /** --relay: relay connections between members that cannot reach each other (give it to a peer others can reach) */
   relay?: boolean
   /** --announce: the addresses others are to dial this peer at (a public address forwarded to it), instead of its listen addresses */
@@ -246,10 +248,10 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
       // a relay's own peers reach it straight; every other peer also listens through a relay, once
       // it is connected to a member that relays (its reservation's address is then announced); a
       // tab listens only there, and for WebRTC handshakes the relay carries
-      listen: options.port === undefined ? ['/p2p-circuit', ...(platform.webrtc().length > 0 ? ['/webrtc'] : [])] : [`/ip4/${options.host}/tcp/${options.port}`, ...(options.wsPort !== undefined ? [`/ip4/${options.host}/tcp/${options.wsPort}/ws`] : []), ...(options.relay === true ? [] : ['/p2p-circuit'])],
+      listen: options.port === undefined ? ['/p2p-circuit', ...(platform.webrtc().length > 0 ? ['/webrtc'] : [])] : [`/ip4/${options.host}/tcp/${options.port}`, ...(options.wsPort !== undefined ? [`/ip4/${options.host}/tcp/${options.wsPort}/${options.tls !== undefined ? 'tls/ws' : 'ws'}`] : []), ...(options.relay === true ? [] : ['/p2p-circuit'])],
       ...(options.announce !== undefined && options.announce.length > 0 ? { announce: options.announce } : {})
     },
-    transports: [...(options.port === undefined ? [] : platform.tcp()), webSockets(), circuitRelayTransport({ reservationCompletionTimeout: 10_000 }), ...platform.webrtc()],
+    transports: [...(options.port === undefined ? [] : platform.tcp()), webSockets(options.tls !== undefined ? { https: { cert: options.tls.cert, key: options.tls.key } } : {}), circuitRelayTransport({ reservationCompletionTimeout: 10_000 }), ...platform.webrtc()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     ...(options.swarmKey !== undefined ? { connectionProtector: privateNetwork(options.swarmKey) } : {}),
