@@ -116,7 +116,8 @@ describe('a browser tab as a peer', function () {
     const reloadedAt = Date.now()
     await tabs[0].reload()
     expect(await joined(tabs[0]), 'the same peer after a reload').to.equal(tabIds[0])
-    await either(e => e.event === 'round-done' && (e.participants as string[]).includes(tabIds[0]), 2 * MINUTE, reloadedAt)
+    const back = await either(e => e.event === 'round-done' && (e.participants as string[]).includes(tabIds[0]), 2 * MINUTE, reloadedAt)
+    console.log(`      the reloaded tab was back in round ${back.round as number}, ${((Date.now() - reloadedAt) / 1000).toFixed(1)} s after its reload`)
     expect(errors, 'errors in the pages').to.deep.equal([])
   })
 

@@ -6,6 +6,7 @@ import { gzipSync } from 'node:zlib'
 import { TASK } from './support/cluster.ts'
 import { decodeImageSet, encodeImageSet } from '../src/tab/data-wire.ts'
 import { ownFiles } from '../src/tab/tab.ts'
+import { backendOrder } from '../src/tab/backend-order.ts'
 
 const SET = { images: Uint8Array.from({ length: 3 * 4 }, (_, i) => i * 20), labels: Uint8Array.from([0, 2, 1]), count: 3, exampleShape: [2, 2, 1], numClasses: 3, scale: 255 }
 
@@ -47,6 +48,30 @@ describe('a tab\'s data set from its node', () => {
     }
     const nan = encodeImageSet({ ...SET, images: Float32Array.from({ length: 12 }, (_, i) => i === 5 ? Number.NaN : i), scale: 1 })
     expect(() => decodeImageSet(nan)).to.throw(/not a finite number/)
+  })
+})
+
+describe('the backend a tab trains on', () => {
+  const none = { webgpu: { none: 'this browser has none' } }
+  it('a real GPU through WebGPU first, then through WebGL, then wasm, then plain JavaScript', () => {
+    expect(backendOrder({ webgpu: { name: 'nvidia ampere', fallback: false }, webglRenderer: 'ANGLE (NVIDIA GeForce RTX 3060)' }))
+      .to.deep.equal({ candidates: ['webgpu', 'webgl', 'wasm', 'cpu'], skipped: [] })
+    expect(backendOrder({ ...none, webglRenderer: 'ANGLE (Intel UHD 620)' }))
+      .to.deep.equal({ candidates: ['webgl', 'wasm', 'cpu'], skipped: ['webgpu: this browser has none'] })
+  })
+
+  it('a software GPU is passed over, saying why: WebGPU\'s fallback adapter, SwiftShader, llvmpipe', () => {
+    const order = backendOrder({ webgpu: { name: 'google swiftshader', fallback: true }, webglRenderer: 'ANGLE (Google, Vulkan 1.3.0 (SwiftShader Device (Subzero)))' })
+    expect(order.candidates).to.deep.equal(['wasm', 'cpu'])
+    expect(order.skipped).to.deep.equal(['webgpu: google swiftshader is a software fallback', 'webgl: ANGLE (Google, Vulkan 1.3.0 (SwiftShader Device (Subzero))) is a software renderer'])
+    expect(backendOrder({ webgpu: { name: 'mesa llvmpipe', fallback: false } }).candidates).to.deep.equal(['wasm', 'cpu'])
+    expect(backendOrder({ webgpu: { name: '', fallback: true } }).skipped[0]).to.equal('webgpu: the adapter is a software fallback')
+  })
+
+  it('?backend= names one to try alone, even a software one; an unknown name is ignored', () => {
+    expect(backendOrder({ webgpu: { name: 'swiftshader', fallback: true } }, 'webgpu').candidates).to.deep.equal(['webgpu'])
+    expect(backendOrder(none, 'cpu').candidates).to.deep.equal(['cpu'])
+    expect(backendOrder(none, 'cuda').candidates).to.deep.equal(['wasm', 'cpu'])
   })
 })
 

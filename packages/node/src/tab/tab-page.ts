@@ -1,6 +1,6 @@
 // The "train in this tab" page's script (train.html): a button that starts the tab's peer, and
 // what it does, shown as it happens. `?join` in the address starts it at once (a lab's machines
-// opening one link); `?backend=wasm` (or webgl, cpu) picks the backend. Files picked in the page
+// opening one link); `?backend=wasm` (or webgpu, webgl, cpu) picks the backend. Files picked in the page
 // are the tab's own data: read in the tab, never sent.
 import { startTab, type RunningTab } from './tab.ts'
 
