@@ -357,6 +357,28 @@ describe('round engine', function () {
     expect(net.events('voted', e => tabs.some(t => t.id === e.candidate))).to.deep.equal([])
   })
 
+  it('a peer restarted during a round it was given work in (a reloaded tab) gets the round start again, and the round does not wait out its deadline', async () => {
+    const config = { minPeers: 3 }
+    const peers = [net.add({ config }), net.add({ config }), net.add({ config, device: 'browser' })]
+    await net.until('round 1 done', () => peers.every(p => p.node.replica.round >= 1))
+    const tab = peers[2]
+    await net.until('round 2 started, the tab training', () => tab.node.status().nodes.find(n => n.peerId === tab.id)?.work?.round === 2)
+    const started = net.events('round-start', e => e.round === 2).at(-1)!
+    // it reloads before it sends its update: a new page, the same key, no memory of the round
+    await tab.node.stop()
+    tab.net.disconnect()
+    const back = net.add({ config, device: 'browser', restarting: tab })
+    await net.until('round 2 done', () => net.roundsDone().some(e => e.round === 2))
+    const done = net.roundsDone().find(e => e.round === 2)!
+    expect(done.participants).to.include(back.id)
+    expect(done.ts - started.ts, 'round 2 took').to.be.below(15_000) // its deadline was 36 s after its start
+    expect(net.events('round-retry')).to.deep.equal([])
+    expect(net.events('round-start-resent', e => e.round === 2 && e.peer === back.id).length).to.be.at.least(1)
+    // the peers that held the start took the one sent again as the same: none trained twice
+    const trained = net.events('train-start', e => e.round === 2).map(e => e.node)
+    expect(trained.filter(id => id !== tab.id).sort()).to.deep.equal(peers.slice(0, 2).map(p => p.id).sort())
+  })
+
   it('the status shows the round in progress: examples trained of those assigned, over every peer, and an ETA', async () => {
     const peers = [net.add(), net.add(), net.add()]
     await net.until('round 1 done', () => peers.every(p => p.node.replica.round >= 1))

@@ -328,7 +328,7 @@ export class DmlNode implements MessageHandlers {
       case 'heartbeat': this.onHeartbeat(message); break
       case 'vote-request': this.leadership.onVoteRequest(message); break
       case 'vote': this.leadership.onVote(message); break
-      case 'round-start': this.follower.start(message); break
+      case 'round-start': this.follower.received(message); break
       case 'update-ready':
         coordinator?.onUpdate(message)
         this.verifier.prefetch(message)
@@ -439,6 +439,7 @@ export class DmlNode implements MessageHandlers {
     // membership and rounds changed: the coordinator and drain() wait on this
     this.changes.notify()
     this.leadership.onHeartbeat(hb)
+    this.leadership.coordinator?.onHeartbeat(hb)
   }
 
   /** The members heard within their leases (not this peer): where a model may be fetched. */

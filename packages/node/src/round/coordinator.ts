@@ -185,6 +185,25 @@ export class Coordinator {
     })
   }
 
+  /**
+   * A heartbeat of a peer that follows us and that our round waits for, saying it works on no round
+   * of ours: it restarted (a reloaded tab, a restarted node) after the start went out, and has no
+   * start to take up, so the round would wait out its deadline for it. The start goes out again
+   * (stamped anew: the peers that hold it take it as the same start) once the peer has had two
+   * heartbeat intervals to take the first, at most once an interval.
+   */
+  onHeartbeat (hb: Unstamped<Heartbeat>): void {
+    const state = this.current
+    if (state === null || !this.active || hb.leader !== this.deps.self || !this.updates.waitsFor(state, hb.peer)) return
+    if (hb.work !== null && hb.work.round === state.start.round) return
+    const { clock, config, log, net, supervisor } = this.deps
+    const now = clock.now()
+    if (now - state.startedAt < 2 * config.heartbeatMs || now - state.startResentAt < config.heartbeatMs) return
+    state.startResentAt = now
+    log.info('round-start-resent', { round: state.start.round, peer: hb.peer }, `round ${state.start.round}: ${short(hb.peer)} follows this peer but works on no round of it (restarted?): its start sent again`)
+    supervisor.run(`round ${state.start.round}'s start, again`, async () => { await net.publish(state.start) })
+  }
+
   /** A peer could not do its work: name it, and stop waiting for it. */
   onFailure (failure: Unstamped<WorkFailed>): void {
     const state = this.collecting(failure.term, failure.round, failure.peer)

@@ -40,6 +40,12 @@ export class RoundFollower {
   }
 
   /** A round start to take up: of the leader we follow, or this peer's own share of a round it leads. */
+  /** A round start of our leader, as it came: one taken already (sent anew for a peer that missed it) is not taken again. */
+  received (start: Unstamped<RoundStart>): void {
+    if (this.d.verifier.startOf(start.term, start.round)?.deadline === start.deadline) return
+    this.start(start)
+  }
+
   start (start: Unstamped<RoundStart>): void {
     const { self, verifier, worker, log } = this.d
     if (start.leader !== self) {

@@ -47,6 +47,8 @@ export class RoundState {
   /** when the last update was announced, and when the last update blob arrived */
   lastAnnounced: number
   lastFetched: number
+  /** when the start last went out again, for a peer that missed it (Coordinator.onHeartbeat) */
+  startResentAt = -Infinity
   /** the members drawn to check the result and sign it (drawCheckers), as the round start says */
   readonly checkers: readonly string[]
   /** the members they were drawn from */

@@ -130,8 +130,9 @@ export class TestCluster {
   }
 
   /** Adds (and starts) a peer; peers added earlier have lower ids and so win election ties. */
-  add (options: { behaviour?: Partial<Behaviour>, config?: Partial<NodeConfig>, store?: CheckpointStore, allowed?: ReadonlySet<string>, vote?: SavedVote | 'lost', device?: 'cpu' | 'browser' } = {}): TestPeer {
-    const { id, signer } = this.identity()
+  add (options: { behaviour?: Partial<Behaviour>, config?: Partial<NodeConfig>, store?: CheckpointStore, allowed?: ReadonlySet<string>, vote?: SavedVote | 'lost', device?: 'cpu' | 'browser', restarting?: TestPeer } = {}): TestPeer {
+    // a restarted peer keeps its identity (a node's key file, a tab's storage), and nothing else
+    const { id, signer } = options.restarting ?? this.identity()
     const net = this.hub.join(id)
     const trainer = new FakeTrainer(this.clock, options.behaviour)
     const logs: LogEntry[] = []
