@@ -42,6 +42,11 @@ describe('the trained model out', function () {
     const meta = JSON.parse(readFileSync(join(exported, 'model.json'), 'utf8')).userDefinedMetadata.dml
     expect(meta).to.include({ round: 2, modelHash: finished[1].modelHash, model: 'mlp', dataset: 'mnist' })
     expect(readFileSync(join(exported, 'weights.bin')).equals(readFileSync(join(exportedEachRound, 'weights.bin')))).to.equal(true)
+    // from the directory that holds the peers' data directories, as the README's network has them
+    const fromAbove = await dmlNode(['export', '--data-dir', net.dir, '--out', join(net.dir, 'exported-from-above')])
+    expect(fromAbove.code, fromAbove.stderr).to.equal(0)
+    expect(fromAbove.stdout).to.include("holds no checkpoint itself: exporting the newest of the data directories in it, peer1's (round 2); also found peer2 at round 2")
+    expect(readFileSync(join(net.dir, 'exported-from-above', 'weights.bin')).equals(readFileSync(join(exported, 'weights.bin')))).to.equal(true)
 
     // a fresh process loads it and measures, on the same test examples, the accuracy the round certified
     const evaluated = await dmlNode(['evaluate', '--model', exported, '--samples', '1000', '--json'])
@@ -76,7 +81,7 @@ describe('the trained model out', function () {
   it('says what is missing: no checkpoint to export, no --out, no model to evaluate', async () => {
     const nothing = await dmlNode(['export', '--data-dir', join(net.dir, 'empty'), '--out', join(net.dir, 'x')])
     expect(nothing.code).to.equal(2)
-    expect(nothing.stderr).to.match(/holds no checkpoint: nothing to export/)
+    expect(nothing.stderr).to.match(/holds no checkpoint, nor do the directories in it: nothing to export/)
     const noOut = await dmlNode(['export', '--data-dir', join(net.dir, 'peer2')])
     expect(noOut.stderr).to.match(/--out <dir> is required/)
     const noModel = await dmlNode(['evaluate'])

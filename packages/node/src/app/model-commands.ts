@@ -2,10 +2,10 @@
 // TensorFlow.js's layers format; `evaluate` and `predict` load such an export, as any user of it
 // would, and run it on a data set's test examples.
 import { ConfigError } from './errors.ts'
-import { resolve } from 'node:path'
+import { relative, resolve } from 'node:path'
 import { decodeTensors } from '@dml/protocol'
 import { buildModel, evaluate, initBackend, loadDataset, loadModelFiles, loadOwnData, makeBatch, modelPart, registerModelModule, saveModelFiles, tf, writeWeights, type ImageSet } from '@dml/trainer'
-import { loadLatestCheckpoint, type Checkpoint } from '../state/checkpoint.ts'
+import { loadNewestCheckpointUnder, type Checkpoint } from '../state/checkpoint.ts'
 import { firstLine, EVALUATE_OPTIONS, EXPORT_OPTIONS, helpText, parseOptions } from './config.ts'
 import { modelSpec } from '../round/trainer.ts'
 
@@ -58,8 +58,13 @@ export async function runExport (argv: string[]): Promise<number> {
   if (o.out === '') throw new ConfigError('--out <dir> is required: where to write model.json and weights.bin')
   if (o['model-module'] !== '') await registerModelModule(o['model-module'] as string)
   const dataDir = resolve(o['data-dir'] as string)
-  const checkpoint = await loadLatestCheckpoint(dataDir, (err) => { console.error(`skipped a corrupt checkpoint: ${err.message}`) })
-  if (checkpoint === undefined) throw new ConfigError(`--data-dir ${dataDir} holds no checkpoint: nothing to export (a node writes one after every finished round)`)
+  const found = await loadNewestCheckpointUnder(dataDir, (err) => { console.error(`skipped a corrupt checkpoint: ${err.message}`) })
+  if (found === undefined) throw new ConfigError(`--data-dir ${dataDir} holds no checkpoint, nor do the directories in it: nothing to export (a node writes one after every finished round)`)
+  const { checkpoint } = found
+  if (found.dir !== dataDir) {
+    const others = found.others.map(o => `${relative(dataDir, o.dir)} at round ${o.round}`)
+    console.log(`${dataDir} holds no checkpoint itself: exporting the newest of the data directories in it, ${relative(dataDir, found.dir)}'s (round ${checkpoint.round})${others.length > 0 ? `; also found ${others.join(', ')}` : ''}`)
+  }
   await initBackend('auto')
   const meta = await exportCheckpoint(checkpoint, resolve(o.out as string))
   console.log(`exported round ${meta.dml.round} (${meta.dml.model}, accuracy ${meta.dml.accuracy === null ? 'unknown' : (100 * meta.dml.accuracy).toFixed(2) + '%'}) to ${resolve(o.out as string)}`)

@@ -195,3 +195,27 @@ export async function loadLatestCheckpoint (dataDir: string, onCorrupt: (err: Er
   return undefined
 }
 
+
+/**
+ * The newest checkpoint of `dataDir`, or if it holds none, of the data directories right under it
+ * (the README's network keeps its peers in .dml/a, .dml/b, ...): the highest round, the first by
+ * name among equals, with the others found beside it.
+ */
+export async function loadNewestCheckpointUnder (dataDir: string, onCorrupt: (err: Error) => void): Promise<{ checkpoint: Checkpoint, dir: string, others: Array<{ dir: string, round: number }> } | undefined> {
+  const own = await loadLatestCheckpoint(dataDir, onCorrupt)
+  if (own !== undefined) return { checkpoint: own, dir: dataDir, others: [] }
+  let names: string[]
+  try {
+    names = (await readdir(dataDir, { withFileTypes: true })).filter(e => e.isDirectory()).map(e => e.name).sort()
+  } catch {
+    return undefined // no such directory: it holds no checkpoint
+  }
+  const found: Array<{ dir: string, checkpoint: Checkpoint }> = []
+  for (const name of names) {
+    const checkpoint = await loadLatestCheckpoint(join(dataDir, name), onCorrupt)
+    if (checkpoint !== undefined) found.push({ dir: join(dataDir, name), checkpoint })
+  }
+  if (found.length === 0) return undefined
+  const newest = found.reduce((best, f) => f.checkpoint.round > best.checkpoint.round ? f : best)
+  return { ...newest, others: found.filter(f => f !== newest).map(f => ({ dir: f.dir, round: f.checkpoint.round })) }
+}
