@@ -39,6 +39,9 @@ describe('peers training on their own data (--data)', function () {
     expect(status.task.dataset).to.equal('own') // no peer's path travels
     expect(status.nodes.map((n: { examples: number }) => n.examples)).to.deep.equal([9000, 9000, 9000, 9000])
     expect(status.federated.samples).to.equal(4000) // every signer on its 1,000 held-out examples
+    // a peer on its own examples trains no shard, and does not say it does
+    const trainStart = peers[0].events.find(e => e.event === 'train-start')!
+    expect(trainStart.msg).to.match(/^round \d+: training on \d+ samples of its own examples$/)
 
     const finished = await Promise.all(peers.map(async p => await p.waitFor('training-finished', 8 * MINUTE)))
     expect(new Set(finished.map(f => f.modelHash)).size).to.equal(1)

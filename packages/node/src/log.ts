@@ -6,6 +6,11 @@ export interface Logger {
 }
 
 /** A peer id as log lines name it: its last six characters. */
+/** `n` and its noun, singular for one: "1 peer", "3 peers". */
+export function count (n: number, noun: string): string {
+  return `${n} ${n === 1 ? noun : `${noun}s`}`
+}
+
 export function short (peer: string): string {
   return peer.slice(-6)
 }
@@ -13,8 +18,12 @@ export function short (peer: string): string {
 export const LOG_LEVELS = ['debug', 'info', 'warn'] as const
 export type LogLevel = typeof LOG_LEVELS[number]
 
-/** A logger writing to `out`; at level `warn` it says warnings only (debug differs from info in TensorFlow's native lines, not here). */
-export function createLogger (json: boolean, tag: string, out: NodeJS.WritableStream = process.stdout, level: LogLevel = 'info'): Logger {
+/**
+ * A logger writing to `out`; at level `warn` it says warnings only (debug differs from info in
+ * TensorFlow's native lines, not here). As text, for a person, warnings go to `warnOut` (stderr);
+ * as JSON lines, for a program, everything goes to `out`, in order.
+ */
+export function createLogger (json: boolean, tag: string, out: NodeJS.WritableStream = process.stdout, level: LogLevel = 'info', warnOut: NodeJS.WritableStream = json ? out : process.stderr): Logger {
   const write = (level_: string, event: string, fields: Record<string, unknown>, text: string): void => {
     if (level === 'warn' && level_ !== 'warn') return
     writeLine(level_, event, fields, text)
@@ -24,7 +33,7 @@ export function createLogger (json: boolean, tag: string, out: NodeJS.WritableSt
       out.write(JSON.stringify({ ts: Date.now(), level, event, ...fields, msg: text }) + '\n')
     } else {
       const time = new Date().toISOString().slice(11, 19)
-      out.write(`${time} ${tag}${level === 'warn' ? ' WARN' : ''} ${text}\n`)
+      ;(level === 'warn' ? warnOut : out).write(`${time} ${tag}${level === 'warn' ? ' WARN' : ''} ${text}\n`)
     }
   }
   return {

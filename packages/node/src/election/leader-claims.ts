@@ -7,7 +7,7 @@ import type { Heartbeat, TermCert } from '@dml/protocol'
 import { CertificateError, coversView, isForgery, type QuorumPolicy } from '../proof/certificates.ts'
 import { type Clock, isAbort, type Supervisor } from '../clock.ts'
 import type { Election } from './election.ts'
-import { short, type Logger } from '../log.ts'
+import { count, short, type Logger } from '../log.ts'
 import { followersOf, type Membership } from '../state/membership.ts'
 import type { Ledger } from '../state/misbehaviour.ts'
 import type { Proofs, ProvenRound } from '../proof/proofs.ts'
@@ -148,7 +148,7 @@ export class LeaderClaims {
     if (!coversView(proven.cert, this.d.policy, view, endorsers)) {
       if (this.freshStart(hb)) {
         this.unproven = hb.peer
-        this.sayFreshLeader(hb, `elected by ${proven.cert.votes.length} votes, too few of the ${view.length} peers this node sees`)
+        this.sayFreshLeader(hb, `elected by ${count(proven.cert.votes.length, 'vote')}, too few of the ${view.length} peers this node sees`)
       } else ledger.note(hb.peer, 'unproven-leader', `claims term ${hb.term}, but too few of the peers this node sees voted for it`)
       return
     }

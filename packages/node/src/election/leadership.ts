@@ -12,7 +12,7 @@ import type { Counts } from '../state/counts.ts'
 import { rankCandidates, type Election } from './election.ts'
 import { LeaderClaims } from './leader-claims.ts'
 import { LeaderWatchdog, type WatchdogTimes } from './leader-watchdog.ts'
-import { short, type Logger } from '../log.ts'
+import { count, short, type Logger } from '../log.ts'
 import { followersOf, type Membership } from '../state/membership.ts'
 import type { Ledger } from '../state/misbehaviour.ts'
 import type { Network } from '../net/network.ts'
@@ -238,7 +238,7 @@ export class Leadership {
       worker.abandon(`now following ${short(hb.peer)}`)
       this.d.counts.add('leaderChanges')
       this.watchdog.reset(now)
-      log.info('leader-followed', { term: proven.cert.term, leader: hb.peer, votes: proven.cert.votes.length }, `following leader ${short(hb.peer)} (term ${proven.cert.term}, ${proven.cert.votes.length} votes)`)
+      log.info('leader-followed', { term: proven.cert.term, leader: hb.peer, votes: proven.cert.votes.length }, `following leader ${short(hb.peer)} (term ${proven.cert.term}, ${count(proven.cert.votes.length, 'vote')})`)
       this.d.sendHeartbeat() // the leader gives work to the peers that say they follow it
       this.d.followed(hb.peer, proven.cert.term)
     }
@@ -265,7 +265,7 @@ export class Leadership {
     const term = election.term
     counts.add('leaderChanges')
     log.info('leader-elected', { term, round: replica.round, peer: this.d.self, votes: won.cert.votes.length },
-      `elected leader for term ${term} at round ${replica.round} (${won.cert.votes.length} votes)`)
+      `elected leader for term ${term} at round ${replica.round} (${count(won.cert.votes.length, 'vote')})`)
     this.d.sendHeartbeat()
     const d = this.d
     const coordinator: Coordinator = new Coordinator({

@@ -13,7 +13,7 @@ import { aggregateRound } from '@dml/trainer/aggregation'
 import { allocateWork, expectedSeconds, roundParticipants } from './allocation.ts'
 import { certVoteOf, drawCheckers, roundCertificate, quorumFollowers, roundQuorum, type QuorumPolicy, type Signer, type Standing } from '../proof/certificates.ts'
 import { AbortError, abortReason, type Changes, type Clock, sleep, type Supervisor } from '../clock.ts'
-import { short, type Logger } from '../log.ts'
+import { count, short, type Logger } from '../log.ts'
 import type { Network } from '../net/network.ts'
 import type { Replica } from '../state/replica.ts'
 import type { Trainer } from './trainer.ts'
@@ -274,7 +274,7 @@ export class Coordinator {
     this.touch(timeoutMs + config.transferTimeoutMs)
     try {
       log.info('round-start', { round, term: this.term, peers: assignments.length, deadline: start.deadline },
-        `round ${round}/${task.totalRounds}: ${assignments.length} peers, deadline in ${Math.round(timeoutMs / 1000)} s`)
+        `round ${round}/${task.totalRounds}: ${count(assignments.length, 'peer')}, deadline in ${Math.round(timeoutMs / 1000)} s`)
       await net.publish(start)
       this.deps.startLocalWork(start)
       await this.updates.collect(state)
@@ -336,7 +336,7 @@ export class Coordinator {
       net.blobs.unpin(certHash) // the replica keeps it pinned while it is the newest
       // said before the commit: a commit that finishes training may end the process (--exit-when-done)
       log.info('round-done', { round, term: this.term, modelHash, certHash, signers: votes.length, ...metrics },
-        `round ${round} done in ${(durationMs / 1000).toFixed(1)} s: accuracy ${(100 * metrics.accuracy).toFixed(2)}%, loss ${metrics.loss.toFixed(4)}, ${updates.length} updates, signed by ${votes.length} of ${state.checkers.length} checkers`)
+        `round ${round} done in ${(durationMs / 1000).toFixed(1)} s: accuracy ${(100 * metrics.accuracy).toFixed(2)}%, loss ${metrics.loss.toFixed(4)}, ${count(updates.length, 'update')}, signed by ${votes.length} of ${count(state.checkers.length, 'checker')}`)
       await replica.commit({ round, hash: modelHash, weights }, bytes, { certBytes, termCertBytes: this.deps.termCert.bytes }, { round, term: this.term, modelHash, certHash, metrics }, [...updates.map(u => u.peer), ...votes.map(v => v.peer)])
       return 'closed'
     } finally {
@@ -378,7 +378,7 @@ export class Coordinator {
       await net.publish({ type: 'round-proposal', v: PROTOCOL_VERSION, term: this.term, round, leader: this.deps.self, resultHash, modelHash, signature: leaderSignature })
       const proposedMs = clock.now() - state.startedAt
       log.info('round-proposed', { round, updates, checkers: state.checkers.length, ms: proposedMs },
-        `round ${round}: proposed the model of ${updates} updates after ${(proposedMs / 1000).toFixed(1)} s; ${state.checkers.length} checkers check it`)
+        `round ${round}: proposed the model of ${count(updates, 'update')} after ${(proposedMs / 1000).toFixed(1)} s; ${state.checkers.length === 1 ? '1 checker checks' : `${state.checkers.length} checkers check`} it`)
       let evalMs = 0
       if (state.checkers.includes(this.deps.self)) {
         this.enter(state, 'evaluating', timeoutMs)

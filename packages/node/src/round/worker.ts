@@ -2,7 +2,7 @@
 // leader: an update, or the reason it could not do the work. One job at a time (the model is
 // shared); a newer round, a new leader or stop() aborts the current job through its signal,
 // which reaches the transfer of the start model and every training batch.
-import { encodeUpdate, findNonFinite, PROTOCOL_VERSION, trainingDifference, type Assignment, type Compression, type NamedTensor, type RoundStart, type Task, type Unstamped, type UpdateReady, type WorkFailed } from '@dml/protocol'
+import { encodeUpdate, findNonFinite, OWN_DATA, PROTOCOL_VERSION, trainingDifference, type Assignment, type Compression, type NamedTensor, type RoundStart, type Task, type Unstamped, type UpdateReady, type WorkFailed } from '@dml/protocol'
 import { modelPart } from '@dml/trainer/server-optimizer'
 import { AbortError, isAbort } from '../clock.ts'
 import type { Logger } from '../log.ts'
@@ -114,7 +114,8 @@ export class Worker {
       const weights = await replica.weights(start.modelHash, [start.leader, ...this.deps.sources()], signal)
       const shard = this.deps.shard ?? assignment.shard
       this.phase = { round, state: 'training', done: 0, total: assignment.samples }
-      log.info('train-start', { round, samples: assignment.samples, shard }, `round ${round}: training on ${assignment.samples} samples of shard ${shard[0]}/${shard[1]}`)
+      const of = task.dataset === OWN_DATA ? 'its own examples' : `shard ${shard[0]}/${shard[1]}`
+      log.info('train-start', { round, samples: assignment.samples, shard }, `round ${round}: training on ${assignment.samples} samples of ${of}`)
       let lastLog = 0
       const result = await trainer.train({
         task,

@@ -7,7 +7,7 @@
 import { assertSameShapes, contentHash, decodeRoundCert, decodeTensors, encodeTensors, type NamedTensor, type RoundDone, type RoundMetrics, type Task } from '@dml/protocol'
 import type { Checkpoint, RoundRecord } from './checkpoint.ts'
 import type { Supervisor } from '../clock.ts'
-import type { Logger } from '../log.ts'
+import { count, type Logger } from '../log.ts'
 import type { Network } from '../net/network.ts'
 import type { ProvenRound, Proofs } from '../proof/proofs.ts'
 import { ProvenPeers } from '../proof/proven.ts'
@@ -157,7 +157,7 @@ export class Replica {
         if (result.round <= this.round) return
         // said before the commit: a commit that finishes training may end the process (--exit-when-done)
         this.deps.log.info('model-adopted', { round: result.round, modelHash: result.modelHash, accuracy: proven.evaluation.accuracy, signers: proven.signers.length },
-          `round ${result.round} done: accuracy ${(100 * proven.evaluation.accuracy).toFixed(2)}%, loss ${proven.evaluation.loss.toFixed(4)}, signed by ${proven.signers.length} of its ${proven.checkers.length} checkers`)
+          `round ${result.round} done: accuracy ${(100 * proven.evaluation.accuracy).toFixed(2)}%, loss ${proven.evaluation.loss.toFixed(4)}, signed by ${proven.signers.length} of its ${count(proven.checkers.length, 'checker')}`)
         await this.commit({ round: result.round, hash: result.modelHash, weights }, bytes, proven, recordOf(proven, metrics), [...result.contributions.map(c => c.peer), ...proven.signers])
       } finally {
         this.adopting.delete(certHash)

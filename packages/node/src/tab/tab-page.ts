@@ -25,7 +25,7 @@ function show (): void {
   const me = s.nodes.find(n => n.peerId === running!.peerId)
   $('state').textContent = `peer ${running.peerId.slice(-6)} (${running.backend}) · round ${s.round}` +
     (last !== undefined ? ` · accuracy ${(100 * last.accuracy).toFixed(2)}%` : '') +
-    ` · ${s.activeNodes} peers` + (me !== undefined && me.samplesPerSec > 0 ? ` · ${me.samplesPerSec} samples/s here` : '') +
+    ` · ${s.activeNodes} ${s.activeNodes === 1 ? 'peer' : 'peers'}` + (me !== undefined && me.samplesPerSec > 0 ? ` · ${me.samplesPerSec} samples/s here` : '') +
     (s.leader === null ? ' · no leader yet' : '')
 }
 
