@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
-import { DML_NODE_BIN } from '@dml/node/launcher'
+import { DML_MONITOR_BIN, DML_NODE_BIN } from '@dml/node/launcher'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version
@@ -62,6 +62,35 @@ describe('the dml-node command line', function () {
     const { code, stderr } = await dmlNode([], { DML_HTTP_PORT: 'five thousand' })
     expect(code).to.equal(2)
     expect(stderr.trim()).to.equal('error: DML_HTTP_PORT (--http-port) must be a number (got "five thousand")')
+  })
+
+  it('a DML_ variable that no option reads is named, with the one it is closest to; the others are taken quietly', async () => {
+    const { code, stdout, stderr } = await dmlNode(['--version'], { DML_BOOSTRAP: '/ip4/1.2.3.4/tcp/1', DML_ROUNDS: '3', DML_OUT: 'x', DML_FROM_SOURCES: '0' })
+    expect(code).to.equal(0)
+    expect(stdout.trim()).to.equal(VERSION)
+    expect(stderr.trim()).to.equal('warning: DML_BOOSTRAP is no dml option\'s variable: it is ignored; did you mean DML_BOOTSTRAP?')
+  })
+
+  it('dml-monitor reads its variables, as its help says, and has --version', async () => {
+    const monitor = async (args: string[], env: Record<string, string> = {}): Promise<{ code: number, stdout: string, stderr: string }> => {
+      try {
+        const { stdout, stderr } = await promisify(execFile)(process.execPath, [DML_MONITOR_BIN, ...args], { env: { ...process.env, ...env }, timeout: 30_000 })
+        return { code: 0, stdout, stderr }
+      } catch (err) {
+        const e = err as { code: number, stdout: string, stderr: string }
+        return { code: e.code, stdout: e.stdout, stderr: e.stderr }
+      }
+    }
+    expect((await monitor(['--version'])).stdout.trim()).to.equal(VERSION)
+    expect((await monitor(['-v'])).stdout.trim()).to.equal(VERSION)
+    const help = await monitor(['--help'])
+    expect(help.stdout).to.include('[DML_JSON]').and.include('[DML_PORT]').and.include('--version')
+    const badPort = await monitor([], { DML_PORT: 'abc' })
+    expect(badPort.code).to.equal(2)
+    expect(badPort.stderr.trim()).to.equal('error: DML_PORT (--port) must be a number (got "abc")')
+    const badJson = await monitor([], { DML_JSON: 'maybe' })
+    expect(badJson.code).to.equal(2)
+    expect(badJson.stderr).to.include('DML_JSON (--json) is a switch')
   })
 
   it('keygen creates an identity once and prints its peer id', async () => {

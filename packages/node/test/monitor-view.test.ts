@@ -11,8 +11,8 @@ function heartbeat (peer: string, work: Heartbeat['work']): Heartbeat {
   return { type: 'heartbeat', v: PROTOCOL_VERSION, seq: 1, term: 2, peer, leader: LEADER, round: 3, modelHash: null, device: 'cpu', backend: 'wasm', speed: 100, examples: 0, addrs: [], termCert: null, roundCert: null, work, everyMs: 1000 }
 }
 
-const round = (n: number, accuracy: number, before = false): ShownRound => ({
-  round: n, term: 2, leader: LEADER, modelHash: 'a'.repeat(64), finished: false, signers: 2, before,
+const round = (n: number, accuracy: number, before = false, ownData = false): ShownRound => ({
+  round: n, term: 2, leader: LEADER, modelHash: 'a'.repeat(64), finished: false, signers: 2, before, ownData,
   evaluation: { accuracy, loss: 0.1, federatedAccuracy: accuracy, federatedLoss: 0.1, evaluatedSamples: 100 }
 })
 
@@ -46,6 +46,15 @@ describe('monitor views', () => {
     const view = linesView(false, l => { lines.push(l) }, l => { lines.push(l) })
     view.round(round(5, 0.97, true))
     expect(lines[0]).to.match(/^round {3}5 {2}accuracy {2}97\.00%.*\(finished before this monitor joined\) {2}leader \w{6} term 2 {2}signed by 2$/)
+  })
+
+  it('lines: the federated accuracy only where the peers evaluate on examples of their own; on a shared test set it is the same figure again', () => {
+    const lines: string[] = []
+    const view = linesView(false, l => { lines.push(l) })
+    view.round(round(5, 0.97, true))
+    view.round(round(6, 0.98, true, true))
+    expect(lines[0]).to.not.include('federated')
+    expect(lines[1]).to.include('federated 98.00% on 100')
   })
 
   it('lines: a warning goes to stderr as text, or with --json to stdout as a warning event', () => {

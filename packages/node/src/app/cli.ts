@@ -2,33 +2,20 @@
 // (startPeer, peer.ts), or run keygen, export, evaluate, predict, completion. Every mistake a user
 // can make here (a flag, a path, an address) ends in one line that names the option, never a
 // stack trace.
-import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import yargs, { type Argv } from 'yargs'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { OWN_DATA, type Compression, type Task } from '@dml/protocol'
 import { defaultServerLr, type ServerOptimizerName } from '@dml/trainer'
 import { createLogger, recordingTo, RecentEvents, type LogLevel } from '../log.ts'
-import { declareOptions, EVALUATE_OPTIONS, EXPORT_OPTIONS, firstLine, helpText, KEYGEN_OPTIONS, levenshtein, NODE_OPTIONS, parseOptions, parseShard, readAllowList, readSwarmKey, readTls, type OptionSpec, type Options, type Tls } from './config.ts'
+import { declareOptions, EVALUATE_OPTIONS, EXPORT_OPTIONS, firstLine, helpText, KEYGEN_OPTIONS, levenshtein, NODE_OPTIONS, parseOptions, parseShard, readAllowList, readSwarmKey, readTls, unknownVariables, type OptionSpec, type Options, type Tls } from './config.ts'
 import { ConfigError, isExpected } from './errors.ts'
 import { loadOrCreateIdentity } from './identity.ts'
 import { runEvaluate, runExport, runPredict } from './model-commands.ts'
 import { startPeer, type PeerOptions } from './peer.ts'
+import { version } from './version.ts'
 
 const SUMMARY = 'A dml peer: finds other peers (mDNS, --bootstrap), elects a coordinator, and trains one model with them.'
-
-/** dml's version: from the nearest package.json named dml above this module (the clone's root, or the installed package's). */
-function version (): string {
-  for (let dir = new URL('.', import.meta.url); ; dir = new URL('..', dir)) {
-    try {
-      const manifest = JSON.parse(readFileSync(new URL('package.json', dir), 'utf8')) as { name?: string, version: string }
-      if (manifest.name === 'dml') return manifest.version
-    } catch {
-      // no package.json here: look further up
-    }
-    if (dir.pathname === '/') return 'unknown'
-  }
-}
 
 interface Command {
   summary: string
@@ -56,6 +43,7 @@ const EXAMPLES: Array<[string, string]> = [
 ]
 
 export async function runNode (argv: string[]): Promise<number> {
+  for (const warning of unknownVariables(process.env)) console.error(`warning: ${warning}`)
   const [first] = argv
   if (first === '--version' || first === '-v') {
     console.log(version())

@@ -223,6 +223,21 @@ export function envName (name: string): string {
   return `DML_${name.toUpperCase().replace(/-/g, '_')}`
 }
 
+/** DML_* variables that are dml's own but no option's: the bins', the tests' and the benchmarks'. */
+const OWN_VARIABLES = /^DML_(FROM_SOURCES|CHROMIUM|REFERENCE|REFERENCE_CACHE|TEST_[A-Z0-9_]+|BENCH_[A-Z0-9_]+)$/
+
+/**
+ * A warning for each DML_* variable in `env` that no dml command reads (a mistyped DML_BOOSTRAP
+ * would be ignored without a word), naming the variable it is closest to.
+ */
+export function unknownVariables (env: Record<string, string | undefined>): string[] {
+  const names = new Set([NODE_OPTIONS, MONITOR_OPTIONS, EXPORT_OPTIONS, EVALUATE_OPTIONS, KEYGEN_OPTIONS].flatMap(specs => Object.keys(specs).map(envName)))
+  return Object.keys(env).filter(v => v.startsWith('DML_') && !names.has(v) && !OWN_VARIABLES.test(v)).sort().map(v => {
+    const close = [...names].map(n => ({ n, d: levenshtein(n, v) })).sort((a, b) => a.d - b.d)[0]
+    return `${v} is no dml option's variable: it is ignored${close !== undefined && close.d <= 3 ? `; did you mean ${close.n}?` : ''}`
+  })
+}
+
 /** A variable's text as the option's raw value: lists split at commas or spaces, switches from true/false (1/0, yes/no). */
 function fromEnv (name: string, spec: OptionSpec, text: string): unknown {
   if (spec.kind === 'list') return text.split(/[\s,]+/).filter(v => v !== '')
@@ -359,6 +374,8 @@ export interface HelpExtras {
   commands?: Array<[string, string]>
   /** command lines to show, with what each does */
   examples?: Array<[string, string]>
+  /** it takes --version (a command with subcommands always does) */
+  version?: boolean
 }
 
 /** The help of `command` (by yargs): usage, summary, commands, options with defaults and variables, examples. */
@@ -368,7 +385,7 @@ export async function helpText (command: string, summary: string, specs: Record<
     .usage(`Usage: ${command}${extras.commands === undefined ? '' : ' [command]'} [options]\n\n${summary}`)
     .help('help').alias('h', 'help').version(false)
     .wrap(Math.min(120, process.stdout.columns ?? 100))
-  if (extras.commands !== undefined) y = y.option('version', { alias: 'v', type: 'boolean', describe: 'print dml\'s version' })
+  if (extras.commands !== undefined || extras.version === true) y = y.option('version', { alias: 'v', type: 'boolean', describe: 'print dml\'s version' })
   for (const [name, what] of extras.commands ?? []) y = y.command(name, what)
   for (const [line, what] of extras.examples ?? []) y = y.example(line, what)
   y = y.epilog(`Every option can also be set in the environment (the name in [brackets]; flags win) or in a JSON file named by --config${Object.hasOwn(specs, 'config') ? '' : ' of dml-node'}.`)

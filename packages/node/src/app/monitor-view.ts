@@ -3,6 +3,7 @@
 // and recent events. Both views are fed the same checked facts by monitor.ts.
 import type { Heartbeat, RoundDone, RoundEvaluation, RoundStart } from '@dml/protocol'
 import { roundProgress } from '../round/progress.ts'
+import { count } from '../log.ts'
 
 /** A finished round the monitor checked: from a round-done it saw, or (`before`) the newest one when it joined. */
 export interface ShownRound {
@@ -16,6 +17,8 @@ export interface ShownRound {
   /** the leader's account (absent for a round finished before the monitor joined) */
   metrics?: RoundDone['metrics']
   before: boolean
+  /** the peers train on examples of their own (--data), each checker evaluating on its own held-out ones: the federated accuracy says something the central one does not */
+  ownData: boolean
 }
 
 export interface MonitorView {
@@ -37,7 +40,7 @@ export function linesView (json: boolean, write: (line: string) => void = consol
       if (isNew && !json) write(`peer ${hb.peer.slice(-6)} seen (${hb.device}, ${hb.backend}, round ${hb.round}${hb.leader === hb.peer ? ', leader' : ''})`)
     },
     roundStart: (start) => {
-      write(json ? JSON.stringify({ event: 'round-start', round: start.round, term: start.term, peers: start.assignments.length }) : `round ${String(start.round).padStart(3)}  started with ${start.assignments.length} peers`)
+      write(json ? JSON.stringify({ event: 'round-start', round: start.round, term: start.term, peers: start.assignments.length }) : `round ${String(start.round).padStart(3)}  started with ${count(start.assignments.length, 'peer')}`)
     },
     round: (r) => {
       const m = { ...r.metrics, ...r.evaluation }
@@ -45,7 +48,7 @@ export function linesView (json: boolean, write: (line: string) => void = consol
         write(JSON.stringify({ event: 'round', round: r.round, term: r.term, leader: r.leader, modelHash: r.modelHash, finished: r.finished, certified: true, signers: r.signers, before: r.before, ...m }))
         return
       }
-      const head = `round ${String(r.round).padStart(3)}  accuracy ${(100 * m.accuracy).toFixed(2).padStart(6)}%  loss ${m.loss.toFixed(4)}  federated ${pct(m.federatedAccuracy)} on ${m.evaluatedSamples}  `
+      const head = `round ${String(r.round).padStart(3)}  accuracy ${(100 * m.accuracy).toFixed(2).padStart(6)}%  loss ${m.loss.toFixed(4)}  ${r.ownData ? `federated ${pct(m.federatedAccuracy)} on ${m.evaluatedSamples}  ` : ''}`
       const tail = `leader ${r.leader.slice(-6)} term ${r.term}  signed by ${r.signers}`
       const d = r.metrics
       write(d === undefined
@@ -98,7 +101,7 @@ export function terminalView (out: NodeJS.WriteStream = process.stdout, everyMs 
     const leaderHb = live.find(p => p.hb.leader === p.hb.peer)?.hb
     const done = rounds.at(-1)
     const lines: string[] = []
-    lines.push(`dml monitor ${self.slice(-6)}   leader ${leaderHb === undefined ? 'none (electing)' : `${leaderHb.peer.slice(-6)} (term ${leaderHb.term})`}   round ${done?.round ?? 0}${totalRounds > 0 ? ` of ${totalRounds}` : ''}   ${live.length} peers`)
+    lines.push(`dml monitor ${self.slice(-6)}   leader ${leaderHb === undefined ? 'none (electing)' : `${leaderHb.peer.slice(-6)} (term ${leaderHb.term})`}   round ${done?.round ?? 0}${totalRounds > 0 ? ` of ${totalRounds}` : ''}   ${count(live.length, 'peer')}`)
     const current = (done?.round ?? 0) + 1
     const durations = rounds.flatMap(r => r.metrics === undefined ? [] : [r.metrics.durationMs])
     const progress = roundProgress(current, live.map(p => ({ peer: p.hb.peer, speed: p.hb.speed, work: p.hb.work })), Math.max(0, totalRounds - current), durations)
@@ -129,7 +132,7 @@ export function terminalView (out: NodeJS.WriteStream = process.stdout, everyMs 
     },
     roundStart: (start) => {
       totalRounds = start.task.totalRounds
-      event(`round ${start.round} started with ${start.assignments.length} peers`)
+      event(`round ${start.round} started with ${count(start.assignments.length, 'peer')}`)
     },
     round: (r) => {
       rounds.push(r)

@@ -4,11 +4,12 @@
 // shown, and a round this monitor cannot prove (a lone peer's, or a liar's signed by itself) is
 // only a warning line: it neither counts as a round nor ends the monitor.
 import { generateKeyPair } from '@libp2p/crypto/keys'
-import type { ControlMessage, Heartbeat, RoundDone } from '@dml/protocol'
+import { OWN_DATA, type ControlMessage, type Heartbeat, type RoundDone } from '@dml/protocol'
 import { Admission } from '../net/admission.ts'
 import { CertificateError, coversView, isForgery, type Standing } from '../proof/certificates.ts'
 import { Supervisor } from '../clock.ts'
-import { helpText, MONITOR_OPTIONS, parseOptions, readAllowList, readSwarmKey } from './config.ts'
+import { helpText, MONITOR_OPTIONS, parseOptions, readAllowList, readSwarmKey, unknownVariables } from './config.ts'
+import { version } from './version.ts'
 import { startHost } from '../net/host.ts'
 import { Proofs, type ProvenRound } from '../proof/proofs.ts'
 import { ProvenPeers } from '../proof/proven.ts'
@@ -18,9 +19,14 @@ import { followersIn, followersOf, silenceMs } from '../state/membership.ts'
 const SUMMARY = 'Follows dml training live: joins the network as a passive peer and prints every finished round.'
 
 export async function runMonitor (argv: string[]): Promise<number> {
-  const o = parseOptions(argv, MONITOR_OPTIONS)
+  for (const warning of unknownVariables(process.env)) console.error(`warning: ${warning}`)
+  if (argv[0] === '--version' || argv[0] === '-v') {
+    console.log(version())
+    return 0
+  }
+  const o = parseOptions(argv, MONITOR_OPTIONS, process.env)
   if (o.help === true) {
-    console.log(await helpText('dml-monitor', SUMMARY, MONITOR_OPTIONS))
+    console.log(await helpText('dml-monitor', SUMMARY, MONITOR_OPTIONS, { version: true }))
     return 0
   }
   const json = o.json === true
@@ -50,11 +56,13 @@ export async function runMonitor (argv: string[]): Promise<number> {
   }
   /** what is new (admission.ts): the monitor relays what it takes, and must not relay a replay */
   const admission = new Admission()
+  /** whether the peers train on their own examples, as the last round start said */
+  let ownData = false
 
   const show = (rd: RoundDone, proven: ProvenRound): void => {
     shownRounds.add(rd.round)
     count++
-    view.round({ round: rd.round, term: rd.term, leader: rd.leader, modelHash: rd.modelHash, finished: rd.finished, signers: proven.signers.length, evaluation: proven.evaluation, metrics: rd.metrics, before: false })
+    view.round({ round: rd.round, term: rd.term, leader: rd.leader, modelHash: rd.modelHash, finished: rd.finished, signers: proven.signers.length, evaluation: proven.evaluation, metrics: rd.metrics, before: false, ownData })
     if (rd.finished || (maxRounds > 0 && count >= maxRounds)) resolveDone?.()
   }
 
@@ -63,7 +71,7 @@ export async function runMonitor (argv: string[]): Promise<number> {
     const { result } = proven
     if (shownRounds.size > 0) return // a round-done came first: it says more
     shownRounds.add(result.round)
-    view.round({ round: result.round, term: result.term, leader: result.leader, modelHash: result.modelHash, finished: false, signers: proven.signers.length, evaluation: proven.evaluation, before: true })
+    view.round({ round: result.round, term: result.term, leader: result.leader, modelHash: result.modelHash, finished: false, signers: proven.signers.length, evaluation: proven.evaluation, before: true, ownData })
   }
 
   const onRoundDone = (rd: RoundDone): void => {
@@ -132,6 +140,7 @@ export async function runMonitor (argv: string[]): Promise<number> {
       host.dialAddrs(message.peer, message.addrs)
       view.heartbeat(message, isNew)
     } else if (message.type === 'round-start') {
+      ownData = message.task.dataset === OWN_DATA
       view.roundStart(message)
     } else if (message.type === 'round-done') {
       onRoundDone(message)
