@@ -1,4 +1,7 @@
 import { expect } from 'chai'
+import { execFile } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
 import { candidateOrder, chooseBackend, oneThreadPerOperation, type BackendCandidate } from '@dml/trainer'
 
 function fake (source: string, backend: string, device: 'gpu' | 'cpu', works: boolean): BackendCandidate {
@@ -7,6 +10,13 @@ function fake (source: string, backend: string, device: 'gpu' | 'cpu', works: bo
 const activate = async (): Promise<boolean> => true
 
 describe('backend selection', () => {
+  it('importing the trainer and computing on tfjs\'s cpu backend prints nothing: no banner telling to install tfjs-node', async () => {
+    const script = "import { tf } from '@dml/trainer'; await tf.setBackend('cpu'); tf.tensor([1, 2, 3]).dataSync(); console.log('done')"
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script], { cwd: fileURLToPath(new URL('.', import.meta.url)), timeout: 60_000 })
+    expect(stdout.trim()).to.equal('done')
+    expect(stderr).to.equal('')
+  })
+
   it('tries tfjs-node-gpu first with --gpu, and never with --cpu or by default', () => {
     expect(candidateOrder('gpu').map(c => c.source)).to.deep.equal(['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node', '@tensorflow/tfjs-backend-wasm', '@tensorflow/tfjs (cpu)'])
     expect(candidateOrder('cpu').map(c => c.source)).to.deep.equal(['@tensorflow/tfjs-node', '@tensorflow/tfjs-backend-wasm', '@tensorflow/tfjs (cpu)'])
