@@ -88,6 +88,8 @@ describe('watching a run: the dashboard and the monitor', function () {
     const page = await browser.newPage({ viewport: { width: 1100, height: 1000 } })
     const requests: string[] = []
     page.on('request', r => { requests.push(r.url()) })
+    const failed: string[] = []
+    page.on('response', r => { if (r.status() >= 400) failed.push(`${r.status()} ${r.url()}`) })
     const errors: string[] = []
     page.on('pageerror', e => { errors.push(e.message) })
     await page.goto(`${base}/`)
@@ -105,6 +107,10 @@ describe('watching a run: the dashboard and the monitor', function () {
     const plotted = Number(await page.getAttribute('#chart', 'data-rounds'))
     await until(page, 'a round in training', () => /round \d+: \d+% trained/.test(document.getElementById('progress-text')!.textContent!), 2 * MINUTE)
     await page.waitForFunction((n) => Number(document.getElementById('chart')!.dataset.rounds) > n, plotted, { timeout: 2 * MINUTE, polling: 250 })
+    // the legend shows the newest round's figures without a hover, not "--"
+    const legend = await page.$$eval('#chart .u-legend .u-value', cells => cells.map(c => c.textContent ?? ''))
+    expect(legend.length, 'legend values').to.be.at.least(3)
+    expect(legend.every(v => v !== '--' && v !== ''), legend.join(' | ')).to.equal(true)
 
     // the monitor, joining late, on a terminal: the screen, with the round finished before it joined
     monitor = new MonitorInTerminal(await peers[0].multiaddr('127.0.0.1'))
@@ -130,6 +136,11 @@ describe('watching a run: the dashboard and the monitor', function () {
       document.querySelector('#events li[data-event="peer-lost"]') !== null &&
       document.querySelector('#events li[data-event="leader-elected"], #events li[data-event="leader-followed"]') !== null, MINUTE)
 
+    // the peer whose page this is dies: the page says so, and no longer says it trains
+    follower.kill('SIGKILL')
+    await until(page, 'the page saying its peer is not answering', () =>
+      document.getElementById('connection')!.textContent === 'reconnecting…' && /^not answering since /.test(document.getElementById('state')!.textContent!), MINUTE)
+
     const dir = process.env.DML_TEST_ARTIFACTS ?? tmpdir()
     mkdirSync(dir, { recursive: true })
     const shot = join(dir, 'dml-dashboard.png')
@@ -138,6 +149,7 @@ describe('watching a run: the dashboard and the monitor', function () {
     console.log(`    screenshot: ${shot}; the monitor's last screen: ${join(dir, 'dml-monitor.txt')}`)
 
     expect(errors, 'errors in the page').to.deep.equal([])
+    expect(failed, 'requests the peer refused (a missing icon, a file)').to.deep.equal([])
     // offline: every file the page loaded came from the peer itself
     expect(requests.filter(u => !u.startsWith(base))).to.deep.equal([])
   })

@@ -79,6 +79,7 @@ function dashboardFiles (): Map<string, { type: string, body: Buffer }> {
     ['/dashboard.js', { type: 'text/javascript; charset=utf-8', body: own('dashboard.js') }],
     ['/dashboard.css', { type: 'text/css; charset=utf-8', body: own('dashboard.css') }],
     ['/train', { type: 'text/html; charset=utf-8', body: own('train.html') }],
+    ['/favicon.svg', { type: 'image/svg+xml', body: own('favicon.svg') }],
     ['/vendor/uplot.js', { type: 'text/javascript; charset=utf-8', body: vendor('uplot/dist/uPlot.iife.min.js') }],
     ['/vendor/uplot.css', { type: 'text/css; charset=utf-8', body: vendor('uplot/dist/uPlot.min.css') }]
   ])

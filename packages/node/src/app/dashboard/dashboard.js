@@ -16,6 +16,9 @@ function duration (seconds) {
 }
 
 let chart = null
+/** when the peer last sent its status, and the round's progress it said then */
+let lastSeen = null
+let lastProgress = ''
 
 function chartData (history) {
   return [history.map(h => h.round), history.map(h => 100 * h.accuracy), history.map(h => h.loss)]
@@ -27,6 +30,7 @@ function drawChart (history) {
   box.dataset.rounds = String(history.length)
   if (chart !== null) {
     chart.setData(data)
+    showNewest(chart)
     return
   }
   chart = new uPlot({
@@ -46,8 +50,16 @@ function drawChart (history) {
       { label: 'round' },
       { label: 'accuracy (%)', scale: 'acc', stroke: '#2a7ae2', width: 2, points: { show: true } },
       { label: 'loss', scale: 'loss', stroke: '#e2572a', width: 2, points: { show: true } }
-    ]
+    ],
+    // off the chart, the legend shows the newest round's figures, not "--"
+    hooks: { setCursor: [u => { if (u.cursor.idx == null) showNewest(u) }] }
   }, data, box)
+  showNewest(chart)
+}
+
+function showNewest (u) {
+  const rounds = u.data[0].length
+  if (rounds > 0 && u.cursor.idx == null) u.setLegend({ idx: rounds - 1 })
 }
 
 function cell (row, text) {
@@ -110,7 +122,7 @@ function render (s) {
   $('nodes').textContent = `${s.activeNodes} (${s.gpuNodes} GPU, ${s.cpuNodes} CPU)`
   $('progress-bar').style.width = (100 * s.progress).toFixed(1) + '%'
   const p = s.roundProgress
-  $('progress-text').textContent = p === null
+  lastProgress = $('progress-text').textContent = p === null
     ? (s.state === 'finished' ? `training finished after ${s.round} rounds` : `${Math.round(100 * s.progress)}% of training; round ${s.round + 1} not started`)
     : `round ${p.round}: ${Math.round(100 * p.fraction)}% trained (${p.done} of ${p.total} examples), ETA ${duration(p.etaSeconds)}; all rounds: ${duration(p.trainingEtaSeconds)}`
   drawChart(s.history)
@@ -120,6 +132,7 @@ function render (s) {
 
 const source = new EventSource('/api/events')
 source.addEventListener('status', (e) => {
+  lastSeen = new Date()
   $('connection').textContent = 'live'
   $('connection').classList.add('live')
   render(JSON.parse(e.data))
@@ -128,4 +141,10 @@ source.addEventListener('error', () => {
   // EventSource reconnects by itself (every 2 s, as the server asks): the peer restarting, or the network
   $('connection').textContent = 'reconnecting…'
   $('connection').classList.remove('live')
+  // what the page shows is this peer's last word: it does not say "training" as if it still were
+  if (lastSeen !== null) {
+    const at = lastSeen.toLocaleTimeString()
+    $('state').textContent = `not answering since ${at}`
+    $('progress-text').textContent = `as of ${at}, when this peer last answered: ${lastProgress}`
+  }
 })
