@@ -2,7 +2,7 @@
 // in one clear line that names the cause, never silence, a hang or a stack trace.
 import { expect } from 'chai'
 import { spawn } from 'node:child_process'
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:net'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -120,6 +120,10 @@ describe('mistakes on the command line and on disk', function () {
       expect(Date.now() - started).to.be.below(30_000)
       expect(output).to.match(/peer1 could not run:\n\s+error: cannot serve the status API on 127\.0\.0\.1:5000 .*pick another --http-port/)
       expect(output).to.include('npm start -- --http-port 5050')
+      // and it leaves no data behind
+      const dir = /data in (\S+) \(removed at the end/.exec(output)?.[1]
+      expect(dir, output).to.be.a('string')
+      expect(existsSync(dir!), `${dir!} left behind`).to.equal(false)
     } finally {
       holder.close()
     }
