@@ -7,6 +7,7 @@ import { build } from 'esbuild'
 import { cpSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { PUBLISHED_NAME } from '../packages/node/src/app/version.ts'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const out = resolve(process.argv[2] ?? join(root, 'dist'))
@@ -88,14 +89,21 @@ console.log(`built the browser tab's bundle in ${tabOut}: ${tabSizes.join(', ')}
 cpSync(join(root, 'README.md'), join(out, 'README.md'))
 // the README is a front door: its links lead into docs/
 cpSync(join(root, 'docs'), join(out, 'docs'), { recursive: true })
-writeFileSync(join(out, 'package.json'), JSON.stringify({
-  name: top.name,
+// published as dml-node, the name of its command (npx dml-node runs a peer wherever npm is). Its
+// launchers run on Node 20 too: they run themselves again on the Node 22 of the `node` dependency
+// (bin/check-node.js), which npm places when it may run that package's install script
+const published = {
+  name: PUBLISHED_NAME,
   version: top.version,
   description: top.description,
   license: top.license,
+  keywords: ['federated-learning', 'libp2p', 'tensorflowjs', 'machine-learning', 'peer-to-peer'],
   type: 'module',
+  engines: { node: '>=20' },
   bin: { 'dml-node': 'dml-node.js', 'dml-monitor': 'dml-monitor.js' },
-  dependencies,
+  files: ['*.js', 'dashboard/', 'tab/', 'docs/', 'THIRD-PARTY-LICENSES.md'],
+  dependencies: { ...dependencies, node: top.devDependencies.node },
   optionalDependencies
-}, null, 2) + '\n')
-console.log(`built ${top.name as string} ${top.version as string} in ${out}`)
+}
+writeFileSync(join(out, 'package.json'), JSON.stringify(published, null, 2) + '\n')
+console.log(`built ${PUBLISHED_NAME} ${top.version as string} in ${out}`)

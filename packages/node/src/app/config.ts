@@ -224,7 +224,7 @@ export function envName (name: string): string {
 }
 
 /** DML_* variables that are dml's own but no option's: the bins', the tests' and the benchmarks'. */
-const OWN_VARIABLES = /^DML_(FROM_SOURCES|CHROMIUM|REFERENCE|REFERENCE_CACHE|TEST_[A-Z0-9_]+|BENCH_[A-Z0-9_]+)$/
+const OWN_VARIABLES = /^DML_(FROM_SOURCES|FROM_NODE_PACKAGE|CHROMIUM|REFERENCE|REFERENCE_CACHE|TEST_[A-Z0-9_]+|BENCH_[A-Z0-9_]+)$/
 
 /**
  * A warning for each DML_* variable in `env` that no dml command reads (a mistyped DML_BOOSTRAP
