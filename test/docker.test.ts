@@ -4,11 +4,14 @@
 // unprivileged user, exec-form commands, apt without recommends or leftovers, copied paths that
 // exist, the libp2p and HTTP ports, /data as the data directory, and options that dml-node takes.
 import { expect } from 'chai'
+import { execFile } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
+import { createServer } from 'node:http'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parse } from 'yaml'
-import { envName, NODE_OPTIONS, parseOptions } from '@dml/node/cli'
+import { envName, NODE_OPTIONS, parseOptions, peerOptions } from '@dml/node/cli'
+import { trainingDifference } from '@dml/protocol'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 
@@ -143,5 +146,41 @@ describe('the Docker files', () => {
     // the host ports differ: the peers can run side by side
     const hostPorts = Object.values(compose.services).flatMap(s => (s.ports as string[]).map(p => p.split(':')[0]))
     expect(new Set(hostPorts).size).to.equal(hostPorts.length)
+  })
+
+  it('the docker run lines of docs/usage.md, as the image\'s entrypoint takes them: options dml-node accepts, and one task for the network', () => {
+    const usage = readFileSync(join(ROOT, 'docs', 'usage.md'), 'utf8').replace(/\\\n\s*/g, ' ')
+    const entrypoint = JSON.parse(instructions(join(ROOT, 'docker', 'Dockerfile')).find(i => i.keyword === 'ENTRYPOINT')!.args) as string[]
+    const lines = [...usage.matchAll(/^docker run (.*?)(?:\s+#.*)?$/gm)].map(m => m[1].replace('<first host>', '10.0.0.5').replace('<its peer id>', '12D3KooWDWG31EDrNyzFQKcBHtq2P5n2x9Vz6Y8JpRPQVhGmdHcK'))
+    expect(lines.length).to.be.at.least(2)
+    const tasks = lines.map(line => {
+      const words = line.split(/\s+/)
+      const env: Record<string, string> = {}
+      let i = 0
+      for (; i < words.length && words[i] !== 'dml'; i++) {
+        if (words[i] === '-e') { const [name, value] = words[++i].split('='); env[name] = value }
+        else if (['-p', '-v', '--name'].includes(words[i])) i++
+      }
+      const argv = [...entrypoint.slice(2), ...words.slice(i + 1)]
+      return peerOptions(parseOptions(argv, NODE_OPTIONS, env)).task
+    })
+    for (const task of tasks.slice(1)) expect(trainingDifference(tasks[0], task), 'a peer that trains otherwise than the first').to.equal(undefined)
+  })
+
+  it('the health check asks the status API at the port -e DML_HTTP_PORT names, else 5000, and fails when it does not answer', async () => {
+    const health = JSON.parse(instructions(join(ROOT, 'docker', 'Dockerfile')).find(i => i.keyword === 'HEALTHCHECK')!.args.replace(/^.*?CMD\s+/, '')) as string[]
+    const server = createServer((req, res) => { res.writeHead(req.url === '/api/status' ? 200 : 404).end('{}') })
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+    try {
+      const port = String((server.address() as { port: number }).port)
+      const check = async (env: Record<string, string>): Promise<number> => await new Promise(resolve => {
+        execFile(process.execPath, health.slice(1), { env: { ...process.env, ...env }, timeout: 10_000 }, (err) => { resolve(err === null ? 0 : (err as { code?: number }).code ?? 1) })
+      })
+      expect(await check({ DML_HTTP_PORT: port })).to.equal(0)
+      server.close()
+      expect(await check({ DML_HTTP_PORT: port })).to.equal(1)
+    } finally {
+      server.close()
+    }
   })
 })
