@@ -379,6 +379,26 @@ describe('round engine', function () {
     expect(trained.filter(id => id !== tab.id).sort()).to.deep.equal(peers.slice(0, 2).map(p => p.id).sort())
   })
 
+  it('a peer that stops says so: the others drop it at once; a leader that stops is replaced without waiting out its lease', async () => {
+    const peers = [net.add(), net.add(), net.add(), net.add()]
+    await net.until('round 1 done', () => net.roundsDone().length >= 1)
+    const leader = net.leader()!
+    const follower = peers.find(p => p !== leader)!
+    const stoppedAt = net.clock.now()
+    await follower.node.stop()
+    follower.net.disconnect()
+    await net.until('the others drop the follower', () => net.events('peer-left', e => e.peer === follower.id).length === 3)
+    expect(net.clock.now() - stoppedAt).to.be.below(1000)
+    expect(net.events('peer-lost', e => e.peer === follower.id)).to.deep.equal([])
+    const handedAt = net.clock.now()
+    await leader.node.stop()
+    leader.net.disconnect()
+    await net.until('a new leader', () => net.leader() !== undefined && net.leader() !== leader)
+    // the lease is 5 s: a leader that vanished without a word is replaced after it
+    expect(net.clock.now() - handedAt, `handed over in ${net.clock.now() - handedAt} ms`).to.be.below(5000)
+    expect(net.events('peer-lost', e => e.peer === leader.id)).to.deep.equal([])
+  })
+
   it('the status shows the round in progress: examples trained of those assigned, over every peer, and an ETA', async () => {
     const peers = [net.add(), net.add(), net.add()]
     await net.until('round 1 done', () => peers.every(p => p.node.replica.round >= 1))

@@ -132,6 +132,8 @@ export interface Heartbeat {
    * receives do not grow with the network (see node.ts)
    */
   everyMs: number
+  /** this peer is stopping: its last heartbeat, so that the others drop it now, not a lease later */
+  leaving?: true
 }
 
 export interface WorkProgress {
@@ -518,7 +520,8 @@ export function validateMessage (value: unknown): ControlMessage {
         termCert: hashOrNull(o, 'termCert'),
         roundCert: hashOrNull(o, 'roundCert'),
         work: o.work === null ? null : workProgress(obj(o.work, 'work')),
-        everyMs: int(o, 'everyMs', 1, MAX_HEARTBEAT_EVERY_MS)
+        everyMs: int(o, 'everyMs', 1, MAX_HEARTBEAT_EVERY_MS),
+        ...(o.leaving === true ? { leaving: true as const } : {})
       }
     case 'vote-request':
       return { type, ...common, term: int(o, 'term', 1), candidate: peerId(o.candidate, 'candidate'), round: int(o, 'round'), roundCert: hashOrNull(o, 'roundCert') }

@@ -231,6 +231,13 @@ export class Election {
     if (!this.isLeader) this.leader = null
   }
 
+  /** Our leader said it is leaving: its lease is over now, and the first-ranked stands at once. */
+  leaderLeft (now: number): void {
+    if (this.isLeader) return
+    this.leader = null
+    this.lastLeaderSeen = Math.min(this.lastLeaderSeen, now - this.leaseMs)
+  }
+
   /** Gives up leadership: followers elect another; we stand again only after two leases. */
   resign (now: number): void {
     if (!this.isLeader) return

@@ -167,12 +167,13 @@ export class Leadership {
     if (election.fresh) this.considerStanding(this.d.clock.now())
   }
 
-  /** A member went silent: if it was our leader, elect anew. */
-  lost (peer: string): void {
+  /** A member went silent, or said it is leaving (`left`): if it was our leader, elect anew (at once if it left). */
+  lost (peer: string, left = false): void {
     const { election, log, worker } = this.d
     if (peer !== election.leader) return
-    log.warn('leader-lost', { peer, term: election.term }, `leader ${short(peer)} lost (term ${election.term})`)
-    election.leaderLost()
+    log.warn('leader-lost', { peer, term: election.term, left }, `leader ${short(peer)} ${left ? 'left' : 'lost'} (term ${election.term})`)
+    if (left) election.leaderLeft(this.d.clock.now())
+    else election.leaderLost()
     worker.abandon(`the leader of term ${election.term} is gone`)
   }
 

@@ -9,7 +9,7 @@ import { OWN_DATA, PROTOCOL_VERSION, type ControlMessage, type Outgoing, type He
 import { coreShare } from '@dml/trainer/cores'
 import type { Checkpoint, SavedVote } from '../state/checkpoint.ts'
 import { type QuorumPolicy, type Signer, type Standing } from '../proof/certificates.ts'
-import { Changes, type Clock, isAbort, Supervisor, systemClock } from '../clock.ts'
+import { Changes, type Clock, isAbort, sleep, Supervisor, systemClock } from '../clock.ts'
 import { Counts } from '../state/counts.ts'
 import { Election } from '../election/election.ts'
 import { MessageGate } from './gate.ts'
@@ -229,6 +229,14 @@ export class DmlNode implements MessageHandlers {
   }
 
   async stop (): Promise<void> {
+    if (this.running) {
+      // a last heartbeat says we are leaving (a leader hands over at once: its followers elect
+      // anew without waiting out its lease); bounded, a network that is gone does not hold us
+      const waited = new AbortController()
+      const farewell = this.net.publish({ ...this.heartbeat(), leaving: true }).catch(() => {}) // gone with the network: the lease tells them instead
+      await Promise.race([farewell, sleep(this.clock, 500, waited.signal).catch(() => {})])
+      waited.abort()
+    }
     this.running = false
     this.clock.clearTimeout(this.timer)
     this.beats.stop()
@@ -430,6 +438,13 @@ export class DmlNode implements MessageHandlers {
   }
 
   private onHeartbeat (hb: Heartbeat): void {
+    if (hb.leaving === true) {
+      // it said goodbye: no round waits for it, and if it led, the election starts now
+      if (this.membership.forget(hb.peer)) this.log.warn('peer-left', { peer: hb.peer }, `peer ${short(hb.peer)} left`)
+      this.leadership.lost(hb.peer, true)
+      this.changes.notify()
+      return
+    }
     if (this.membership.observe(hb, this.clock.now())) {
       this.log.info('peer-joined', { peer: hb.peer, device: hb.device, backend: hb.backend }, `peer ${short(hb.peer)} joined (${hb.device}, ${hb.backend})`)
     }

@@ -85,6 +85,13 @@ export class Membership {
     return this.members.get(peer)?.followingSince
   }
 
+  /** Drops `peer` (it said it is leaving); true if it was a member. */
+  forget (peer: string): boolean {
+    const was = this.members.delete(peer)
+    if (was) this.counts.add('peersLost')
+    return was
+  }
+
   get (peer: string): Heartbeat | undefined {
     return this.members.get(peer)?.heartbeat
   }
