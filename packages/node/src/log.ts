@@ -50,7 +50,7 @@ export interface RecentEvent {
 }
 
 /** Events a person watching a run wants to see: elections, peers coming and going, rounds; and every warning. */
-const NOTABLE = new Set(['election-started', 'leader-elected', 'leader-followed', 're-election', 'peer-joined', 'peer-benched', 'round-start', 'round-done', 'model-adopted', 'training-finished', 'waiting-for-peers'])
+const NOTABLE = new Set(['election-started', 'leader-elected', 'leader-followed', 're-election', 'peer-joined', 'peer-left', 'peer-benched', 'round-start', 'round-done', 'model-adopted', 'training-finished', 'waiting-for-peers'])
 
 /** The latest notable events, for the status API and the dashboard. */
 export class RecentEvents {

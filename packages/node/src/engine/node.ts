@@ -440,7 +440,7 @@ export class DmlNode implements MessageHandlers {
   private onHeartbeat (hb: Heartbeat): void {
     if (hb.leaving === true) {
       // it said goodbye: no round waits for it, and if it led, the election starts now
-      if (this.membership.forget(hb.peer)) this.log.warn('peer-left', { peer: hb.peer }, `peer ${short(hb.peer)} left`)
+      if (this.membership.forget(hb.peer)) this.log.info('peer-left', { peer: hb.peer }, `peer ${short(hb.peer)} left`)
       this.leadership.lost(hb.peer, true)
       this.changes.notify()
       return
