@@ -151,7 +151,7 @@ export async function startStatusServer (status: StatusSource, host: string, por
       res.writeHead(500, { 'content-type': 'application/json' }).end(JSON.stringify({ error: String((err as Error).message) }))
     })
   }
-  const server: Server = options.tls !== undefined ? createTlsServer({ cert: options.tls.cert, key: options.tls.key }, handle) : createServer(handle)
+  const server: Server = options.tls !== undefined ? createTlsServer(options.tls, handle) : createServer(handle)
   // the event stream: each client gets the snapshot whenever it differs from what it last got
   let pushing = false
   const push = async (): Promise<void> => {

@@ -176,9 +176,12 @@ export function announcedAddrs (peer: string, addrs: string[]): string[] {
   })
 }
 
+/** A WebSockets address's part: /ws, /wss, or /tls/ws. */
+const WEBSOCKETS = /\/wss?(\/|$)/
+
 /** Whether a browser tab has a transport for `addr`: WebSockets, or a relay's circuit (over a connection to the relay it has), or WebRTC set up through one. */
 export function canDialFromBrowser (addr: string): boolean {
-  return /\/wss?(\/|$)/.test(addr) || addr.includes('/p2p-circuit')
+  return WEBSOCKETS.test(addr) || addr.includes('/p2p-circuit')
 }
 
 /** Whether `addr` is a tab's WebRTC address (its handshake goes through the relay the address names; the connection does not). */
@@ -188,7 +191,7 @@ export function isWebRTC (addr: string): boolean {
 
 /** Whether `addr` is a WebSockets address, or a relay's circuit reached over WebSockets: what one tab can dial to reach another. */
 function overWebSockets (addr: string): boolean {
-  return /\/wss?(\/|$)/.test(addr.split('/p2p-circuit')[0])
+  return WEBSOCKETS.test(addr.split('/p2p-circuit')[0])
 }
 
 /** A tab's own addresses in the order another tab is best served by them (it dials the first few): WebRTC through a relay it reaches over WebSockets, then that relay's circuit, then the rest. */
@@ -251,7 +254,7 @@ export async function startHost (options: HostOptions, handlers: MessageHandlers
       listen: options.port === undefined ? ['/p2p-circuit', ...(platform.webrtc().length > 0 ? ['/webrtc'] : [])] : [`/ip4/${options.host}/tcp/${options.port}`, ...(options.wsPort !== undefined ? [`/ip4/${options.host}/tcp/${options.wsPort}/${options.tls !== undefined ? 'tls/ws' : 'ws'}`] : []), ...(options.relay === true ? [] : ['/p2p-circuit'])],
       ...(options.announce !== undefined && options.announce.length > 0 ? { announce: options.announce } : {})
     },
-    transports: [...(options.port === undefined ? [] : platform.tcp()), webSockets(options.tls !== undefined ? { https: { cert: options.tls.cert, key: options.tls.key } } : {}), circuitRelayTransport({ reservationCompletionTimeout: 10_000 }), ...platform.webrtc()],
+    transports: [...(options.port === undefined ? [] : platform.tcp()), webSockets(options.tls !== undefined ? { https: options.tls } : {}), circuitRelayTransport({ reservationCompletionTimeout: 10_000 }), ...platform.webrtc()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     ...(options.swarmKey !== undefined ? { connectionProtector: privateNetwork(options.swarmKey) } : {}),

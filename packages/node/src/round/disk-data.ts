@@ -1,8 +1,8 @@
 // A node's examples, from disk: its own (--data, with --holdout of them kept to evaluate on), or a
 // built-in data set's training and test sets.
 import { checkFits, holdoutSplit, loadDataset, loadOwnData } from '@dml/trainer'
-import { parseInputShape, type Task } from '@dml/protocol'
-import { ownExamples, type DataLoader } from './trainer.ts'
+import type { Task } from '@dml/protocol'
+import { dataShape, ownExamples, type DataLoader } from './trainer.ts'
 
 /** Where a peer's examples come from: its own (--data), or its part of a shared data set. */
 export interface DataSource {
@@ -16,7 +16,7 @@ export function diskData (source: DataSource): DataLoader {
   return {
     key: (task) => `${source.own ?? task.dataset} ${task.input} ${task.classes} ${task.inputScale}`,
     load: async (task: Task) => {
-      const shape = { input: parseInputShape(task.input) ?? [], classes: task.classes, scale: task.inputScale }
+      const shape = dataShape(task)
       const holdout = source.holdout
       if (source.own !== undefined) {
         return ownExamples(await loadOwnData(source.own, shape), holdout, (count) => `--data ${source.own}: --holdout ${holdout} of ${count} examples holds none out to evaluate on`)

@@ -2,7 +2,7 @@
 // The round engine sees it through the Trainer interface, so unit tests can give it a fake. Where
 // the data comes from (disk-data.ts in Node, the node's HTTP server in a browser tab) and what
 // trains (worker threads in Node, the tab's own thread) are handed to it: the rest is one trainer.
-import { buildModel, DataError, evaluate, holdoutSplit, lrOfRound, modelPart, parseLrSchedule, withServerState, type OptimizerName, type ServerOptimizerName, readWeights, parsePartition, partitionIndices, trainLocal, writeWeights, type Evaluation, type ImageSet, type ModelSpec, type TrainOptions, type TrainResult, tf } from '@dml/trainer/browser'
+import { buildModel, DataError, evaluate, holdoutSplit, lrOfRound, modelPart, parseLrSchedule, withServerState, type OptimizerName, type ServerOptimizerName, readWeights, parsePartition, partitionIndices, trainLocal, writeWeights, type DataShape, type Evaluation, type ImageSet, type ModelSpec, type TrainOptions, type TrainResult, tf } from '@dml/trainer/browser'
 import { parseInputShape, type NamedTensor, type Task } from '@dml/protocol'
 
 export interface TrainJob {
@@ -43,6 +43,11 @@ export interface LoadedData {
   /** what this peer evaluates on: its holdout, else the shared data set's test set */
   evalSet: ImageSet
   evalExamples: Uint32Array | number
+}
+
+/** What `task` asks of every peer's examples: their shape, their classes, their scale. */
+export function dataShape (task: Task): DataShape {
+  return { input: parseInputShape(task.input) ?? [], classes: task.classes, scale: task.inputScale }
 }
 
 /** A peer's own examples, `holdout` of them kept to evaluate on (a node's --data, a tab's picked files); `tooFew` says why when that keeps none. */

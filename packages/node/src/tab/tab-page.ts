@@ -2,6 +2,7 @@
 // what it does, shown as it happens. `?join` in the address starts it at once (a lab's machines
 // opening one link); `?backend=wasm` (or webgpu, webgl, cpu) picks the backend. Files picked in the page
 // are the tab's own data: read in the tab, never sent.
+import { count } from '../log.ts'
 import { startTab, type RunningTab } from './tab.ts'
 
 const $ = (id: string): HTMLElement => document.getElementById(id)!
@@ -25,7 +26,7 @@ function show (): void {
   const me = s.nodes.find(n => n.peerId === running!.peerId)
   $('state').textContent = `peer ${running.peerId.slice(-6)} (${running.backend}) · round ${s.round}` +
     (last !== undefined ? ` · accuracy ${(100 * last.accuracy).toFixed(2)}%` : '') +
-    ` · ${s.activeNodes} ${s.activeNodes === 1 ? 'peer' : 'peers'}` + (me !== undefined && me.samplesPerSec > 0 ? ` · ${me.samplesPerSec} samples/s here` : '') +
+    ` · ${count(s.activeNodes, 'peer')}` + (me !== undefined && me.samplesPerSec > 0 ? ` · ${me.samplesPerSec} samples/s here` : '') +
     (s.leader === null ? ' · no leader yet' : '')
 }
 

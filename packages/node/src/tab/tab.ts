@@ -8,14 +8,14 @@
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { PrivateKey } from '@libp2p/interface'
-import { OWN_DATA, parseInputShape, PROTOCOL_VERSION, type Task } from '@dml/protocol'
+import { OWN_DATA, PROTOCOL_VERSION, type Task } from '@dml/protocol'
 import { checkFits, csvSet, DataError, idxPair, type ImageSet } from '@dml/trainer/browser'
 import { DmlNode } from '../engine/node.ts'
 import type { NodeStatus } from '../engine/node-status.ts'
 import { dialableFrom, startHost, type DmlHost, type Reach } from '../net/host.ts'
 import { lateHandlers } from '../net/network.ts'
 import { keySigner } from '../proof/certificates.ts'
-import { LocalTrainer, ONE_THREAD, ownExamples, type LoadedData } from '../round/trainer.ts'
+import { dataShape, LocalTrainer, ONE_THREAD, ownExamples, type LoadedData } from '../round/trainer.ts'
 import type { Logger } from '../log.ts'
 import { decodeImageSet } from './data-wire.ts'
 import { chooseTabBackend } from './tab-backend.ts'
@@ -85,7 +85,7 @@ async function fileBytes (file: File): Promise<Uint8Array> {
  * Checked against the task's input and classes; a tenth of them kept to evaluate on.
  */
 export async function ownFiles (files: File[], task: Task): Promise<LoadedData> {
-  const shape = { input: parseInputShape(task.input) ?? [], classes: task.classes, scale: task.inputScale }
+  const shape = dataShape(task)
   let set: ImageSet
   const csv = files.filter(f => /\.csv(\.gz)?$/i.test(f.name))
   const images = files.find(f => /images/i.test(f.name))
